@@ -1,0 +1,26 @@
+/**
+ * Every refusal the plugin makes is a TypeError (so `instanceof TypeError` holds, as the contract says) that
+ * carries a stable `code` and the name of the offending field or option, so logs and tests can match on it.
+ */
+export class SseError extends TypeError {
+  readonly code: string
+  /** The item field (`id`, `event`, `retry`, `data`, `comment`), option or route the error is about. */
+  readonly field: string
+
+  constructor (code: string, field: string, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'SseError'
+    this.code = code
+    this.field = field
+  }
+}
+
+/** A bad `SseItem`: refused before any byte of it is written. */
+export function invalidItem (field: string, problem: string, cause?: unknown): SseError {
+  return new SseError('FST_SSE_INVALID_ITEM', field, `SSE item field "${field}" ${problem}`, cause === undefined ? undefined : { cause })
+}
+
+/** A bad plugin, stream or channel option: refused when it is given, not when it is first used. */
+export function invalidOption (option: string, problem: string): SseError {
+  return new SseError('FST_SSE_INVALID_OPTION', option, `fastify-typed-sse option "${option}" ${problem}`)
+}

@@ -1,0 +1,119 @@
+import type { SseItem } from './types.js'
+
+// The WHATWG "event stream interpretation" (HTML §9.2.6), as a pull parser over a response body.
+
+export interface ParseOptions {
+  /**
+   * Longest line, and longest event (its data buffer), in characters, before the parser gives up with an
+   * error instead of buffering on: a guard against a peer that never sends a line break. Default 4 MiB.
+   */
+  maxEventLength?: number
+  /** Called with each `retry:` value (the spec applies it to the connection even when no event follows). */
+  onRetry?: (retry: number) => void
+  /** Called with the text of each `:` comment line (heartbeats included). */
+  onComment?: (comment: string) => void
+}
+
+const DEFAULT_MAX_EVENT_LENGTH = 4 * 1024 * 1024
+const LINE_END = /\r\n|\r|\n/g
+const DIGITS = /^[0-9]+$/
+
+/** The event-stream grammar refuses a line or event longer than `maxEventLength`. */
+export class SseParseError extends Error {
+  readonly code = 'FST_SSE_PARSE'
+  constructor (message: string) {
+    super(message)
+    this.name = 'SseParseError'
+  }
+}
+
+/**
+ * Turns an event-stream body into the events it dispatches. Each yielded item has `data` (lines joined with
+ * `\n`), `event` when the block named one, `id` when the block carried an `id:` line and `retry` when it
+ * carried a valid `retry:` line. An event without data is not dispatched; an unterminated last event is dropped.
+ */
+export async function * parseEventStream (
+  body: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>,
+  options: ParseOptions = {}
+): AsyncGenerator<SseItem<string>, void, undefined> {
+  const max = options.maxEventLength ?? DEFAULT_MAX_EVENT_LENGTH
+  const decoder = new TextDecoder('utf-8') // strips a leading BOM, replaces invalid sequences with U+FFFD
+  let pending = ''
+  let first = true
+  let skipLF = false // the previous chunk ended in CR: a LF starting this one belongs to it
+  let data = ''
+  let hasData = false
+  let event = ''
+  let id: string | undefined
+  let retry: number | undefined
+
+  for await (const chunk of body) {
+    let text: string
+    if (typeof chunk === 'string') {
+      // the decoder strips the BOM of a byte stream; a string stream's own BOM is stripped here
+      text = first && chunk.charCodeAt(0) === 0xfeff ? chunk.slice(1) : chunk
+    } else {
+      text = decoder.decode(chunk, { stream: true })
+    }
+    if (chunk.length > 0) first = false
+    let buffer = pending === '' ? text : pending + text
+    let start = 0
+    if (skipLF && buffer.charCodeAt(0) === 10) start = 1
+    skipLF = false
+    LINE_END.lastIndex = start
+    let match: RegExpExecArray | null
+    while ((match = LINE_END.exec(buffer)) !== null) {
+      const line = buffer.slice(start, match.index)
+      start = match.index + match[0].length
+      if (match[0] === '\r' && start === buffer.length) skipLF = true
+
+      if (line === '') {
+        if (hasData) {
+          const item: SseItem<string> = { data }
+          if (event !== '') item.event = event
+          if (id !== undefined) item.id = id
+          if (retry !== undefined) item.retry = retry
+          yield item
+        }
+        data = ''
+        hasData = false
+        event = ''
+        id = undefined
+        retry = undefined
+        continue
+      }
+      const colon = line.indexOf(':')
+      if (colon === 0) {
+        options.onComment?.(line.charCodeAt(1) === 32 ? line.slice(2) : line.slice(1))
+        continue
+      }
+      const field = colon === -1 ? line : line.slice(0, colon)
+      let value = colon === -1 ? '' : line.slice(colon + 1)
+      if (value.charCodeAt(0) === 32) value = value.slice(1)
+      switch (field) {
+        case 'data':
+          data = hasData ? data + '\n' + value : value
+          hasData = true
+          if (data.length > max) throw new SseParseError(`event data longer than ${max} characters`)
+          break
+        case 'event':
+          event = value
+          break
+        case 'id':
+          if (value.indexOf('\0') === -1) id = value
+          break
+        case 'retry':
+          if (DIGITS.test(value)) {
+            retry = Number(value)
+            options.onRetry?.(retry)
+          }
+          break
+        // any other field is ignored, as the spec says
+      }
+    }
+    pending = buffer.slice(start)
+    buffer = ''
+    if (pending.length > max) throw new SseParseError(`line longer than ${max} characters`)
+  }
+  // whatever is left (an unterminated line or event) is discarded, as the spec says
+}

@@ -1,0 +1,32 @@
+/** One Server-Sent Event. Every present field is written on its own line(s); `data` is JSON unless a string. */
+export interface SseItem<T = unknown> {
+  /** A string is written as is (split on CR/LF into several `data:` lines); anything else is serialized. */
+  data?: T
+  /** The `event:` line; absent means the client's default `message` event. No CR or LF. */
+  event?: string
+  /** The `id:` line, which becomes the client's Last-Event-ID. `''` is written (it resets it). No CR, LF or NUL. */
+  id?: string
+  /** The `retry:` line: the client's reconnection delay in whole milliseconds, >= 0. */
+  retry?: number
+  /** `:` comment line(s), ignored by clients (useful for padding and keep-alive). */
+  comment?: string
+}
+
+/** What `reply.sse()` accepts: any async or sync iterable of items; an async generator is the usual one. */
+export type SseSource<T = unknown> = AsyncIterable<SseItem<T>> | Iterable<SseItem<T>>
+
+/** Turns non-string `data` into the text of its `data:` lines. */
+export type SseSerializer = (data: unknown) => string
+
+/** Options of one stream; the plugin's options are their defaults. */
+export interface SseStreamOptions {
+  /** Milliseconds of silence after which a `:` comment is written; `false` turns the heartbeat off. Default 15000. */
+  heartbeat?: number | false
+  /** Reconnection delay (ms) sent as a `retry:` line when the stream opens. Default: none. */
+  retry?: number
+  /** Serializer for non-string `data`. Default `JSON.stringify`. */
+  serialize?: SseSerializer
+}
+
+/** Options of `fastify.register(ssePlugin, options)`. */
+export interface SsePluginOptions extends SseStreamOptions {}

@@ -1,0 +1,105 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import { Writable } from 'node:stream'
+import { request, type Dispatcher } from 'undici'
+import { parseEventStream } from '../lib/index.js'
+import type { SseItem } from '../lib/index.js'
+import ssePlugin from '../lib/index.js'
+import type { SsePluginOptions } from '../lib/types.js'
+
+/** A log line as pino writes it. */
+export interface LogLine {
+  level: number
+  msg: string
+  reason?: string
+  items?: number
+  err?: { message: string, type: string, code?: string, field?: string }
+  [key: string]: unknown
+}
+
+/** Collects pino output so tests can assert what was logged, and wait for a line to appear. */
+export class LogCapture extends Writable {
+  readonly lines: LogLine[] = []
+  #waiters: Array<{ match: (line: LogLine) => boolean, resolve: (line: LogLine) => void }> = []
+
+  override _write (chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    for (const text of chunk.toString().split('\n')) {
+      if (text === '') continue
+      const line = JSON.parse(text) as LogLine
+      this.lines.push(line)
+      this.#waiters = this.#waiters.filter(w => {
+        if (!w.match(line)) return true
+        w.resolve(line)
+        return false
+      })
+    }
+    cb()
+  }
+
+  /** Resolves with the first line (already logged or to come) that matches. */
+  waitFor (match: (line: LogLine) => boolean): Promise<LogLine> {
+    const found = this.lines.find(match)
+    if (found !== undefined) return Promise.resolve(found)
+    return new Promise(resolve => this.#waiters.push({ match, resolve }))
+  }
+
+  at (level: number): LogLine[] {
+    return this.lines.filter(l => l.level === level)
+  }
+}
+
+export const ERROR = 50
+export const WARN = 40
+export const DEBUG = 20
+
+export interface TestApp {
+  app: FastifyInstance
+  logs: LogCapture
+  url: string
+}
+
+/** A Fastify app with the plugin, a debug-level captured logger, listening on loopback. */
+export async function startApp (
+  setup: (app: FastifyInstance) => void | Promise<void>,
+  pluginOptions: SsePluginOptions = {},
+  serverOptions: FastifyServerOptions = {}
+): Promise<TestApp> {
+  const logs = new LogCapture()
+  const app = Fastify({ logger: { level: 'debug', stream: logs }, ...serverOptions })
+  await app.register(ssePlugin, pluginOptions)
+  await setup(app)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address()
+  if (address === null || typeof address === 'string') throw new Error('not listening on TCP')
+  return { app, logs, url: `http://127.0.0.1:${address.port}` }
+}
+
+/** Opens a stream with undici and returns the response with its parsed events. */
+export async function open (url: string, options: Partial<Dispatcher.RequestOptions> = {}) {
+  const res = await request(url, options as Dispatcher.RequestOptions)
+  return { res, events: parseEventStream(res.body)[Symbol.asyncIterator]() }
+}
+
+/** Reads `n` events, failing instead of hanging when the stream ends first. */
+export async function take (events: AsyncIterator<SseItem<string>>, n: number): Promise<Array<SseItem<string>>> {
+  const out: Array<SseItem<string>> = []
+  while (out.length < n) {
+    const step = await events.next()
+    if (step.done === true) throw new Error(`stream ended after ${out.length} of ${n} events`)
+    out.push(step.value)
+  }
+  return out
+}
+
+/** Every event until the stream ends. */
+export async function all (events: AsyncIterator<SseItem<string>>): Promise<Array<SseItem<string>>> {
+  const out: Array<SseItem<string>> = []
+  for (let step = await events.next(); step.done !== true; step = await events.next()) out.push(step.value)
+  return out
+}
+
+/** A promise with its resolve function, for a test to await what another part of it signals. */
+export function deferred<T = void> (): { promise: Promise<T>, resolve: (value: T) => void } {
+  let resolve!: (value: T) => void
+  const promise = new Promise<T>(r => { resolve = r })
+  return { promise, resolve }
+}
