@@ -1,6 +1,8 @@
+import type { Http2ServerResponse } from 'node:http2'
 import { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { HEARTBEAT_FRAME, frameOf, retryFrame, type Frame } from './encode.js'
+import { SseError } from './errors.js'
 import type { SseItem, SseSerializer, SseSource } from './types.js'
 
 // One SSE response, from headers to the last byte. It never formats a field (lib/encode does), it pulls one
@@ -99,11 +101,6 @@ export class EventStream extends Readable {
     if (this.#heartbeat !== false) this.#timer = setTimeout(this.#onIdle, this.#heartbeat).unref()
   }
 
-  /** Items written so far. */
-  get items (): number {
-    return this.#items
-  }
-
   override _read (): void {
     if (!this.#pulling && !this.#finished) this.#pull()
   }
@@ -186,6 +183,10 @@ export class EventStream extends Readable {
     if (!this.#finished) this.#finish('server closing')
     const res = this.#reply.raw
     if (res.writableNeedDrain || this.readableLength > 0) res.destroy()
+    // On Node < 24 an HTTP/2 server waits for its clients' sessions to end (Fastify closes them only with
+    // forceCloseConnections: true): close this one gracefully, after the streams it carries.
+    const session = (res as { stream?: Http2ServerResponse['stream'] }).stream?.session
+    if (session !== undefined && !session.closed) session.close()
     return this.#responseClosed
   }
 
@@ -207,7 +208,10 @@ export function startStream (reply: FastifyReply, source: unknown, options: Reso
     throw new TypeError(`reply.sse() on ${reply.request.method} ${reply.request.url} needs an async or sync iterable of SSE items, got ${source === null ? 'null' : typeof source}`)
   }
   if (reply.sent || reply.raw.headersSent || streaming.has(reply)) {
-    throw new Error(`reply.sse() on ${reply.request.method} ${reply.request.url}: the reply was already sent`)
+    // As Fastify does for a second reply.send(): a warning, and the response under way is left alone.
+    reply.log.warn({ err: new SseError('FST_SSE_ALREADY_SENT', 'reply', `reply.sse() on ${reply.request.method} ${reply.request.url}: the reply was already sent`) }, 'reply.sse() called on a reply already sent')
+    stopIterator(iteratorOf(source), reply)
+    return reply
   }
   streaming.add(reply)
   reply.header('content-type', 'text/event-stream; charset=utf-8')
@@ -219,7 +223,7 @@ export function startStream (reply: FastifyReply, source: unknown, options: Reso
 
   if (reply.request.method === 'HEAD') {
     // A HEAD response has no body: an endless source would be pulled forever into nothing.
-    stopIterator(Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator](), reply)
+    stopIterator(iteratorOf(source), reply)
     return reply.send()
   }
   const stream = new EventStream(reply, source, options, registry)
@@ -229,6 +233,10 @@ export function startStream (reply: FastifyReply, source: unknown, options: Reso
 }
 
 const streaming = new WeakSet<FastifyReply>()
+
+function iteratorOf (source: SseSource<unknown>): AsyncIterator<unknown> | Iterator<unknown> {
+  return Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]()
+}
 
 function isSource (value: unknown): value is SseSource<unknown> {
   if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return false

@@ -1,0 +1,97 @@
+import t from 'tap'
+import { connect as netConnect } from 'node:net'
+import { once } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { all, deferred, open, startApp, take } from './helpers.js'
+
+t.test('app.close() ends 50 open streams promptly; every generator finally runs', async t => {
+  t.setTimeout(20_000)
+  let started = 0
+  let finalized = 0
+  const allStarted = deferred()
+  const { app, url, logs } = await startApp(app => {
+    // onResponse + logger: the combination that makes Fastify drop its own request.signal wiring
+    app.addHook('onResponse', async () => {})
+    app.get('/sleepy', async function * (request) {
+      try {
+        yield { data: 'open' }
+        if (++started === 50) allStarted.resolve()
+        await sleep(3_600_000, undefined, { signal: request.signal })
+      } finally {
+        finalized++
+      }
+    })
+  })
+
+  const streams = await Promise.all(Array.from({ length: 50 }, () => open(url + '/sleepy')))
+  const firsts = await Promise.all(streams.map(({ events }) => take(events, 1)))
+  t.same(firsts, Array(50).fill([{ data: 'open' }]), 'all 50 streams are open')
+  await allStarted.promise
+
+  const t0 = Date.now()
+  await app.close()
+  const elapsed = Date.now() - t0
+  t.ok(elapsed < 2000, `app.close() resolved in ${elapsed} ms`)
+  t.equal(finalized, 50, 'every generator ran its finally')
+  const ends = await Promise.all(streams.map(({ events }) => all(events)))
+  t.same(ends, Array(50).fill([]), 'every client saw its stream end cleanly')
+  const reasons = logs.lines.filter(l => l.msg === 'SSE stream closed').map(l => l.reason)
+  t.same(new Set(reasons), new Set(['server closing']))
+})
+
+t.test('app.close() does not wait for a client that stopped reading', async t => {
+  t.setTimeout(20_000)
+  let pulled = 0
+  const stopped = deferred()
+  const { app, url } = await startApp(app => {
+    app.get('/flood', async function * () {
+      try {
+        for (let i = 0; i < 100_000; i++) {
+          pulled++
+          yield { data: 'y'.repeat(32 * 1024) }
+        }
+      } finally {
+        stopped.resolve()
+      }
+    })
+  })
+  const socket = netConnect(Number(new URL(url).port), '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  await once(socket, 'connect')
+  socket.pause()
+  socket.write('GET /flood HTTP/1.1\r\nHost: localhost\r\n\r\n')
+  let last = -1
+  for (let i = 0; i < 200 && pulled !== last; i++) {
+    last = pulled
+    await sleep(50)
+  }
+  const t0 = Date.now()
+  await app.close()
+  t.ok(Date.now() - t0 < 2000, `closed in ${Date.now() - t0} ms with a full socket`)
+  await stopped.promise
+  t.pass('the generator was stopped')
+})
+
+t.test('a generator that ignores the signal does not hold app.close()', async t => {
+  t.setTimeout(20_000)
+  const release = deferred()
+  const finalized = deferred()
+  const { app, url } = await startApp(app => {
+    app.get('/stubborn', async function * () {
+      try {
+        yield { data: 'x' }
+        await release.promise // deaf to request.signal
+        yield { data: 'never delivered' }
+      } finally {
+        finalized.resolve()
+      }
+    })
+  })
+  const { events } = await open(url + '/stubborn')
+  t.same(await take(events, 1), [{ data: 'x' }])
+  await app.close()
+  t.same(await all(events), [], 'the client saw a clean end')
+  release.resolve()
+  await finalized.promise
+  t.pass('its finally ran once it reached the next yield')
+})

@@ -1,0 +1,36 @@
+import t from 'tap'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { fileURLToPath } from 'node:url'
+
+// The built package as users load it: by its name, from ESM and from CommonJS (require of ESM, Node >= 20.19).
+const root = fileURLToPath(new URL('..', import.meta.url))
+const run = promisify(execFile)
+const env = { ...process.env }
+delete env.NODE_V8_COVERAGE // dist/ is what is shipped, lib/ is what the coverage measures
+
+async function node (args: string[]): Promise<string> {
+  const { stdout } = await run(process.execPath, args, { cwd: root, env, timeout: 20_000 })
+  return stdout.trim()
+}
+
+t.test('import by name: default and named plugin, parser, client subpath', async t => {
+  const out = await node(['--input-type=module', '-e', `
+    import plugin, { ssePlugin, parseEventStream, encodeItem, SseError } from 'fastify-typed-sse'
+    import * as client from 'fastify-typed-sse/client'
+    console.log(JSON.stringify({
+      same: plugin === ssePlugin,
+      name: plugin[Symbol.for('plugin-meta')].name,
+      parser: typeof parseEventStream, client: typeof client.parseEventStream, encode: encodeItem({ data: 1 }),
+      error: SseError.prototype instanceof TypeError
+    }))`])
+  t.same(JSON.parse(out), { same: true, name: 'fastify-typed-sse', parser: 'function', client: 'function', encode: 'data: 1\n\n', error: true })
+})
+
+t.test('require() from CommonJS', async t => {
+  const out = await node(['-e', `
+    const m = require('fastify-typed-sse')
+    const c = require('fastify-typed-sse/client')
+    console.log(typeof m.default, typeof m.ssePlugin, typeof c.parseEventStream)`])
+  t.equal(out, 'function function function')
+})

@@ -1,0 +1,399 @@
+import t from 'tap'
+import { connect as netConnect } from 'node:net'
+import { once } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { request } from 'undici'
+import Fastify from 'fastify'
+import ssePlugin, { type SseItem } from '../lib/index.js'
+import { all, deferred, DEBUG, ERROR, open, startApp, take, WARN } from './helpers.js'
+
+t.test('headers: SSE ones added, earlier ones and the status kept', async t => {
+  t.setTimeout(10_000)
+  const { app, url } = await startApp(app => {
+    app.get('/plain', (_req, reply) => reply.sse([{ data: 'x' }]))
+    app.get('/custom', (_req, reply) => {
+      reply.code(201).header('x-trace', 'abc').header('cache-control', 'private, no-store')
+      return reply.sse([{ data: 'y' }])
+    })
+  })
+  t.teardown(() => app.close())
+
+  const plain = await request(url + '/plain')
+  t.equal(plain.statusCode, 200)
+  t.equal(plain.headers['content-type'], 'text/event-stream; charset=utf-8')
+  t.equal(plain.headers['cache-control'], 'no-cache, no-transform')
+  t.equal(plain.headers['x-accel-buffering'], 'no')
+  t.equal(plain.headers.connection, 'keep-alive')
+  t.equal(plain.headers['content-length'], undefined, 'streamed, not buffered')
+  t.equal(await plain.body.text(), 'data: x\n\n')
+
+  const custom = await request(url + '/custom')
+  t.equal(custom.statusCode, 201, 'reply.code() kept')
+  t.equal(custom.headers['x-trace'], 'abc', 'reply.header() kept')
+  t.equal(custom.headers['cache-control'], 'private, no-store', "the user's cache-control wins")
+  t.equal(custom.headers['content-type'], 'text/event-stream; charset=utf-8')
+  t.equal(await custom.body.text(), 'data: y\n\n')
+})
+
+t.test('headers reach the client before the first event, even behind an async onSend hook', async t => {
+  t.setTimeout(10_000)
+  const release = deferred()
+  const { app, url } = await startApp(app => {
+    app.addHook('onSend', async (_req, reply) => {
+      await sleep(5)
+      reply.header('x-from-hook', 'yes')
+    })
+    app.get('/late', (_req, reply) => reply.sse((async function * () {
+      await release.promise
+      yield { data: 'first' }
+    })()))
+  })
+  t.teardown(() => app.close())
+
+  const { res, events } = await open(url + '/late')
+  t.equal(res.statusCode, 200, 'the response is open while the source has yielded nothing')
+  t.equal(res.headers['content-type'], 'text/event-stream; charset=utf-8', 'content-type survived the async hook')
+  t.equal(res.headers['x-from-hook'], 'yes', 'headers set by onSend hooks are sent too')
+  release.resolve()
+  t.same(await all(events), [{ data: 'first' }])
+})
+
+t.test('each item is flushed as it is yielded', async t => {
+  t.setTimeout(10_000)
+  const gates = [deferred(), deferred()]
+  const { app, url } = await startApp(app => {
+    app.get('/step', (_req, reply) => reply.sse((async function * () {
+      yield { id: '1', data: 'one' }
+      await gates[0]?.promise
+      yield { id: '2', data: 'two' }
+      await gates[1]?.promise
+    })()))
+  })
+  t.teardown(() => app.close())
+
+  const { events } = await open(url + '/step')
+  t.same(await take(events, 1), [{ id: '1', data: 'one' }], 'first item arrives while the source waits')
+  gates[0]?.resolve()
+  t.same(await take(events, 1), [{ id: '2', data: 'two' }])
+  gates[1]?.resolve()
+  t.same(await all(events), [], 'the source ending ends the response')
+})
+
+t.test('sync iterables, empty items, custom serializers and options per call', async t => {
+  t.setTimeout(10_000)
+  const { app, url } = await startApp(app => {
+    app.get('/array', (_req, reply) => reply.sse<unknown>([{ data: 1 }, {}, { event: 'e', data: [2] }]))
+    app.get('/per-call', (_req, reply) => reply.sse([{ data: { a: 1 } }], { retry: 250, serialize: v => `<${JSON.stringify(v)}>` }))
+    app.get('/generator-sync', (_req, reply) => reply.sse((function * () { yield { data: 'g' } })()))
+  }, { retry: 1000, serialize: v => JSON.stringify(v, null, 0) })
+  t.teardown(() => app.close())
+
+  t.equal(await (await request(url + '/array')).body.text(), 'retry: 1000\n\ndata: 1\n\nevent: e\ndata: [2]\n\n',
+    'the plugin retry opens the stream; an item without fields writes nothing')
+  t.equal(await (await request(url + '/per-call')).body.text(), 'retry: 250\n\ndata: <{"a":1}>\n\n', 'per-call options win')
+  t.equal(await (await request(url + '/generator-sync')).body.text(), 'retry: 1000\n\ndata: g\n\n')
+})
+
+t.test('bad arguments to reply.sse are a 500 naming the route; the reply stays usable once', async t => {
+  t.setTimeout(10_000)
+  const { app, url, logs } = await startApp(app => {
+    app.get('/number', (_req, reply) => reply.sse(42 as never))
+    app.get('/null', (_req, reply) => reply.sse(null as never))
+    app.get('/twice', (_req, reply) => {
+      reply.sse([{ data: 'once' }])
+      return reply.sse([{ data: 'twice' }])
+    })
+    app.get('/bad-option', (_req, reply) => reply.sse([], { heartbeat: -5 }))
+  })
+  t.teardown(() => app.close())
+
+  const number = await request(url + '/number')
+  t.equal(number.statusCode, 500)
+  t.match(await number.body.json(), { message: /reply\.sse\(\) on GET \/number needs an async or sync iterable .* got number/ })
+  const nul = await request(url + '/null')
+  t.match(await nul.body.json(), { message: /got null/ })
+  const bad = await request(url + '/bad-option')
+  t.equal(bad.statusCode, 500)
+  t.match(await bad.body.json(), { message: /option "heartbeat" must be a positive whole number/ })
+
+  const twice = await request(url + '/twice')
+  t.equal(await twice.body.text(), 'data: once\n\n', 'the first stream is untouched')
+  const warning = await logs.waitFor(l => l.msg === 'reply.sse() called on a reply already sent')
+  t.match(warning, { level: WARN, err: { code: 'FST_SSE_ALREADY_SENT', message: /GET \/twice: the reply was already sent/ } })
+})
+
+t.test('plugin options are validated when registering', async t => {
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [{ heartbeat: 0 }, /"heartbeat" must be a positive whole number of milliseconds or false, got 0/],
+    [{ heartbeat: 1.5 }, /"heartbeat"/],
+    [{ heartbeat: 2 ** 31 }, /"heartbeat"/],
+    [{ heartbeat: true }, /"heartbeat"/],
+    [{ retry: -1 }, /"retry" must be a non-negative whole number/],
+    [{ serialize: 'json' }, /"serialize" must be a function, got string/]
+  ]
+  for (const [options, message] of cases) {
+    const app = Fastify()
+    await t.rejects(async () => { await app.register(ssePlugin, options) }, { code: 'FST_SSE_INVALID_OPTION', message })
+    await app.close()
+  }
+  const ok = Fastify()
+  await t.resolves(async () => { await ok.register(ssePlugin, { heartbeat: false, retry: 0 }) })
+  await ok.close()
+})
+
+t.test('retry is written first and the heartbeat fills silence, then stops with the stream', async t => {
+  t.setTimeout(10_000)
+  const stop = deferred()
+  const { app, url } = await startApp(app => {
+    app.get('/quiet', (request, reply) => reply.sse((async function * () {
+      await stop.promise
+      yield { data: 'bye' }
+      void request
+    })(), { heartbeat: 30 }))
+  }, { retry: 500 })
+  t.teardown(() => app.close())
+
+  const res = await request(url + '/quiet')
+  const chunks: string[] = []
+  for await (const chunk of res.body) {
+    chunks.push(String(chunk))
+    const text = chunks.join('')
+    if (text.split(':\n\n').length > 3) stop.resolve() // three heartbeats seen
+  }
+  const text = chunks.join('')
+  t.ok(text.startsWith('retry: 500\n\n:\n\n:\n\n'), 'retry line, then heartbeats')
+  t.ok(text.endsWith(':\n\ndata: bye\n\n'), 'the event follows the heartbeats, whole')
+})
+
+t.test('the heartbeat is reset by every write', async t => {
+  t.setTimeout(10_000)
+  const { app, url } = await startApp(app => {
+    app.get('/busy', (_req, reply) => reply.sse((async function * () {
+      for (let i = 0; i < 40; i++) {
+        yield { data: String(i) }
+        await sleep(10)
+      }
+    })(), { heartbeat: 100 }))
+  })
+  t.teardown(() => app.close())
+  const text = await (await request(url + '/busy')).body.text()
+  const heartbeats = text.split(':\n\n').length - 1
+  // 40 writes 10 ms apart: a heartbeat that ignored writes would fire ~4 times in those 400 ms
+  t.ok(heartbeats <= 1, `at most one heartbeat on a busy stream (saw ${heartbeats})`)
+  t.equal(text.split('data: ').length - 1, 40)
+})
+
+t.test('client disconnect: request.signal aborts, the generator finally runs at once, logged at debug', async t => {
+  t.setTimeout(10_000)
+  const finished = deferred<number>()
+  const started = deferred()
+  const { app, url, logs } = await startApp(app => {
+    app.get('/forever', (request, reply) => reply.sse((async function * () {
+      try {
+        yield { data: 'hello' }
+        started.resolve()
+        await sleep(60_000, undefined, { signal: request.signal })
+      } finally {
+        finished.resolve(Date.now())
+      }
+    })()))
+  })
+  t.teardown(() => app.close())
+
+  const ac = new AbortController()
+  const { events } = await open(url + '/forever', { signal: ac.signal })
+  t.same(await take(events, 1), [{ data: 'hello' }])
+  await started.promise
+  const abortedAt = Date.now()
+  ac.abort()
+  const finallyAt = await finished.promise
+  t.ok(finallyAt - abortedAt < 1000, `finally ran ${finallyAt - abortedAt} ms after the client left`)
+  const closed = await logs.waitFor(l => l.msg === 'SSE stream closed')
+  t.equal(closed.level, DEBUG)
+  t.equal(closed.reason, 'client closed')
+  t.equal(closed.items, 1)
+  await logs.waitFor(l => l.msg === 'SSE source stopped after the stream closed')
+  t.same(logs.at(ERROR), [], 'an abort is not an error')
+})
+
+t.test('a source that throws: logged once at error, the response ends cleanly, others unaffected', async t => {
+  t.setTimeout(10_000)
+  const other = deferred()
+  const { app, url, logs } = await startApp(app => {
+    app.get('/throws', (_req, reply) => reply.sse((async function * () {
+      yield { data: 'a' }
+      yield { data: 'b' }
+      throw new Error('database went away')
+    })()))
+    app.get('/throws-first', (_req, reply) => reply.sse((async function * () {
+      throw new Error('before any item')
+    })()))
+    app.get('/other', (_req, reply) => reply.sse((async function * () {
+      yield { data: 'still here' }
+      await other.promise
+      yield { data: 'and still' }
+    })()))
+  })
+  t.teardown(() => app.close())
+
+  const { events: otherEvents } = await open(url + '/other')
+  t.same(await take(otherEvents, 1), [{ data: 'still here' }])
+
+  const { res, events } = await open(url + '/throws')
+  t.equal(res.statusCode, 200)
+  t.same(await all(events), [{ data: 'a' }, { data: 'b' }], 'items before the throw arrive, then a clean end')
+  const first = await open(url + '/throws-first')
+  t.equal(first.res.statusCode, 200, 'the stream had opened')
+  t.same(await all(first.events), [])
+
+  const errors = logs.at(ERROR)
+  t.equal(errors.length, 2, 'each failure logged once')
+  t.match(errors[0], { msg: 'SSE source failed; stream ended', err: { message: 'database went away' } })
+  t.match(errors[1], { err: { message: 'before any item' } })
+  other.resolve()
+  t.same(await all(otherEvents), [{ data: 'and still' }], 'the other stream carried on')
+})
+
+t.test('a bad item: nothing of it written, TypeError naming the field logged, generator stopped', async t => {
+  t.setTimeout(10_000)
+  const stopped = deferred()
+  const { app, url, logs } = await startApp(app => {
+    app.get('/inject', (_req, reply) => reply.sse((async function * () {
+      try {
+        yield { event: 'ok', data: 'fine' }
+        yield { event: 'a\ndata: evil', data: 'x' }
+        yield { data: 'never' }
+      } finally {
+        stopped.resolve()
+      }
+    })()))
+  })
+  t.teardown(() => app.close())
+
+  const res = await request(url + '/inject')
+  t.equal(await res.body.text(), 'event: ok\ndata: fine\n\n', 'not one byte of the bad item')
+  await stopped.promise
+  const [error] = logs.at(ERROR)
+  t.match(error, { msg: 'SSE item refused; stream ended', err: { type: 'SseError', field: 'event', code: 'FST_SSE_INVALID_ITEM', message: /"event" must not contain CR or LF/ } })
+  t.match(await logs.waitFor(l => l.msg === 'SSE stream closed'), { reason: 'item refused', items: 1 })
+})
+
+t.test('hand-written iterators: a synchronous throw in next() and a failing return()', async t => {
+  t.setTimeout(10_000)
+  const { app, url, logs } = await startApp(app => {
+    app.get('/throw-sync', (_req, reply) => reply.sse({
+      [Symbol.asyncIterator]: () => ({ next: () => { throw new Error('sync throw') } })
+    }))
+    app.get('/bad-return', (_req, reply) => reply.sse({
+      [Symbol.asyncIterator]: () => ({
+        next: async () => ({ done: false, value: { retry: -1 } as SseItem }),
+        return: async () => { throw new Error('cleanup failed') }
+      })
+    }))
+    app.get('/throwing-return', (_req, reply) => reply.sse({
+      [Symbol.asyncIterator]: () => ({
+        next: async () => ({ done: false, value: { id: 'a\rb' } as SseItem }),
+        return: () => { throw new Error('return threw') }
+      })
+    }))
+  })
+  t.teardown(() => app.close())
+
+  t.equal(await (await request(url + '/throw-sync')).body.text(), '')
+  await logs.waitFor(l => l.level === ERROR && l.err?.message === 'sync throw')
+  t.equal(await (await request(url + '/bad-return')).body.text(), '')
+  await logs.waitFor(l => l.level === ERROR && l.msg === 'SSE source failed while stopping' && l.err?.message === 'cleanup failed')
+  t.equal(await (await request(url + '/throwing-return')).body.text(), '')
+  await logs.waitFor(l => l.level === ERROR && l.msg === 'SSE source failed while stopping' && l.err?.message === 'return threw')
+})
+
+t.test('HEAD: headers only, the source is never run', async t => {
+  t.setTimeout(10_000)
+  let bodyRan = false
+  let returned = 0
+  const { app, url } = await startApp(app => {
+    app.get('/gen', async function * () {
+      bodyRan = true
+      yield { data: 'x' }
+    })
+    app.get('/custom', (_req, reply) => reply.sse({
+      [Symbol.iterator]: () => ({ next: () => ({ done: true, value: undefined }), return: () => { returned++; return { done: true, value: undefined } } })
+    }))
+  })
+  t.teardown(() => app.close())
+  const head = await request(url + '/gen', { method: 'HEAD' })
+  t.equal(head.statusCode, 200)
+  t.equal(head.headers['content-type'], 'text/event-stream; charset=utf-8')
+  t.equal(await head.body.text(), '')
+  t.equal(bodyRan, false, 'the generator body never started')
+  await request(url + '/custom', { method: 'HEAD' }).then(r => r.body.text())
+  t.equal(returned, 1, 'the iterator was told to stop')
+})
+
+t.test('backpressure: a client that reads nothing pauses the source; reading again resumes it', async t => {
+  t.setTimeout(30_000)
+  let pulled = 0
+  const finished = deferred()
+  const big = 'x'.repeat(64 * 1024)
+  const { app, url } = await startApp(app => {
+    app.get('/firehose', (_req, reply) => reply.sse((async function * () {
+      try {
+        for (let i = 0; i < 100_000; i++) {
+          pulled++
+          yield { id: String(i), data: big }
+        }
+      } finally {
+        finished.resolve()
+      }
+    })(), { heartbeat: false }))
+  })
+  t.teardown(() => app.close())
+
+  const { port } = new URL(url)
+  const socket = netConnect(Number(port), '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  await once(socket, 'connect')
+  socket.pause()
+  socket.write('GET /firehose HTTP/1.1\r\nHost: localhost\r\n\r\n')
+
+  // Wait until the count stops moving (quiet for 5 checks 50 ms apart), bounded to 10 s.
+  let last = -1
+  let quiet = 0
+  for (let i = 0; i < 200 && quiet < 5; i++) {
+    await sleep(50)
+    quiet = pulled === last ? quiet + 1 : 0
+    last = pulled
+  }
+  t.equal(quiet, 5, `the source paused (at ${pulled} items)`)
+  // Kernel buffers on loopback hold a few MB; 100,000 items of 64 KiB would be 6.5 GB.
+  t.ok(pulled < 400, `items pulled stay bounded by the socket buffers: ${pulled} of 100,000`)
+
+  // Read some: the pull resumes.
+  const paused = pulled
+  socket.resume()
+  let received = 0
+  const resumed = new Promise<void>(resolve => {
+    socket.on('data', chunk => {
+      received += chunk.length
+      if (pulled > paused + 50) resolve()
+    })
+  })
+  await resumed
+  t.ok(received > 0 && pulled > paused, 'reading drains the socket and the source is pulled again')
+  socket.destroy()
+  await finished.promise
+  t.pass('the source is stopped when the slow client leaves')
+})
+
+t.test('the plugin is encapsulation-safe: one registration serves child contexts', async t => {
+  t.setTimeout(10_000)
+  const { app, url } = await startApp(async app => {
+    await app.register(async child => {
+      child.get('/child', async function * () {
+        yield { data: 'from child' }
+      })
+    }, { prefix: '/p' })
+  })
+  t.teardown(() => app.close())
+  t.equal(await (await request(url + '/p/child')).body.text(), 'data: from child\n\n')
+})
