@@ -18,6 +18,13 @@ export interface ResolvedStreamOptions {
 /** Why a stream ended, as logged and as seen by `close()` callers. */
 export type EndReason = 'source ended' | 'source failed' | 'item refused' | 'client closed' | 'server closing'
 
+/**
+ * String frames that a source yields in one burst (without waiting on I/O in between) are gathered and
+ * pushed as one chunk when the burst ends, or at this many characters: one socket write instead of many,
+ * and no later than the frames would have left anyway (the response corks the socket until next tick).
+ */
+const BATCH_CHARS = 16 * 1024
+
 const controllers = new WeakMap<FastifyRequest, AbortController>()
 
 /**
@@ -76,6 +83,9 @@ export class EventStream extends Readable {
   #timer: NodeJS.Timeout | undefined
   #lastWrite = this.#startedAt
   #pulling = false
+  #wantMore = true
+  #batch = ''
+  #flushQueued = false
   #finished = false
   #reason: EndReason = 'client closed'
   #items = 0
@@ -102,6 +112,7 @@ export class EventStream extends Readable {
   }
 
   override _read (): void {
+    this.#wantMore = true
     if (!this.#pulling && !this.#finished) this.#pull()
   }
 
@@ -134,7 +145,30 @@ export class EventStream extends Readable {
       return
     }
     this.#items++
-    if (frame.length === 0 || this.#write(frame)) this.#pull()
+    if (typeof frame === 'string') {
+      this.#batch += frame
+      if (this.#batch.length >= BATCH_CHARS) this.#flush()
+      else if (!this.#flushQueued) {
+        this.#flushQueued = true
+        process.nextTick(this.#onTick)
+      }
+    } else {
+      this.#flush()
+      this.#write(frame)
+    }
+    if (this.#wantMore) this.#pull()
+  }
+
+  #onTick = (): void => {
+    this.#flushQueued = false
+    if (!this.destroyed) this.#flush()
+  }
+
+  #flush (): void {
+    if (this.#batch === '') return
+    const batch = this.#batch
+    this.#batch = ''
+    this.#write(batch)
   }
 
   #onError = (err: unknown): void => {
@@ -148,9 +182,10 @@ export class EventStream extends Readable {
     this.#finish('source failed')
   }
 
-  #write (frame: Frame): boolean {
+  /** Pushes whole frames; a refused push (the socket is full) stops the pulling until the next _read. */
+  #write (frame: Frame): void {
     this.#lastWrite = Date.now()
-    return this.push(frame)
+    if (!this.push(frame)) this.#wantMore = false
   }
 
   #onIdle = (): void => {
@@ -166,6 +201,7 @@ export class EventStream extends Readable {
     this.#finished = true
     this.#reason = reason
     if (reason !== 'source ended') this.#stopSource()
+    this.#flush() // the whole frames that came before the end
     this.push(null)
   }
 

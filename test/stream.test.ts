@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
 import Fastify from 'fastify'
 import ssePlugin, { type SseItem } from '../lib/index.js'
+import { encodeItem, kFrame } from '../lib/encode.js'
 import { all, deferred, DEBUG, ERROR, open, startApp, take, WARN } from './helpers.js'
 
 t.test('headers: SSE ones added, earlier ones and the status kept', async t => {
@@ -396,4 +397,24 @@ t.test('the plugin is encapsulation-safe: one registration serves child contexts
   })
   t.teardown(() => app.close())
   t.equal(await (await request(url + '/p/child')).body.text(), 'data: from child\n\n')
+})
+
+t.test('frames encoded ahead of time go out as they are, in order with the others', async t => {
+  t.setTimeout(10_000)
+  const shared = Buffer.from(encodeItem({ id: '9', event: 'pre', data: 'shared' }))
+  const { app, url } = await startApp(app => {
+    app.get('/mixed', async function * () {
+      yield { data: 'a' }
+      yield { data: 'ignored', [kFrame]: shared } as SseItem
+      for (let i = 0; i < 3000; i++) yield { data: i }
+      yield { data: 'z', [kFrame]: shared } as SseItem
+    })
+  })
+  t.teardown(() => app.close())
+  const events = await all((await open(url + '/mixed')).events)
+  t.equal(events.length, 3003)
+  t.same(events[0], { data: 'a' })
+  t.same(events[1], { id: '9', event: 'pre', data: 'shared' })
+  t.same(events.slice(2, 3002).map(e => Number(e.data)), Array.from({ length: 3000 }, (_, i) => i), 'a long burst arrives whole and in order')
+  t.same(events[3002], { id: '9', event: 'pre', data: 'shared' })
 })
