@@ -13,7 +13,12 @@ export interface ResolvedStreamOptions {
   heartbeat: number | false
   retry: number | undefined
   serialize: SseSerializer
+  /** A typed route's item check and serializer choice (lib/schema); unset on untyped streams. */
+  item?: ItemHook | undefined
 }
+
+/** Checks an item before it is encoded and picks its data's serializer (undefined: the stream's own); throws an SseError to refuse it. */
+export type ItemHook = (item: unknown) => SseSerializer | undefined
 
 /** Why a stream ended, as logged and as seen by `close()` callers. */
 export type EndReason = 'source ended' | 'source failed' | 'item refused' | 'client closed' | 'server closing'
@@ -77,6 +82,7 @@ export class EventStream extends Readable {
   readonly #iterator: AsyncIterator<SseItem<unknown>>
   readonly #controller: AbortController
   readonly #serialize: SseSerializer
+  readonly #itemHook: ItemHook | undefined
   readonly #heartbeat: number | false
   readonly #registry: Set<EventStream>
   readonly #startedAt = Date.now()
@@ -97,6 +103,7 @@ export class EventStream extends Readable {
     this.#reply = reply
     this.#controller = streamController(reply.request, reply)
     this.#serialize = options.serialize
+    this.#itemHook = options.item
     this.#heartbeat = options.heartbeat
     this.#registry = registry
     this.#iterator = Symbol.asyncIterator in source
@@ -138,7 +145,7 @@ export class EventStream extends Readable {
     }
     let frame: Frame
     try {
-      frame = frameOf(step.value, this.#serialize)
+      frame = frameOf(step.value, this.#itemHook?.(step.value) ?? this.#serialize)
     } catch (err) {
       this.#reply.log.error({ err }, 'SSE item refused; stream ended')
       this.#finish('item refused')
@@ -274,7 +281,8 @@ function iteratorOf (source: SseSource<unknown>): AsyncIterator<unknown> | Itera
   return Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]()
 }
 
-function isSource (value: unknown): value is SseSource<unknown> {
+/** An async or sync iterable that is not a string (what `reply.sse()` accepts). */
+export function isSource (value: unknown): value is SseSource<unknown> {
   if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return false
   const candidate = value as Partial<Record<symbol, unknown>>
   return typeof candidate[Symbol.asyncIterator] === 'function' || typeof candidate[Symbol.iterator] === 'function'

@@ -24,8 +24,18 @@ export interface SseStreamOptions {
   heartbeat?: number | false
   /** Reconnection delay (ms) sent as a `retry:` line when the stream opens. Default: none. */
   retry?: number
-  /** Serializer for non-string `data`. Default `JSON.stringify`. */
+  /**
+   * Serializer for non-string `data`. Default: on a route with an `sseSchema()` response, the serializer compiled
+   * from the data schema (fast-json-stringify, through Fastify's serializer compiler), else `JSON.stringify`.
+   * Given per call, it is used even where a schema is known.
+   */
   serialize?: SseSerializer
+  /**
+   * On a route with an `sseSchema()` response, check each item against the schema before it is written: data
+   * that does not match, or (for an event map) an event the map does not name, is refused like any bad item.
+   * Uses the route's validator compiler (Fastify's ajv by default) on a copy of the data. Default false.
+   */
+  validate?: boolean
 }
 
 /** Options of `fastify.register(ssePlugin, options)`. */

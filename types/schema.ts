@@ -1,0 +1,107 @@
+// Type tests (checked by `npm run typecheck`, never run): what a typed SSE route may yield or stream.
+import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Fastify from 'fastify'
+import { expectTypeOf } from 'expect-type'
+import { sseSchema, type SseItem, type SseItemOf, type SseStream } from '../lib/index.js'
+
+const app = Fastify().withTypeProvider<TypeBoxTypeProvider>()
+
+const Tick = Type.Object({ now: Type.Number() })
+const clock = sseSchema(Tick)
+const chat = sseSchema({ message: Type.Object({ text: Type.String() }), joined: Type.Object({ user: Type.String() }) })
+
+// ---- the item types
+expectTypeOf<SseItemOf<typeof clock>>().toEqualTypeOf<SseItem<{ now: number }>>()
+type ChatItem = SseItemOf<typeof chat>
+expectTypeOf<Extract<ChatItem, { event: 'message' }>['data']>().toEqualTypeOf<{ text: string } | undefined>()
+
+// ---- async generator handlers, with the TypeBox type provider
+app.get('/clock', { schema: { response: { 200: clock } } }, async function * () {
+  yield { event: 'tick', data: { now: 1 } }
+  yield { comment: 'padding' }
+})
+
+app.get('/clock-bad-data', { schema: { response: { 200: clock } } },
+  // @ts-expect-error data does not match the schema
+  async function * () {
+    yield { data: { now: 'one' } }
+  })
+
+// TypeScript gives no contextual type to a generator's yields while it still infers the route's schema, so an
+// event name is written `as const` there (plain route generics and reply.sse() need no such help).
+app.get('/chat', { schema: { response: { 200: chat } } }, async function * () {
+  yield { event: 'message' as const, data: { text: 'hi' } }
+  yield { event: 'joined' as const, data: { user: 'ann' }, id: '1' }
+  yield { comment: 'keep-alive' }
+})
+
+app.get('/chat-inline', { schema: { response: { 200: chat } } }, (request, reply) =>
+  reply.sse((async function * () { yield { event: 'message', data: { text: 'no as const needed' } } })()))
+
+app.get('/chat-unknown-event', { schema: { response: { 200: chat } } },
+  // @ts-expect-error "left" is not an event of the map
+  async function * () {
+    yield { event: 'left' as const, data: { user: 'ann' } }
+  })
+
+app.get('/chat-wrong-data', { schema: { response: { 200: chat } } },
+  // @ts-expect-error the data of "joined" is { user }, not { text }
+  async function * () {
+    yield { event: 'joined' as const, data: { text: 'hi' } }
+  })
+
+// ---- reply.sse on a typed route
+app.get('/clock-reply', { schema: { response: { 200: clock } } }, async (request, reply) => {
+  async function * ticks () { yield { data: { now: Date.now() } } }
+  return reply.sse(ticks())
+})
+
+app.get('/clock-reply-bad', { schema: { response: { 200: clock } } }, async (request, reply) => {
+  async function * ticks () { yield { data: { now: 'later' } } }
+  // @ts-expect-error the source's data does not match the schema
+  return reply.sse(ticks())
+})
+
+app.get('/chat-reply', { schema: { response: { 200: chat } } }, (request, reply) => {
+  return reply.sse([{ event: 'message', data: { text: 'hi' } }])
+})
+
+app.get('/chat-reply-bad', { schema: { response: { 200: chat } } }, (request, reply) => {
+  // @ts-expect-error "left" is not an event of the map
+  return reply.sse([{ event: 'left', data: { user: 'x' } }])
+})
+
+// ---- plain route generics, no type provider
+const plain = Fastify()
+interface Tock { n: number }
+plain.get<{ Reply: SseStream<SseItem<Tock>> }>('/tock', async function * () {
+  yield { data: { n: 1 } }
+})
+type Move = { event: 'move', data: { x: number } } | { event: 'stop', data: { at: number } }
+plain.get<{ Reply: SseStream<Move> }>('/moves', async function * () {
+  yield { event: 'move', data: { x: 1 } }
+  yield { event: 'stop', data: { at: 2 } }
+})
+// @ts-expect-error "jump" is not a Move event
+plain.get<{ Reply: SseStream<Move> }>('/moves-bad', async function * () {
+  yield { event: 'jump', data: { x: 1 } }
+})
+// @ts-expect-error data does not match the Reply generic
+plain.get<{ Reply: SseStream<SseItem<Tock>> }>('/tock-bad', async function * () {
+  yield { data: { n: '1' } }
+})
+plain.get<{ Reply: SseStream<SseItem<Tock>> }>('/tock-reply', (request, reply) => reply.sse([{ data: { n: 1 } }]))
+plain.get<{ Reply: SseStream<SseItem<Tock>> }>('/tock-reply-bad', (request, reply) => {
+  // @ts-expect-error data does not match the Reply generic
+  return reply.sse([{ data: { n: 'x' } }])
+})
+
+// ---- untyped use is unchanged
+plain.get('/any', (request, reply) => reply.sse([{ data: { anything: true } }]))
+plain.get('/any-mixed', (request, reply) => reply.sse<unknown>([{ data: { anything: true } }, { data: 'text' }]))
+plain.get('/any-gen-reply', async (request, reply) => {
+  async function * items () { yield { event: 'x', data: 1 } }
+  await Promise.resolve()
+  return reply.sse(items())
+})
+plain.get('/any-gen', async function * () { yield { data: 1 } })
