@@ -91,14 +91,19 @@ function typedStream (reply: FastifyReply, resolved: ResolvedOptions, streamOpti
   return { ...resolved, item }
 }
 
+/** What Fastify sends as a body as it is (a handler may return pre-encoded SSE text), not a source of items. */
+function isBody (value: unknown): boolean {
+  return typeof value === 'string' || ArrayBuffer.isView(value) || typeof (value as { pipe?: unknown } | null)?.pipe === 'function'
+}
+
 /**
  * A non-generator handler of a route with an `sseSchema()` response: a returned iterable is streamed; any other
  * value for a status documented as SSE means the handler neither streamed nor called `reply.sse()`: an error
  * naming the route, rather than a JSON body served as text/event-stream.
  */
 function settle (result: unknown, reply: FastifyReply, streams: RouteStreams, route: string): unknown {
-  if (reply.sent || result === undefined || result === reply) return result
-  if (isSource(result) && typeof (result as { pipe?: unknown }).pipe !== 'function' && !ArrayBuffer.isView(result)) return reply.sse(result)
+  if (reply.sent || result === undefined || result === reply || isBody(result)) return result
+  if (isSource(result)) return reply.sse(result)
   if (streamAt(streams, reply.routeOptions.schema, reply.statusCode) === undefined) return result
   throw new SseError('FST_SSE_NOT_A_STREAM', route, `route ${route} has an sseSchema() response but its handler neither yields nor calls reply.sse(): it returned ${result === null ? 'null' : typeof result}`)
 }

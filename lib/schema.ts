@@ -194,7 +194,7 @@ interface Compiled {
 
 type Validator = ((data: unknown) => boolean) & { errors?: Array<{ instancePath?: string, message?: string }> | null }
 
-function compile (schema: JsonSchema, reply: FastifyReply, validate: boolean): Compiled {
+function compile (schema: JsonSchema, reply: FastifyReply, route: string, validate: boolean): Compiled {
   const serializer = reply.compileSerializationSchema(schema as Record<string, unknown>) as SseSerializer
   if (!validate) return { serialize: serializer, validate: undefined }
   const validator = (reply.request as FastifyRequest).compileValidationSchema(schema as Record<string, unknown>) as Validator
@@ -202,7 +202,13 @@ function compile (schema: JsonSchema, reply: FastifyReply, validate: boolean): C
     serialize: serializer,
     validate: (data) => {
       // Fastify's ajv may coerce, fill defaults and strip properties: it works on a copy, never on the caller's data.
-      if (validator(structuredClone(data))) return undefined
+      let copy: unknown
+      try {
+        copy = structuredClone(data)
+      } catch (err) {
+        throw invalidItem('data', `could not be checked against the schema of route ${route}: ${(err as Error).message}`, err)
+      }
+      if (validator(copy)) return undefined
       const first = validator.errors?.[0]
       return `${first?.instancePath === '' || first?.instancePath === undefined ? '' : first.instancePath + ' '}${first?.message ?? 'is invalid'}`
     }
@@ -221,7 +227,7 @@ export function itemHook (info: SseSchemaInfo, reply: FastifyReply, route: strin
   const compiledFor = (key: string | undefined, schema: JsonSchema): Compiled => {
     let compiled = cache.get(key)
     if (compiled === undefined) {
-      compiled = compile(schema, reply, validate)
+      compiled = compile(schema, reply, route, validate)
       cache.set(key, compiled)
     }
     return compiled
