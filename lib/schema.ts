@@ -258,7 +258,8 @@ export function itemHook (info: SseSchemaInfo, reply: FastifyReply, route: strin
 export interface SwaggerTransformInput {
   schema: FastifySchema
   url: string
-  openapiObject: { openapi?: string }
+  /** The document being built (absent for Swagger 2.0 documents, which this transform leaves alone). */
+  openapiObject?: { openapi?: string }
 }
 
 function supportsItemSchema (version: string | undefined): boolean {
@@ -274,7 +275,7 @@ function supportsItemSchema (version: string | undefined): boolean {
  */
 export function sseSwaggerTransform (input: SwaggerTransformInput): { schema: FastifySchema, url: string } {
   const { schema, url, openapiObject } = input
-  const streams = supportsItemSchema(openapiObject.openapi) ? routeStreams(schema) : undefined
+  const streams = supportsItemSchema(openapiObject?.openapi) ? routeStreams(schema) : undefined
   if (streams === undefined) return { schema, url }
   const response = { ...(schema.response as Record<string, unknown>) }
   for (const [status, info] of streams) {
