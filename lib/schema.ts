@@ -209,8 +209,9 @@ function compile (schema: JsonSchema, reply: FastifyReply, route: string, valida
         throw invalidItem('data', `could not be checked against the schema of route ${route}: ${(err as Error).message}`, err)
       }
       if (validator(copy)) return undefined
-      const first = validator.errors?.[0]
-      return `${first?.instancePath === '' || first?.instancePath === undefined ? '' : first.instancePath + ' '}${first?.message ?? 'is invalid'}`
+      // ajv's errors; another validator compiler's may have other fields, or none
+      const problems = (validator.errors ?? []).map(error => [error.instancePath, error.message].filter(Boolean).join(' '))
+      return problems.length === 0 ? 'rejected by the validator' : problems.join(', ')
     }
   }
 }

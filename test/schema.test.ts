@@ -147,7 +147,14 @@ t.test('validate: a mismatching item is refused whole, logged naming the field a
 t.test('validate: an event the map does not name is refused; validate per call; data that cannot be copied', async t => {
   const { app, url, logs } = await startApp(app => {
     const schema = { response: { 200: sseSchema(events) } }
-    app.get('/unknown', { schema }, (request, reply) => reply.sse<unknown>([{ event: 'move', data: { x: 1 } }, { event: 'jump', data: { x: 1 } }]))
+    app.get('/unknown', { schema }, (request, reply) => reply.sse<unknown>([{ comment: 'control' }, { event: 'move', data: { x: 1 } }, { event: 'jump', data: { x: 1 } }]))
+    app.get('/not-an-item', { schema }, (request, reply) => reply.sse<unknown>([null] as never))
+    app.get('/own-serializer', { schema }, (request, reply) => reply.sse<unknown>([{ event: 'move', data: { x: 1, y: 2 } }, { event: 'move', data: { x: 'no' } }], { serialize: data => `own ${JSON.stringify(data)}` }))
+    app.get('/own-validator', {
+      schema,
+      validatorCompiler: () => Object.assign((data: unknown) => typeof data === 'string', { errors: null })
+    }, (request, reply) => reply.sse<unknown>([{ event: 'move', data: { x: 1 } }]))
+    app.route({ method: ['GET', 'POST'], url: '/two-methods', schema, handler: async () => ({ x: 1 }) as never })
     app.get('/no-event', { schema }, (request, reply) => reply.sse<unknown>([{ data: 'x' }]))
     app.get('/per-call', { schema }, (request, reply) => reply.sse<unknown>([{ event: 'note', data: { not: 'a string' } }], { validate: true }))
     app.get('/coerced', { schema }, (request, reply) => reply.sse<unknown>([{ event: 'note', data: 5 }]))
@@ -157,7 +164,7 @@ t.test('validate: an event the map does not name is refused; validate per call; 
   }, { validate: true })
   t.teardown(() => app.close())
 
-  t.equal(await (await request(`${url}/unknown`)).body.text(), 'event: move\ndata: {"x":1}\n\n')
+  t.equal(await (await request(`${url}/unknown`)).body.text(), ': control\n\nevent: move\ndata: {"x":1}\n\n', 'control items pass on an event map')
   let line = await logs.waitFor(l => l.level === ERROR)
   t.equal(line.err?.field, 'event')
   t.match(line.err?.message, /"jump" is not an event of route GET \/unknown \(expected one of "move", "note"\)/)
@@ -179,6 +186,22 @@ t.test('validate: an event the map does not name is refused; validate per call; 
   t.match(line.err?.message, /"data" could not be checked against the schema of route GET \/fn: .*could not be cloned/)
 
   t.equal(await (await request(`${url}/root`)).body.text(), '', 'a string is checked too (it would be written as is)')
+
+  t.equal(await (await request(`${url}/not-an-item`)).body.text(), '')
+  line = await logs.waitFor(l => l.level === ERROR && l.err?.field === 'item')
+  t.match(line.err?.message, /must be an object/, 'the encoder refuses what is not an item, as on any route')
+
+  t.equal(await (await request(`${url}/own-serializer`)).body.text(), 'event: move\ndata: own {"x":1,"y":2}\n\n',
+    'a serializer given per call is used, and items are still checked')
+  line = await logs.waitFor(l => l.level === ERROR && /route GET \/own-serializer/.test(l.err?.message ?? ''))
+  t.match(line.err?.message, /\/x must be number/)
+
+  t.equal(await (await request(`${url}/own-validator`)).body.text(), '')
+  line = await logs.waitFor(l => l.level === ERROR && /route GET \/own-validator/.test(l.err?.message ?? ''))
+  t.match(line.err?.message, /does not match the schema of route GET \/own-validator: rejected by the validator/, 'the route\'s validator compiler is the one used')
+
+  const two = await request(`${url}/two-methods`)
+  t.match(await two.body.json(), { code: 'FST_SSE_NOT_A_STREAM', message: /route GET,POST \/two-methods/ }, 'a route with several methods names them all')
 })
 
 t.test('the validate option must be a boolean', async t => {
