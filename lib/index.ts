@@ -8,7 +8,7 @@ import type {
 import type { FastifyReplyType, ResolveFastifyReplyType } from 'fastify/types/type-provider.js'
 import { isRetry } from './encode.js'
 import { invalidOption, SseError } from './errors.js'
-import { itemHook, routeName, routeStreams, streamAt, type RouteStreams, type SseItemOfReply, type SseReply } from './schema.js'
+import { itemHook, routeName, routeStreams, streamAt, type RouteStreams, type SseItemOfReply } from './schema.js'
 import { EventStream, isSource, startStream, streamController, type ResolvedStreamOptions } from './stream.js'
 import type { SsePluginOptions, SseSource, SseStreamOptions } from './types.js'
 
@@ -39,7 +39,7 @@ declare module 'fastify' {
      * Streams `source` as Server-Sent Events: headers at once, one frame per item, pulled only when the
      * socket takes more, stopped (`return()`) when the client leaves or the server closes. Returns the reply.
      */
-    sse<T = unknown>(source: SseSourceFor<ReplyType, T>, options?: SseStreamOptions): FastifyReply<RouteGeneric, RawServer, RawRequest, RawReply, ContextConfig, SchemaCompiler, TypeProvider> & SseReply
+    sse<T = unknown>(source: SseSourceFor<ReplyType, T>, options?: SseStreamOptions): FastifyReply
   }
 }
 
@@ -84,7 +84,8 @@ function typedStream (reply: FastifyReply, resolved: ResolvedOptions, streamOpti
   const streams = streamsOf(schema)
   if (streams === undefined) return resolved
   const info = streamAt(streams, schema, reply.statusCode) ?? streams.values().next().value
-  const item = itemHook(info as NonNullable<typeof info>, reply, routeName({ method, url: url ?? '' }), {
+  // a route with a schema has a url (only the 404 handler has none, and no schema)
+  const item = itemHook(info as NonNullable<typeof info>, reply, routeName({ method, url: url as string }), {
     validate: resolved.validate,
     compileSerializers: streamOptions?.serialize === undefined
   })
@@ -120,8 +121,7 @@ async function ssePluginCallback (fastify: FastifyInstance, options: SsePluginOp
 
   fastify.decorateReply('sse', function sse (this: FastifyReply, source: unknown, streamOptions?: SseStreamOptions) {
     const resolved = streamOptions === undefined ? defaults : resolveOptions(streamOptions, defaults)
-    // The SseReply brand exists in types only: it lets a typed SSE route return what reply.sse() returns.
-    return startStream(this, source, typedStream(this, resolved, streamOptions), open) as FastifyReply & SseReply
+    return startStream(this, source, typedStream(this, resolved, streamOptions), open)
   })
 
   fastify.addHook('onRoute', (route) => {
@@ -161,7 +161,7 @@ export default ssePlugin
 export { encodeItem } from './encode.js'
 export { sseSchema, sseSwaggerTransform } from './schema.js'
 export type {
-  JsonSchema, SseControlItem, SseEventItem, SseEventSchemas, SseItemOf, SseItemOfReply, SseReply, SseSchema,
+  JsonSchema, SseControlItem, SseEventItem, SseEventSchemas, SseItemOf, SseItemOfReply, SseSchema,
   SseSchemaInfo, SseSchemaOptions, SseStream, SwaggerTransformInput
 } from './schema.js'
 export { SseError } from './errors.js'

@@ -13,18 +13,11 @@ export const kSseSchema: unique symbol = Symbol.for('fastify-typed-sse.schema') 
 /** The media type of every SSE response. */
 export const EVENT_STREAM = 'text/event-stream'
 
-declare const sseReplyBrand: unique symbol
-
-/** What `reply.sse()` returns: the reply, marked as streaming so a typed SSE route may return it. */
-export interface SseReply {
-  readonly [sseReplyBrand]: true
-}
-
 /**
- * What a route with an SSE response schema may produce: an async generator (or any iterable) of its items, or
- * the reply returned by `reply.sse()`. It is the `Static` of the schema, and the `Reply` of a route generic.
+ * What a route with an SSE response schema may produce: an async iterable (an async generator) of its items,
+ * or the reply that `reply.sse()` returns. It is the `Static` of the schema, and the `Reply` of a route generic.
  */
-export type SseStream<Item> = AsyncIterable<Item> | SseReply
+export type SseStream<Item> = AsyncIterable<Item> | FastifyReply
 
 /** An item with no event and no data (a comment, an id or a retry on its own): allowed on every typed stream. */
 export interface SseControlItem {
