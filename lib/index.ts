@@ -132,8 +132,9 @@ async function ssePluginCallback (fastify: FastifyInstance, options: SsePluginOp
       const original = route.handler
       const handler = function sseRouteHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): unknown {
         const result: unknown = original.call(this, request, reply)
-        return result instanceof Promise
-          ? result.then(value => settle(value, reply, streams, name))
+        // a thenable is awaited as Fastify awaits it; a plain value is settled at once
+        return typeof (result as PromiseLike<unknown> | null)?.then === 'function'
+          ? Promise.resolve(result).then(value => settle(value, reply, streams, name))
           : settle(result, reply, streams, name)
       }
       route.handler = handler as RouteHandlerMethod
