@@ -1,6 +1,6 @@
 // Type tests (checked by `npm run typecheck`, never run): what a typed SSE route may yield or stream.
-import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Fastify from 'fastify'
+import { Type, type Static, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Fastify, { type FastifyReply } from 'fastify'
 import { expectTypeOf } from 'expect-type'
 import { sseSchema, type SseItem, type SseItemOf, type SseStream } from '../lib/index.js'
 
@@ -105,3 +105,14 @@ plain.get('/any-gen-reply', async (request, reply) => {
   return reply.sse(items())
 })
 plain.get('/any-gen', async function * () { yield { data: 1 } })
+
+// ---- the README's route generic forms
+const readmePlain = Fastify()
+readmePlain.get<{ Reply: SseStream<SseItem<Static<typeof Tick>>> }>('/readme-tick', async function * () { yield { data: { now: 1 } } })
+readmePlain.get<{ Reply: SseStream<SseItemOf<typeof chat>> }>('/readme-chat', async function * () {
+  yield { event: 'joined', data: { user: 'ann' } }
+})
+readmePlain.get<{ Reply: SseStream<SseItemOf<typeof chat>> }>('/readme-chat-reply', (request, reply) => {
+  expectTypeOf(reply.sse([{ event: 'message', data: { text: 'hi' } }])).toEqualTypeOf<FastifyReply>()
+  return reply.sse([{ event: 'message', data: { text: 'hi' } }])
+})
