@@ -7,13 +7,13 @@ import type {
 // Not re-exported by fastify's entry, and needed to merge with FastifyReply's exact type parameters.
 import type { FastifyReplyType, ResolveFastifyReplyType } from 'fastify/types/type-provider.js'
 import { isRetry } from './encode.js'
-import { invalidOption, SseError } from './errors.js'
-import { itemHook, routeName, routeStreams, streamAt, type RouteStreams, type SseItemOfReply } from './schema.js'
-import { EventStream, isSource, startStream, streamController, type ResolvedStreamOptions } from './stream.js'
+import { invalidOption } from './errors.js'
+import { streamingHandler, typedItemHook, type SseItemOfReply } from './schema.js'
+import { EventStream, startStream, streamController, type ResolvedStreamOptions } from './stream.js'
 import type { SsePluginOptions, SseSource, SseStreamOptions } from './types.js'
 
 // The plugin: options, the reply decorator, the hook that turns async generator handlers into streams and the
-// one that ends every stream on close. Thin on purpose: the work is in lib/stream and lib/encode.
+// one that ends every stream on close. Thin on purpose: the work is in lib/stream, lib/encode and lib/schema.
 
 /**
  * What `reply.sse()` accepts: on a typed SSE route (an `sseSchema()` response with a type provider, or a
@@ -65,50 +65,6 @@ function resolveOptions (options: SseStreamOptions, base: ResolvedOptions): Reso
 
 const DEFAULTS: ResolvedOptions = { heartbeat: 15_000, retry: undefined, serialize: JSON.stringify, validate: false }
 
-// A route's SSE response schemas, found once per route schema object.
-const streamsOfSchema = new WeakMap<FastifySchema, RouteStreams | null>()
-
-function streamsOf (schema: FastifySchema | undefined): RouteStreams | undefined {
-  if (schema === undefined) return undefined
-  let streams = streamsOfSchema.get(schema)
-  if (streams === undefined) {
-    streams = routeStreams(schema) ?? null
-    streamsOfSchema.set(schema, streams)
-  }
-  return streams ?? undefined
-}
-
-/** The item hook of a stream on a typed route: compiled serializers and, with `validate`, checks. */
-function typedStream (reply: FastifyReply, resolved: ResolvedOptions, streamOptions: SseStreamOptions | undefined): ResolvedStreamOptions {
-  const { schema, method, url } = reply.routeOptions
-  const streams = streamsOf(schema)
-  if (streams === undefined) return resolved
-  const info = streamAt(streams, schema, reply.statusCode) ?? streams.values().next().value
-  // a route with a schema has a url (only the 404 handler has none, and no schema)
-  const item = itemHook(info as NonNullable<typeof info>, reply, routeName({ method, url: url as string }), {
-    validate: resolved.validate,
-    compileSerializers: streamOptions?.serialize === undefined
-  })
-  return { ...resolved, item }
-}
-
-/** What Fastify sends as a body as it is (a handler may return pre-encoded SSE text), not a source of items. */
-function isBody (value: unknown): boolean {
-  return typeof value === 'string' || ArrayBuffer.isView(value) || typeof (value as { pipe?: unknown } | null)?.pipe === 'function'
-}
-
-/**
- * A non-generator handler of a route with an `sseSchema()` response: a returned iterable is streamed; any other
- * value for a status documented as SSE means the handler neither streamed nor called `reply.sse()`: an error
- * naming the route, rather than a JSON body served as text/event-stream.
- */
-function settle (result: unknown, reply: FastifyReply, streams: RouteStreams, route: string): unknown {
-  if (reply.sent || result === undefined || result === reply || isBody(result)) return result
-  if (isSource(result)) return reply.sse(result)
-  if (streamAt(streams, reply.routeOptions.schema, reply.statusCode) === undefined) return result
-  throw new SseError('FST_SSE_NOT_A_STREAM', route, `route ${route} has an sseSchema() response but its handler neither yields nor calls reply.sse(): it returned ${result === null ? 'null' : typeof result}`)
-}
-
 function isAsyncGeneratorFunction (fn: unknown): boolean {
   return typeof fn === 'function' && (fn as { [Symbol.toStringTag]?: string })[Symbol.toStringTag] === 'AsyncGeneratorFunction'
 }
@@ -121,23 +77,16 @@ async function ssePluginCallback (fastify: FastifyInstance, options: SsePluginOp
 
   fastify.decorateReply('sse', function sse (this: FastifyReply, source: unknown, streamOptions?: SseStreamOptions) {
     const resolved = streamOptions === undefined ? defaults : resolveOptions(streamOptions, defaults)
-    return startStream(this, source, typedStream(this, resolved, streamOptions), open)
+    // on a route with an sseSchema() response: compiled serializers, and checks with `validate`
+    const item = typedItemHook(this, { validate: resolved.validate, compileSerializers: streamOptions?.serialize === undefined })
+    return startStream(this, source, item === undefined ? resolved : { ...resolved, item }, open)
   })
 
   fastify.addHook('onRoute', (route) => {
     if (!isAsyncGeneratorFunction(route.handler)) {
-      const streams = streamsOf(route.schema)
-      if (streams === undefined) return
-      const name = routeName(route)
-      const original = route.handler
-      const handler = function sseRouteHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): unknown {
-        const result: unknown = original.call(this, request, reply)
-        // a thenable is awaited as Fastify awaits it; a plain value is settled at once
-        return typeof (result as PromiseLike<unknown> | null)?.then === 'function'
-          ? Promise.resolve(result).then(value => settle(value, reply, streams, name))
-          : settle(result, reply, streams, name)
-      }
-      route.handler = handler as RouteHandlerMethod
+      // a plain handler of a route with an sseSchema() response: what it returns must stream
+      const handler = streamingHandler(route)
+      if (handler !== undefined) route.handler = handler
       return
     }
     const generator = route.handler as unknown as GeneratorHandler

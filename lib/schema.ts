@@ -1,7 +1,7 @@
 import { Type, type Static, type TSchema, type TUnsafe } from '@sinclair/typebox'
-import type { FastifyReply, FastifyRequest, FastifySchema, RouteOptions } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, RouteHandlerMethod, RouteOptions } from 'fastify'
 import { invalidItem, SseError } from './errors.js'
-import type { ItemHook } from './stream.js'
+import { isSource, type ItemHook } from './stream.js'
 import type { SseItem, SseSerializer } from './types.js'
 
 // Typed streams: `sseSchema()` builds a response schema that documents a route as text/event-stream, types what
@@ -173,6 +173,65 @@ export function streamAt (streams: RouteStreams, schema: FastifySchema | undefin
   const response = schema?.response as Record<string, unknown>
   const key = [code, code[0] + 'xx', 'default'].find(candidate => Object.hasOwn(response, candidate))
   return key === undefined ? undefined : streams.get(key)
+}
+
+// A route's SSE response schemas, found once per route schema object.
+const streamsOfSchema = new WeakMap<FastifySchema, RouteStreams | null>()
+
+function streamsOf (schema: FastifySchema | undefined): RouteStreams | undefined {
+  if (schema === undefined) return undefined
+  let streams = streamsOfSchema.get(schema)
+  if (streams === undefined) {
+    streams = routeStreams(schema) ?? null
+    streamsOfSchema.set(schema, streams)
+  }
+  return streams ?? undefined
+}
+
+/**
+ * The item hook of a stream started on `reply`: on a route with an `sseSchema()` response, the serializers
+ * compiled from its data schemas and, with `validate`, the checks; undefined on any other route.
+ */
+export function typedItemHook (reply: FastifyReply, options: { validate: boolean, compileSerializers: boolean }): ItemHook | undefined {
+  const { schema, method, url } = reply.routeOptions
+  const streams = streamsOf(schema)
+  if (streams === undefined) return undefined
+  const info = streamAt(streams, schema, reply.statusCode) ?? streams.values().next().value as SseSchemaInfo
+  // a route with a schema has a url (only the 404 handler has none, and no schema)
+  return itemHook(info, reply, routeName({ method, url: url as string }), options)
+}
+
+/** What Fastify sends as a body as it is (a handler may return pre-encoded SSE text), not a source of items. */
+function isBody (value: unknown): boolean {
+  return typeof value === 'string' || ArrayBuffer.isView(value) || typeof (value as { pipe?: unknown } | null)?.pipe === 'function'
+}
+
+/**
+ * What a non-generator handler of a route with an `sseSchema()` response returned: an iterable is streamed; any
+ * other value for a status documented as SSE means the handler neither streamed nor called `reply.sse()`: an
+ * error naming the route, rather than a JSON body served as text/event-stream.
+ */
+function settle (result: unknown, reply: FastifyReply, streams: RouteStreams, route: string): unknown {
+  if (reply.sent || result === undefined || result === reply || isBody(result)) return result
+  if (isSource(result)) return reply.sse(result)
+  if (streamAt(streams, reply.routeOptions.schema, reply.statusCode) === undefined) return result
+  throw new SseError('FST_SSE_NOT_A_STREAM', route, `route ${route} has an sseSchema() response but its handler neither yields nor calls reply.sse(): it returned ${result === null ? 'null' : typeof result}`)
+}
+
+/** The handler that wraps a non-generator handler of a route with an `sseSchema()` response; undefined for other routes. */
+export function streamingHandler (route: RouteOptions): RouteHandlerMethod | undefined {
+  const streams = streamsOf(route.schema)
+  if (streams === undefined) return undefined
+  const name = routeName(route)
+  const original = route.handler
+  const handler = function sseRouteHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): unknown {
+    const result: unknown = original.call(this, request, reply)
+    // a thenable is awaited as Fastify awaits it; a plain value is settled at once
+    return typeof (result as PromiseLike<unknown> | null)?.then === 'function'
+      ? Promise.resolve(result).then(value => settle(value, reply, streams, name))
+      : settle(result, reply, streams, name)
+  }
+  return handler as RouteHandlerMethod
 }
 
 /** `GET /path`, as errors name a route. */
