@@ -67,7 +67,8 @@ export interface SseSchemaInfo {
   readonly itemSchema: Record<string, unknown>
 }
 
-// The names of JSON Schema keywords: an object with one of them is a data schema, not an event map.
+// The names of JSON Schema keywords: an object with one of them is a data schema, not an event map (unless all
+// its values are TypeBox schemas: then it is a map, and an event may be called `type` or `title`).
 const KEYWORDS = new Set([
   '$id', '$ref', '$schema', '$defs', 'definitions', 'type', 'properties', 'items', 'enum', 'const', 'anyOf', 'oneOf',
   'allOf', 'not', 'if', 'then', 'else', 'additionalProperties', 'patternProperties', 'required', 'format', 'pattern',
@@ -75,8 +76,16 @@ const KEYWORDS = new Set([
 ])
 const TYPEBOX_KIND = Symbol.for('TypeBox.Kind')
 
+function isTypeBox (value: unknown): boolean {
+  return typeof value === 'object' && value !== null && TYPEBOX_KIND in value
+}
+
 function isDataSchema (value: object): boolean {
-  return TYPEBOX_KIND in value || Object.keys(value).length === 0 || Object.keys(value).some(key => KEYWORDS.has(key))
+  if (isTypeBox(value)) return true
+  const keys = Object.keys(value)
+  if (keys.length === 0) return true
+  if (Object.values(value).every(isTypeBox)) return false
+  return keys.some(key => KEYWORDS.has(key))
 }
 
 function checkSchema (schema: unknown, what: string): JsonSchema {

@@ -24,6 +24,11 @@ t.test('sseSchema(data): one item shape, data required, and the 3.2 item with da
   t.same(sseSchemaInfo(sseSchema({ type: 'object', properties: { a: { type: 'number' } } }))?.data,
     { type: 'object', properties: { a: { type: 'number' } } }, 'a plain JSON Schema is a data schema')
   t.same(sseSchemaInfo(sseSchema({}))?.data, {}, '{} is the schema of any data, not an empty event map')
+  t.same(Object.keys(sseSchemaInfo(sseSchema({ type: Type.Number(), title: Type.String() }))?.events ?? {}), ['type', 'title'],
+    'a map of TypeBox schemas is a map, even with events named like keywords')
+  t.same(sseSchemaInfo(sseSchema({ type: 'object', properties: { a: Type.Number() } }))?.data, { type: 'object', properties: { a: Type.Number() } })
+  t.same(Object.keys(sseSchemaInfo(sseSchema({ a: { type: 'number' }, b: { type: 'string' } }))?.events ?? {}), ['a', 'b'],
+    'a map of plain JSON Schemas, its names not keywords')
   t.equal(sseSchemaInfo({ content: {} }), undefined, 'only sseSchema() results are recognised')
   t.equal(sseSchemaInfo(null), undefined)
 })
