@@ -131,7 +131,10 @@ async function runExample (t: Test, env: Record<string, string>): Promise<string
   })
   for await (const line of createInterface({ input: child.stdout })) {
     const match = /"msg":"Server listening at (http:\/\/127\.0\.0\.1:\d+)"/.exec(line)
-    if (match?.[1] !== undefined) return match[1]
+    if (match?.[1] !== undefined) {
+      child.stdout.resume() // its later log lines are drained, so a full pipe never blocks it
+      return match[1]
+    }
   }
   throw new Error('examples/openapi.ts exited before listening')
 }
