@@ -4,6 +4,7 @@ export {
   connect,
   SseClientError,
   type ClientSchema,
+  type ConnectBaseOptions,
   type ConnectOptions,
   type DataOf,
   type FetchLike,

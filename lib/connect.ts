@@ -1,5 +1,5 @@
 import type { Static, TSchema } from '@sinclair/typebox'
-import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
+import { TypeCompiler, type TypeCheck, type ValueError } from '@sinclair/typebox/compiler'
 import { parseEventStream, SseParseError } from './parse.js'
 import type { SseItem } from './types.js'
 
@@ -32,7 +32,8 @@ export type DataOf<S extends ClientSchema> = Static<S>
 /** An event as the client yields it: always with `data`, decoded. */
 export type ReceivedItem<T> = SseItem<T> & { data: T }
 
-export interface ConnectOptions {
+/** The options of `connect` but `schema` (overloads add a typed one: an optional one here confuses inference). */
+export interface ConnectBaseOptions {
   /** Aborting it ends the iteration (quietly: the loop just ends) and closes the connection. */
   signal?: AbortSignal
   /** Sent as `Last-Event-ID` on the first request (a resumed session); then the last id the server sent. */
@@ -47,12 +48,15 @@ export interface ConnectOptions {
   maxRetries?: number
   /** `false` keeps `data` as the received string instead of decoding it as JSON. Default `true`. */
   json?: boolean
-  /** Validates each event's decoded `data`; an event that does not match ends the iteration with an error. */
-  schema?: ClientSchema
   /** Longest line or event accepted, in characters (see `parseEventStream`). Default 4 MiB. */
   maxEventLength?: number
   /** The fetch to use. Default: the global `fetch`. */
   fetch?: FetchLike
+}
+
+export interface ConnectOptions extends ConnectBaseOptions {
+  /** Validates each event's decoded `data`; an event that does not match ends the iteration with an error. */
+  schema?: ClientSchema
 }
 
 /** Why `connect` stopped with an error: a stable `code`, and the HTTP `status` when there was an answer. */
@@ -115,9 +119,10 @@ export function decoder<T> (json: boolean, check: TypeCheck<TSchema> | undefined
       }
     }
     if (check !== undefined && !check.Check(data)) {
-      const first = check.Errors(data).First()
-      const where = first === undefined || first.path === '' ? 'data' : `data${first.path}`
-      throw new SseClientError('FST_SSE_CLIENT_DATA', `${describeEvent(item)} does not match the schema: ${where} ${first?.message ?? 'is invalid'}`)
+      // TypeBox reports at least one error for a value that fails Check
+      const first = check.Errors(data).First() as ValueError
+      const where = first.path === '' ? 'data' : `data${first.path}`
+      throw new SseClientError('FST_SSE_CLIENT_DATA', `${describeEvent(item)} does not match the schema: ${where} ${first.message}`)
     }
     return { ...item, data: data as T }
   }
@@ -136,9 +141,9 @@ export function mimeEssence (contentType: string | null | undefined): string {
  * the schema, or when `maxRetries` connection attempts in a row failed; an `SseParseError` on a line or event
  * longer than `maxEventLength`.
  */
-export function connect<S extends ClientSchema> (url: string | URL, options: ConnectOptions & { schema: S }): AsyncGenerator<ReceivedItem<DataOf<S>>, void, undefined>
-export function connect (url: string | URL, options: ConnectOptions & { json: false, schema?: undefined }): AsyncGenerator<ReceivedItem<string>, void, undefined>
-export function connect<T = unknown> (url: string | URL, options?: ConnectOptions & { schema?: undefined }): AsyncGenerator<ReceivedItem<T>, void, undefined>
+export function connect<S extends ClientSchema> (url: string | URL, options: ConnectBaseOptions & { schema: S }): AsyncGenerator<ReceivedItem<DataOf<S>>, void, undefined>
+export function connect (url: string | URL, options: ConnectBaseOptions & { json: false, schema?: undefined }): AsyncGenerator<ReceivedItem<string>, void, undefined>
+export function connect<T = unknown> (url: string | URL, options?: ConnectBaseOptions & { schema?: undefined }): AsyncGenerator<ReceivedItem<T>, void, undefined>
 export function connect (url: string | URL, options: ConnectOptions = {}): AsyncGenerator<ReceivedItem<unknown>, void, undefined> {
   const { retry = DEFAULT_RETRY, maxRetries = Infinity } = options
   if (!isDelay(retry)) throw new TypeError(`connect() option "retry" must be a non-negative whole number of milliseconds, got ${String(retry)}`)

@@ -9,7 +9,8 @@ import { parseEventStream } from './parse.js'
 // The stream is read as it is written and closed (the route's generator stopped, as when a browser leaves)
 // once enough events came, so endless routes can be tested too.
 
-export interface InjectSseOptions {
+/** The options of `injectSse` but `schema` (overloads add a typed one). */
+export interface InjectSseBaseOptions {
   /** Path (and query string) of the route. */
   url: string
   /** Default `GET`. */
@@ -21,17 +22,26 @@ export interface InjectSseOptions {
   lastEventId?: string
   /** `false` keeps `data` as the received string instead of decoding it as JSON. Default `true`. */
   json?: boolean
-  /** Validates each event's decoded `data` (a TypeBox schema). */
-  schema?: ClientSchema
   /** Longest line or event accepted, in characters. Default 4 MiB. */
   maxEventLength?: number
 }
 
-export interface CollectOptions extends InjectSseOptions {
+export interface InjectSseOptions extends InjectSseBaseOptions {
+  /** Validates each event's decoded `data` (a TypeBox schema). */
+  schema?: ClientSchema
+}
+
+/** The options of `collect` but `schema`. */
+export interface CollectBaseOptions extends InjectSseBaseOptions {
   /** Events to wait for before the stream is closed. Default: all, until the route ends the stream. */
   count?: number
   /** Milliseconds to wait for them before failing with what did arrive. Default 5000. */
   timeout?: number
+}
+
+export interface CollectOptions extends CollectBaseOptions {
+  /** Validates each event's decoded `data` (a TypeBox schema). */
+  schema?: ClientSchema
 }
 
 /** An open SSE response of an injected request. */
@@ -61,9 +71,14 @@ function describeRequest (options: InjectSseOptions): string {
  * Injects a request into `app` (no listening needed) and returns its event stream as it is written. Fails
  * when the answer is not a 200 `text/event-stream` response (its status and body are in the message).
  */
-export async function injectSse<S extends ClientSchema> (app: FastifyInstance, options: InjectSseOptions & { schema: S }): Promise<InjectedStream<DataOf<S>>>
-export async function injectSse<T = unknown> (app: FastifyInstance, options: InjectSseOptions & { schema?: undefined }): Promise<InjectedStream<T>>
+export async function injectSse<S extends ClientSchema> (app: FastifyInstance, options: InjectSseBaseOptions & { schema: S }): Promise<InjectedStream<DataOf<S>>>
+export async function injectSse (app: FastifyInstance, options: InjectSseBaseOptions & { json: false, schema?: undefined }): Promise<InjectedStream<string>>
+export async function injectSse<T = unknown> (app: FastifyInstance, options: InjectSseBaseOptions & { schema?: undefined }): Promise<InjectedStream<T>>
 export async function injectSse (app: FastifyInstance, options: InjectSseOptions): Promise<InjectedStream<unknown>> {
+  return openStream(app, options)
+}
+
+async function openStream (app: FastifyInstance, options: InjectSseOptions): Promise<InjectedStream<unknown>> {
   const headers: Record<string, string> = { accept: 'text/event-stream', ...options.headers }
   if (options.lastEventId !== undefined) headers['last-event-id'] = options.lastEventId
   const request: InjectOptions = { method: options.method ?? 'GET', url: options.url, headers, payloadAsStream: true }
@@ -136,10 +151,11 @@ export async function injectSse (app: FastifyInstance, options: InjectSseOptions
  * Injects a request into `app` and collects its events: `count` of them (then the stream is closed), or all
  * until the route ends the stream. Fails with the events that did come when they take longer than `timeout`.
  */
-export async function collect<S extends ClientSchema> (app: FastifyInstance, options: CollectOptions & { schema: S }): Promise<Array<ReceivedItem<DataOf<S>>>>
-export async function collect<T = unknown> (app: FastifyInstance, options: CollectOptions & { schema?: undefined }): Promise<Array<ReceivedItem<T>>>
+export async function collect<S extends ClientSchema> (app: FastifyInstance, options: CollectBaseOptions & { schema: S }): Promise<Array<ReceivedItem<DataOf<S>>>>
+export async function collect (app: FastifyInstance, options: CollectBaseOptions & { json: false, schema?: undefined }): Promise<Array<ReceivedItem<string>>>
+export async function collect<T = unknown> (app: FastifyInstance, options: CollectBaseOptions & { schema?: undefined }): Promise<Array<ReceivedItem<T>>>
 export async function collect (app: FastifyInstance, options: CollectOptions): Promise<Array<ReceivedItem<unknown>>> {
-  const stream = await injectSse(app, options as InjectSseOptions & { schema?: undefined })
+  const stream = await openStream(app, options)
   try {
     return await stream.take(options.count ?? Infinity, options.timeout)
   } finally {

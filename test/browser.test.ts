@@ -1,13 +1,11 @@
 import t, { type Test } from 'tap'
-import { execFileSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { existsSync } from 'node:fs'
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
 import { chromium, type Browser, type BrowserContext } from 'playwright-core'
 import ssePlugin from '../lib/index.js'
 import type { SseItem } from '../lib/index.js'
 import { deferred, startApp } from './helpers.js'
+import { selfSignedCertificate } from './tls.js'
 
 // The plugin as its users use it: a real browser's EventSource, in Debian's Chromium driven by playwright-core.
 // One browser for the file, a fresh context (profile) per test. Chromium missing is a failure, not a skip:
@@ -207,7 +205,7 @@ if (!existsSync(CHROMIUM)) {
 
   t.test('over HTTP/2 with TLS', async t => {
     t.setTimeout(20_000)
-    const { key, cert } = selfSignedCertificate(t)
+    const { key, cert } = selfSignedCertificate()
     const versions: string[] = []
     const app = Fastify({ http2: true, https: { key, cert } })
     await app.register(ssePlugin)
@@ -260,20 +258,4 @@ function countHeartbeats (reply: FastifyReply, count: number, done: () => void):
     if (chunk === ':\n\n' && ++beats === count) done()
     return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest)
   } as typeof raw.write
-}
-
-/** A throwaway certificate for 127.0.0.1, made with the openssl CLI (Node cannot make certificates). */
-function selfSignedCertificate (t: Test): { key: Buffer, cert: Buffer } {
-  const dir = mkdtempSync(join(tmpdir(), 'sse-cert-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  try {
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')
-    ], { stdio: 'pipe', timeout: 10_000 })
-  } catch (err) {
-    throw new Error(`openssl could not make a test certificate (install Debian's openssl): ${(err as Error).message}`)
-  }
-  return { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }
 }
