@@ -98,11 +98,17 @@ if (!existsSync(CHROMIUM)) {
   })
   t.teardown(() => browser?.close())
 
-  t.test('onopen, JSON data on onmessage, named events, lastEventId; leaving stops the generator', async t => {
+  t.test('onopen, JSON data on onmessage, named events, lastEventId, beside async hooks; leaving stops the generator', async t => {
     t.setTimeout(15_000)
     const stopped = deferred()
     const { app, url } = await startApp(app => {
       pageRoute(app)
+      // what cors, helmet or auth plugins add: the headers must still reach the browser before the first event
+      app.addHook('preHandler', async () => { await new Promise(resolve => setImmediate(resolve)) }) // an auth lookup
+      app.addHook('onSend', async (_request, reply, payload) => {
+        reply.header('x-frame-options', 'DENY')
+        return payload
+      })
       app.get('/basic', async function * (request) {
         try {
           yield { id: '1', data: { n: 1, text: 'é✓😀' } }
