@@ -128,6 +128,13 @@ export function decoder<T> (json: boolean, check: TypeCheck<TSchema> | undefined
   }
 }
 
+/** Internal: the same headers with lower-case names. */
+export function lowerCaseKeys (headers: Record<string, string> = {}): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [name, value] of Object.entries(headers)) out[name.toLowerCase()] = value
+  return out
+}
+
 /** Internal: `text/event-stream` of `Text/Event-Stream; charset=utf-8`. */
 export function mimeEssence (contentType: string | null | undefined): string {
   return (contentType ?? '').split(';', 1)[0]!.trim().toLowerCase()
@@ -170,6 +177,8 @@ async function * run (
   let delay = initialDelay
   let lastEventId = options.lastEventId ?? ''
   let failures = 0
+  // lower-cased, so that a caller's `Accept` replaces ours instead of joining it, and `Last-Event-ID` is ours
+  const extraHeaders = lowerCaseKeys(options.headers)
   const parseOptions = {
     maxEventLength: options.maxEventLength,
     onRetry: (ms: number) => { delay = ms },
@@ -178,7 +187,7 @@ async function * run (
 
   try {
     for (;;) {
-      const headers: Record<string, string> = { accept: 'text/event-stream', 'cache-control': 'no-cache', ...options.headers }
+      const headers: Record<string, string> = { accept: 'text/event-stream', 'cache-control': 'no-cache', ...extraHeaders }
       if (lastEventId !== '') headers['last-event-id'] = lastEventId
       let response: FetchResponseLike
       try {

@@ -1,7 +1,7 @@
 import type { FastifyInstance, HTTPMethods, InjectOptions } from 'fastify'
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import { decoder, mimeEssence, SseClientError, type ClientSchema, type DataOf, type ReceivedItem } from './connect.js'
+import { decoder, lowerCaseKeys, mimeEssence, SseClientError, type ClientSchema, type DataOf, type ReceivedItem } from './connect.js'
 import { parseEventStream } from './parse.js'
 
 // `fastify-typed-sse/testing`: test an SSE route in three lines, through `app.inject` (no port, no socket):
@@ -79,7 +79,7 @@ export async function injectSse (app: FastifyInstance, options: InjectSseOptions
 }
 
 async function openStream (app: FastifyInstance, options: InjectSseOptions): Promise<InjectedStream<unknown>> {
-  const headers: Record<string, string> = { accept: 'text/event-stream', ...options.headers }
+  const headers: Record<string, string> = { accept: 'text/event-stream', ...lowerCaseKeys(options.headers) }
   if (options.lastEventId !== undefined) headers['last-event-id'] = options.lastEventId
   const request: InjectOptions = { method: options.method ?? 'GET', url: options.url, headers, payloadAsStream: true }
   if (options.query !== undefined) request.query = options.query

@@ -99,11 +99,11 @@ t.test('decodes JSON, validates with a schema, sends the headers an EventSource 
   })
   t.teardown(() => app.close())
   const controller = new AbortController()
-  const events = connect(`${url}/ticks`, { schema: Tick, signal: controller.signal, lastEventId: 'resume-me', headers: { authorization: 'Bearer x' } })
+  const events = connect(`${url}/ticks`, { schema: Tick, signal: controller.signal, lastEventId: 'resume-me', headers: { Authorization: 'Bearer x', 'Last-Event-ID': 'overridden', Accept: 'text/event-stream, */*' } })
   const got = await first(events, 2)
   t.same(got, [{ id: '1', data: { n: 1 } }, { id: '2', event: 'tick', retry: 1000, data: { n: 2, label: 'two' } }])
   t.equal(got[1]!.data.label, 'two') // typed: no cast needed
-  t.match(requests[0], { accept: 'text/event-stream', 'cache-control': 'no-cache', 'last-event-id': 'resume-me', authorization: 'Bearer x' })
+  t.match(requests[0], { accept: 'text/event-stream, */*', 'cache-control': 'no-cache', 'last-event-id': 'resume-me', authorization: 'Bearer x' })
   controller.abort()
   t.same(await events.next(), { done: true, value: undefined }, 'abort ends the iteration quietly')
 })
