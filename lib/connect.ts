@@ -42,7 +42,7 @@ export interface ConnectBaseOptions {
   headers?: Record<string, string>
   /** Reconnection delay in ms until the server sends a `retry:` line. Default 3000, as browsers. */
   retry?: number
-  /** `false`: end when the stream ends, and fail on the first connection error. Default `true`. */
+  /** `false`: end when the stream ends, and fail on the first connection error (or broken stream). Default `true`. */
   reconnect?: boolean
   /** Connection attempts in a row that may fail (network errors) before the client gives up. Default: no limit. */
   maxRetries?: number
@@ -224,6 +224,9 @@ async function * run (
         if (controller.signal.aborted) return
         if (err instanceof SseParseError || err instanceof SseClientError) throw err
         // the connection broke in the middle of the stream: reconnect, as a browser does
+        if (!reconnect) {
+          throw new SseClientError('FST_SSE_CLIENT_CONNECT', `the connection to ${url} broke in the middle of the stream: ${(err as Error).message}`, { cause: err })
+        }
       }
       if (!reconnect) return
       if (!await wait(delay, controller.signal)) return

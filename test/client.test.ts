@@ -162,6 +162,12 @@ t.test('reconnects when the connection breaks mid-stream', async t => {
   controller.abort()
   t.same(got.map(e => e.data), ['before', 'after'])
   t.same(lastIds.slice(0, 2), [undefined, 'a'])
+
+  lastIds.length = 0
+  const once = connect(`${url}/flaky`, { json: false, reconnect: false })
+  t.same(await first(once, 1), [{ id: 'a', retry: 10, data: 'before' }])
+  await t.rejects(once.next(), { code: 'FST_SSE_CLIENT_CONNECT', message: /broke in the middle of the stream/ }, 'reconnect: false: a broken stream is an error, not an end')
+  t.equal(lastIds.length, 1)
 })
 
 t.test('reconnect: false ends with the stream; breaking out of the loop closes the connection', async t => {
