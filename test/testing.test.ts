@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap'
+import { Readable } from 'node:stream'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { expectTypeOf } from 'expect-type'
@@ -107,6 +108,9 @@ t.test('clear failures: not a stream, too few events, too slow, bad data', async
       await waitForAbort(request.signal)
     })
     app.get('/bad', async function * () { yield { data: { n: 'x' } } })
+    app.get('/endless-text', async (_request, reply) => reply.type('text/plain').send(Readable.from((function * () {
+      for (;;) yield 'text that is not an event stream and never ends '
+    })())))
   })
   await t.rejects(collect(app, { url: '/missing' }), { name: 'SseClientError', code: 'FST_SSE_CLIENT_STATUS', status: 404, message: /GET \/missing answered 404 .*no such stream/ })
   await t.rejects(collect(app, { url: '/json' }), { code: 'FST_SSE_CLIENT_CONTENT_TYPE', status: 200, message: /answered 200 with content-type application\/json.*"hello":"world"/ })
@@ -116,6 +120,8 @@ t.test('clear failures: not a stream, too few events, too slow, bad data', async
   await t.rejects(collect(app, { url: '/two', count: 3 }), { message: 'GET /two: the stream ended after 2 of 3 events: [{"data":1},{"data":2}]' })
   await t.rejects(collect(app, { url: '/slow', count: 2, timeout: 100 }), { message: 'GET /slow: waited 100 ms for 2 events; got 1: [{"data":1}]' })
   await t.rejects(collect(app, { url: '/slow', timeout: 100 }), { message: /waited 100 ms for the end of the stream \(give `count` for an endless route\); got 1/ })
+  await t.rejects(collect(app, { url: '/endless-text' }), { code: 'FST_SSE_CLIENT_CONTENT_TYPE', message: /content-type text\/plain, not an event stream: text that is not/ },
+    'an endless body that is not an event stream: refused after its first bytes')
   await t.rejects(collect(app, { url: '/bad', schema: Tick }), { code: 'FST_SSE_CLIENT_DATA', message: /does not match the schema: data\/n Expected integer/ })
   await t.rejects(collect(app, { url: '/two', maxEventLength: 4, json: false }), { name: 'SseParseError' })
 })
