@@ -12,6 +12,11 @@ export interface ParseOptions {
   onRetry?: (retry: number) => void
   /** Called with the text of each `:` comment line (heartbeats included). */
   onComment?: (comment: string) => void
+  /**
+   * Called when a block that carried an `id:` line ends, whether or not it dispatches an event: the spec sets
+   * the connection's last event ID then, so an `id:` with no `data:` still counts for a reconnection.
+   */
+  onId?: (id: string) => void
 }
 
 const DEFAULT_MAX_EVENT_LENGTH = 4 * 1024 * 1024
@@ -31,6 +36,7 @@ export class SseParseError extends Error {
  * Turns an event-stream body into the events it dispatches. Each yielded item has `data` (lines joined with
  * `\n`), `event` when the block named one, `id` when the block carried an `id:` line and `retry` when it
  * carried a valid `retry:` line. An event without data is not dispatched; an unterminated last event is dropped.
+ * Bytes are decoded as UTF-8 (a leading BOM is skipped, invalid sequences become U+FFFD, as the spec says).
  */
 export async function * parseEventStream (
   body: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>,
@@ -38,7 +44,10 @@ export async function * parseEventStream (
 ): AsyncGenerator<SseItem<string>, void, undefined> {
   const max = options.maxEventLength ?? DEFAULT_MAX_EVENT_LENGTH
   const decoder = new TextDecoder('utf-8') // strips a leading BOM, replaces invalid sequences with U+FFFD
-  let pending = ''
+  // The start of a line that has no end yet, in pieces: joined once, when its end arrives, so a long line
+  // delivered in many small chunks costs linear time, and bounded by `max` so it cannot grow without end.
+  let pending: string[] = []
+  let pendingLength = 0
   let first = true
   let skipLF = false // the previous chunk ended in CR: a LF starting this one belongs to it
   let data = ''
@@ -56,18 +65,25 @@ export async function * parseEventStream (
       text = decoder.decode(chunk, { stream: true })
     }
     if (chunk.length > 0) first = false
-    let buffer = pending === '' ? text : pending + text
     let start = 0
-    if (skipLF && buffer.charCodeAt(0) === 10) start = 1
-    skipLF = false
+    if (skipLF && text.charCodeAt(0) === 10) start = 1
+    if (text.length > 0) skipLF = false
     LINE_END.lastIndex = start
     let match: RegExpExecArray | null
-    while ((match = LINE_END.exec(buffer)) !== null) {
-      const line = buffer.slice(start, match.index)
+    while ((match = LINE_END.exec(text)) !== null) {
+      let line = text.slice(start, match.index)
+      if (pendingLength > 0) {
+        pending.push(line)
+        line = pending.join('')
+        pending = []
+        pendingLength = 0
+      }
       start = match.index + match[0].length
-      if (match[0] === '\r' && start === buffer.length) skipLF = true
+      if (match[0] === '\r' && start === text.length) skipLF = true
+      if (line.length > max) throw new SseParseError(`line longer than ${max} characters`)
 
       if (line === '') {
+        if (id !== undefined) options.onId?.(id)
         if (hasData) {
           const item: SseItem<string> = { data }
           if (event !== '') item.event = event
@@ -111,9 +127,11 @@ export async function * parseEventStream (
         // any other field is ignored, as the spec says
       }
     }
-    pending = buffer.slice(start)
-    buffer = ''
-    if (pending.length > max) throw new SseParseError(`line longer than ${max} characters`)
+    if (start < text.length) {
+      pending.push(start === 0 ? text : text.slice(start))
+      pendingLength += text.length - start
+      if (pendingLength > max) throw new SseParseError(`line longer than ${max} characters`)
+    }
   }
   // whatever is left (an unterminated line or event) is discarded, as the spec says
 }

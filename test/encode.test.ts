@@ -1,6 +1,6 @@
 import t from 'tap'
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
-import { encodeItem, HEARTBEAT_FRAME, retryFrame } from '../lib/encode.js'
+import { encodeItem, frameOf, HEARTBEAT_FRAME, kFrame, retryFrame } from '../lib/encode.js'
 import { parseEventStream, SseError, type SseItem } from '../lib/index.js'
 
 async function ours (wire: string): Promise<Array<SseItem<string>>> {
@@ -119,4 +119,11 @@ t.test('round trip through two independent parsers', async t => {
     [undefined, undefined, 'no id'],
     [undefined, undefined, 'after comment']
   ])
+})
+
+t.test('frames encoded ahead of time are written as they are', async t => {
+  const frame = Buffer.from(encodeItem({ id: '1', data: 'pre' }))
+  t.equal(frameOf({ data: 'ignored', [kFrame]: frame }, JSON.stringify), frame, 'the carried frame, not a new one')
+  t.equal(frameOf({ data: 'fresh' }, JSON.stringify), 'data: fresh\n\n')
+  t.same(await ours(frame.toString()), [{ id: '1', data: 'pre' }])
 })

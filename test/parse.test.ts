@@ -1,66 +1,190 @@
 import t from 'tap'
-import { parseEventStream, SseParseError, type SseItem } from '../lib/index.js'
-import { encodeItem, frameOf, kFrame } from '../lib/encode.js'
+import { createParser } from 'eventsource-parser'
+import { encodeItem } from '../lib/encode.js'
+import { parseEventStream, SseParseError, type ParseOptions, type SseItem } from '../lib/index.js'
+import * as client from '../lib/client.js'
 
-async function parse (chunks: Array<string | Uint8Array>, options = {}): Promise<Array<SseItem<string>>> {
+/** Everything the parser reports, in order: dispatched items and every callback. */
+async function trace (chunks: Array<string | Uint8Array>, options: ParseOptions = {}): Promise<unknown[]> {
+  const out: unknown[] = []
+  const parsed = parseEventStream(chunks, {
+    ...options,
+    onRetry: r => out.push(['retry', r]),
+    onComment: c => out.push(['comment', c]),
+    onId: id => out.push(['id', id])
+  })
+  for await (const item of parsed) out.push(item)
+  return out
+}
+
+async function items (chunks: Iterable<string | Uint8Array>, options: ParseOptions = {}): Promise<Array<SseItem<string>>> {
   const out: Array<SseItem<string>> = []
   for await (const item of parseEventStream(chunks, options)) out.push(item)
   return out
 }
 
-t.test('fields, defaults and dispatch (WHATWG event-stream rules)', async t => {
-  t.same(await parse(['data: a\n\n']), [{ data: 'a' }])
-  t.same(await parse(['data:no-space\n\n']), [{ data: 'no-space' }], 'the space after the colon is optional')
-  t.same(await parse(['data:  two\n\n']), [{ data: ' two' }], 'only one leading space is removed')
-  t.same(await parse(['data\n\n']), [{ data: '' }], 'a field name alone has an empty value')
-  t.same(await parse(['data: a\ndata: b\n\n']), [{ data: 'a\nb' }], 'data lines join with LF')
-  t.same(await parse(['event: x\nid: 7\nretry: 300\ndata: d\n\n']), [{ event: 'x', id: '7', retry: 300, data: 'd' }])
-  t.same(await parse(['event: x\n\ndata: d\n\n']), [{ data: 'd' }], 'an event without data is not dispatched, and its type is reset')
-  t.same(await parse(['event:\ndata: d\n\n']), [{ data: 'd' }], 'an empty event name means message')
-  t.same(await parse(['id: \ndata: d\n\n']), [{ id: '', data: 'd' }], "id '' is a value")
-  t.same(await parse(['id: a\0b\ndata: d\n\n']), [{ data: 'd' }], 'an id with NUL is ignored')
-  t.same(await parse(['retry: 1.5\nretry: -1\nretry: x\ndata: d\n\n']), [{ data: 'd' }], 'retry only of ASCII digits')
-  t.same(await parse(['foo: bar\ndata: d\n\n']), [{ data: 'd' }], 'unknown fields are ignored')
-  t.same(await parse(['data: d\n']), [], 'an unterminated last event is dropped')
-  t.same(await parse(['data: d']), [], 'an unterminated last line is dropped')
-  t.same(await parse([]), [])
+const bytes = (text: string): Uint8Array => new TextEncoder().encode(text)
+
+t.test('the client entry exports the same parser', async t => {
+  t.equal(client.parseEventStream, parseEventStream)
+  t.equal(client.SseParseError, SseParseError)
 })
 
-t.test('line ends: CR, LF, CRLF, also split across chunks', async t => {
-  t.same(await parse(['data: a\rdata: b\r\n\r\n']), [{ data: 'a\nb' }])
-  t.same(await parse(['data: a\r', '\ndata: b\r', '\r']), [{ data: 'a\nb' }], 'CR | LF across chunks is one line end')
-  t.same(await parse(['data: a\r', 'data: b\r\r']), [{ data: 'a\nb' }], 'a lone CR at a chunk end')
-  t.same(await parse(['da', 'ta: x', 'y\n', '\n']), [{ data: 'xy' }])
-  const bytes = new TextEncoder().encode('data: é😀\n\n')
-  const split = [bytes.subarray(0, 8), bytes.subarray(8, 10), bytes.subarray(10)]
-  t.same(await parse(split), [{ data: 'é😀' }], 'multi-byte characters split across chunks')
+t.test('line ends: LF, CR, CRLF, and a CRLF split across chunks', async t => {
+  t.same(await items(['data: a\n\ndata: b\r\rdata: c\r\n\r\n']), [{ data: 'a' }, { data: 'b' }, { data: 'c' }])
+  t.same(await items(['data: a\r', '\n', '\r', '\ndata: b\r', '\r']), [{ data: 'a' }, { data: 'b' }],
+    'a CR ending one chunk and the LF starting the next are one line end')
+  t.same(await items(['data: a\r', '', '\ndata: b\n\n']), [{ data: 'a\nb' }], 'an empty chunk between CR and LF changes nothing')
+  t.same(await items(['data: x\r', 'data: y\n\n']), [{ data: 'x\ny' }], 'a lone CR at a chunk end is a line end by itself')
 })
 
-t.test('BOM, comments, invalid UTF-8', async t => {
-  t.same(await parse(['\ufeffdata: a\n\n']), [{ data: 'a' }], 'a leading BOM in a string stream is skipped')
-  t.same(await parse([new Uint8Array([0xef, 0xbb, 0xbf]), 'data: b\n\n']), [{ data: 'b' }], 'and in a byte stream')
-  t.same(await parse(['\ufeff\ufeffdata: c\n\n']), [], 'only one: the second makes the field name unknown')
-  t.same(await parse(['', '\ufeffdata: d\n\n']), [{ data: 'd' }], 'an empty first chunk does not count')
-  t.same(await parse(['data: e\n\n', '\ufeffdata: f\n\n']), [{ data: 'e' }], 'a BOM later is part of a line')
-  const comments: string[] = []
-  const retries: number[] = []
-  t.same(await parse([': one\n:two\n:\ndata: x\n\nretry: 50\n\n'], { onComment: (c: string) => comments.push(c), onRetry: (r: number) => retries.push(r) }),
-    [{ data: 'x' }])
-  t.same(comments, ['one', 'two', ''])
-  t.same(retries, [50], 'retry is reported even when no event follows')
-  t.same(await parse([new Uint8Array([0x64, 0x61, 0x74, 0x61, 0x3a, 0x20, 0xff, 0x0a, 0x0a])]), [{ data: '\ufffd' }],
-    'invalid UTF-8 becomes U+FFFD')
+t.test('fields, as the spec reads them', async t => {
+  t.same(await trace([
+    ': a comment\n:no space\n:\n', // comments
+    'data\n\n', // a field name alone: empty value
+    'data:  two spaces\n\n', // only one leading space is stripped
+    'event: e\nid: 7\nretry: 250\ndata: x\nunknown: ignored\n\n',
+    'retry: 1.5\nretry: -1\nretry: \nretry: 9a\ndata: bad retries ignored\n\n',
+    'id: nul\0id\ndata: id with NUL ignored\n\n',
+    'id: only\n\n', // an id with no data: no event, but the last event ID is set
+    'event: lonely\n\n', // no data: nothing dispatched
+    'id: 1\ndata: y\n\n',
+    'data: a\ndata\ndata: b\n\n'
+  ]), [
+    ['comment', 'a comment'], ['comment', 'no space'], ['comment', ''],
+    { data: '' },
+    { data: ' two spaces' },
+    ['retry', 250], ['id', '7'], { data: 'x', event: 'e', id: '7', retry: 250 },
+    { data: 'bad retries ignored' },
+    { data: 'id with NUL ignored' },
+    ['id', 'only'],
+    ['id', '1'], { data: 'y', id: '1' },
+    { data: 'a\n\nb' }
+  ])
 })
 
-t.test('the length guard: a peer that never ends a line or an event', async t => {
-  await t.rejects(parse(['data: ' + 'x'.repeat(100)], { maxEventLength: 50 }), { name: 'SseParseError', code: 'FST_SSE_PARSE', message: /line longer than 50/ })
-  await t.rejects(parse(['data: 1234567890\n'.repeat(10)], { maxEventLength: 50 }), new SseParseError('event data longer than 50 characters'))
-  t.same(await parse(['data: ' + 'x'.repeat(40) + '\n\n'], { maxEventLength: 50 }), [{ data: 'x'.repeat(40) }])
+t.test('BOM: skipped at the start only, in bytes or strings, even split', async t => {
+  t.same(await items(['\ufeffdata: s\n\n']), [{ data: 's' }], 'string stream')
+  t.same(await items(['', '\ufeffdata: s\n\n']), [{ data: 's' }], 'after an empty chunk')
+  t.same(await items([bytes('\ufeffdata: b\n\n')]), [{ data: 'b' }], 'byte stream')
+  const bom = bytes('\ufeffdata: split\n\n')
+  t.same(await items([bom.subarray(0, 1), bom.subarray(1, 2), bom.subarray(2)]), [{ data: 'split' }], 'BOM split across chunks')
+  t.same(await items(['data: a\n\n', '\ufeffdata: b\n\n']), [{ data: 'a' }], 'a later BOM is part of a field name (ignored field)')
 })
 
-t.test('frames encoded ahead of time are written as they are', async t => {
-  const frame = Buffer.from(encodeItem({ id: '1', data: 'pre' }))
-  t.equal(frameOf({ data: 'ignored', [kFrame]: frame }, JSON.stringify), frame, 'the carried frame, not a new one')
-  t.equal(frameOf({ data: 'fresh' }, JSON.stringify), 'data: fresh\n\n')
-  t.same(await parse([frame]), [{ id: '1', data: 'pre' }])
+t.test('malformed streams: spec behaviour or a clear error, never a hang', async t => {
+  t.same(await items(['data: complete\n\ndata: no blank line\n']), [{ data: 'complete' }], 'an unterminated last event is dropped')
+  t.same(await items(['data: complete\n\ndata: no line end']), [{ data: 'complete' }], 'an unterminated last line too')
+  t.same(await items([]), [], 'an empty body')
+
+  const invalid = Uint8Array.from([...bytes('data: a'), 0xff, 0xfe, ...bytes('b\n\n')])
+  t.same(await items([invalid]), [{ data: 'a\ufffd\ufffdb' }], 'invalid UTF-8 becomes U+FFFD, as the spec decodes')
+  const euro = bytes('data: €\n\n') // € is 3 bytes: split it
+  t.same(await items([euro.subarray(0, 7), euro.subarray(7, 8), euro.subarray(8)]), [{ data: '€' }], 'a character split across chunks')
+  const truncated = Uint8Array.from([...bytes('data: x'), 0xe2, 0x82, ...bytes('\n\n')])
+  t.same(await items([truncated]), [{ data: 'x\ufffd' }], 'a truncated sequence is one U+FFFD')
+
+  const mb = 'x'.repeat(1024 * 1024)
+  t.same(await items([`data: ${mb}\n\n`]), [{ data: mb }], 'a 1 MB line is fine under the default 4 MiB limit')
+  const limited = { maxEventLength: 64 * 1024 }
+  await t.rejects(items([`data: ${mb}\n\n`], limited), { name: 'SseParseError', code: 'FST_SSE_PARSE', message: 'line longer than 65536 characters' },
+    'a 1 MB line in one chunk is refused over a 64 KiB limit')
+  const chunks = Array.from({ length: 1024 }, () => 'x'.repeat(1024))
+  await t.rejects(items(['data: ', ...chunks, '\n\n'], limited), SseParseError, 'a line that never ends is refused once it passes the limit')
+  let pulled = 0
+  function * endless (): Generator<string> {
+    for (;;) {
+      pulled++
+      yield 'y'.repeat(4096)
+    }
+  }
+  await t.rejects(items(endless(), limited), { message: /line longer than 65536/ }, 'a peer that never sends a line break: refused, not buffered forever')
+  t.ok(pulled <= 17, `it stopped reading at the limit (${pulled} chunks of 4 KiB)`)
+  const lines = Array.from({ length: 40 }, () => `data: ${'z'.repeat(2000)}\n`).join('')
+  await t.rejects(items([lines + '\n'], limited), { message: 'event data longer than 65536 characters' }, 'many short data lines add up: refused too')
+})
+
+t.test('a long line in many small chunks is read in linear time', async t => {
+  t.setTimeout(30_000)
+  const piece = 'p'.repeat(64)
+  const chunks = ['data: ', ...Array.from({ length: 3 * 16 * 1024 }, () => piece), '\n\n'] // 3 MiB in 64-byte chunks
+  const started = process.hrtime.bigint()
+  const [item] = await items(chunks)
+  const ms = Number(process.hrtime.bigint() - started) / 1e6
+  t.equal(item?.data?.length, 3 * 1024 * 1024)
+  // about 0.5 s here; the quadratic way (joining the pending text at every chunk) copies ~77 GB and takes minutes
+  t.ok(ms < 10_000, `3 MiB in 49152 chunks took ${ms.toFixed(0)} ms`)
+})
+
+// A small seeded generator (mulberry32): the same cases on every run, another seed with SSE_SEED=n.
+function random (seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let x = Math.imul(a ^ (a >>> 15), 1 | a)
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const ALPHABET = ['\n', '\r', '\r\n', '\0', ':', ' ', 'data: ', 'id: ', '\ufeff', 'é', '✓', '😀', '\u2028', 'a', 'Z', '0', '\t', '"', '\\']
+
+function randomString (next: () => number, max: number): string {
+  let s = ''
+  const length = Math.floor(next() * max)
+  for (let i = 0; i < length; i++) s += ALPHABET[Math.floor(next() * ALPHABET.length)]
+  return s
+}
+
+const noBreaks = (s: string): string => s.replace(/[\r\n]/g, '')
+
+t.test('property: every item the encoder writes comes back the same, however the bytes are cut', async t => {
+  const seed = Number(process.env.SSE_SEED ?? 20261126)
+  const next = random(seed)
+  const CASES = 300
+  for (let n = 0; n < CASES; n++) {
+    const written: Array<SseItem<unknown>> = []
+    const expected: unknown[] = []
+    for (let k = Math.floor(next() * 5) + 1; k > 0; k--) {
+      const item: SseItem<unknown> = {}
+      if (next() < 0.4) item.comment = randomString(next, 12)
+      if (next() < 0.5) item.id = noBreaks(randomString(next, 8)).replace(/\0/g, '')
+      if (next() < 0.4) item.event = noBreaks(randomString(next, 8))
+      if (next() < 0.2) item.retry = Math.floor(next() * 100000)
+      const kind = next()
+      if (kind < 0.6) item.data = randomString(next, 30)
+      else if (kind < 0.8) item.data = { s: randomString(next, 10), n: Math.floor(next() * 1e6) - 5e5, a: [randomString(next, 4), null, true] }
+      written.push(item)
+      if (item.comment !== undefined) for (const line of item.comment.split(/\r\n|\r|\n/)) expected.push(['comment', line])
+      if (item.retry !== undefined) expected.push(['retry', item.retry])
+      if (item.id !== undefined) expected.push(['id', item.id])
+      if (item.data !== undefined) {
+        const data = typeof item.data === 'string' ? item.data.replace(/\r\n|\r/g, '\n') : JSON.stringify(item.data)
+        const parsed: SseItem<string> = { data }
+        if (item.event !== undefined && item.event !== '') parsed.event = item.event
+        if (item.id !== undefined) parsed.id = item.id
+        if (item.retry !== undefined) parsed.retry = item.retry
+        expected.push(parsed)
+      }
+    }
+    const wire = bytes(written.map(item => encodeItem(item)).join(''))
+    // cut the bytes at random places: inside CRLF, inside a UTF-8 sequence, anywhere
+    const chunks: Uint8Array[] = []
+    for (let at = 0; at < wire.length;) {
+      const size = Math.floor(next() * 12) + 1
+      chunks.push(wire.subarray(at, at + size))
+      at += size
+    }
+    const got = await trace(chunks)
+    if (!t.same(got, expected, `case ${n} (seed ${seed})`)) {
+      t.comment(JSON.stringify(written))
+      break
+    }
+    // and an independent parser agrees on the dispatched events
+    const theirs: unknown[] = []
+    const parser = createParser({ onEvent: e => theirs.push([e.event === '' ? undefined : e.event, e.id, e.data]) })
+    parser.feed(new TextDecoder().decode(wire))
+    const ours = (got.filter(x => !Array.isArray(x)) as Array<SseItem<string>>).map(i => [i.event, i.id, i.data])
+    t.same(theirs, ours, `case ${n}: eventsource-parser agrees`)
+  }
 })

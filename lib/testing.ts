@@ -1,0 +1,169 @@
+import type { FastifyInstance, HTTPMethods, InjectOptions } from 'fastify'
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import { decoder, lowerCaseKeys, mimeEssence, SseClientError, type ClientSchema, type DataOf, type ReceivedItem } from './connect.js'
+import { parseEventStream } from './parse.js'
+
+// `fastify-typed-sse/testing`: test an SSE route in three lines, through `app.inject` (no port, no socket):
+//   const events = await collect(app, { url: '/clock', count: 3 })
+// The stream is read as it is written and closed (the route's generator stopped, as when a browser leaves)
+// once enough events came, so endless routes can be tested too.
+
+/** The options of `injectSse` but `schema` (overloads add a typed one). */
+export interface InjectSseBaseOptions {
+  /** Path (and query string) of the route. */
+  url: string
+  /** Default `GET`. */
+  method?: HTTPMethods
+  headers?: Record<string, string>
+  query?: Record<string, string>
+  payload?: InjectOptions['payload']
+  /** Sent as the `Last-Event-ID` header, as a reconnecting browser does. */
+  lastEventId?: string
+  /** `false` keeps `data` as the received string instead of decoding it as JSON. Default `true`. */
+  json?: boolean
+  /** Longest line or event accepted, in characters. Default 4 MiB. */
+  maxEventLength?: number
+}
+
+export interface InjectSseOptions extends InjectSseBaseOptions {
+  /** Validates each event's decoded `data` (a TypeBox schema). */
+  schema?: ClientSchema
+}
+
+/** The options of `collect` but `schema`. */
+export interface CollectBaseOptions extends InjectSseBaseOptions {
+  /** Events to wait for before the stream is closed. Default: all, until the route ends the stream. */
+  count?: number
+  /** Milliseconds to wait for them before failing with what did arrive. Default 5000. */
+  timeout?: number
+}
+
+export interface CollectOptions extends CollectBaseOptions {
+  /** Validates each event's decoded `data` (a TypeBox schema). */
+  schema?: ClientSchema
+}
+
+/** An open SSE response of an injected request. */
+export interface InjectedStream<T> {
+  statusCode: number
+  headers: OutgoingHttpHeaders | IncomingHttpHeaders
+  /** The stream's events, decoded, in order; ends when the route ends the stream or `close()` is called. */
+  events: AsyncIterableIterator<ReceivedItem<T>>
+  /** The text of every `:` comment line read so far (heartbeats are empty strings). */
+  comments: string[]
+  /**
+   * Reads `count` more events (`Infinity`: all until the stream ends); fails, and closes the stream, when they
+   * do not come within `timeout` ms (default 5000) or the stream ends first.
+   */
+  take (count: number, timeout?: number): Promise<Array<ReceivedItem<T>>>
+  /** Closes the response as a client leaving would: the route's generator is stopped (its `finally` runs). */
+  close (): void
+}
+
+const DEFAULT_TIMEOUT = 5000
+
+function describeRequest (options: InjectSseOptions): string {
+  return `${options.method ?? 'GET'} ${options.url}`
+}
+
+/**
+ * Injects a request into `app` (no listening needed) and returns its event stream as it is written. Fails
+ * when the answer is not a 200 `text/event-stream` response (its status and body are in the message).
+ */
+export async function injectSse<S extends ClientSchema> (app: FastifyInstance, options: InjectSseBaseOptions & { schema: S }): Promise<InjectedStream<DataOf<S>>>
+export async function injectSse (app: FastifyInstance, options: InjectSseBaseOptions & { json: false, schema?: undefined }): Promise<InjectedStream<string>>
+export async function injectSse<T = unknown> (app: FastifyInstance, options: InjectSseBaseOptions & { schema?: undefined }): Promise<InjectedStream<T>>
+export async function injectSse (app: FastifyInstance, options: InjectSseOptions): Promise<InjectedStream<unknown>> {
+  return openStream(app, options)
+}
+
+async function openStream (app: FastifyInstance, options: InjectSseOptions): Promise<InjectedStream<unknown>> {
+  const headers: Record<string, string> = { accept: 'text/event-stream', ...lowerCaseKeys(options.headers) }
+  if (options.lastEventId !== undefined) headers['last-event-id'] = options.lastEventId
+  const request: InjectOptions = { method: options.method ?? 'GET', url: options.url, headers, payloadAsStream: true }
+  if (options.query !== undefined) request.query = options.query
+  if (options.payload !== undefined) request.payload = options.payload
+  const response = await app.inject(request)
+  const body = response.stream()
+  const what = describeRequest(options)
+  if (response.statusCode !== 200 || mimeEssence(response.headers['content-type'] as string | undefined) !== 'text/event-stream') {
+    let text = ''
+    for await (const chunk of body) {
+      text += String(chunk)
+      if (text.length > 500) break // enough to say what it is; and a body that never ends cannot hold the test
+    }
+    response.raw.res.destroy()
+    throw new SseClientError(
+      response.statusCode !== 200 ? 'FST_SSE_CLIENT_STATUS' : 'FST_SSE_CLIENT_CONTENT_TYPE',
+      `${what} answered ${response.statusCode} with content-type ${String(response.headers['content-type'])}, not an event stream${text === '' ? '' : `: ${text.slice(0, 500)}`}`,
+      { status: response.statusCode }
+    )
+  }
+
+  let closed = false
+  const comments: string[] = []
+  const check = options.schema === undefined ? undefined : TypeCompiler.Compile(options.schema)
+  const decode = decoder<unknown>(options.json !== false, check)
+  const close = (): void => {
+    closed = true
+    response.raw.res.destroy() // the 'close' a leaving client causes: the plugin stops the source
+  }
+  async function * read (): AsyncGenerator<ReceivedItem<unknown>, void, undefined> {
+    try {
+      for await (const item of parseEventStream(body, { maxEventLength: options.maxEventLength, onComment: c => comments.push(c) })) {
+        yield decode(item)
+      }
+    } catch (err) {
+      if (!closed) throw err // after close() the body fails with "response destroyed": that is the end
+    } finally {
+      close()
+    }
+  }
+  const events = read()
+
+  /** `count` events, or (`Infinity`) all of them until the stream ends, within `timeout` ms. */
+  async function take (count: number, timeout = DEFAULT_TIMEOUT): Promise<Array<ReceivedItem<unknown>>> {
+    const out: Array<ReceivedItem<unknown>> = []
+    let timer: NodeJS.Timeout | undefined
+    const expired = new Promise<'timeout'>(resolve => { timer = setTimeout(resolve, timeout, 'timeout') })
+    const wanted = count === Infinity ? 'the end of the stream (give `count` for an endless route)' : `${count} events`
+    try {
+      while (out.length < count) {
+        const step = await Promise.race([events.next(), expired])
+        if (step === 'timeout') {
+          close()
+          throw new Error(`${what}: waited ${timeout} ms for ${wanted}; got ${out.length}: ${JSON.stringify(out)}`)
+        }
+        if (step.done === true) {
+          if (count === Infinity) break
+          throw new Error(`${what}: the stream ended after ${out.length} of ${count} events: ${JSON.stringify(out)}`)
+        }
+        out.push(step.value)
+      }
+      return out
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  return { statusCode: response.statusCode, headers: response.headers, events, comments, take, close }
+}
+
+/**
+ * Injects a request into `app` and collects its events: `count` of them (then the stream is closed), or all
+ * until the route ends the stream. Fails with the events that did come when they take longer than `timeout`.
+ */
+export async function collect<S extends ClientSchema> (app: FastifyInstance, options: CollectBaseOptions & { schema: S }): Promise<Array<ReceivedItem<DataOf<S>>>>
+export async function collect (app: FastifyInstance, options: CollectBaseOptions & { json: false, schema?: undefined }): Promise<Array<ReceivedItem<string>>>
+export async function collect<T = unknown> (app: FastifyInstance, options: CollectBaseOptions & { schema?: undefined }): Promise<Array<ReceivedItem<T>>>
+export async function collect (app: FastifyInstance, options: CollectOptions): Promise<Array<ReceivedItem<unknown>>> {
+  const stream = await openStream(app, options)
+  try {
+    return await stream.take(options.count ?? Infinity, options.timeout)
+  } finally {
+    stream.close()
+  }
+}
+
+export type { ReceivedItem } from './connect.js'

@@ -1,0 +1,368 @@
+import t from 'tap'
+import { once } from 'node:events'
+import { createServer, type Server } from 'node:net'
+import Fastify from 'fastify'
+import { Type } from '@sinclair/typebox'
+import { expectTypeOf } from 'expect-type'
+import { Agent, fetch as undiciFetch } from 'undici'
+import { connect, SseClientError, SseParseError, type FetchLike, type ReceivedItem, type SseItem } from '../lib/client.js'
+import ssePlugin from '../lib/index.js'
+import { deferred, startApp } from './helpers.js'
+import { selfSignedCertificate } from './tls.js'
+
+/** Reads `n` items, failing instead of hanging when they do not come within `ms`. */
+async function first<T> (events: AsyncIterator<T>, n: number, ms = 5000): Promise<T[]> {
+  const out: T[] = []
+  const timer = deferred<'timeout'>()
+  const handle = setTimeout(timer.resolve, ms, 'timeout')
+  try {
+    while (out.length < n) {
+      const step = await Promise.race([events.next(), timer.promise])
+      if (step === 'timeout') throw new Error(`waited ${ms} ms for ${n} events; got ${JSON.stringify(out)}`)
+      if (step.done === true) throw new Error(`ended after ${out.length} of ${n} events`)
+      out.push(step.value)
+    }
+    return out
+  } finally {
+    clearTimeout(handle)
+  }
+}
+
+/** Every item until the iteration ends, within `ms`. */
+async function rest<T> (events: AsyncIterable<T>, ms = 5000): Promise<T[]> {
+  const out: T[] = []
+  const done = (async () => { for await (const item of events) out.push(item) })()
+  const timer = deferred<'timeout'>()
+  const handle = setTimeout(timer.resolve, ms, 'timeout')
+  try {
+    if (await Promise.race([done.then(() => 'done' as const), timer.promise]) === 'timeout') {
+      throw new Error(`the iteration did not end within ${ms} ms; got ${JSON.stringify(out)}`)
+    }
+    return out
+  } finally {
+    clearTimeout(handle)
+  }
+}
+
+function waitForAbort (signal: AbortSignal): Promise<void> {
+  return new Promise(resolve => signal.addEventListener('abort', () => resolve(), { once: true }))
+}
+
+/** A port where nothing listens. */
+async function closedPort (): Promise<number> {
+  const server: Server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const port = (server.address() as { port: number }).port
+  server.close()
+  await once(server, 'close')
+  return port
+}
+
+/** The `data` type of what a generator yields. */
+type DataIn<G> = G extends AsyncGenerator<infer I, void, undefined> ? I extends { data: infer D } ? D : never : never
+
+/**
+ * startApp, with app.close() closing every connection: Node 20's fetch opens a spare connection (no request on
+ * it) after a body is cancelled, and a plain close() waits for it until undici's 4 s keep-alive timeout.
+ */
+const serve = (setup: Parameters<typeof startApp>[0]): ReturnType<typeof startApp> => startApp(setup, {}, { forceCloseConnections: true })
+
+const Tick = Type.Object({ n: Type.Integer(), label: Type.Optional(Type.String()) })
+
+t.test('types: data typed by the schema, by the type argument, or a string with json: false', async t => {
+  const url = 'http://127.0.0.1:1/never-called'
+  const typed = connect(url, { schema: Tick })
+  const declared = connect<{ a: string }>(url)
+  const text = connect(url, { json: false })
+  const unknown = connect(url)
+  expectTypeOf<DataIn<typeof typed>>().toEqualTypeOf<{ n: number, label?: string }>()
+  expectTypeOf<DataIn<typeof declared>>().toEqualTypeOf<{ a: string }>()
+  expectTypeOf<DataIn<typeof text>>().toEqualTypeOf<string>()
+  expectTypeOf<DataIn<typeof unknown>>().toEqualTypeOf<unknown>()
+  expectTypeOf<ReceivedItem<number>>().toMatchTypeOf<SseItem<number>>()
+  expectTypeOf<ReceivedItem<number>['data']>().toEqualTypeOf<number>()
+  t.pass('connect() is lazy: nothing was fetched')
+})
+
+t.test('decodes JSON, validates with a schema, sends the headers an EventSource sends', async t => {
+  t.setTimeout(10_000)
+  const requests: Array<Record<string, unknown>> = []
+  const { app, url } = await serve(app => {
+    app.get('/ticks', async function * (request) {
+      requests.push(request.headers)
+      yield { comment: 'hello' }
+      yield { id: '1', data: { n: 1 } }
+      yield { id: '2', event: 'tick', retry: 1000, data: { n: 2, label: 'two' } }
+      await waitForAbort(request.signal)
+    })
+  })
+  t.teardown(() => app.close())
+  const controller = new AbortController()
+  const events = connect(`${url}/ticks`, { schema: Tick, signal: controller.signal, lastEventId: 'resume-me', headers: { Authorization: 'Bearer x', 'Last-Event-ID': 'overridden', Accept: 'text/event-stream, */*' } })
+  const got = await first(events, 2)
+  t.same(got, [{ id: '1', data: { n: 1 } }, { id: '2', event: 'tick', retry: 1000, data: { n: 2, label: 'two' } }])
+  t.equal(got[1]!.data.label, 'two') // typed: no cast needed
+  t.match(requests[0], { accept: 'text/event-stream, */*', 'cache-control': 'no-cache', 'last-event-id': 'resume-me', authorization: 'Bearer x' })
+  controller.abort()
+  t.same(await events.next(), { done: true, value: undefined }, 'abort ends the iteration quietly')
+})
+
+t.test('reconnects when the server ends the stream: retry honoured, Last-Event-ID sent (even from an id-only block)', async t => {
+  t.setTimeout(10_000)
+  const RETRY = 150
+  const seen: Array<{ lastEventId: string | undefined, at: number }> = []
+  const ended: number[] = []
+  const { app, url } = await serve(app => {
+    app.get('/resume', (request, reply) => {
+      const lastEventId = request.headers['last-event-id'] as string | undefined
+      seen.push({ lastEventId, at: Date.now() })
+      if (seen.length === 3) return reply.code(204).send()
+      const from = Number(lastEventId ?? 0)
+      return reply.sse((async function * () {
+        try {
+          yield { retry: RETRY, id: String(from + 1), data: from + 1 }
+          yield { id: String(from + 2) } // no data: no event, but the id counts
+        } finally {
+          ended.push(Date.now())
+        }
+      })())
+    })
+  })
+  t.teardown(() => app.close())
+  const got = await rest(connect<number>(`${url}/resume`))
+  t.same(got.map(e => [e.id, e.data]), [['1', 1], ['3', 3]], 'every event once, then the 204 ends the iteration')
+  t.same(seen.map(s => s.lastEventId), [undefined, '2', '4'])
+  for (const [n, end] of ended.entries()) {
+    const gap = seen[n + 1]!.at - end
+    t.ok(gap >= RETRY - 20 && gap < 2000, `reconnection ${n + 1} after the server's retry (${RETRY} ms): ${gap} ms`)
+  }
+})
+
+t.test('reconnects when the connection breaks mid-stream', async t => {
+  t.setTimeout(10_000)
+  const lastIds: Array<string | undefined> = []
+  const { app, url } = await serve(app => {
+    app.get('/flaky', (request, reply) => {
+      lastIds.push(request.headers['last-event-id'] as string | undefined)
+      if (lastIds.length === 1) {
+        return reply.sse((async function * () {
+          yield { retry: 10, id: 'a', data: 'before' }
+          await new Promise(resolve => setImmediate(resolve))
+          request.raw.socket.destroy() // the network fails: no clean end of the body
+          await waitForAbort(request.signal)
+        })())
+      }
+      return reply.sse([{ id: 'b', data: 'after' }])
+    })
+  })
+  t.teardown(() => app.close())
+  const controller = new AbortController()
+  const got = await first(connect(`${url}/flaky`, { json: false, signal: controller.signal }), 2)
+  controller.abort()
+  t.same(got.map(e => e.data), ['before', 'after'])
+  t.same(lastIds.slice(0, 2), [undefined, 'a'])
+
+  lastIds.length = 0
+  const once = connect(`${url}/flaky`, { json: false, reconnect: false })
+  t.same(await first(once, 1), [{ id: 'a', retry: 10, data: 'before' }])
+  await t.rejects(once.next(), { code: 'FST_SSE_CLIENT_CONNECT', message: /broke in the middle of the stream/ }, 'reconnect: false: a broken stream is an error, not an end')
+  t.equal(lastIds.length, 1)
+})
+
+t.test('reconnect: false ends with the stream; breaking out of the loop closes the connection', async t => {
+  t.setTimeout(10_000)
+  let requests = 0
+  const stopped = deferred()
+  const { app, url } = await serve(app => {
+    app.get('/once', async function * () {
+      requests++
+      yield { data: 1 }
+    })
+    app.get('/endless', async function * (request) {
+      try {
+        for (let n = 0; ; n++) {
+          yield { data: n }
+          await new Promise(resolve => setTimeout(resolve, 5))
+        }
+      } finally {
+        stopped.resolve()
+        void request
+      }
+    })
+  })
+  t.teardown(() => app.close())
+  t.same(await rest(connect(`${url}/once`, { reconnect: false })), [{ data: 1 }])
+  t.equal(requests, 1)
+  const got: unknown[] = []
+  for await (const event of connect(`${url}/endless`)) {
+    got.push(event.data)
+    if (got.length === 3) break
+  }
+  t.same(got, [0, 1, 2])
+  await stopped.promise
+  t.pass("the server's generator was stopped")
+})
+
+t.test('abort: before the start, while connecting, while waiting to reconnect', async t => {
+  t.setTimeout(10_000)
+  const arrived = deferred()
+  const { app, url } = await serve(app => {
+    app.get('/silent', (_request, _reply) => { arrived.resolve() }) // never answers
+    app.get('/short', async function * () { yield { retry: 60_000, data: ['x'] } })
+  })
+  t.teardown(() => app.close())
+  t.same(await rest(connect(`${url}/short`, { signal: AbortSignal.abort() })), [], 'an aborted signal: nothing at all')
+
+  const connecting = new AbortController()
+  const pending = rest(connect(`${url}/silent`, { signal: connecting.signal }))
+  await arrived.promise
+  connecting.abort()
+  t.same(await pending, [], 'abort while waiting for the answer ends it')
+
+  const waiting = new AbortController()
+  const events = connect(`${url}/short`, { signal: waiting.signal })
+  t.same(await first(events, 1), [{ data: ['x'], retry: 60_000 }])
+  const next = events.next() // the stream ended: now it waits a minute to reconnect
+  setImmediate(() => waiting.abort())
+  t.same(await next, { done: true, value: undefined }, 'abort during the reconnection delay ends it at once')
+
+  const late = new AbortController()
+  const fetchThenAbort: FetchLike = async (input, init) => {
+    const response = await fetch(input, init)
+    late.abort() // aborted between the answer and the first event
+    return response
+  }
+  t.same(await rest(connect(`${url}/short`, { signal: late.signal, fetch: fetchThenAbort })), [])
+})
+
+t.test('refusals: clear errors, never a hang', async t => {
+  t.setTimeout(15_000)
+  const { app, url } = await serve(app => {
+    app.get('/500', async (_request, reply) => reply.code(500).send({ error: 'boom' }))
+    app.get('/json', async () => ({ not: 'a stream' }))
+    app.get('/untyped', (_request, reply) => {
+      reply.hijack()
+      reply.raw.writeHead(200)
+      reply.raw.end('data: x\n\n')
+    })
+    app.get('/notjson', async function * () { yield { event: 'tick', id: '9', data: 'not json' } })
+    app.get('/mismatch', async function * () { yield { data: { n: 'one' } } })
+    app.get('/wrongroot', async function * () { yield { data: 5 } })
+    app.get('/huge', async function * () { yield { data: 'x'.repeat(200_000) } })
+    app.get('/invalid-utf8', async (_request, reply) => reply.type('text/event-stream').send(Buffer.from([...Buffer.from('data: "a'), 0xff, ...Buffer.from('"\n\n')])))
+  })
+  t.teardown(() => app.close())
+  await t.rejects(rest(connect(`${url}/500`)), { name: 'SseClientError', code: 'FST_SSE_CLIENT_STATUS', status: 500, message: /answered 500 instead of 200/ })
+  await t.rejects(rest(connect(`${url}/json`)), { code: 'FST_SSE_CLIENT_CONTENT_TYPE', message: /content-type "application\/json; charset=utf-8" instead of text\/event-stream/ })
+  await t.rejects(rest(connect(`${url}/untyped`)), { code: 'FST_SSE_CLIENT_CONTENT_TYPE', message: /content-type \(none\)/ })
+  await t.rejects(rest(connect(`${url}/notjson`)), { code: 'FST_SSE_CLIENT_DATA', message: /^"tick" event \(id "9"\) data is not JSON/ })
+  await t.rejects(rest(connect(`${url}/mismatch`, { schema: Tick })), { code: 'FST_SSE_CLIENT_DATA', message: /^message event does not match the schema: data\/n Expected integer/ })
+  await t.rejects(rest(connect(`${url}/wrongroot`, { schema: Tick })), { message: /does not match the schema: data Expected object/ })
+  await t.rejects(rest(connect(`${url}/huge`, { maxEventLength: 100_000 })), SseParseError, 'a line over the limit: the parser refuses it')
+  t.same(await rest(connect(`${url}/invalid-utf8`, { reconnect: false })), [{ data: 'a\ufffd' }], 'invalid UTF-8: U+FFFD, as a browser')
+
+  const port = await closedPort()
+  await t.rejects(rest(connect(`http://127.0.0.1:${port}/`, { reconnect: false })), { code: 'FST_SSE_CLIENT_CONNECT', message: /could not connect .*\(1 attempt\)/ })
+  const started = Date.now()
+  const err = await rest(connect(`http://127.0.0.1:${port}/`, { retry: 20, maxRetries: 2 })).catch((e: unknown) => e) as SseClientError
+  t.type(err, SseClientError)
+  t.match(err.message, /\(3 attempts\)/, 'gave up after maxRetries failed reconnections')
+  t.ok(Date.now() - started >= 35, 'waiting retry (20 ms) between attempts')
+  t.type(err.cause, Error)
+
+  t.throws(() => connect(url, { retry: -1 }), { name: 'TypeError', message: /"retry" must be a non-negative whole number/ })
+  t.throws(() => connect(url, { maxRetries: 1.5 }), { name: 'TypeError', message: /"maxRetries"/ })
+})
+
+t.test('round trip: every item shape the server writes, through a real socket', async t => {
+  t.setTimeout(10_000)
+  const nasty = ['', ' ', 'a\nb', 'a\r\nb', 'a\rb', '\n', 'x\r', '\0', 'é✓😀', '\ufeffbom', 'data: fake', ': fake comment', 'id: 99', '\u2028']
+  const items: Array<SseItem<unknown>> = nasty.flatMap((s, n) => [
+    { data: s, id: String(n) },
+    { data: { s, n }, event: `e${n}`, comment: s },
+    { comment: s }
+  ])
+  const { app, url } = await serve(app => {
+    app.get('/all', async function * () { yield * items })
+  })
+  t.teardown(() => app.close())
+  const got = await rest(connect(`${url}/all`, { json: false, reconnect: false }))
+  t.same(got, nasty.flatMap((s, n) => [
+    { data: s.replace(/\r\n|\r/g, '\n'), id: String(n) },
+    { data: JSON.stringify({ s, n }), event: `e${n}` }
+  ]))
+})
+
+t.test('HTTP/2 over TLS with undici fetch as the fetch option', async t => {
+  t.setTimeout(10_000)
+  const { key, cert } = selfSignedCertificate()
+  const app = Fastify({ http2: true, https: { key, cert } })
+  await app.register(ssePlugin)
+  const versions: string[] = []
+  app.get('/h2', async function * (request) {
+    versions.push(request.raw.httpVersion)
+    yield { id: '1', data: { n: 1 } }
+    yield { id: '2', event: 'tick', data: { n: 2 } }
+    await waitForAbort(request.signal)
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const agent = new Agent({ allowH2: true, connect: { rejectUnauthorized: false } })
+  t.teardown(() => agent.close())
+  const h2fetch: FetchLike = (url, init) => undiciFetch(url, { ...init, dispatcher: agent })
+  const controller = new AbortController()
+  const { port } = app.server.address() as { port: number }
+  const got = await first(connect(`https://127.0.0.1:${port}/h2`, { schema: Tick, fetch: h2fetch, signal: controller.signal }), 2)
+  controller.abort()
+  t.same(got, [{ id: '1', data: { n: 1 } }, { id: '2', event: 'tick', data: { n: 2 } }])
+  t.same(versions, ['2.0'])
+})
+
+/** A fake fetch answer: `chunks` as the body, in one piece each. */
+function answer (status: number, chunks: string[] | null, contentType = 'text/event-stream', onReturn?: () => Promise<never>) {
+  const body = chunks === null
+    ? null
+    : {
+        [Symbol.asyncIterator] () {
+          const it = chunks.map(c => new TextEncoder().encode(c))[Symbol.iterator]()
+          return {
+            next: async () => it.next(),
+            return: onReturn ?? (async () => ({ done: true as const, value: undefined }))
+          }
+        }
+      }
+  return { status, headers: { get: (name: string) => name === 'content-type' ? contentType : null }, body }
+}
+
+t.test('with a fetch of its own: the edges of the loop', async t => {
+  t.setTimeout(10_000)
+  const url = 'http://example.invalid/events'
+
+  t.same(await rest(connect(url, { reconnect: false, fetch: async () => answer(200, null) })), [], 'a 200 without a body: an empty stream')
+
+  await t.rejects(rest(connect(url, { fetch: async () => answer(502, ['x'], 'text/plain', async () => { throw new Error('cannot cancel') }) })),
+    { code: 'FST_SSE_CLIENT_STATUS', status: 502 }, 'a body that fails to cancel does not hide the status error')
+
+  const between = new AbortController()
+  const events = connect(url, { signal: between.signal, fetch: async () => answer(200, ['data: 1\n\ndata: 2\n\n']) })
+  t.same(await first(events, 1), [{ data: 1 }])
+  between.abort()
+  t.same(await events.next(), { done: true, value: undefined }, 'abort between two events of one chunk: the second is not yielded')
+
+  const atEnd = new AbortController()
+  const last = connect(url, { signal: atEnd.signal, retry: 60_000, fetch: async () => answer(200, ['data: 1\n\n']) })
+  t.same(await first(last, 1), [{ data: 1 }])
+  atEnd.abort() // aborted while holding the last event of a stream that then ends
+  t.same(await last.next(), { done: true, value: undefined }, 'no reconnection delay is waited after an abort')
+
+  const down = new AbortController()
+  let attempts = 0
+  const failing: FetchLike = async () => {
+    attempts++
+    setImmediate(() => down.abort())
+    throw new Error('network down')
+  }
+  t.same(await rest(connect(url, { signal: down.signal, retry: 60_000, fetch: failing })), [], 'abort while waiting to retry a failed connection')
+  t.equal(attempts, 1)
+})

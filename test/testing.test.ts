@@ -1,0 +1,127 @@
+import t, { type Test } from 'tap'
+import { Readable } from 'node:stream'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { Type } from '@sinclair/typebox'
+import { expectTypeOf } from 'expect-type'
+import ssePlugin from '../lib/index.js'
+import { collect, injectSse, type ReceivedItem } from '../lib/testing.js'
+import { SseClientError } from '../lib/client.js'
+import { deferred } from './helpers.js'
+
+const Tick = Type.Object({ n: Type.Integer() })
+
+/** An app as a user's test builds it: not listening, never started. */
+async function build (t: Test, setup: (app: FastifyInstance) => void): Promise<FastifyInstance> {
+  const app = Fastify()
+  await app.register(ssePlugin, { heartbeat: false })
+  setup(app)
+  t.teardown(() => app.close())
+  return app
+}
+
+function waitForAbort (signal: AbortSignal): Promise<void> {
+  return new Promise(resolve => signal.addEventListener('abort', () => resolve(), { once: true }))
+}
+
+t.test('three lines: collect(app, { url, count }) on an endless route, which is then stopped', async t => {
+  t.setTimeout(10_000)
+  const stopped = deferred()
+  const app = await build(t, app => {
+    app.get('/clock', async function * (request) {
+      try {
+        for (let n = 0; !request.signal.aborted; n++) {
+          yield { id: String(n), event: 'tick', data: { n } }
+          await new Promise(resolve => setImmediate(resolve))
+        }
+      } finally {
+        stopped.resolve()
+      }
+    })
+  })
+  const events = await collect(app, { url: '/clock', count: 3, schema: Tick })
+  expectTypeOf(events).toEqualTypeOf<Array<ReceivedItem<{ n: number }>>>()
+  t.same(events, [0, 1, 2].map(n => ({ id: String(n), event: 'tick', data: { n } })))
+  await stopped.promise
+  t.pass("the route's generator was stopped (its finally ran)")
+})
+
+t.test('collect without count reads until the route ends the stream; json: false keeps strings', async t => {
+  const app = await build(t, app => {
+    app.get('/list', async function * () {
+      yield { data: 'one' }
+      yield { comment: 'not an event' }
+      yield { data: 'two\nlines' }
+    })
+  })
+  const events = await collect(app, { url: '/list', json: false })
+  expectTypeOf(events).toEqualTypeOf<Array<ReceivedItem<string>>>()
+  t.same(events, [{ data: 'one' }, { data: 'two\nlines' }])
+})
+
+t.test('the request: method, headers, query, payload, Last-Event-ID', async t => {
+  const app = await build(t, app => {
+    app.post('/echo', async function * (request) {
+      yield { data: { body: request.body, query: request.query, lastEventId: request.headers['last-event-id'], auth: request.headers.authorization, accept: request.headers.accept } }
+    })
+  })
+  const [event] = await collect<{ body: unknown }>(app, {
+    method: 'POST', url: '/echo', payload: { hello: 'world' }, query: { q: '1' }, headers: { authorization: 'Bearer t' }, lastEventId: '41'
+  })
+  t.same(event?.data, { body: { hello: 'world' }, query: { q: '1' }, lastEventId: '41', auth: 'Bearer t', accept: 'text/event-stream' })
+})
+
+t.test('injectSse: status, headers, comments, events step by step, close()', async t => {
+  t.setTimeout(10_000)
+  const stopped = deferred()
+  const app = await build(t, app => {
+    app.get('/steps', (request, reply) => reply.sse((async function * () {
+      try {
+        yield { comment: 'hello' }
+        yield { data: 1 }
+        yield { data: 2 }
+        await waitForAbort(request.signal)
+      } finally {
+        stopped.resolve()
+      }
+    })(), { retry: 1000 }))
+  })
+  const stream = await injectSse<number>(app, { url: '/steps' })
+  t.equal(stream.statusCode, 200)
+  t.match(stream.headers, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform' })
+  t.same(await stream.take(1), [{ data: 1 }])
+  t.same(stream.comments, ['hello'])
+  t.same(await stream.take(1), [{ data: 2 }])
+  stream.close()
+  await stopped.promise
+  t.same(await stream.events.next(), { done: true, value: undefined }, 'after close() the events end')
+})
+
+t.test('clear failures: not a stream, too few events, too slow, bad data', async t => {
+  t.setTimeout(10_000)
+  const app = await build(t, app => {
+    app.get('/missing', async (_request, reply) => reply.code(404).send({ message: 'no such stream' }))
+    app.get('/json', async () => ({ hello: 'world' }))
+    app.get('/empty', async (_request, reply) => reply.code(204).send())
+    app.get('/two', async function * () { yield * [{ data: 1 }, { data: 2 }] })
+    app.get('/slow', async function * (request) {
+      yield { data: 1 }
+      await waitForAbort(request.signal)
+    })
+    app.get('/bad', async function * () { yield { data: { n: 'x' } } })
+    app.get('/endless-text', async (_request, reply) => reply.type('text/plain').send(Readable.from((function * () {
+      for (;;) yield 'text that is not an event stream and never ends '
+    })())))
+  })
+  await t.rejects(collect(app, { url: '/missing' }), { name: 'SseClientError', code: 'FST_SSE_CLIENT_STATUS', status: 404, message: /GET \/missing answered 404 .*no such stream/ })
+  await t.rejects(collect(app, { url: '/json' }), { code: 'FST_SSE_CLIENT_CONTENT_TYPE', status: 200, message: /answered 200 with content-type application\/json.*"hello":"world"/ })
+  const err = await collect(app, { url: '/empty' }).catch((e: unknown) => e)
+  t.type(err, SseClientError)
+  t.match(err, { status: 204, message: /answered 204 with content-type undefined, not an event stream$/ })
+  await t.rejects(collect(app, { url: '/two', count: 3 }), { message: 'GET /two: the stream ended after 2 of 3 events: [{"data":1},{"data":2}]' })
+  await t.rejects(collect(app, { url: '/slow', count: 2, timeout: 100 }), { message: 'GET /slow: waited 100 ms for 2 events; got 1: [{"data":1}]' })
+  await t.rejects(collect(app, { url: '/slow', timeout: 100 }), { message: /waited 100 ms for the end of the stream \(give `count` for an endless route\); got 1/ })
+  await t.rejects(collect(app, { url: '/endless-text' }), { code: 'FST_SSE_CLIENT_CONTENT_TYPE', message: /content-type text\/plain, not an event stream: text that is not/ },
+    'an endless body that is not an event stream: refused after its first bytes')
+  await t.rejects(collect(app, { url: '/bad', schema: Tick }), { code: 'FST_SSE_CLIENT_DATA', message: /does not match the schema: data\/n Expected integer/ })
+  await t.rejects(collect(app, { url: '/two', maxEventLength: 4, json: false }), { name: 'SseParseError' })
+})
