@@ -40,8 +40,8 @@ const only = option('only')?.split(',')
 const servers = only ? SERVERS.filter(s => only.includes(s.key)) : SERVERS
 
 const CONFIG = quick
-  ? { rounds: 1, streamN: 50_000, parallel: 8, parallelN: 10_000, fanout: [1000, 5000], publishes: 10, warmupPublishes: 3, intervalMs: 50, idle: 5000, warmupN: 5000 }
-  : { rounds: 3, streamN: 200_000, parallel: 8, parallelN: 200_000, fanout: [1000, 5000], publishes: 20, warmupPublishes: 3, intervalMs: 50, idle: 5000, warmupN: 20_000 }
+  ? { rounds: 1, streamN: 100_000, parallel: 8, parallelN: 25_000, fanout: [1000, 5000], publishes: 10, warmupPublishes: 3, intervalMs: 50, idle: 5000, warmupN: 5000 }
+  : { rounds: 5, streamN: 200_000, parallel: 8, parallelN: 200_000, fanout: [1000, 5000], publishes: 20, warmupPublishes: 3, intervalMs: 50, idle: 5000, warmupN: 20_000 }
 if (option('rounds') !== undefined) CONFIG.rounds = Number(option('rounds'))
 
 // Every step is bounded in time; a server that stalls is reported, not waited for.
@@ -229,21 +229,21 @@ async function measure (server) {
 
 // ---- statistics and reporting -------------------------------------------------------------------------------
 const METRICS = [
-  // key, path, label, unit, higher is better, digits
-  ['stream1.eventsPerSec', '1×stream events/s', 'k', true],
-  ['stream1.mbPerSec', '1×stream MB/s', '', true],
-  ['stream1.cpuPerEventUs', '1×stream CPU µs/event', '', false],
-  ['streamP.eventsPerSec', `${CONFIG.parallel}×stream events/s`, 'k', true],
-  ['streamP.mbPerSec', `${CONFIG.parallel}×stream MB/s`, '', true],
+  // [path in a run's result, row label, number format ('k': thousands)]
+  ['stream1.eventsPerSec', '1×stream events/s', 'k'],
+  ['stream1.mbPerSec', '1×stream MB/s', ''],
+  ['stream1.cpuPerEventUs', '1×stream CPU µs/event', ''],
+  ['streamP.eventsPerSec', `${CONFIG.parallel}×stream events/s`, 'k'],
+  ['streamP.mbPerSec', `${CONFIG.parallel}×stream MB/s`, ''],
   ...CONFIG.fanout.flatMap(n => [
-    [`fanout${n}.p50`, `fan-out ${n} p50 ms`, '', false],
-    [`fanout${n}.p99`, `fan-out ${n} p99 ms`, '', false],
-    [`fanout${n}.max`, `fan-out ${n} max ms`, '', false],
-    [`fanout${n}.cpuPerDeliveryUs`, `fan-out ${n} CPU µs/delivery`, '', false],
-    [`fanout${n}.complete`, `fan-out ${n} delivered %`, '', true]
+    [`fanout${n}.p50`, `fan-out ${n} p50 ms`, ''],
+    [`fanout${n}.p99`, `fan-out ${n} p99 ms`, ''],
+    [`fanout${n}.max`, `fan-out ${n} max ms`, ''],
+    [`fanout${n}.cpuPerDeliveryUs`, `fan-out ${n} CPU µs/delivery`, ''],
+    [`fanout${n}.complete`, `fan-out ${n} delivered %`, '']
   ]),
-  ['memory.rssPerStream', 'idle RSS bytes/stream', 'k', false],
-  ['memory.heapPerStream', 'idle heap+ext bytes/stream', 'k', false]
+  ['memory.rssPerStream', 'idle RSS bytes/stream', 'k'],
+  ['memory.heapPerStream', 'idle heap+ext bytes/stream', 'k']
 ]
 
 function get (obj, path) {
@@ -328,6 +328,7 @@ function markdown (summary, meta) {
   ].join('\n')
 }
 
+const GOAL_P99_MS = 100
 const COLORS = { raw: '#555555', ours: '#d62728', 'fastify-sse': '#1f77b4', 'fastify-sse-v2': '#2ca02c', 'better-sse': '#ff7f0e' }
 
 /** Fan-out latency (p50 dashed, p99 solid, min–max of p99 as a whisker) against subscribers, per server. */
@@ -356,7 +357,11 @@ function svg (summary, meta) {
   for (let k = 0; k <= 5; k++) {
     const v = (ymax * k) / 5
     parts.push(`<line x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}" stroke="#e5e5e5"/>`)
-    parts.push(`<text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${fmt(v)}</text>`)
+    parts.push(`<text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${Number.isInteger(v) ? v : v.toFixed(1)}</text>`)
+  }
+  if (GOAL_P99_MS <= ymax) {
+    parts.push(`<line x1="${L}" x2="${W - R}" y1="${y(GOAL_P99_MS)}" y2="${y(GOAL_P99_MS)}" stroke="#d62728" stroke-dasharray="2 3" opacity="0.7"/>`)
+    parts.push(`<text x="${W - R - 4}" y="${y(GOAL_P99_MS) - 4}" text-anchor="end" fill="#d62728" font-size="11">goal: p99 &lt; ${GOAL_P99_MS} ms at 5,000</text>`)
   }
   xs.forEach((n, i) => {
     parts.push(`<text x="${x(i)}" y="${H - B + 18}" text-anchor="middle">${n.toLocaleString('en')}</text>`)
