@@ -3,9 +3,10 @@
 // process, driven by bench/client.js in another, round by round in rotating order; medians with min–max and
 // ratios to `raw`; bench/results/<stamp>.json, latest.json, latest.md and fanout-latency.svg.
 //
-// Options: --quick, --rounds=N, --only=raw,ours (a subset, for development).
+// Options: --quick, --rounds=N, --only=raw,ours (a subset, for development),
+// --report=bench/results/<run>.json (re-render that run's table and plot, run nothing).
 import { fork, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -345,8 +346,9 @@ function svg (summary, meta) {
     p50: xs.map(n => summary[s.key][`fanout${n}.p50`]),
     p99: xs.map(n => summary[s.key][`fanout${n}.p99`])
   }))
-  const all = series.flatMap(({ p50, p99 }) => [...p50, ...p99].filter(Boolean).flatMap(v => [v.median, v.max]))
-  const ymax = niceMax(Math.max(1, ...all))
+  // scaled to the medians: a noisy round's whisker is clipped at the top and its value written there
+  const all = series.flatMap(({ p50, p99 }) => [...p50, ...p99].filter(Boolean).map(v => v.median))
+  const ymax = niceMax(Math.max(1, ...all) * 1.15)
   const x = (i) => L + (xs.length === 1 ? 0.5 : i / (xs.length - 1)) * (W - L - R)
   const y = (v) => T + (1 - v / ymax) * (H - T - B)
   const parts = []
@@ -371,14 +373,17 @@ function svg (summary, meta) {
   parts.push(`<line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="#333"/><line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="#333"/>`)
   series.forEach(({ s, p50, p99 }, idx) => {
     const color = COLORS[s.key] ?? '#000'
-    const dx = (idx - (series.length - 1) / 2) * 4 // small offset so whiskers do not overlap
+    const dx = (idx - (series.length - 1) / 2) * 6 // small offset so whiskers do not overlap
     for (const [vals, dash] of [[p99, ''], [p50, ' stroke-dasharray="5 4"']]) {
       const pts = vals.map((v, i) => v ? `${x(i) + dx},${y(v.median)}` : null).filter(Boolean)
       if (pts.length > 1) parts.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="2"${dash}/>`)
       vals.forEach((v, i) => {
         if (!v) return
         parts.push(`<circle cx="${x(i) + dx}" cy="${y(v.median)}" r="3.5" fill="${color}"/>`)
-        if (dash === '' && v.max > v.min) parts.push(`<line x1="${x(i) + dx}" x2="${x(i) + dx}" y1="${y(v.min)}" y2="${y(v.max)}" stroke="${color}" stroke-width="1"/>`)
+        if (dash === '' && v.max > v.min) {
+          parts.push(`<line x1="${x(i) + dx}" x2="${x(i) + dx}" y1="${y(v.min)}" y2="${y(Math.min(v.max, ymax))}" stroke="${color}" stroke-width="1"/>`)
+          if (v.max > ymax) parts.push(`<text x="${x(i) + dx + (i === 0 ? 4 : -4)}" y="${T + 9 + idx * 11}" text-anchor="${i === 0 ? 'start' : 'end'}" font-size="9" fill="${color}">↑${fmt(v.max)}</text>`)
+        }
       })
     }
     const ly = T + 10 + idx * 22
@@ -415,6 +420,22 @@ function versions () {
 }
 
 // ---- main --------------------------------------------------------------------------------------------------
+if (option('report') !== undefined) {
+  // Re-renders the table and the plot of an earlier run (bench/results/*.json) without running anything.
+  const { meta, summary } = JSON.parse(readFileSync(option('report'), 'utf8'))
+  Object.assign(CONFIG, meta.config)
+  servers.splice(0, servers.length, ...SERVERS.filter(s => summary[s.key] !== undefined))
+  const md = markdown(summary, meta)
+  writeFileSync(join(here, 'results', `latest-${meta.mode}.md`), header(meta) + md + '\n')
+  writeFileSync(join(here, 'results', `fanout-latency-${meta.mode}.svg`), svg(summary, meta))
+  console.log(md)
+  process.exit(0)
+}
+
+function header (meta) {
+  return `Machine: ${meta.machine}; load average (1/5/15 min) ${meta.loadavg.map(l => l.toFixed(2)).join(' ')} at the start, ${meta.loadavgEnd?.map(l => l.toFixed(2)).join(' ') ?? '?'} at the end; ${meta.date}; \`npm run bench${meta.mode === 'quick' ? ' -- --quick' : ''}\`, ${meta.durationSec?.toFixed(0)} s.\n\n`
+}
+
 const cpus = os.cpus()
 const meta = {
   date: new Date().toISOString(),
@@ -462,7 +483,7 @@ const stamp = meta.date.replace(/[:.]/g, '-')
 const json = JSON.stringify({ meta, summary, runs }, null, 2) + '\n'
 writeFileSync(join(resultsDir, `${stamp}-${meta.mode}.json`), json)
 writeFileSync(join(resultsDir, `latest-${meta.mode}.json`), json)
-writeFileSync(join(resultsDir, `latest-${meta.mode}.md`), `Machine: ${meta.machine}; load average at start ${meta.loadavg.map(l => l.toFixed(2)).join(' ')}; ${meta.date}; \`npm run bench${quick ? ' -- --quick' : ''}\`, ${meta.durationSec.toFixed(0)} s.\n\n${md}\n`)
+writeFileSync(join(resultsDir, `latest-${meta.mode}.md`), header(meta) + md + '\n')
 writeFileSync(join(resultsDir, `fanout-latency-${meta.mode}.svg`), svg(summary, meta))
 console.log('\n' + md + '\n')
 console.log(`written: bench/results/${stamp}-${meta.mode}.json, latest-${meta.mode}.{json,md}, fanout-latency-${meta.mode}.svg (${meta.durationSec.toFixed(0)} s)`)
