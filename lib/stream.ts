@@ -1,5 +1,5 @@
 import type { Http2ServerResponse } from 'node:http2'
-import { Readable } from 'node:stream'
+import { EventEmitter } from 'node:events'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { HEARTBEAT_FRAME, frameOf, retryFrame, type Frame } from './encode.js'
 import { SseError } from './errors.js'
@@ -70,14 +70,21 @@ function stopIterator (iterator: AsyncIterator<unknown> | Iterator<unknown>, rep
   }
 }
 
-function flushHeaders (this: FastifyReply['raw']): void {
-  // Fired when Fastify pipes the body into the response: after every onSend hook, with all headers set.
-  // Flushing earlier would send a response without them (an async onSend hook delays them).
-  this.flushHeaders()
+/** Where the frames go: the response itself, or whatever an onSend hook put in front of it. */
+interface Destination {
+  write: (chunk: Frame) => boolean
+  end: () => unknown
+  once: (event: 'drain', listener: () => void) => unknown
 }
 
-/** The body of one SSE response: a readable of whole frames that Fastify pipes into the socket. */
-export class EventStream extends Readable {
+/**
+ * The body of one SSE response, handed to Fastify's `reply.send()` so that onSend hooks and headers work as
+ * for any stream. Not a `Readable`: Fastify pipes it, and `pipe()` here writes whole frames straight to the
+ * destination, pulling the next item only when the destination takes more. That skips the Readable buffer,
+ * the pipe's closures and one copy of every chunk (the cost of an idle stream was mostly that machinery).
+ * It emits what Fastify's end-of-stream watch needs: `end` once the body is complete, then `close`.
+ */
+export class EventStream extends EventEmitter {
   readonly #reply: FastifyReply
   readonly #iterator: AsyncIterator<SseItem<unknown>>
   readonly #controller: AbortController
@@ -86,6 +93,9 @@ export class EventStream extends Readable {
   readonly #heartbeat: number | false
   readonly #registry: Set<EventStream>
   readonly #startedAt = Date.now()
+  readonly #responseClosed: Promise<void>
+  #dest: Destination | undefined
+  #endDest = true
   #timer: NodeJS.Timeout | undefined
   #lastWrite = this.#startedAt
   #pulling = false
@@ -93,13 +103,12 @@ export class EventStream extends Readable {
   #batch = ''
   #flushQueued = false
   #finished = false
+  #closed = false
   #reason: EndReason = 'client closed'
   #items = 0
-  readonly #responseClosed: Promise<void>
 
   constructor (reply: FastifyReply, source: SseSource<unknown>, options: ResolvedStreamOptions, registry: Set<EventStream>) {
-    // One item at most waits here: the rest of the buffering is the socket's, bounded by its high-water mark.
-    super({ objectMode: true, highWaterMark: 1 })
+    super()
     this.#reply = reply
     this.#controller = streamController(reply.request, reply)
     this.#serialize = options.serialize
@@ -114,13 +123,26 @@ export class EventStream extends Readable {
       resolve()
       this.destroy()
     }))
-    if (options.retry !== undefined) this.#write(retryFrame(options.retry))
+    if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
     if (this.#heartbeat !== false) this.#timer = setTimeout(this.#onIdle, this.#heartbeat).unref()
   }
 
-  override _read (): void {
-    this.#wantMore = true
-    if (!this.#pulling && !this.#finished) this.#pull()
+  /**
+   * Called by Fastify once every onSend hook has run and the headers are set (or by a hook that wraps the
+   * body). The headers are flushed now, so the client sees the stream open before the first event; flushing
+   * any earlier would send them without what an async onSend hook adds.
+   */
+  pipe<T extends Destination> (dest: T, options?: { end?: boolean }): T {
+    this.#dest = dest
+    this.#endDest = options?.end !== false
+    const res = this.#reply.raw
+    if ((dest as unknown) === res && !res.headersSent) res.flushHeaders()
+    if (this.#finished) this.#end()
+    else {
+      this.#flush()
+      if (this.#wantMore) this.#pull()
+    }
+    return dest
   }
 
   #pull (): void {
@@ -168,14 +190,28 @@ export class EventStream extends Readable {
 
   #onTick = (): void => {
     this.#flushQueued = false
-    if (!this.destroyed) this.#flush()
+    if (!this.#closed) this.#flush()
   }
 
   #flush (): void {
-    if (this.#batch === '') return
+    if (this.#batch === '' || this.#dest === undefined) return
     const batch = this.#batch
     this.#batch = ''
     this.#write(batch)
+  }
+
+  /** Writes whole frames; a full destination stops the pulling until it drains. */
+  #write (frame: Frame): void {
+    this.#lastWrite = Date.now()
+    if (!(this.#dest as Destination).write(frame) && this.#wantMore) {
+      this.#wantMore = false
+      ;(this.#dest as Destination).once('drain', this.#onDrain)
+    }
+  }
+
+  #onDrain = (): void => {
+    this.#wantMore = true
+    if (!this.#pulling && !this.#finished) this.#pull()
   }
 
   #onError = (err: unknown): void => {
@@ -189,27 +225,27 @@ export class EventStream extends Readable {
     this.#finish('source failed')
   }
 
-  /** Pushes whole frames; a refused push (the socket is full) stops the pulling until the next _read. */
-  #write (frame: Frame): void {
-    this.#lastWrite = Date.now()
-    if (!this.push(frame)) this.#wantMore = false
-  }
-
   #onIdle = (): void => {
     const hb = this.#heartbeat as number
     const idle = Date.now() - this.#lastWrite
-    // a stream whose last frame still waits for the socket is congested, not idle
-    if (idle >= hb && this.readableLength === 0) this.#write(HEARTBEAT_FRAME)
+    // a stream not yet piped, or whose destination is full, is not idle: it is waiting
+    if (idle >= hb && this.#dest !== undefined && this.#wantMore) this.#write(HEARTBEAT_FRAME)
     this.#timer = setTimeout(this.#onIdle, idle >= hb ? hb : hb - idle).unref()
   }
 
-  /** No more pulls; end the body cleanly; stop the source unless it stopped by itself. */
+  /** No more pulls; end the body cleanly once piped; stop the source unless it stopped by itself. */
   #finish (reason: EndReason): void {
     this.#finished = true
     this.#reason = reason
     if (reason !== 'source ended') this.#stopSource()
+    if (this.#dest !== undefined) this.#end()
+  }
+
+  #end (): void {
     this.#flush() // the whole frames that came before the end
-    this.push(null)
+    if (this.#endDest) (this.#dest as Destination).end()
+    this.emit('end')
+    this.destroy()
   }
 
   #stopSource (): void {
@@ -223,9 +259,10 @@ export class EventStream extends Readable {
    * response has closed.
    */
   close (): Promise<void> {
-    if (!this.#finished) this.#finish('server closing')
     const res = this.#reply.raw
-    if (res.writableNeedDrain || this.readableLength > 0) res.destroy()
+    if (!this.#finished) this.#reason = 'server closing'
+    if (res.writableNeedDrain || !this.#wantMore) res.destroy()
+    else if (!this.#finished) this.#finish('server closing')
     // On Node < 24 an HTTP/2 server waits for its clients' sessions to end (Fastify closes them only with
     // forceCloseConnections: true): close this one gracefully, after the streams it carries.
     const session = (res as { stream?: Http2ServerResponse['stream'] }).stream?.session
@@ -233,7 +270,10 @@ export class EventStream extends Readable {
     return this.#responseClosed
   }
 
-  override _destroy (err: Error | null, callback: (error?: Error | null) => void): void {
+  /** Stops everything at once (Fastify calls it when the response closes before the body ended). */
+  destroy (): void {
+    if (this.#closed) return
+    this.#closed = true
     clearTimeout(this.#timer)
     this.#registry.delete(this)
     if (!this.#finished) {
@@ -241,7 +281,7 @@ export class EventStream extends Readable {
       this.#stopSource()
     }
     this.#reply.log.debug({ items: this.#items, durationMs: Date.now() - this.#startedAt, reason: this.#reason }, 'SSE stream closed')
-    callback(err)
+    this.emit('close')
   }
 }
 
@@ -270,7 +310,6 @@ export function startStream (reply: FastifyReply, source: unknown, options: Reso
     return reply.send()
   }
   const stream = new EventStream(reply, source, options, registry)
-  reply.raw.once('pipe', flushHeaders)
   reply.log.debug('SSE stream opened')
   return reply.send(stream)
 }

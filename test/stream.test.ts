@@ -1,6 +1,7 @@
 import t from 'tap'
 import { connect as netConnect } from 'node:net'
 import { once } from 'node:events'
+import { PassThrough } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
 import Fastify from 'fastify'
@@ -417,4 +418,51 @@ t.test('frames encoded ahead of time go out as they are, in order with the other
   t.same(events[1], { id: '9', event: 'pre', data: 'shared' })
   t.same(events.slice(2, 3002).map(e => Number(e.data)), Array.from({ length: 3000 }, (_, i) => i), 'a long burst arrives whole and in order')
   t.same(events[3002], { id: '9', event: 'pre', data: 'shared' })
+})
+
+t.test('what onSend hooks and trailers do to the body still works', async t => {
+  t.setTimeout(10_000)
+  const entered = deferred()
+  const { app, url } = await startApp(app => {
+    app.register(async scope => {
+      // a hook that puts a stream of its own in front of the body (as compression or tracing plugins do)
+      scope.addHook('onSend', async (_req, _reply, payload) => (payload as NodeJS.ReadableStream).pipe(new PassThrough()))
+      scope.get('/wrapped', async function * () {
+        yield { data: 'through the hook' }
+      })
+    })
+    app.get('/trailers', (_req, reply) => {
+      let count = 0
+      reply.trailer('x-events', async () => String(count))
+      return reply.sse((async function * () {
+        for (; count < 3; count++) yield { data: count }
+      })())
+    })
+    app.register(async scope => {
+      // holds the body until the server's close has reached the stream (it aborts the stream's signal)
+      scope.addHook('onSend', async request => {
+        entered.resolve()
+        await new Promise(resolve => request.signal.addEventListener('abort', resolve))
+      })
+      scope.get('/late', async function * (request) {
+        yield { data: 'never: the server closed first' }
+        await sleep(60_000, undefined, { signal: request.signal })
+      })
+    })
+  })
+
+  t.equal(await (await request(url + '/wrapped')).body.text(), 'data: through the hook\n\n')
+  const withTrailers = await request(url + '/trailers')
+  t.equal(await withTrailers.body.text(), 'data: 0\n\ndata: 1\n\ndata: 2\n\n')
+  t.same(withTrailers.trailers, { 'x-events': '3' }, 'Fastify ends the response with its trailers after the stream')
+
+  // the server closes while an onSend hook still holds the body: the stream ends before it is piped
+  const pending = request(url + '/late')
+  await entered.promise
+  const closing = app.close()
+  const late = await pending
+  t.equal(late.statusCode, 200)
+  t.equal(await late.body.text(), '', 'an empty, clean body')
+  t.equal(late.headers['content-type'], 'text/event-stream; charset=utf-8')
+  await closing
 })
