@@ -33,15 +33,19 @@ export interface SubscribeOptions {
   signal?: AbortSignal | undefined
 }
 
-/** The item a subscriber gets first when it cannot resume from its `lastEventId`: reload your state. */
-export interface SseResetItem {
-  id: string
-  event: 'sse-reset'
-  data: { reason: ResetReason }
+/**
+ * The `data` of the one `event: 'sse-reset'` item a subscriber gets first when it cannot resume from its
+ * `lastEventId` (the client should reload its state). That item's `id` is the channel's position.
+ */
+export interface SseResetData {
+  reason: ResetReason
 }
 
-/** What `subscribe()` returns: items published after the subscription (after a replay), until it ends. */
-export type ChannelSubscription<T> = AsyncIterableIterator<SseItem<T> | SseResetItem>
+/**
+ * What `subscribe()` returns: items published after the subscription (after a replay), until it ends. Its
+ * items are `SseItem<T>`, except a first `sse-reset` one whose data is `SseResetData`.
+ */
+export type ChannelSubscription<T> = AsyncIterableIterator<SseItem<T | SseResetData>>
 
 /** A broadcast channel: `app.sse.channel<T>(name, options)`. */
 export interface Channel<T = unknown> {
@@ -251,7 +255,7 @@ export class Subscriber implements ChannelSubscription<unknown> {
   }
 }
 
-function resetItem (reason: ResetReason, position: string): SseResetItem {
+function resetItem (reason: ResetReason, position: string): SseItem<SseResetData> {
   return { id: position, event: 'sse-reset', data: { reason } }
 }
 

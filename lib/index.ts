@@ -103,7 +103,7 @@ export default ssePlugin
 export { encodeItem } from './encode.js'
 export { SseError } from './errors.js'
 export { MAX_LAST_EVENT_ID } from './channel.js'
-export type { Channel, ChannelOptions, ChannelSubscription, SseChannels, SseResetItem, SubscribeOptions } from './channel.js'
+export type { Channel, ChannelOptions, ChannelSubscription, SseChannels, SseResetData, SubscribeOptions } from './channel.js'
 export type { ResetReason } from './channel-backend.js'
 export { parseEventStream, SseParseError, type ParseOptions } from './parse.js'
 export type { SseItem, SsePluginOptions, SseSerializer, SseSource, SseStreamOptions } from './types.js'

@@ -4,7 +4,7 @@ import t from 'tap'
 import type { Test } from 'tap'
 import Fastify from 'fastify'
 import { getEventListeners } from 'node:events'
-import { ChannelRegistry, MAX_LAST_EVENT_ID, type Channel, type SseResetItem } from '../lib/channel.js'
+import { ChannelRegistry, MAX_LAST_EVENT_ID, type Channel, type SseResetData } from '../lib/channel.js'
 import type { ChannelBackend, ChannelItem, Deliver, Replay } from '../lib/channel-backend.js'
 import { MemoryBackend } from '../lib/channel-memory.js'
 import { kFrame } from '../lib/encode.js'
@@ -20,11 +20,11 @@ async function makeApp (t: Test, options: SsePluginOptions = {}) {
   return { app, logs }
 }
 
-type Step<T> = IteratorResult<SseItem<T> | SseResetItem, undefined>
+type Step<T> = IteratorResult<SseItem<T | SseResetData>, undefined>
 
 /** The next `n` items of a subscription, failing instead of hanging when it ends first. */
-async function pull<T> (sub: AsyncIterator<SseItem<T> | SseResetItem>, n: number): Promise<Array<SseItem<T> | SseResetItem>> {
-  const out: Array<SseItem<T> | SseResetItem> = []
+async function pull<T> (sub: AsyncIterator<SseItem<T | SseResetData>>, n: number): Promise<Array<SseItem<T | SseResetData>>> {
+  const out: Array<SseItem<T | SseResetData>> = []
   while (out.length < n) {
     const step = await sub.next()
     if (step.done === true) throw new Error(`subscription ended after ${out.length} of ${n} items`)
