@@ -119,6 +119,8 @@ export class Subscriber implements ChannelSubscription<unknown> {
   #replaying = false
   #done = false
   #wake: ((result: IteratorResult<SseItem<unknown>, undefined>) => void) | undefined
+  /** The pending `next()`, so a second call made before it settles queues behind it instead of replacing it. */
+  #waiting: Promise<unknown> | undefined
 
   constructor (channel: SseChannel<unknown>, signal: AbortSignal | undefined) {
     this.#channel = channel
@@ -159,7 +161,10 @@ export class Subscriber implements ChannelSubscription<unknown> {
     const item = this.#shift()
     if (item !== undefined) return Promise.resolve({ value: item, done: false })
     if (this.#done) return Promise.resolve(DONE)
-    return new Promise(resolve => { this.#wake = resolve })
+    if (this.#waiting !== undefined) return this.#waiting.then(() => this.next())
+    const waiting = new Promise<IteratorResult<SseItem<unknown>, undefined>>(resolve => { this.#wake = resolve })
+    this.#waiting = waiting
+    return waiting
   }
 
   return (): Promise<IteratorResult<SseItem<unknown>, undefined>> {
@@ -169,10 +174,8 @@ export class Subscriber implements ChannelSubscription<unknown> {
 
   /** A live item, from the channel's fan-out. Never waits. */
   push (item: ChannelItem): void {
-    const wake = this.#wake
-    if (wake !== undefined && !this.#replaying) {
-      this.#wake = undefined
-      wake({ value: item, done: false })
+    if (this.#wake !== undefined && !this.#replaying) {
+      this.#settle({ value: item, done: false })
       return
     }
     const size = item[kFrame].length
@@ -196,9 +199,15 @@ export class Subscriber implements ChannelSubscription<unknown> {
     this.#head = 0
     this.#bytes = 0
     this.#backlog = []
+    this.#settle(DONE)
+  }
+
+  /** Resolves the pending `next()`, if any. */
+  #settle (result: IteratorResult<SseItem<unknown>, undefined>): void {
     const wake = this.#wake
     this.#wake = undefined
-    wake?.(DONE)
+    this.#waiting = undefined
+    wake?.(result)
   }
 
   #shift (): SseItem<unknown> | undefined {
@@ -234,11 +243,8 @@ export class Subscriber implements ChannelSubscription<unknown> {
       break
     }
     this.#backlog = replay.reset === undefined ? replay.items : [resetItem(replay.reset, replay.position)]
-    const wake = this.#wake
-    const item = wake === undefined ? undefined : this.#shift()
-    if (item === undefined) return
-    this.#wake = undefined
-    wake?.({ value: item, done: false })
+    const item = this.#wake === undefined ? undefined : this.#shift()
+    if (item !== undefined) this.#settle({ value: item, done: false })
   }
 
   #onReplay = (replay: Replay): void => {

@@ -78,6 +78,12 @@ t.test('a subscriber sees only what is published after it subscribed (without la
   t.notOk(await settled(waiting), 'waits for a publish')
   news.publish({ data: 'after' })
   t.equal(((await waiting) as Step<string>).value?.data, 'after', 'a waiting next() is resolved by the publish')
+  const [a, b, c] = [sub.next(), sub.next(), sub.next()]
+  news.publish({ data: 'x' })
+  news.publish({ data: 'y' })
+  t.same([(await a).value?.data, (await b).value?.data], ['x', 'y'], 'next() calls made at once are answered in order')
+  await sub.return?.()
+  t.same(await c, { value: undefined, done: true }, 'and the last one ends with the subscription')
 })
 
 t.test('replay after lastEventId, then live, without gap or duplicate', async t => {
