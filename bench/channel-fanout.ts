@@ -42,8 +42,11 @@ async function server (): Promise<void> {
   app.get('/gen', async function * () { await new Promise(() => {}); yield {} })
   // the floor: an open response held by Fastify without this plugin (no stream, no channel)
   let rawOpen = 0
+  const rawResponses = new Set<import('node:http').ServerResponse>()
   app.get('/raw', (request, reply) => {
     reply.hijack()
+    rawResponses.add(reply.raw)
+    reply.raw.once('close', () => rawResponses.delete(reply.raw))
     reply.raw.writeHead(200, { 'content-type': 'text/event-stream' })
     reply.raw.write(':\n\n')
     rawOpen++
@@ -95,6 +98,18 @@ async function server (): Promise<void> {
   await raw.next('connected')
   while (rawOpen < SUBSCRIBERS) await sleep(10)
   const heapRaw = await heap()
+  // …and the floor of a delivery: the same bytes written to every one of those responses (chunked), no plugin
+  const rawFrame = Buffer.from('event: tick\ndata: {"t":0,"n":0}\n\n')
+  const rawCpu = process.cpuUsage()
+  let rawMs = 0
+  for (let n = 0; n < PUBLISHES; n++) {
+    const t0 = now()
+    for (const res of rawResponses) res.write(rawFrame)
+    await new Promise(resolve => setImmediate(resolve))
+    rawMs += now() - t0
+    await sleep(20)
+  }
+  const rawCpuUs = process.cpuUsage(rawCpu)
   raw.child.kill()
   while (rawOpen > 0) await sleep(10)
 
@@ -147,7 +162,8 @@ async function server (): Promise<void> {
     ['server CPU per delivery', `${(cpuUs / deliveries).toFixed(1)} µs (${(cpuUs / 1000).toFixed(0)} ms CPU over ${wall.toFixed(0)} ms)`],
     ['… of which the channel (no socket: publish → next() resolved)', `${((bareCpuUs.user + bareCpuUs.system) / deliveries).toFixed(2)} µs`],
     ['publish() call (encode once, hand to every subscriber)', `${(publishMs / PUBLISHES).toFixed(2)} ms per publish`],
-    ['server: publish → written to every socket', `${(fanoutMs / PUBLISHES).toFixed(1)} ms per publish`],
+    ['… floor: res.write of the same bytes to as many plain responses', `${((rawCpuUs.user + rawCpuUs.system) / deliveries).toFixed(1)} µs`],
+    ['server: publish → written to every socket', `${(fanoutMs / PUBLISHES).toFixed(1)} ms per publish (floor: ${(rawMs / PUBLISHES).toFixed(1)} ms)`],
     ['server heap per idle subscriber (HTTP + stream + subscription)', `${((heapIdle - heapBefore) / SUBSCRIBERS / 1024).toFixed(1)} KiB`],
     ['… of which the channel subscription alone', `${((heapBare - heapBeforeBare) / SUBSCRIBERS / 1024).toFixed(2)} KiB`],
     ['… floor: an idle open Fastify response without the plugin', `${((heapRaw - heapBeforeRaw) / SUBSCRIBERS / 1024).toFixed(1)} KiB`],
