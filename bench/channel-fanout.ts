@@ -5,6 +5,7 @@
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
 import { connect, type Socket } from 'node:net'
+import { PassThrough } from 'node:stream'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
@@ -38,8 +39,16 @@ async function server (): Promise<void> {
   await app.register(ssePlugin, { heartbeat: 15_000 })
   const channel = app.sse.channel<{ t: number, n: number }>('bench', { history: 100 })
   app.get('/sub', (request, reply) => reply.sse(channel.subscribe({ lastEventId: request.headers['last-event-id'], signal: request.signal })))
+  // BENCH_PATH=/nosignal: the same subscription without request.signal
   app.get('/nosignal', (request, reply) => reply.sse(channel.subscribe({ lastEventId: request.headers['last-event-id'] })))
+  // comparison points for the heap per idle stream (BENCH_PATH=/gen or /passthrough): the plugin's stream with
+  // a generator that never yields, and Fastify sending a plain stream body without the plugin
   app.get('/gen', async function * () { await new Promise(() => {}); yield {} })
+  app.get('/passthrough', (_request, reply) => {
+    const body = new PassThrough()
+    body.write(':\n\n')
+    return reply.type('text/event-stream').send(body)
+  })
   // the floor: an open response held by Fastify without this plugin (no stream, no channel)
   let rawOpen = 0
   const rawResponses = new Set<import('node:http').ServerResponse>()
@@ -119,13 +128,13 @@ async function server (): Promise<void> {
   const started = Date.now()
   const { child, next } = startClients(process.env.BENCH_PATH ?? '/sub')
   await next('connected')
-  while (channel.size < SUBSCRIBERS && process.env.BENCH_PATH !== '/gen') await sleep(10)
+  const comparing = process.env.BENCH_PATH !== undefined && process.env.BENCH_PATH !== '/sub'
+  while (channel.size < SUBSCRIBERS && !comparing) await sleep(10)
   const connectMs = Date.now() - started
   const heapIdle = await heap()
   const rssIdle = process.memoryUsage().rss
-  if (process.env.BENCH_PATH === '/gen') {
-    // a comparison point only: the plugin's stream with a generator that never yields, no channel
-    console.log(`idle ${SUBSCRIBERS} × /gen: ${((heapIdle - heapBefore) / SUBSCRIBERS / 1024).toFixed(1)} KiB heap per stream`)
+  if (comparing) {
+    console.log(`idle ${SUBSCRIBERS} × ${process.env.BENCH_PATH}: ${((heapIdle - heapBefore) / SUBSCRIBERS / 1024).toFixed(1)} KiB heap per stream`)
     child.kill()
     await app.close()
     return
