@@ -50,7 +50,10 @@ export interface ChannelBackend {
   append: (item: SseItem<unknown>, encode: (item: SseItem<unknown>) => ChannelItem) => string
   /** What was published after `lastEventId` (a string of bounded length). Never throws for an unknown id. */
   replay: (lastEventId: string) => Replay | Promise<Replay>
-  /** The newest id, for a subscriber that starts live (what it would send back as Last-Event-ID). */
+  /**
+   * The newest id: the `id` the newest item was delivered with (so an asynchronous replay's `position` can be
+   * matched against live items), or any id `replay` accepts as "nothing missed" when there is no such item.
+   */
   position: () => string
   /** Releases what the backend holds (history, connections). */
   close: () => void

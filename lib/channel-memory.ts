@@ -66,8 +66,10 @@ export class MemoryBackend implements ChannelBackend {
     return { items, position: this.position() }
   }
 
+  /** The id of the newest item (as it was delivered), or `<epoch>-<seq>` once that item is no longer kept. */
   position (): string {
-    return this.#epoch + '-' + this.#last
+    const newest = this.#last >= this.#first ? this.#ring[this.#last % this.#capacity] : undefined
+    return newest?.id ?? this.#epoch + '-' + this.#last
   }
 
   close (): void {

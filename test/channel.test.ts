@@ -169,8 +169,10 @@ t.test('ids given by publishers: replay by them, duplicates resolve to the newes
   const sub = ch.subscribe({ lastEventId: 'a' })
   t.same((await pull(sub, 2)).map(i => i.data), ['4', '5'])
   ch.publish({ data: '6' })
-  ch.publish({ data: '7' }) // evicts the newer 'a'
-  t.same((await pull(ch.subscribe({ lastEventId: 'a' }), 1))[0]?.event, 'sse-reset')
+  ch.publish({ id: 'd', data: '7' }) // evicts the newer 'a'
+  t.same((await pull(ch.subscribe({ lastEventId: 'a' }), 1))[0], { id: 'd', event: 'sse-reset', data: { reason: 'unknown' } },
+    'a forgotten id is unknown; the position is the id the newest item went out with')
+  t.same((await pull(ch.subscribe({ lastEventId: 'nope' }), 1))[0]?.id, 'd')
 })
 
 t.test('history by age (in-memory backend with a clock)', async t => {
