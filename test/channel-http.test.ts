@@ -9,6 +9,11 @@ import { request } from 'undici'
 import ssePlugin, { parseEventStream, type Channel, type SseError } from '../lib/index.js'
 import Fastify from 'fastify'
 import { all, deferred, open, startApp, take, WARN } from './helpers.js'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+
+setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
 
 /** Polls `check` (every few ms, bounded) for state that has no event of its own, such as `channel.size`. */
 async function until (check: () => boolean, what: string, ms = 5000): Promise<void> {
@@ -182,15 +187,20 @@ t.test('disconnects release everything: size 0, no abort listener left, over 200
   t.setTimeout(60_000)
   let chat!: Channel<number>
   const signals: AbortSignal[] = []
+  const refs: Array<WeakRef<object>> = []
   const { app, url } = await startApp(app => {
     chat = app.sse.channel<number>('chat')
     app.get('/chat', (req, reply) => {
       signals.push(req.signal)
-      return reply.sse(chat.subscribe({ lastEventId: req.headers['last-event-id'], signal: req.signal }))
+      const subscription = chat.subscribe({ lastEventId: req.headers['last-event-id'], signal: req.signal })
+      refs.push(new WeakRef(subscription), new WeakRef(req), new WeakRef(reply))
+      return reply.sse(subscription)
     })
-    app.get('/gen', async function * (req) {
+    app.get('/gen', async function * (req, reply) {
       signals.push(req.signal)
-      yield * chat.subscribe({ signal: req.signal })
+      const subscription = chat.subscribe({ signal: req.signal })
+      refs.push(new WeakRef(subscription), new WeakRef(req), new WeakRef(reply))
+      yield * subscription
     })
   })
   t.teardown(() => app.close())
@@ -205,6 +215,11 @@ t.test('disconnects release everything: size 0, no abort listener left, over 200
   t.equal(chat.size, 0)
   t.equal(signals.length, 200)
   t.equal(signals.filter(s => getEventListeners(s, 'abort').length > 0).length, 0, 'no abort listener left on any request signal')
+  signals.length = 0
+  await new Promise(resolve => setImmediate(resolve))
+  gc()
+  const alive = refs.filter(r => r.deref() !== undefined).length
+  t.ok(alive <= 3, `subscriptions, requests and replies are garbage-collected (${alive} of ${refs.length} alive)`)
 })
 
 t.test('app.close() ends the streams of every channel subscriber', async t => {

@@ -10,6 +10,11 @@ import { MemoryBackend } from '../lib/channel-memory.js'
 import { kFrame } from '../lib/encode.js'
 import ssePlugin, { SseError, type SseItem, type SsePluginOptions } from '../lib/index.js'
 import { LogCapture, WARN, ERROR } from './helpers.js'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+
+setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
 
 async function makeApp (t: Test, options: SsePluginOptions = {}) {
   const logs = new LogCapture()
@@ -294,10 +299,12 @@ t.test('1,000 subscribe/release cycles leak no subscriber and no listener', asyn
   const { app } = await makeApp(t)
   const ch = app.sse.channel<number>('cycles', { history: 5 })
   const signal = new AbortController().signal
+  const refs: Array<WeakRef<object>> = []
   let last = ch.publish({ data: 0 })
   for (let i = 0; i < 1000; i++) {
     const controller = new AbortController()
     const sub = ch.subscribe({ lastEventId: last, signal: i % 2 === 0 ? controller.signal : signal })
+    refs.push(new WeakRef(sub))
     last = ch.publish({ data: i })
     const [item] = await pull(sub, 1)
     t.equal(item?.data, i, `cycle ${i}`, { diagnostic: false })
@@ -306,6 +313,9 @@ t.test('1,000 subscribe/release cycles leak no subscriber and no listener', asyn
   }
   t.equal(ch.size, 0)
   t.equal(getEventListeners(signal, 'abort').length, 0)
+  await new Promise(resolve => setImmediate(resolve))
+  gc()
+  t.equal(refs.filter(r => r.deref() !== undefined).length, 0, 'every released subscription was garbage-collected')
 })
 
 t.test('options: validated with the option named; a second call with other options is refused', async t => {
