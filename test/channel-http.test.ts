@@ -329,3 +329,24 @@ t.test('204 from a handler (or a preHandler hook) tells an EventSource to stop r
   t.equal(res.statusCode, 200, 'the same route streams when the hook lets it')
   t.same(await all(parseEventStream(res.body)[Symbol.asyncIterator]()), [{ data: 'open' }])
 })
+
+t.test('POST routes: a generator handler with request.signal, or reply.sse without a signal, stay subscribed', async t => {
+  t.setTimeout(20_000)
+  let chat!: Channel<string>
+  const { app, url } = await startApp(app => {
+    chat = app.sse.channel<string>('chat')
+    app.post('/gen', async function * (req) {
+      yield * chat.subscribe({ signal: req.signal })
+    })
+    app.post('/plain', (_req, reply) => reply.sse(chat.subscribe()))
+  })
+  t.teardown(() => app.close())
+  const post = { method: 'POST' as const, body: JSON.stringify({ a: 1 }), headers: { 'content-type': 'application/json' } }
+  const clients = [await open(`${url}/gen`, post), await open(`${url}/plain`, post)]
+  await until(() => chat.size === 2, 'both subscribed')
+  const id = chat.publish({ data: 'x' })
+  for (const c of clients) t.same(await take(c.events, 1), [{ id, data: 'x' }])
+  for (const c of clients) c.res.body.destroy()
+  await until(() => chat.size === 0, 'both released')
+  t.equal(chat.size, 0, 'released when the clients leave')
+})
