@@ -24,3 +24,8 @@ export function invalidItem (field: string, problem: string, cause?: unknown): S
 export function invalidOption (option: string, problem: string): SseError {
   return new SseError('FST_SSE_INVALID_OPTION', option, `fastify-typed-sse option "${option}" ${problem}`)
 }
+
+/** A publish on a channel that was closed (by `channel.close()` or with the app). */
+export function channelClosed (name: string): SseError {
+  return new SseError('FST_SSE_CHANNEL_CLOSED', 'channel', `SSE channel "${name}" is closed`)
+}

@@ -6,10 +6,11 @@ import type {
 } from 'fastify'
 // Not re-exported by fastify's entry, and needed to merge with FastifyReply's exact type parameters.
 import type { FastifyReplyType, ResolveFastifyReplyType } from 'fastify/types/type-provider.js'
+import { ChannelRegistry, type SseChannels } from './channel.js'
 import { isRetry } from './encode.js'
 import { invalidOption } from './errors.js'
 import { streamingHandler, typedItemHook, type SseItemOfReply } from './schema.js'
-import { EventStream, startStream, streamController, type ResolvedStreamOptions } from './stream.js'
+import { EventStream, startStream, stopIterator, streamController, type ResolvedStreamOptions } from './stream.js'
 import type { SsePluginOptions, SseSource, SseStreamOptions } from './types.js'
 
 // The plugin: options, the reply decorator, the hook that turns async generator handlers into streams and the
@@ -41,6 +42,10 @@ declare module 'fastify' {
      */
     sse<T = unknown>(source: SseSourceFor<ReplyType, T>, options?: SseStreamOptions): FastifyReply
   }
+  interface FastifyInstance {
+    /** Broadcast channels: `app.sse.channel<T>(name, { history })`, closed with the app. */
+    sse: SseChannels
+  }
 }
 
 const MAX_TIMER = 2 ** 31 - 1
@@ -71,12 +76,35 @@ function isAsyncGeneratorFunction (fn: unknown): boolean {
 
 type GeneratorHandler = (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) => AsyncIterable<never>
 
+function resolveLimits (options: SsePluginOptions): { maxConnections: number, retryAfter: number } {
+  const { maxConnections = Infinity, retryAfter = 5 } = options
+  if (maxConnections !== Infinity && !(Number.isSafeInteger(maxConnections) && maxConnections >= 0)) {
+    throw invalidOption('maxConnections', `must be a whole number of streams >= 0, got ${String(maxConnections)}`)
+  }
+  if (!(Number.isSafeInteger(retryAfter) && retryAfter >= 0)) {
+    throw invalidOption('retryAfter', `must be a whole number of seconds >= 0, got ${String(retryAfter)}`)
+  }
+  return { maxConnections, retryAfter }
+}
+
+/** Too many open streams: 503 with Retry-After, and the source (a generator, a subscription) is stopped. */
+function refuseStream (reply: FastifyReply, source: unknown, maxConnections: number, retryAfter: number): FastifyReply {
+  if (typeof (source as Partial<AsyncIterator<unknown>> | null)?.return === 'function') stopIterator(source as AsyncIterator<unknown>, reply)
+  reply.log.warn({ maxConnections }, 'SSE stream refused: maxConnections streams are open')
+  return reply.code(503).header('retry-after', String(retryAfter))
+    .send({ statusCode: 503, error: 'Service Unavailable', message: 'Too many open event streams; retry later' })
+}
+
 async function ssePluginCallback (fastify: FastifyInstance, options: SsePluginOptions): Promise<void> {
   const defaults = resolveOptions(options, DEFAULTS)
+  const { maxConnections, retryAfter } = resolveLimits(options)
   const open = new Set<EventStream>()
+  const channels = new ChannelRegistry(fastify.log, defaults.serialize)
 
+  fastify.decorate('sse', channels)
   fastify.decorateReply('sse', function sse (this: FastifyReply, source: unknown, streamOptions?: SseStreamOptions) {
     const resolved = streamOptions === undefined ? defaults : resolveOptions(streamOptions, defaults)
+    if (open.size >= maxConnections) return refuseStream(this, source, maxConnections, retryAfter)
     // on a route with an sseSchema() response: compiled serializers, and checks with `validate`
     const item = typedItemHook(this, { validate: resolved.validate, compileSerializers: streamOptions?.serialize === undefined })
     return startStream(this, source, item === undefined ? resolved : { ...resolved, item }, open)
@@ -99,12 +127,14 @@ async function ssePluginCallback (fastify: FastifyInstance, options: SsePluginOp
   })
 
   fastify.addHook('preClose', async () => {
+    // Channels first: their subscriptions end, so those streams end as their sources do.
+    channels.close()
     // Streams never end by themselves: without this, server.close() would wait for every client to leave.
     await Promise.all(Array.from(open, stream => stream.close()))
   })
 }
 
-/** The Fastify plugin: `await app.register(ssePlugin, { heartbeat, retry, serialize })`. */
+/** The Fastify plugin: `await app.register(ssePlugin, { heartbeat, retry, serialize, maxConnections })`. */
 export const ssePlugin = fp(ssePluginCallback, { fastify: '5.x', name: 'fastify-typed-sse' })
 export default ssePlugin
 
@@ -115,5 +145,8 @@ export type {
   SseSchemaInfo, SseSchemaOptions, SseStream, SwaggerTransformInput
 } from './schema.js'
 export { SseError } from './errors.js'
+export { MAX_LAST_EVENT_ID } from './channel.js'
+export type { Channel, ChannelOptions, ChannelSubscription, SseChannels, SseResetData, SubscribeOptions } from './channel.js'
+export type { ResetReason } from './channel-backend.js'
 export { parseEventStream, SseParseError, type ParseOptions } from './parse.js'
 export type { SseItem, SsePluginOptions, SseSerializer, SseSource, SseStreamOptions } from './types.js'

@@ -62,7 +62,7 @@ function noop (): void {}
  * Asks a source to stop (a generator runs its `finally`). Not awaited: a generator busy in an await that
  * ignores the signal stops when it next yields, and nobody (least of all app.close) waits for that.
  */
-function stopIterator (iterator: AsyncIterator<unknown> | Iterator<unknown>, reply: FastifyReply): void {
+export function stopIterator (iterator: AsyncIterator<unknown> | Iterator<unknown>, reply: FastifyReply): void {
   try {
     Promise.resolve(iterator.return?.()).then(noop, (err: unknown) => reply.log.error({ err }, 'SSE source failed while stopping'))
   } catch (err) {

@@ -39,4 +39,12 @@ export interface SseStreamOptions {
 }
 
 /** Options of `fastify.register(ssePlugin, options)`. */
-export interface SsePluginOptions extends SseStreamOptions {}
+export interface SsePluginOptions extends SseStreamOptions {
+  /**
+   * Most SSE streams open at once, plugin-wide; a new stream beyond it is answered 503 with `Retry-After`
+   * (and its source stopped) instead of piling up. Default: no limit.
+   */
+  maxConnections?: number
+  /** Seconds sent in the `Retry-After` header of those 503 answers. Default 5. */
+  retryAfter?: number
+}

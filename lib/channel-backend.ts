@@ -1,0 +1,71 @@
+import type { kFrame } from './encode.js'
+import type { SseItem } from './types.js'
+
+// What a channel needs from the place its history lives: the in-memory ring (lib/channel-memory) now, a Redis
+// stream later (one XADD per publish, one XREAD BLOCK reader per channel per process). The replay rules (reset,
+// the merge of live items with a replay that is still being read, the queue bounds) live in lib/channel, once.
+
+/** A published item as every subscriber receives it: its fields, plus its frame encoded once. */
+export interface ChannelItem extends SseItem<unknown> {
+  readonly id: string
+  readonly [kFrame]: Buffer
+}
+
+/**
+ * Why a subscriber cannot resume where its `lastEventId` says:
+ * - `expired`: an id this channel issued, older than the history it still keeps;
+ * - `unknown`: not an id this channel issued (another process, another channel, a restarted server, garbage);
+ * - `invalid`: refused before any lookup (not a string, or longer than the bound).
+ */
+export type ResetReason = 'expired' | 'unknown' | 'invalid'
+
+/** The answer to "what did I miss after this id?". */
+export interface Replay {
+  /** Set when the subscriber cannot resume: it then gets one `sse-reset` item instead of `items`. */
+  readonly reset?: ResetReason
+  /** What was published after the id, oldest first; empty on reset. */
+  readonly items: readonly ChannelItem[]
+  /**
+   * The newest id at the time of the read: the subscriber is there once it has `items`. Live items delivered
+   * up to and including this id while an asynchronous read was in flight are dropped (no duplicate); the
+   * `sse-reset` item carries it as its `id`, so a client that reconnects after a reset resumes from there.
+   */
+  readonly position: string
+}
+
+/** Hands a stored item to the channel for fan-out to this process's subscribers. */
+export type Deliver = (item: ChannelItem) => void
+
+/**
+ * One channel's storage. `append` stores an item and, once it is stored, hands it to `deliver` (the in-memory
+ * backend does both synchronously; a Redis backend delivers what its reader sees, from every process).
+ * `replay` may answer asynchronously: the channel then buffers live items and merges them by `position`.
+ */
+export interface ChannelBackend {
+  /**
+   * Stores the item with its id (`item.id`, or a fresh monotonic one when absent) and returns the id.
+   * `encode` turns the item with its final id into the frame; it throws (an `SseError`) for a bad item, and
+   * then nothing must have been stored or delivered.
+   */
+  append: (item: SseItem<unknown>, encode: (item: SseItem<unknown>) => ChannelItem) => string
+  /** What was published after `lastEventId` (a string of bounded length). Never throws for an unknown id. */
+  replay: (lastEventId: string) => Replay | Promise<Replay>
+  /**
+   * The newest id: the `id` the newest item was delivered with (so an asynchronous replay's `position` can be
+   * matched against live items), or any id `replay` accepts as "nothing missed" when there is no such item.
+   */
+  position: () => string
+  /** Releases what the backend holds (history, connections). */
+  close: () => void
+}
+
+/** The history bounds of a channel, validated. */
+export interface HistoryOptions {
+  /** Items kept for replay (0: none; a client can still resume from the newest id without loss). */
+  history: number
+  /** Milliseconds an item is kept for replay; `Infinity`: no age limit. */
+  historyMaxAge: number
+}
+
+/** Creates the backend of one channel. */
+export type ChannelBackendFactory = (name: string, options: HistoryOptions, deliver: Deliver) => ChannelBackend

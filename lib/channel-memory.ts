@@ -1,0 +1,107 @@
+import type { ChannelBackend, ChannelItem, Deliver, HistoryOptions, Replay } from './channel-backend.js'
+import type { SseItem } from './types.js'
+
+// The in-process history: a ring of the last `history` items (optionally younger than `historyMaxAge`).
+// Ids are `<epoch>-<seq>`: the epoch is new for every channel object, so an id from a previous process (or a
+// channel closed and made again) is unknown here, and a client that sends one gets an sse-reset, not a guess.
+
+const SEQ = /^(?:0|[1-9][0-9]{0,14})$/
+let instances = 0
+
+export class MemoryBackend implements ChannelBackend {
+  readonly #epoch: string
+  readonly #capacity: number
+  readonly #maxAge: number
+  readonly #deliver: Deliver
+  readonly #now: () => number
+  readonly #ring: Array<ChannelItem | undefined>
+  readonly #times: number[]
+  /** id → seq of the kept items (ids given by publishers included). */
+  readonly #index = new Map<string, number>()
+  /** Seq of the oldest kept item; `#last + 1` when none is kept. */
+  #first = 1
+  /** Seq of the newest item ever appended; 0 before the first. */
+  #last = 0
+
+  constructor (options: HistoryOptions, deliver: Deliver, now: () => number = Date.now) {
+    this.#epoch = Date.now().toString(36) + '.' + (++instances).toString(36)
+    this.#capacity = options.history
+    this.#maxAge = options.historyMaxAge
+    this.#deliver = deliver
+    this.#now = now
+    this.#ring = new Array<ChannelItem | undefined>(this.#capacity)
+    this.#times = new Array<number>(this.#capacity)
+  }
+
+  append (item: SseItem<unknown>, encode: (item: SseItem<unknown>) => ChannelItem): string {
+    const seq = this.#last + 1
+    const stored = encode(item.id === undefined ? { ...item, id: this.#epoch + '-' + seq } : item)
+    this.#last = seq
+    if (this.#capacity === 0) {
+      this.#first = seq + 1
+    } else {
+      const now = this.#now()
+      this.#expire(now)
+      if (seq - this.#first >= this.#capacity) this.#evictOldest()
+      const slot = seq % this.#capacity
+      this.#ring[slot] = stored
+      this.#times[slot] = now
+      this.#index.set(stored.id, seq)
+    }
+    this.#deliver(stored)
+    return stored.id
+  }
+
+  replay (lastEventId: string): Replay {
+    this.#expire(this.#now())
+    let seq = this.#index.get(lastEventId)
+    if (seq === undefined) {
+      seq = this.#parse(lastEventId)
+      if (seq === undefined) return { reset: 'unknown', items: [], position: this.position() }
+      // the oldest kept item follows `seq` directly: nothing after it was dropped
+      if (seq < this.#first - 1) return { reset: 'expired', items: [], position: this.position() }
+    }
+    const items: ChannelItem[] = []
+    for (let s = seq + 1; s <= this.#last; s++) items.push(this.#ring[s % this.#capacity] as ChannelItem)
+    return { items, position: this.position() }
+  }
+
+  /** The id of the newest item (as it was delivered), or `<epoch>-<seq>` once that item is no longer kept. */
+  position (): string {
+    const newest = this.#last >= this.#first ? this.#ring[this.#last % this.#capacity] : undefined
+    return newest?.id ?? this.#epoch + '-' + this.#last
+  }
+
+  close (): void {
+    this.#ring.fill(undefined)
+    this.#index.clear()
+    this.#first = this.#last + 1
+  }
+
+  /** The seq of an id this channel object issued, else undefined. */
+  #parse (id: string): number | undefined {
+    if (!id.startsWith(this.#epoch + '-')) return undefined
+    const digits = id.slice(this.#epoch.length + 1)
+    if (!SEQ.test(digits)) return undefined
+    const seq = Number(digits)
+    return seq <= this.#last ? seq : undefined
+  }
+
+  #expire (now: number): void {
+    const oldest = now - this.#maxAge
+    while (this.#first <= this.#last && (this.#times[this.#first % this.#capacity] as number) <= oldest) this.#evictOldest()
+  }
+
+  #evictOldest (): void {
+    const slot = this.#first % this.#capacity
+    const item = this.#ring[slot] as ChannelItem
+    if (this.#index.get(item.id) === this.#first) this.#index.delete(item.id)
+    this.#ring[slot] = undefined
+    this.#first++
+  }
+}
+
+/** The default backend factory. */
+export function memoryBackend (_name: string, options: HistoryOptions, deliver: Deliver): ChannelBackend {
+  return new MemoryBackend(options, deliver)
+}

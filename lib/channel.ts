@@ -1,0 +1,388 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { ChannelBackend, ChannelBackendFactory, ChannelItem, HistoryOptions, Replay, ResetReason } from './channel-backend.js'
+import { memoryBackend } from './channel-memory.js'
+import { encodeItem, kFrame } from './encode.js'
+import { channelClosed, invalidOption } from './errors.js'
+import type { SseItem, SseSerializer } from './types.js'
+
+// Broadcast: one writer, many listeners. Each published item is encoded once by the channel and the same
+// frame is handed to every subscriber's bounded queue; the stream writer (lib/stream) writes those bytes as they
+// are. Publishing never waits for anyone: a subscriber whose queue is full is cut off and resumes by
+// Last-Event-ID when its client reconnects.
+
+/** Options of `app.sse.channel(name, options)`. */
+export interface ChannelOptions {
+  /** Items kept for replay to reconnecting clients. Default 100; 0 keeps none. */
+  history?: number
+  /** Milliseconds an item stays in the history. Default: no age limit. */
+  historyMaxAge?: number
+  /** Items a subscriber may have waiting before it is disconnected as too slow. Default 512. */
+  queueItems?: number
+  /** Bytes (of encoded frames) a subscriber may have waiting before it is disconnected. Default 1 MiB. */
+  queueBytes?: number
+}
+
+/** Options of `channel.subscribe()`. */
+export interface SubscribeOptions {
+  /**
+   * The client's `Last-Event-ID` (pass `request.headers['last-event-id']` as is): what it missed after that id
+   * is replayed first. An id the channel cannot resume from gives one `sse-reset` item instead.
+   */
+  lastEventId?: string | readonly string[] | undefined
+  /** Ends the subscription when aborted (pass `request.signal`). */
+  signal?: AbortSignal | undefined
+}
+
+/**
+ * The `data` of the one `event: 'sse-reset'` item a subscriber gets first when it cannot resume from its
+ * `lastEventId` (the client should reload its state). That item's `id` is the channel's position.
+ */
+export interface SseResetData {
+  reason: ResetReason
+}
+
+/**
+ * What `subscribe()` returns: items published after the subscription (after a replay), until it ends. Its
+ * items are `SseItem<T>`, except a first `sse-reset` one whose data is `SseResetData`.
+ */
+export type ChannelSubscription<T> = AsyncIterableIterator<SseItem<T | SseResetData>>
+
+/** A broadcast channel: `app.sse.channel<T>(name, options)`. */
+export interface Channel<T = unknown> {
+  readonly name: string
+  /** Live subscribers. */
+  readonly size: number
+  /** Whether `close()` was called (or the app closed). */
+  readonly closed: boolean
+  /**
+   * Encodes the item once, keeps it in the history and hands it to every subscriber; returns its id (a new
+   * monotonic one when the item has none). Throws the encoder's `TypeError` for a bad item, which then reaches
+   * no subscriber. Never waits for a subscriber.
+   */
+  publish: (item: SseItem<T>) => string
+  /** Items published from now on, after those missed since `lastEventId`. Ends when `signal` aborts. */
+  subscribe: (options?: SubscribeOptions) => ChannelSubscription<T>
+  /** Ends every subscription (their streams end) and forgets the history; the name can be used again. */
+  close: () => void
+}
+
+/** `app.sse`: the plugin's channels. */
+export interface SseChannels {
+  /** The channel of that name, created on first use; the same object for the same name. */
+  channel: <T = unknown>(name: string, options?: ChannelOptions) => Channel<T>
+}
+
+/** A `Last-Event-ID` longer than this is refused without a lookup (reset `invalid`). */
+export const MAX_LAST_EVENT_ID = 256
+
+interface ResolvedChannelOptions extends HistoryOptions {
+  queueItems: number
+  queueBytes: number
+}
+
+const DEFAULTS: ResolvedChannelOptions = { history: 100, historyMaxAge: Infinity, queueItems: 512, queueBytes: 1024 * 1024 }
+const MAX_HISTORY = 10_000_000
+const OPTION_NAMES = Object.keys(DEFAULTS) as Array<keyof ResolvedChannelOptions>
+
+function resolveChannelOptions (options: ChannelOptions): ResolvedChannelOptions {
+  const { history = DEFAULTS.history, historyMaxAge = DEFAULTS.historyMaxAge, queueItems = DEFAULTS.queueItems, queueBytes = DEFAULTS.queueBytes } = options
+  if (!(Number.isSafeInteger(history) && history >= 0 && history <= MAX_HISTORY)) {
+    throw invalidOption('history', `must be a whole number of items from 0 to ${MAX_HISTORY}, got ${String(history)}`)
+  }
+  if (!(typeof historyMaxAge === 'number' && historyMaxAge > 0)) {
+    throw invalidOption('historyMaxAge', `must be a positive number of milliseconds, got ${String(historyMaxAge)}`)
+  }
+  if (!(Number.isSafeInteger(queueItems) && queueItems >= 1)) {
+    throw invalidOption('queueItems', `must be a whole number of items >= 1, got ${String(queueItems)}`)
+  }
+  if (!(Number.isSafeInteger(queueBytes) && queueBytes >= 1)) {
+    throw invalidOption('queueBytes', `must be a whole number of bytes >= 1, got ${String(queueBytes)}`)
+  }
+  return { history, historyMaxAge, queueItems, queueBytes }
+}
+
+const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true })
+
+function isItemObject (item: unknown): item is SseItem<unknown> {
+  return item !== null && typeof item === 'object' && !Array.isArray(item)
+}
+
+/** One subscriber: a replay backlog, then a bounded queue of live items, pulled one at a time. Internal. */
+export class Subscriber implements ChannelSubscription<unknown> {
+  readonly #channel: SseChannel<unknown>
+  readonly #signal: AbortSignal | undefined
+  #backlog: ReadonlyArray<SseItem<unknown>> = []
+  #backlogAt = 0
+  #queue: Array<ChannelItem | undefined> = []
+  #head = 0
+  #bytes = 0
+  #replaying = false
+  #done = false
+  #wake: ((result: IteratorResult<SseItem<unknown>, undefined>) => void) | undefined
+  /** The pending `next()`, so a second call made before it settles queues behind it instead of replacing it. */
+  #waiting: Promise<unknown> | undefined
+
+  constructor (channel: SseChannel<unknown>, signal: AbortSignal | undefined) {
+    this.#channel = channel
+    this.#signal = signal
+  }
+
+  /** Joins the channel's fan-out, then asks the backend for what was missed since `lastEventId`. */
+  start (lastEventId: SubscribeOptions['lastEventId'], backend: ChannelBackend): void {
+    if (this.#signal?.aborted === true) {
+      this.#done = true
+      return
+    }
+    this.#signal?.addEventListener('abort', this.#onAbort)
+    this.#channel.attach(this)
+    if (lastEventId === undefined || lastEventId === '') return
+    if (typeof lastEventId !== 'string' || lastEventId.length > MAX_LAST_EVENT_ID) {
+      this.#backlog = [resetItem('invalid', backend.position())]
+      return
+    }
+    const replay = backend.replay(lastEventId)
+    if (!(replay instanceof Promise)) {
+      this.#resume(replay)
+      return
+    }
+    this.#replaying = true
+    replay.then(this.#onReplay, this.#onReplayFailed)
+  }
+
+  get queued (): number {
+    return this.#queue.length - this.#head
+  }
+
+  [Symbol.asyncIterator] (): this {
+    return this
+  }
+
+  next (): Promise<IteratorResult<SseItem<unknown>, undefined>> {
+    const item = this.#shift()
+    if (item !== undefined) return Promise.resolve({ value: item, done: false })
+    if (this.#done) return Promise.resolve(DONE)
+    if (this.#waiting !== undefined) return this.#waiting.then(() => this.next())
+    const waiting = new Promise<IteratorResult<SseItem<unknown>, undefined>>(resolve => { this.#wake = resolve })
+    this.#waiting = waiting
+    return waiting
+  }
+
+  return (): Promise<IteratorResult<SseItem<unknown>, undefined>> {
+    this.end()
+    return Promise.resolve(DONE)
+  }
+
+  /** A live item, from the channel's fan-out. Never waits. */
+  push (item: ChannelItem): void {
+    if (this.#wake !== undefined && !this.#replaying) {
+      this.#settle({ value: item, done: false })
+      return
+    }
+    const size = item[kFrame].length
+    const queued = this.queued
+    if (queued >= this.#channel.limits.queueItems || (queued > 0 && this.#bytes + size > this.#channel.limits.queueBytes)) {
+      this.#channel.overflowed(queued, this.#bytes)
+      this.end()
+      return
+    }
+    this.#queue.push(item)
+    this.#bytes += size
+  }
+
+  /** Ends the subscription: releases the queue and the listener; a waiting `next()` gets done. */
+  end (): void {
+    if (this.#done) return
+    this.#done = true
+    this.#channel.detach(this)
+    this.#signal?.removeEventListener('abort', this.#onAbort)
+    this.#queue = []
+    this.#head = 0
+    this.#bytes = 0
+    this.#backlog = []
+    this.#settle(DONE)
+  }
+
+  /** Resolves the pending `next()`, if any. */
+  #settle (result: IteratorResult<SseItem<unknown>, undefined>): void {
+    const wake = this.#wake
+    this.#wake = undefined
+    this.#waiting = undefined
+    wake?.(result)
+  }
+
+  #shift (): SseItem<unknown> | undefined {
+    if (this.#replaying) return undefined
+    if (this.#backlogAt < this.#backlog.length) {
+      const item = this.#backlog[this.#backlogAt++]
+      if (this.#backlogAt === this.#backlog.length) {
+        this.#backlog = []
+        this.#backlogAt = 0
+      }
+      return item
+    }
+    if (this.#head === this.#queue.length) return undefined
+    const item = this.#queue[this.#head] as ChannelItem
+    this.#queue[this.#head++] = undefined
+    this.#bytes -= item[kFrame].length
+    if (this.#head === this.#queue.length) {
+      this.#queue = []
+      this.#head = 0
+    }
+    return item
+  }
+
+  /** Replay answered: its items (or a reset) first, then the live items that came after `position`. */
+  #resume (replay: Replay): void {
+    this.#replaying = false
+    // live items up to `position` were read by the replay already (an asynchronous read raced them)
+    for (let i = this.#head; i < this.#queue.length; i++) {
+      if ((this.#queue[i] as ChannelItem).id !== replay.position) continue
+      for (let j = this.#head; j <= i; j++) this.#bytes -= (this.#queue[j] as ChannelItem)[kFrame].length
+      this.#queue = this.#queue.slice(i + 1)
+      this.#head = 0
+      break
+    }
+    this.#backlog = replay.reset === undefined ? replay.items : [resetItem(replay.reset, replay.position)]
+    const item = this.#wake === undefined ? undefined : this.#shift()
+    if (item !== undefined) this.#settle({ value: item, done: false })
+  }
+
+  #onReplay = (replay: Replay): void => {
+    if (!this.#done) this.#resume(replay)
+  }
+
+  #onReplayFailed = (err: unknown): void => {
+    this.#channel.log.error({ err, channel: this.#channel.name }, 'SSE channel replay failed; subscription ended')
+    this.end()
+  }
+
+  #onAbort = (): void => {
+    this.end()
+  }
+}
+
+function resetItem (reason: ResetReason, position: string): SseItem<SseResetData> {
+  return { id: position, event: 'sse-reset', data: { reason } }
+}
+
+export class SseChannel<T> implements Channel<T> {
+  readonly name: string
+  readonly limits: ResolvedChannelOptions
+  readonly log: FastifyBaseLogger
+  readonly #backend: ChannelBackend
+  readonly #serialize: SseSerializer
+  readonly #subscribers = new Set<Subscriber>()
+  readonly #onClose: (channel: SseChannel<T>) => void
+  #closed = false
+
+  constructor (name: string, limits: ResolvedChannelOptions, context: ChannelContext, onClose: (channel: SseChannel<T>) => void) {
+    this.name = name
+    this.limits = limits
+    this.log = context.log
+    this.#serialize = context.serialize
+    this.#onClose = onClose
+    this.#backend = context.backend(name, limits, this.#deliver)
+  }
+
+  get size (): number {
+    return this.#subscribers.size
+  }
+
+  get closed (): boolean {
+    return this.#closed
+  }
+
+  publish (item: SseItem<T>): string {
+    // a non-object is refused by the encoder, with the message every other refusal has
+    if (!isItemObject(item)) encodeItem(item)
+    if (this.#closed) throw channelClosed(this.name)
+    return this.#backend.append(item, this.#encode)
+  }
+
+  subscribe (options: SubscribeOptions = {}): ChannelSubscription<T> {
+    const subscriber = new Subscriber(this as SseChannel<unknown>, options.signal)
+    if (this.#closed) subscriber.end()
+    else subscriber.start(options.lastEventId, this.#backend)
+    return subscriber as ChannelSubscription<T>
+  }
+
+  close (): void {
+    if (this.#closed) return
+    this.#closed = true
+    for (const subscriber of this.#subscribers) subscriber.end()
+    this.#backend.close()
+    this.#onClose(this)
+  }
+
+  /** @internal */
+  attach (subscriber: Subscriber): void {
+    this.#subscribers.add(subscriber)
+  }
+
+  /** @internal */
+  detach (subscriber: Subscriber): void {
+    this.#subscribers.delete(subscriber)
+  }
+
+  /** @internal A subscriber's queue is full: it is about to be cut off. */
+  overflowed (items: number, bytes: number): void {
+    this.log.warn({ channel: this.name, queuedItems: items, queuedBytes: bytes, queueItems: this.limits.queueItems, queueBytes: this.limits.queueBytes },
+      'SSE channel subscriber too slow (queue full); disconnected')
+  }
+
+  /** @internal The first option given that differs from this channel's (a second `channel(name, options)` must not silently differ). */
+  differsFrom (options: ChannelOptions): keyof ResolvedChannelOptions | undefined {
+    return OPTION_NAMES.find(key => options[key] !== undefined && options[key] !== this.limits[key])
+  }
+
+  #encode = (item: SseItem<unknown>): ChannelItem => {
+    const frame = Buffer.from(encodeItem(item, this.#serialize))
+    return Object.freeze({ ...item, [kFrame]: frame }) as ChannelItem
+  }
+
+  #deliver = (item: ChannelItem): void => {
+    for (const subscriber of this.#subscribers) subscriber.push(item)
+  }
+}
+
+/** What every channel of one plugin instance shares. */
+export interface ChannelContext {
+  log: FastifyBaseLogger
+  serialize: SseSerializer
+  backend: ChannelBackendFactory
+}
+
+/** `app.sse`: creates channels on first use and closes them all with the app. */
+export class ChannelRegistry implements SseChannels {
+  readonly #channels = new Map<string, SseChannel<unknown>>()
+  readonly #context: ChannelContext
+
+  constructor (log: FastifyBaseLogger, serialize: SseSerializer, backend: ChannelBackendFactory = memoryBackend) {
+    this.#context = { log, serialize, backend }
+  }
+
+  channel<T = unknown> (name: string, options?: ChannelOptions): Channel<T> {
+    if (typeof name !== 'string' || name === '') throw invalidOption('name', `of a channel must be a non-empty string, got ${JSON.stringify(name)}`)
+    const resolved = options === undefined ? undefined : resolveChannelOptions(options)
+    const existing = this.#channels.get(name)
+    if (existing !== undefined) {
+      const differs = options === undefined ? undefined : existing.differsFrom(options)
+      if (differs !== undefined) {
+        throw invalidOption(differs, `of channel "${name}" is ${existing.limits[differs]}; it was created with other options than these`)
+      }
+      return existing as Channel<unknown> as Channel<T>
+    }
+    const created = new SseChannel<unknown>(name, resolved ?? DEFAULTS, this.#context, this.#forget)
+    this.#channels.set(name, created)
+    return created as Channel<unknown> as Channel<T>
+  }
+
+  /** Closes every channel: their subscribers' streams end. */
+  close (): void {
+    for (const channel of this.#channels.values()) channel.close()
+  }
+
+  #forget = (channel: SseChannel<unknown>): void => {
+    this.#channels.delete(channel.name)
+  }
+}
