@@ -16,15 +16,26 @@ async function node (args: string[]): Promise<string> {
 
 t.test('import by name: default and named plugin, parser, client subpath', async t => {
   const out = await node(['--input-type=module', '-e', `
-    import plugin, { ssePlugin, parseEventStream, encodeItem, SseError } from 'fastify-typed-sse'
+    import plugin, { ssePlugin, parseEventStream, encodeItem, SseError, sseSchema, sseSwaggerTransform } from 'fastify-typed-sse'
     import * as client from 'fastify-typed-sse/client'
+    import * as testing from 'fastify-typed-sse/testing'
     console.log(JSON.stringify({
       same: plugin === ssePlugin,
       name: plugin[Symbol.for('plugin-meta')].name,
-      parser: typeof parseEventStream, client: typeof client.parseEventStream, encode: encodeItem({ data: 1 }),
-      error: SseError.prototype instanceof TypeError
+      parser: typeof parseEventStream, client: [typeof client.parseEventStream, typeof client.connect],
+      testing: [typeof testing.collect, typeof testing.injectSse], schema: [typeof sseSchema, typeof sseSwaggerTransform],
+      encode: encodeItem({ data: 1 }), error: SseError.prototype instanceof TypeError
     }))`])
-  t.same(JSON.parse(out), { same: true, name: 'fastify-typed-sse', parser: 'function', client: 'function', encode: 'data: 1\n\n', error: true })
+  t.same(JSON.parse(out), {
+    same: true,
+    name: 'fastify-typed-sse',
+    parser: 'function',
+    client: ['function', 'function'],
+    testing: ['function', 'function'],
+    schema: ['function', 'function'],
+    encode: 'data: 1\n\n',
+    error: true
+  })
 })
 
 t.test('require() from CommonJS', async t => {
