@@ -309,12 +309,25 @@ export function startStream (reply: FastifyReply, source: unknown, options: Reso
     stopIterator(iteratorOf(source), reply)
     return reply.send()
   }
+  endHandlerTimeout(reply.request)
   const stream = new EventStream(reply, source, options, registry)
   reply.log.debug('SSE stream opened')
   return reply.send(stream)
 }
 
 const streaming = new WeakSet<FastifyReply>()
+
+/**
+ * Fastify's `handlerTimeout` bounds how long a handler takes to answer; an open stream has answered, and
+ * would otherwise be destroyed when the timer fires. Fastify clears that timer only on `reply.hijack()`, with
+ * no public call for a streamed body, so it is found by its symbol's description; nothing happens if a
+ * Fastify version stores it differently.
+ */
+function endHandlerTimeout (request: FastifyRequest): void {
+  if (!(request.routeOptions.handlerTimeout > 0)) return
+  const key = Object.getOwnPropertySymbols(request).find(symbol => symbol.description === 'fastify.request.timeoutTimer')
+  if (key !== undefined) clearTimeout((request as unknown as Record<symbol, NodeJS.Timeout | undefined>)[key])
+}
 
 function iteratorOf (source: SseSource<unknown>): AsyncIterator<unknown> | Iterator<unknown> {
   return Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]()

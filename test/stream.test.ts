@@ -466,3 +466,22 @@ t.test('what onSend hooks and trailers do to the body still works', async t => {
   t.equal(late.headers['content-type'], 'text/event-stream; charset=utf-8')
   await closing
 })
+
+t.test("Fastify's handlerTimeout bounds the handler, not the stream it opened", async t => {
+  t.setTimeout(10_000)
+  const { app, url } = await startApp(app => {
+    app.get('/long', async function * (request) {
+      for (let i = 0; i < 4; i++) {
+        yield { data: i }
+        await sleep(60, undefined, { signal: request.signal })
+      }
+    })
+    app.get('/slow-plain', async () => {
+      await sleep(300)
+      return 'late'
+    })
+  }, {}, { handlerTimeout: 100 })
+  t.teardown(() => app.close())
+  t.equal(await (await request(url + '/long')).body.text(), 'data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\n', 'the stream outlived the timeout')
+  t.equal((await request(url + '/slow-plain')).statusCode, 503, 'other routes still time out')
+})
