@@ -1,7 +1,7 @@
 import { Type, type Static, type TSchema, type TUnsafe } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, RouteHandlerMethod, RouteOptions } from 'fastify'
 import { invalidItem, SseError } from './errors.js'
-import { isSource, type ItemHook } from './stream.js'
+import { isSource, streamController, type ItemHook } from './stream.js'
 import type { SseItem, SseSerializer } from './types.js'
 
 // Typed streams: `sseSchema()` builds a response schema that documents a route as text/event-stream, types what
@@ -234,6 +234,8 @@ export function streamingHandler (route: RouteOptions): RouteHandlerMethod | und
   const name = routeName(route)
   const original = route.handler
   const handler = function sseRouteHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): unknown {
+    // Before the handler reads request.signal (for a subscription, say): on an SSE route it is the stream's.
+    streamController(request, reply)
     const result: unknown = original.call(this, request, reply)
     // a thenable is awaited as Fastify awaits it; a plain value is settled at once
     return typeof (result as PromiseLike<unknown> | null)?.then === 'function'

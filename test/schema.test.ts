@@ -305,3 +305,19 @@ t.test('untyped routes keep JSON.stringify', async t => {
   t.same(items, [{ data: '{"n":1,"x":2}' }])
   t.same(await (await request(`${url}/plain-schema`)).body.json(), { n: 1 }, 'other routes are untouched')
 })
+
+t.test('a plain handler on an SSE route reads the stream\'s request.signal, even on POST (fastify#6725)', async t => {
+  t.setTimeout(10_000)
+  const { app, url } = await startApp(app => {
+    const room = app.sse.channel<string>('room')
+    app.post('/room', { schema: { response: { 200: sseSchema(Type.String()) } } }, (request, reply) => {
+      return reply.sse(room.subscribe({ signal: request.signal })) // read before reply.sse, as users do
+    })
+  })
+  t.teardown(() => app.close())
+  const ac = new AbortController()
+  const { events } = await open(url + '/room', { method: 'POST', body: '{"join":true}', headers: { 'content-type': 'application/json' }, signal: ac.signal })
+  app.sse.channel<string>('room').publish({ data: 'hello' })
+  t.match(await take(events, 1), [{ data: 'hello' }], 'the subscription outlived the read of the body')
+  ac.abort()
+})
