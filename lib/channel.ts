@@ -3,6 +3,7 @@ import type { ChannelBackend, ChannelBackendFactory, ChannelItem, HistoryOptions
 import { memoryBackend } from './channel-memory.js'
 import { encodeItem, kFrame } from './encode.js'
 import { channelClosed, invalidOption } from './errors.js'
+import { kAttachStream, type Disconnect } from './stream.js'
 import type { SseItem, SseSerializer } from './types.js'
 
 // Broadcast: one writer, many listeners. Each published item is encoded once by the channel and the same
@@ -119,6 +120,8 @@ export class Subscriber implements ChannelSubscription<unknown> {
   #replaying = false
   #done = false
   #wake: ((result: IteratorResult<SseItem<unknown>, undefined>) => void) | undefined
+  /** Set when a stream writes this subscription: how to drop its client when it falls too far behind. */
+  #disconnect: Disconnect | undefined
   /** The pending `next()`, so a second call made before it settles queues behind it instead of replacing it. */
   #waiting: Promise<unknown> | undefined
 
@@ -172,6 +175,10 @@ export class Subscriber implements ChannelSubscription<unknown> {
     return Promise.resolve(DONE)
   }
 
+  [kAttachStream] (disconnect: Disconnect): void {
+    this.#disconnect = disconnect
+  }
+
   /** A live item, from the channel's fan-out. Never waits. */
   push (item: ChannelItem): void {
     if (this.#wake !== undefined && !this.#replaying) {
@@ -183,6 +190,7 @@ export class Subscriber implements ChannelSubscription<unknown> {
     if (queued >= this.#channel.limits.queueItems || (queued > 0 && this.#bytes + size > this.#channel.limits.queueBytes)) {
       this.#channel.overflowed(queued, this.#bytes)
       this.end()
+      this.#disconnect?.()
       return
     }
     this.#queue.push(item)

@@ -21,7 +21,16 @@ export interface ResolvedStreamOptions {
 export type ItemHook = (item: unknown) => SseSerializer | undefined
 
 /** Why a stream ended, as logged and as seen by `close()` callers. */
-export type EndReason = 'source ended' | 'source failed' | 'item refused' | 'client closed' | 'server closing'
+export type EndReason = 'source ended' | 'source failed' | 'item refused' | 'client closed' | 'server closing' | 'too slow'
+
+/**
+ * A source that can tell its stream to drop the connection (a channel subscription whose client fell too far
+ * behind) has a method under this symbol: the stream calls it once with a `disconnect` function.
+ */
+export const kAttachStream = Symbol('fastify-typed-sse.attachStream')
+
+/** What a source may hold on to under `kAttachStream`. */
+export type Disconnect = () => void
 
 /**
  * String frames that a source yields in one burst (without waiting on I/O in between) are gathered and
@@ -118,6 +127,8 @@ export class EventStream extends EventEmitter {
     this.#iterator = Symbol.asyncIterator in source
       ? source[Symbol.asyncIterator]()
       : fromSync(source)[Symbol.asyncIterator]()
+    const attach = (source as { [kAttachStream]?: unknown })[kAttachStream]
+    if (typeof attach === 'function') attach.call(source, this.#disconnect)
     registry.add(this)
     this.#responseClosed = new Promise(resolve => reply.raw.once('close', () => {
       resolve()
@@ -246,6 +257,18 @@ export class EventStream extends EventEmitter {
     if (this.#endDest) (this.#dest as Destination).end()
     this.emit('end')
     this.destroy()
+  }
+
+  /**
+   * The source gave up on a client that reads too slowly. A stream whose socket still takes more reads the
+   * source's end by itself, after what is in flight; one whose socket is full is closed now, so a stuck
+   * client holds nothing on the server (it resumes with Last-Event-ID when it comes back).
+   */
+  #disconnect = (): void => {
+    const res = this.#reply.raw
+    if (this.#closed || !(res.writableNeedDrain || !this.#wantMore)) return
+    this.#reason = 'too slow'
+    res.destroy()
   }
 
   #stopSource (): void {
