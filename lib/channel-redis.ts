@@ -100,8 +100,8 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
   readonly #blockTimeout: number
   readonly #deliver: Deliver
   readonly #log: FastifyBaseLogger
-  /** The newest id of the stream when this channel was created, read on the publishing connection. */
-  #start: Promise<unknown> | undefined
+  /** Where the reader starts: the newest entry, read on the publishing connection (so before its next XADD). */
+  #start: Promise<unknown>
   /** The id of the newest entry the reader has handed on (undefined until it knows where the stream is). */
   #last: string | undefined
   /** Replays waiting for the reader to reach their position, so live items and replay meet exactly there. */
@@ -121,9 +121,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     this.#blockTimeout = settings.blockTimeout
     this.#deliver = deliver
     this.#log = log
-    // On the publishing connection, so every XADD this process sends afterwards comes after this position.
-    this.#start = this.#redis.call('XREVRANGE', this.#key, '+', '-', 'COUNT', 1)
-    this.#start.catch(() => {}) // read (and its failure handled) by the reader loop
+    this.#start = this.#newest()
     // Its own connection: XREAD BLOCK holds it. No retry limit: a command waits for the reconnection, and the
     // reader resumes from the last id it handed on. RESP2 keeps XREAD's reply one shape on ioredis 5 and 6.
     this.#reader = this.#redis.duplicate({ connectionName: settings.readerName + ':' + this.#key.replace(/[^\w:.-]/g, '_'), maxRetriesPerRequest: null, enableOfflineQueue: true, lazyConnect: false, protocol: 2 })
@@ -209,6 +207,13 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     return { items, position }
   }
 
+  /** The newest entry, asked on the publishing connection: every XADD this process sends afterwards comes after it. */
+  #newest (): Promise<unknown> {
+    const newest = this.#redis.call('XREVRANGE', this.#key, '+', '-', 'COUNT', 1)
+    newest.catch(() => {}) // awaited (and its failure handled) by the reader loop
+    return newest
+  }
+
   /** Settles once the reader has handed on the entry at `at` (or a newer one). */
   #reached (at: bigint): Promise<void> {
     if (this.#last !== undefined && keyOf(this.#last) >= at) return Promise.resolve()
@@ -220,7 +225,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     while (!this.#closed) {
       try {
         if (this.#last === undefined) {
-          const newest = await (this.#start ?? this.#reader.call('XREVRANGE', this.#key, '+', '-', 'COUNT', 1)) as Entry[]
+          const newest = await this.#start as Entry[]
           this.#last = newest[0]?.[0] ?? '0-0'
           this.#caughtUp()
         }
@@ -228,8 +233,9 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
         failures = 0
         if (reply !== null) this.#handOn((reply[0] as [string, Entry[]])[1])
       } catch (err) {
-        this.#start = undefined
         if (this.#closed) break
+        // a reader that could not start starts where the stream is once it can (what was published before is not live)
+        this.#start = this.#newest()
         failures++
         this.#log.error({ err, channel: this.#name }, 'SSE Redis channel reader failed; retrying')
         await new Promise<void>(resolve => {
@@ -251,11 +257,9 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
 
   #caughtUp (): void {
     const last = keyOf(this.#last as string)
-    this.#waiting = this.#waiting.filter(waiter => {
-      if (waiter.at > last) return true
-      waiter.resolve()
-      return false
-    })
+    const reached = this.#waiting.filter(waiter => waiter.at <= last)
+    this.#waiting = this.#waiting.filter(waiter => waiter.at > last)
+    for (const waiter of reached) waiter.resolve()
   }
 
   /** The item of a stream entry, its frame rebuilt around its id; undefined (logged) for an entry not ours. */
@@ -275,7 +279,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
   }
 
   #onReaderLost = (): void => {
-    if (this.#down || this.#closed) return
+    if (this.#down) return
     this.#down = true
     this.#log.warn({ channel: this.#name, after: this.#last }, 'SSE Redis channel reader lost its connection; reconnecting')
   }

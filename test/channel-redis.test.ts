@@ -144,9 +144,7 @@ t.test('a client moves from server A to server B with Last-Event-ID and loses no
   t.setTimeout(30_000)
   const ctx = context(t)
   const a = await server(ctx)
-  const b = await server(ctx)
   await readerReady(a.chat)
-  await readerReady(b.chat)
   const first = await open(`${a.url}/chat`)
   const ids: string[] = []
   const seeing = take(first.events, 5)
@@ -154,6 +152,7 @@ t.test('a client moves from server A to server B with Last-Event-ID and loses no
   const seen = await within(seeing, 5000, 'five items on A')
   first.res.body.destroy() // server A goes away
   for (let n = 5; n < 10; n++) ids.push(await a.chat.publish({ data: { n } })) // published while the client is away
+  const b = await server(ctx) // a server started since: its reader starts at the stream's newest entry
   const moved = await open(`${b.url}/chat`, { headers: { 'last-event-id': seen.at(-1)?.id as string } })
   const resting = take(moved.events, 7)
   for (let n = 10; n < 12; n++) ids.push(await b.chat.publish({ data: { n } }))
@@ -210,12 +209,21 @@ t.test('publish while Redis is unreachable or silent rejects clearly; the reader
   const s = await server(ctx, { backend: redisChannels({ redis: down, prefix: ctx.prefix }) })
   await within(s.logs.waitFor(l => l.level === WARN && /reader lost its connection/.test(l.msg)), 5000, 'the reader saw the connection fail')
   await within(s.logs.waitFor(l => l.level === ERROR && /reader failed; retrying/.test(l.msg)), 5000, 'its first read failed')
+  let errors = 0
+  await within(s.logs.waitFor(l => /reader connection error/.test(l.msg) && ++errors === 3), 5000, 'it keeps trying (logged once at warn, each at debug)')
+  t.equal(s.logs.at(WARN).filter(l => /reader lost its connection/.test(l.msg)).length, 1, 'one warning per outage')
   const sub = s.chat.subscribe()
   t.equal(s.chat.size, 1, 'subscribers stay subscribed')
   await t.rejects(s.chat.publish({ data: { n: 1 } }), { code: 'FST_SSE_CHANNEL_UNAVAILABLE', message: /Redis is not connected \((reconnecting|close)\); the item was not published/ })
   const closing = s.app.close()
   await within(closing, 5000, 'app.close() with the reader still retrying')
   t.same(await sub.next(), { value: undefined, done: true })
+  // closed while it waits to reconnect (a long retry delay): nothing to wait for
+  const waiting = new Redis({ host: '127.0.0.1', port, retryStrategy: () => 10_000, maxRetriesPerRequest: 1 })
+  ctx.later(() => waiting.disconnect())
+  const s1 = await server(ctx, { backend: redisChannels({ redis: waiting, prefix: ctx.prefix }) })
+  await within(s1.logs.waitFor(l => /reader lost its connection/.test(l.msg)), 5000, 'the reader waits to reconnect')
+  await within(s1.app.close(), 2000, 'app.close() while the reader waits to reconnect')
 
   // silent: a server that accepts the connection and never answers
   const sockets = new Set<import('node:net').Socket>()
@@ -236,6 +244,9 @@ t.test('sse-reset: malformed, newer than the stream, trimmed away, too old; resu
   const key = ctx.prefix + 'chat'
   const reset = async (lastEventId: string) => (await pull(s.chat.subscribe({ lastEventId }), 1))[0] as SseItem<SseResetData>
 
+  // a channel whose reader does not know yet where the stream is: position 0-0
+  const fresh = s.app.sse.channel('fresh', { backend: redisChannels({ redis: admin, prefix: ctx.prefix }) })
+  t.same((await pull(fresh.subscribe({ lastEventId: 'garbage' }), 1))[0], { id: '0-0', event: 'sse-reset', data: { reason: 'unknown' } })
   // no stream yet: the origin resumes, anything else is unknown
   const empty = s.chat.subscribe({ lastEventId: '0-0' })
   t.same(await reset('5-0'), { id: '0-0', event: 'sse-reset', data: { reason: 'unknown' } }, 'nothing issued yet')
@@ -309,6 +320,24 @@ t.test('bad items and refusals reject, store nothing and reach no subscriber', a
   t.same(await replay.next(), { value: undefined, done: true }, 'a replay that fails ends the subscription')
   await within(s.logs.waitFor(l => l.level === ERROR && /replay failed/.test(l.msg)), 5000, 'logged')
   await within(s.logs.waitFor(l => l.level === ERROR && /reader failed; retrying/.test(l.msg) && /WRONGTYPE/.test(String(l.err?.message))), 5000, 'the reader logs and retries')
+  // a channel created on such a key: its reader cannot even find where the stream is, and retries that
+  await admin.set(ctx.prefix + 'other', 'not a stream')
+  const other = s.app.sse.channel<number>('other', { backend: redisChannels({ redis: admin, prefix: ctx.prefix, blockTimeout: 100 }) })
+  const otherSub = other.subscribe()
+  let failed = 0
+  await within(s.logs.waitFor(l => l.channel === 'other' && /reader failed; retrying/.test(l.msg) && ++failed === 2), 5000, 'two failed starts')
+  await admin.del(ctx.prefix + 'other')
+  // what was published before the reader could start is not live for it: publish until one arrives
+  const otherIds: string[] = []
+  const firstOther = otherSub.next()
+  const delivered = await within((async () => {
+    for (;;) {
+      otherIds.push(await other.publish({ data: 1 }))
+      const got = await Promise.race([firstOther, sleep(100, undefined, { ref: false })])
+      if (got !== undefined) return got.value?.id as string
+    }
+  })(), 5000, 'the reader of "other" started')
+  t.ok(otherIds.includes(delivered), 'once the key is a stream, its reader starts and delivers')
   await admin.del(key)
   const back = await s.chat.publish({ data: { n: 3 } })
   t.equal((await within(pull(sub, 1), 5000, 'the reader is back'))[0]?.id, back)
