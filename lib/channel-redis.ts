@@ -155,7 +155,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
         resolve(id as string)
       }, (err: Error) => {
         clearTimeout(timer)
-        reject(channelUnavailable(this.#name, `Redis refused the item: ${err.message}`, err))
+        reject(channelUnavailable(this.#name, `Redis did not store the item: ${err.message}`, err))
       })
     })
   }

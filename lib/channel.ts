@@ -340,9 +340,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>> {
     if (this.#closed) return
     this.#closed = true
     for (const subscriber of this.#subscribers) subscriber.end()
-    this.closing = Promise.resolve(this.#backend.close()).catch((err: unknown) => {
-      this.log.error({ err, channel: this.name }, 'SSE channel backend failed to close')
-    })
+    this.closing = Promise.resolve(this.#backend.close())
     this.#onClose(this)
   }
 

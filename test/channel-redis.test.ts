@@ -214,6 +214,7 @@ t.test('publish while Redis is unreachable or silent rejects clearly; the reader
   t.equal(s.logs.at(WARN).filter(l => /reader lost its connection/.test(l.msg)).length, 1, 'one warning per outage')
   const sub = s.chat.subscribe()
   t.equal(s.chat.size, 1, 'subscribers stay subscribed')
+  await within(new Promise(resolve => down.once('reconnecting', resolve)), 5000, 'the client waits to reconnect')
   await t.rejects(s.chat.publish({ data: { n: 1 } }), { code: 'FST_SSE_CHANNEL_UNAVAILABLE', message: /Redis is not connected \((reconnecting|close)\); the item was not published/ })
   const closing = s.app.close()
   await within(closing, 5000, 'app.close() with the reader still retrying')
@@ -255,8 +256,10 @@ t.test('sse-reset: malformed, newer than the stream, trimmed away, too old; resu
   t.equal(warmup?.event, 'warmup', 'from 0-0: everything')
 
   const ids: string[] = []
+  const live = s.chat.subscribe()
   for (let n = 0; n < 6; n++) ids.push(await s.chat.publish({ data: { n } }))
   const newest = ids.at(-1) as string
+  await pull(live, 6) // the reader has handed them on: its position is the newest
   t.same(await reset('garbage'), { id: newest, event: 'sse-reset', data: { reason: 'unknown' } }, 'malformed: the reader\'s position')
   t.same(await reset('1-99999999999999999999'), { id: newest, event: 'sse-reset', data: { reason: 'unknown' } }, 'beyond 64 bits')
   t.same(await reset(`${Date.now() + 60_000}-0`), { id: newest, event: 'sse-reset', data: { reason: 'unknown' } }, 'newer than the stream (another stream, a flushed Redis)')
@@ -315,7 +318,7 @@ t.test('bad items and refusals reject, store nothing and reach no subscriber', a
   // Redis refuses (the key holds something else): the rejection says so; the reader and replays log it
   await admin.del(key)
   await admin.set(key, 'not a stream')
-  await t.rejects(s.chat.publish({ data: { n: 2 } }), { code: 'FST_SSE_CHANNEL_UNAVAILABLE', message: /Redis refused the item: WRONGTYPE/ })
+  await t.rejects(s.chat.publish({ data: { n: 2 } }), { code: 'FST_SSE_CHANNEL_UNAVAILABLE', message: /Redis did not store the item: WRONGTYPE/ })
   const replay = s.chat.subscribe({ lastEventId: good })
   t.same(await replay.next(), { value: undefined, done: true }, 'a replay that fails ends the subscription')
   await within(s.logs.waitFor(l => l.level === ERROR && /replay failed/.test(l.msg)), 5000, 'logged')
