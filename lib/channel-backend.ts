@@ -1,8 +1,9 @@
+import type { FastifyBaseLogger } from 'fastify'
 import type { kFrame } from './encode.js'
 import type { SseItem } from './types.js'
 
-// What a channel needs from the place its history lives: the in-memory ring (lib/channel-memory) now, a Redis
-// stream later (one XADD per publish, one XREAD BLOCK reader per channel per process). The replay rules (reset,
+// What a channel needs from the place its history lives: the in-memory ring (lib/channel-memory), or a Redis
+// stream (lib/channel-redis: one XADD per publish, one XREAD BLOCK reader per channel per process). The replay rules (reset,
 // the merge of live items with a replay that is still being read, the queue bounds) live in lib/channel, once.
 
 /** A published item as every subscriber receives it: its fields, plus its frame encoded once. */
@@ -41,13 +42,19 @@ export type Deliver = (item: ChannelItem) => void
  * backend does both synchronously; a Redis backend delivers what its reader sees, from every process).
  * `replay` may answer asynchronously: the channel then buffers live items and merges them by `position`.
  */
-export interface ChannelBackend {
+export interface ChannelBackend<Id extends string | Promise<string> = string | Promise<string>> {
   /**
    * Stores the item with its id (`item.id`, or a fresh monotonic one when absent) and returns the id.
    * `encode` turns the item with its final id into the frame; it throws (an `SseError`) for a bad item, and
-   * then nothing must have been stored or delivered.
+   * then nothing must have been stored or delivered. A backend that stores elsewhere (Redis) returns a promise
+   * of the id, and says so with `asynchronous`.
    */
-  append: (item: SseItem<unknown>, encode: (item: SseItem<unknown>) => ChannelItem) => string
+  append: (item: SseItem<unknown>, encode: (item: SseItem<unknown>) => ChannelItem) => Id
+  /**
+   * `append` returns a promise: the channel then turns its refusals (a bad item, a closed channel) into a
+   * rejection of that promise instead of throwing them.
+   */
+  readonly asynchronous?: boolean
   /** What was published after `lastEventId` (a string of bounded length). Never throws for an unknown id. */
   replay: (lastEventId: string) => Replay | Promise<Replay>
   /**
@@ -55,8 +62,8 @@ export interface ChannelBackend {
    * matched against live items), or any id `replay` accepts as "nothing missed" when there is no such item.
    */
   position: () => string
-  /** Releases what the backend holds (history, connections). */
-  close: () => void
+  /** Releases what the backend holds (history, connections); a promise when that takes a while (a connection). */
+  close: () => void | Promise<void>
 }
 
 /** The history bounds of a channel, validated. */
@@ -67,5 +74,9 @@ export interface HistoryOptions {
   historyMaxAge: number
 }
 
-/** Creates the backend of one channel. */
-export type ChannelBackendFactory = (name: string, options: HistoryOptions, deliver: Deliver) => ChannelBackend
+/**
+ * Creates the backend of one channel. `Id` is what `append` (and so the channel's `publish`) returns: `string`
+ * for a backend that stores in this process, `Promise<string>` for one that stores elsewhere (Redis).
+ */
+export type ChannelBackendFactory<Id extends string | Promise<string> = string | Promise<string>> =
+  (name: string, options: HistoryOptions, deliver: Deliver, log: FastifyBaseLogger) => ChannelBackend<Id>

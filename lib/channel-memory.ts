@@ -8,7 +8,7 @@ import type { SseItem } from './types.js'
 const SEQ = /^(?:0|[1-9][0-9]{0,14})$/
 let instances = 0
 
-export class MemoryBackend implements ChannelBackend {
+export class MemoryBackend implements ChannelBackend<string> {
   readonly #epoch: string
   readonly #capacity: number
   readonly #maxAge: number
@@ -102,6 +102,6 @@ export class MemoryBackend implements ChannelBackend {
 }
 
 /** The default backend factory. */
-export function memoryBackend (_name: string, options: HistoryOptions, deliver: Deliver): ChannelBackend {
+export function memoryBackend (_name: string, options: HistoryOptions, deliver: Deliver): ChannelBackend<string> {
   return new MemoryBackend(options, deliver)
 }

@@ -21,6 +21,17 @@ export interface ChannelOptions {
   queueItems?: number
   /** Bytes (of encoded frames) a subscriber may have waiting before it is disconnected. Default 1 MiB. */
   queueBytes?: number
+  /**
+   * Where the history lives and how items reach the other processes. Default: this process's memory. A shared
+   * backend (`redisChannels()` from `fastify-typed-sse/redis`) is given by the other overload of `channel()`.
+   */
+  backend?: ChannelBackendFactory<string>
+}
+
+/** Options of a channel whose items are stored outside this process (Redis): its `publish` returns a promise. */
+export interface SharedChannelOptions extends Omit<ChannelOptions, 'backend'> {
+  /** The shared store, e.g. `redisChannels({ redis })` from `fastify-typed-sse/redis`. */
+  backend: ChannelBackendFactory<Promise<string>>
 }
 
 /** Options of `channel.subscribe()`. */
@@ -48,8 +59,11 @@ export interface SseResetData {
  */
 export type ChannelSubscription<T> = AsyncIterableIterator<SseItem<T | SseResetData>>
 
-/** A broadcast channel: `app.sse.channel<T>(name, options)`. */
-export interface Channel<T = unknown> {
+/**
+ * A broadcast channel: `app.sse.channel<T>(name, options)`. `Published` is what `publish` returns: the id
+ * (`string`) for an in-memory channel, a promise of it for a shared one (Redis), which stores it first.
+ */
+export interface Channel<T = unknown, Published extends string | Promise<string> = string> {
   readonly name: string
   /** Live subscribers. */
   readonly size: number
@@ -58,9 +72,10 @@ export interface Channel<T = unknown> {
   /**
    * Encodes the item once, keeps it in the history and hands it to every subscriber; returns its id (a new
    * monotonic one when the item has none). Throws the encoder's `TypeError` for a bad item, which then reaches
-   * no subscriber. Never waits for a subscriber.
+   * no subscriber. Never waits for a subscriber. On a shared channel (Redis) it returns a promise of the id
+   * (the stream's), resolved once the item is stored, and rejects instead of throwing.
    */
-  publish: (item: SseItem<T>) => string
+  publish: (item: SseItem<T>) => Published
   /** Items published from now on, after those missed since `lastEventId`. Ends when `signal` aborts. */
   subscribe: (options?: SubscribeOptions) => ChannelSubscription<T>
   /** Ends every subscription (their streams end) and forgets the history; the name can be used again. */
@@ -69,8 +84,13 @@ export interface Channel<T = unknown> {
 
 /** `app.sse`: the plugin's channels. */
 export interface SseChannels {
+  /**
+   * The channel of that name, created on first use; the same object for the same name. With a shared
+   * `backend` (Redis), its items reach the subscribers of every process and `publish` returns a promise.
+   */
+  channel<T = unknown>(name: string, options: SharedChannelOptions): Channel<T, Promise<string>>
   /** The channel of that name, created on first use; the same object for the same name. */
-  channel: <T = unknown>(name: string, options?: ChannelOptions) => Channel<T>
+  channel<T = unknown>(name: string, options?: ChannelOptions): Channel<T>
 }
 
 /** A `Last-Event-ID` longer than this is refused without a lookup (reset `invalid`). */
@@ -85,8 +105,11 @@ const DEFAULTS: ResolvedChannelOptions = { history: 100, historyMaxAge: Infinity
 const MAX_HISTORY = 10_000_000
 const OPTION_NAMES = Object.keys(DEFAULTS) as Array<keyof ResolvedChannelOptions>
 
-function resolveChannelOptions (options: ChannelOptions): ResolvedChannelOptions {
-  const { history = DEFAULTS.history, historyMaxAge = DEFAULTS.historyMaxAge, queueItems = DEFAULTS.queueItems, queueBytes = DEFAULTS.queueBytes } = options
+function resolveChannelOptions (options: ChannelOptions | SharedChannelOptions): ResolvedChannelOptions {
+  const { history = DEFAULTS.history, historyMaxAge = DEFAULTS.historyMaxAge, queueItems = DEFAULTS.queueItems, queueBytes = DEFAULTS.queueBytes, backend } = options
+  if (backend !== undefined && typeof backend !== 'function') {
+    throw invalidOption('backend', `must be a channel backend such as redisChannels({ redis }), got ${typeof backend}`)
+  }
   if (!(Number.isSafeInteger(history) && history >= 0 && history <= MAX_HISTORY)) {
     throw invalidOption('history', `must be a whole number of items from 0 to ${MAX_HISTORY}, got ${String(history)}`)
   }
@@ -273,23 +296,28 @@ function resetItem (reason: ResetReason, position: string): SseItem<SseResetData
   return { id: position, event: 'sse-reset', data: { reason } }
 }
 
-export class SseChannel<T> implements Channel<T> {
+export class SseChannel<T> implements Channel<T, string | Promise<string>> {
   readonly name: string
   readonly limits: ResolvedChannelOptions
   readonly log: FastifyBaseLogger
+  /** The factory the backend came from: a second `channel(name, { backend })` must name the same one. */
+  readonly backendFactory: ChannelBackendFactory
+  /** Settles once the backend has released what it holds (after `close()`). */
+  closing: Promise<void> = Promise.resolve()
   readonly #backend: ChannelBackend
   readonly #serialize: SseSerializer
   readonly #subscribers = new Set<Subscriber>()
   readonly #onClose: (channel: SseChannel<T>) => void
   #closed = false
 
-  constructor (name: string, limits: ResolvedChannelOptions, context: ChannelContext, onClose: (channel: SseChannel<T>) => void) {
+  constructor (name: string, limits: ResolvedChannelOptions, context: ChannelContext, backend: ChannelBackendFactory, onClose: (channel: SseChannel<T>) => void) {
     this.name = name
     this.limits = limits
     this.log = context.log
+    this.backendFactory = backend
     this.#serialize = context.serialize
     this.#onClose = onClose
-    this.#backend = context.backend(name, limits, this.#deliver)
+    this.#backend = backend(name, { history: limits.history, historyMaxAge: limits.historyMaxAge }, this.#deliver, context.log)
   }
 
   get size (): number {
@@ -300,11 +328,13 @@ export class SseChannel<T> implements Channel<T> {
     return this.#closed
   }
 
-  publish (item: SseItem<T>): string {
-    // a non-object is refused by the encoder, with the message every other refusal has
-    if (!isItemObject(item)) encodeItem(item)
-    if (this.#closed) throw channelClosed(this.name)
-    return this.#backend.append(item, this.#encode)
+  publish (item: SseItem<T>): string | Promise<string> {
+    if (this.#backend.asynchronous !== true) return this.#append(item)
+    try {
+      return this.#append(item)
+    } catch (err) {
+      return Promise.reject(err)
+    }
   }
 
   subscribe (options: SubscribeOptions = {}): ChannelSubscription<T> {
@@ -318,7 +348,7 @@ export class SseChannel<T> implements Channel<T> {
     if (this.#closed) return
     this.#closed = true
     for (const subscriber of this.#subscribers) subscriber.end()
-    this.#backend.close()
+    this.closing = Promise.resolve(this.#backend.close())
     this.#onClose(this)
   }
 
@@ -339,8 +369,15 @@ export class SseChannel<T> implements Channel<T> {
   }
 
   /** @internal The first option given that differs from this channel's (a second `channel(name, options)` must not silently differ). */
-  differsFrom (options: ChannelOptions): keyof ResolvedChannelOptions | undefined {
+  differsFrom (options: ChannelOptions | SharedChannelOptions): keyof ResolvedChannelOptions | undefined {
     return OPTION_NAMES.find(key => options[key] !== undefined && options[key] !== this.limits[key])
+  }
+
+  #append (item: SseItem<T>): string | Promise<string> {
+    // a non-object is refused by the encoder, with the message every other refusal has
+    if (!isItemObject(item)) encodeItem(item)
+    if (this.#closed) throw channelClosed(this.name)
+    return this.#backend.append(item, this.#encode)
   }
 
   #encode = (item: SseItem<unknown>): ChannelItem => {
@@ -357,6 +394,7 @@ export class SseChannel<T> implements Channel<T> {
 export interface ChannelContext {
   log: FastifyBaseLogger
   serialize: SseSerializer
+  /** The backend of channels created without a `backend` option. */
   backend: ChannelBackendFactory
 }
 
@@ -369,25 +407,33 @@ export class ChannelRegistry implements SseChannels {
     this.#context = { log, serialize, backend }
   }
 
-  channel<T = unknown> (name: string, options?: ChannelOptions): Channel<T> {
+  channel<T = unknown>(name: string, options: SharedChannelOptions): Channel<T, Promise<string>>
+  channel<T = unknown>(name: string, options?: ChannelOptions): Channel<T>
+  channel<T = unknown> (name: string, options?: ChannelOptions | SharedChannelOptions): Channel<T, string> | Channel<T, Promise<string>> {
     if (typeof name !== 'string' || name === '') throw invalidOption('name', `of a channel must be a non-empty string, got ${JSON.stringify(name)}`)
     const resolved = options === undefined ? undefined : resolveChannelOptions(options)
+    const backend = options?.backend ?? this.#context.backend
     const existing = this.#channels.get(name)
     if (existing !== undefined) {
+      if (backend !== existing.backendFactory) {
+        throw invalidOption('backend', `of channel "${name}" differs from the one it was created with (pass the same backend to get it again)`)
+      }
       const differs = options === undefined ? undefined : existing.differsFrom(options)
       if (differs !== undefined) {
         throw invalidOption(differs, `of channel "${name}" is ${existing.limits[differs]}; it was created with other options than these`)
       }
-      return existing as Channel<unknown> as Channel<T>
+      return existing as SseChannel<unknown> as Channel<T, string>
     }
-    const created = new SseChannel<unknown>(name, resolved ?? DEFAULTS, this.#context, this.#forget)
+    const created = new SseChannel<unknown>(name, resolved ?? DEFAULTS, this.#context, backend, this.#forget)
     this.#channels.set(name, created)
-    return created as Channel<unknown> as Channel<T>
+    return created as SseChannel<unknown> as Channel<T, string>
   }
 
-  /** Closes every channel: their subscribers' streams end. */
-  close (): void {
-    for (const channel of this.#channels.values()) channel.close()
+  /** Closes every channel: their subscribers' streams end; settles once their backends released what they hold. */
+  async close (): Promise<void> {
+    const channels = Array.from(this.#channels.values())
+    for (const channel of channels) channel.close()
+    await Promise.all(channels.map(channel => channel.closing))
   }
 
   #forget = (channel: SseChannel<unknown>): void => {

@@ -29,3 +29,8 @@ export function invalidOption (option: string, problem: string): SseError {
 export function channelClosed (name: string): SseError {
   return new SseError('FST_SSE_CHANNEL_CLOSED', 'channel', `SSE channel "${name}" is closed`)
 }
+
+/** A publish the channel's shared store (Redis) did not take: unreachable, too slow to answer, or an error. */
+export function channelUnavailable (name: string, problem: string, cause?: unknown): SseError {
+  return new SseError('FST_SSE_CHANNEL_UNAVAILABLE', 'channel', `SSE channel "${name}": ${problem}`, cause === undefined ? undefined : { cause })
+}

@@ -128,9 +128,9 @@ async function ssePluginCallback (fastify: FastifyInstance, options: SsePluginOp
 
   fastify.addHook('preClose', async () => {
     // Channels first: their subscriptions end, so those streams end as their sources do.
-    channels.close()
+    const closing = channels.close()
     // Streams never end by themselves: without this, server.close() would wait for every client to leave.
-    await Promise.all(Array.from(open, stream => stream.close()))
+    await Promise.all([closing, ...Array.from(open, stream => stream.close())])
   })
 }
 
@@ -146,7 +146,7 @@ export type {
 } from './schema.js'
 export { SseError } from './errors.js'
 export { MAX_LAST_EVENT_ID } from './channel.js'
-export type { Channel, ChannelOptions, ChannelSubscription, SseChannels, SseResetData, SubscribeOptions } from './channel.js'
-export type { ResetReason } from './channel-backend.js'
+export type { Channel, ChannelOptions, ChannelSubscription, SharedChannelOptions, SseChannels, SseResetData, SubscribeOptions } from './channel.js'
+export type { ChannelBackendFactory, ResetReason } from './channel-backend.js'
 export { parseEventStream, SseParseError, type ParseOptions } from './parse.js'
 export type { SseItem, SsePluginOptions, SseSerializer, SseSource, SseStreamOptions } from './types.js'

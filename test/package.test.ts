@@ -45,3 +45,12 @@ t.test('require() from CommonJS', async t => {
     console.log(typeof m.default, typeof m.ssePlugin, typeof c.parseEventStream)`])
   t.equal(out, 'function function function')
 })
+
+t.test('the redis subpath by name; no module of the package loads ioredis (the user hands in the client)', async t => {
+  const out = await node(['--input-type=module', '-e', `
+    import { redisChannels } from 'fastify-typed-sse/redis'
+    import { readdirSync, readFileSync } from 'node:fs'
+    const loads = readdirSync('dist').filter(f => f.endsWith('.js') && /from ['"]ioredis['"]|require\\(['"]ioredis/.test(readFileSync('dist/' + f, 'utf8')))
+    console.log(JSON.stringify({ factory: typeof redisChannels, loads }))`])
+  t.same(JSON.parse(out), { factory: 'function', loads: [] })
+})

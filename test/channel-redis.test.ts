@@ -1,0 +1,394 @@
+// Channels shared through Redis Streams, against the real Redis at REDIS_URL (no mock): two Fastify instances in
+// one process, each with its own ioredis client, as two servers behind a load balancer would be. Every test
+// uses its own key prefix and deletes its keys afterwards.
+import t from 'tap'
+import type { Test } from 'tap'
+import { Redis, type RedisOptions } from 'ioredis'
+import { createServer, type AddressInfo, type Server } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { FastifyInstance } from 'fastify'
+import { redisChannels, type RedisChannels } from '../lib/channel-redis.js'
+import type { ChannelItem } from '../lib/channel-backend.js'
+import { kFrame } from '../lib/encode.js'
+import type { Channel, SseError, SseItem, SseResetData } from '../lib/index.js'
+import { ERROR, open, startApp, take, WARN, type LogCapture } from './helpers.js'
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+const INFO = 30
+let tests = 0
+
+interface Context {
+  prefix: string
+  /** A connected client of its own; quit at teardown (after the apps closed). */
+  client: (options?: RedisOptions) => Promise<Redis>
+  /** Registers something to run at teardown, before the keys are deleted and the clients quit. */
+  later: (fn: () => unknown) => void
+}
+
+/** A prefix of its own, clients, and a teardown that closes apps, then deletes the keys, then quits. */
+function context (t: Test): Context {
+  const prefix = `test:fastify-typed-sse:${process.pid}:${++tests}:`
+  const clients: Redis[] = []
+  const cleanups: Array<() => unknown> = []
+  t.teardown(async () => {
+    for (const fn of cleanups.reverse()) await fn()
+    const admin = new Redis(REDIS_URL)
+    const keys = await admin.keys(prefix + '*')
+    if (keys.length > 0) await admin.del(...keys)
+    await admin.quit()
+    for (const c of clients) c.disconnect()
+  })
+  return {
+    prefix,
+    later: fn => { cleanups.push(fn) },
+    client: async (options = {}) => {
+      const c = new Redis(REDIS_URL, options)
+      clients.push(c)
+      if (c.status !== 'ready') await new Promise(resolve => c.once('ready', resolve))
+      return c
+    }
+  }
+}
+
+interface Server1 { app: FastifyInstance, url: string, logs: LogCapture, chat: Channel<{ n: number }, Promise<string>> }
+
+/** One "server": an app with the channel `chat` on Redis and the route GET /chat. */
+async function server (ctx: Context, options: { history?: number, historyMaxAge?: number, serialize?: (data: unknown) => string, backend?: RedisChannels, blockTimeout?: number } = {}): Promise<Server1> {
+  const redis = await ctx.client()
+  const backend = options.backend ?? redisChannels({ redis, prefix: ctx.prefix, blockTimeout: options.blockTimeout })
+  let chat!: Server1['chat']
+  const { app, url, logs } = await startApp(app => {
+    chat = app.sse.channel<{ n: number }>('chat', { backend, history: options.history ?? 1000, historyMaxAge: options.historyMaxAge })
+    app.get('/chat', (req, reply) => reply.sse(chat.subscribe({ lastEventId: req.headers['last-event-id'], signal: req.signal })))
+  }, options.serialize === undefined ? {} : { serialize: options.serialize })
+  ctx.later(() => app.close())
+  return { app, url, logs, chat }
+}
+
+/** Resolves once the reader of the channel knows where the stream is (it logs nothing; a subscriber sees it). */
+async function readerReady (chat: Channel<{ n: number }, Promise<string>>): Promise<void> {
+  const sub = chat.subscribe()
+  const got = sub.next()
+  await chat.publish({ event: 'warmup' })
+  await got
+  await sub.return?.()
+}
+
+/** The client id of the reader connection of a key, from CLIENT LIST (undefined when there is none). */
+async function readerId (admin: Redis, key: string): Promise<string | undefined> {
+  const list = await admin.call('CLIENT', 'LIST') as string
+  const line = list.split('\n').find(l => l.includes(` name=${key} `))
+  return line === undefined ? undefined : /id=(\d+)/.exec(line)?.[1]
+}
+
+async function pull<T> (sub: AsyncIterator<SseItem<T>>, n: number): Promise<Array<SseItem<T>>> {
+  const out: Array<SseItem<T>> = []
+  while (out.length < n) {
+    const step = await sub.next()
+    if (step.done === true) throw new Error(`subscription ended after ${out.length} of ${n} items`)
+    out.push(step.value)
+  }
+  return out
+}
+
+/** Rejects (instead of hanging) when `promise` takes longer than `ms`. */
+function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([promise, sleep(ms, undefined, { ref: false }).then(() => { throw new Error(`timed out: ${what}`) })])
+}
+
+/** A TCP port with nothing listening on it. */
+async function closedPort (): Promise<number> {
+  const s = createServer()
+  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
+  const { port } = s.address() as AddressInfo
+  await new Promise(resolve => s.close(resolve))
+  return port
+}
+
+t.test('two servers share a channel: publish on one, subscribers on both get identical ordered items, encoded once per process', async t => {
+  t.setTimeout(30_000)
+  const ctx = context(t)
+  let serializedA = 0
+  let serializedB = 0
+  const a = await server(ctx, { serialize: data => { serializedA++; return JSON.stringify(data) } })
+  const b = await server(ctx, { serialize: data => { serializedB++; return JSON.stringify(data) } })
+  await readerReady(a.chat)
+  await readerReady(b.chat)
+  const clients = await Promise.all([a, a, a, b, b, b].map(s => open(`${s.url}/chat`)))
+  t.equal(a.chat.size, 3)
+  t.equal(b.chat.size, 3)
+  const receiving = Promise.all(clients.map(c => take(c.events, 30)))
+  const published = a.chat.publish({ event: 'm', data: { n: 0 } })
+  t.type(published, Promise, 'publish on a Redis channel returns a promise')
+  const ids = [await published]
+  for (let n = 1; n < 30; n++) ids.push(await (n % 2 === 0 ? a : b).chat.publish({ event: 'm', data: { n }, comment: n === 1 ? 'two\nlines' : undefined }))
+  t.match(ids[0], /^\d+-\d+$/, 'the id is the stream id')
+  const got = await within(receiving, 10_000, '30 items on 6 clients')
+  t.ok(got.every(events => JSON.stringify(events) === JSON.stringify(got[0])), 'identical on both servers')
+  t.same(got[0], ids.map((id, n) => ({ id, event: 'm', data: JSON.stringify({ n }) })), 'all of them, in order')
+  t.equal(serializedA, 15, 'A serialized what it published, once each (the warmup has no data)')
+  t.equal(serializedB, 15, 'B too: what it received from the stream was not serialized again')
+
+  // the items as a subscriber iterating itself sees them: fields, and the one shared frame with the id
+  const sub = b.chat.subscribe()
+  const next = sub.next()
+  const id = await a.chat.publish({ event: 'm', data: { n: 99 }, retry: 1000, comment: 'c' })
+  const item = (await next).value as ChannelItem
+  t.same(JSON.parse(JSON.stringify(item)), { id, event: 'm', data: { n: 99 }, retry: 1000, comment: 'c' }, 'the fields, data as an object again')
+  t.equal(item[kFrame].toString(), `: c\nid: ${id}\nevent: m\nretry: 1000\ndata: {"n":99}\n\n`, 'the encoder\'s frame, its id filled in')
+  t.ok(Object.isFrozen(item))
+  for (const c of clients) c.res.body.destroy()
+})
+
+t.test('a client moves from server A to server B with Last-Event-ID and loses nothing', async t => {
+  t.setTimeout(30_000)
+  const ctx = context(t)
+  const a = await server(ctx)
+  await readerReady(a.chat)
+  const first = await open(`${a.url}/chat`)
+  const ids: string[] = []
+  const seeing = take(first.events, 5)
+  for (let n = 0; n < 5; n++) ids.push(await a.chat.publish({ data: { n } }))
+  const seen = await within(seeing, 5000, 'five items on A')
+  first.res.body.destroy() // server A goes away
+  for (let n = 5; n < 10; n++) ids.push(await a.chat.publish({ data: { n } })) // published while the client is away
+  const b = await server(ctx) // a server started since: its reader starts at the stream's newest entry
+  const moved = await open(`${b.url}/chat`, { headers: { 'last-event-id': seen.at(-1)?.id as string } })
+  const resting = take(moved.events, 7)
+  for (let n = 10; n < 12; n++) ids.push(await b.chat.publish({ data: { n } }))
+  const rest = await within(resting, 5000, 'seven items on B')
+  t.same([...seen, ...rest].map(i => i.id), ids, 'every item once, in order, across the move')
+  t.same(rest.map(i => i.data), [5, 6, 7, 8, 9, 10, 11].map(n => JSON.stringify({ n })))
+  moved.res.body.destroy()
+})
+
+t.test('the reader connection killed mid-stream: it reconnects and resumes, no loss, no duplicate; a replay racing it meets it exactly', async t => {
+  t.setTimeout(30_000)
+  const ctx = context(t)
+  const admin = await ctx.client()
+  const a = await server(ctx)
+  // B's client (and so its reader, a duplicate) reconnects only after 300 ms: room to publish while it is away
+  const slow = await ctx.client({ retryStrategy: () => 300 })
+  const b = await server(ctx, { backend: redisChannels({ redis: slow, prefix: ctx.prefix, readerName: 'server-b' }) })
+  await readerReady(a.chat)
+  await readerReady(b.chat)
+  const client = await open(`${b.url}/chat`)
+  const ids: string[] = []
+  const receiving = take(client.events, 10)
+  for (let n = 0; n < 10; n++) ids.push(await a.chat.publish({ data: { n } }))
+  const before = await within(receiving, 5000, 'ten items')
+
+  const reader = await readerId(admin, 'server-b:' + ctx.prefix + 'chat')
+  t.ok(reader, 'the reader connection is named after its stream')
+  await admin.call('CLIENT', 'KILL', 'ID', reader as string)
+  await within(b.logs.waitFor(l => l.level === WARN && /lost its connection/.test(l.msg)), 5000, 'the reader noticed')
+  const from = ids.at(-1) as string
+  const receivingAfter = take(client.events, 15)
+  for (let n = 10; n < 20; n++) ids.push(await a.chat.publish({ data: { n } })) // while B's reader is away
+  // a subscriber resuming now: its replay reads items the reader has not handed on yet
+  const resumed = b.chat.subscribe({ lastEventId: from })
+  for (let n = 20; n < 25; n++) ids.push(await a.chat.publish({ data: { n } }))
+  const after = await within(receivingAfter, 10_000, 'fifteen items after the kill')
+  t.same([...before, ...after].map(i => i.id), ids, 'the stream stayed open: every item once, in order')
+  t.same((await within(pull(resumed, 15), 5000, 'the resumed subscriber')).map(i => i.id), ids.slice(10), 'replay then live: once each')
+  await within(b.logs.waitFor(l => l.level === INFO && /reconnected; resuming/.test(l.msg)), 5000, 'logged')
+  t.not(await readerId(admin, 'server-b:' + ctx.prefix + 'chat'), reader, 'a new reader connection')
+  const last = await a.chat.publish({ data: { n: 25 } })
+  t.same((await pull(resumed, 1))[0]?.id, last, 'and live after that')
+  await resumed.return?.()
+  client.res.body.destroy()
+})
+
+t.test('publish while Redis is unreachable or silent rejects clearly; the reader keeps retrying until closed', async t => {
+  t.setTimeout(30_000)
+  const ctx = context(t)
+  // unreachable: nothing listens on the port
+  const port = await closedPort()
+  const down = new Redis({ host: '127.0.0.1', port, retryStrategy: () => 20, maxRetriesPerRequest: 1 })
+  ctx.later(() => down.disconnect())
+  const s = await server(ctx, { backend: redisChannels({ redis: down, prefix: ctx.prefix }) })
+  await within(s.logs.waitFor(l => l.level === WARN && /reader lost its connection/.test(l.msg)), 5000, 'the reader saw the connection fail')
+  await within(s.logs.waitFor(l => l.level === ERROR && /reader failed; retrying/.test(l.msg)), 5000, 'its first read failed')
+  let errors = 0
+  await within(s.logs.waitFor(l => /reader connection error/.test(l.msg) && ++errors === 3), 5000, 'it keeps trying (logged once at warn, each at debug)')
+  t.equal(s.logs.at(WARN).filter(l => /reader lost its connection/.test(l.msg)).length, 1, 'one warning per outage')
+  const sub = s.chat.subscribe()
+  t.equal(s.chat.size, 1, 'subscribers stay subscribed')
+  await within(new Promise(resolve => down.once('reconnecting', resolve)), 5000, 'the client waits to reconnect')
+  await t.rejects(s.chat.publish({ data: { n: 1 } }), { code: 'FST_SSE_CHANNEL_UNAVAILABLE', message: /Redis is not connected \((reconnecting|close)\); the item was not published/ })
+  const closing = s.app.close()
+  await within(closing, 5000, 'app.close() with the reader still retrying')
+  t.same(await sub.next(), { value: undefined, done: true })
+  // closed while it waits to reconnect (a long retry delay): nothing to wait for
+  const waiting = new Redis({ host: '127.0.0.1', port, retryStrategy: () => 10_000, maxRetriesPerRequest: 1 })
+  ctx.later(() => waiting.disconnect())
+  const s1 = await server(ctx, { backend: redisChannels({ redis: waiting, prefix: ctx.prefix }) })
+  await within(s1.logs.waitFor(l => /reader lost its connection/.test(l.msg)), 5000, 'the reader waits to reconnect')
+  await within(s1.app.close(), 2000, 'app.close() while the reader waits to reconnect')
+
+  // silent: a server that accepts the connection and never answers
+  const sockets = new Set<import('node:net').Socket>()
+  const silent: Server = createServer(socket => { sockets.add(socket) })
+  await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve))
+  ctx.later(() => { for (const socket of sockets) socket.destroy(); silent.close() })
+  const stuck = new Redis({ host: '127.0.0.1', port: (silent.address() as AddressInfo).port, maxRetriesPerRequest: null })
+  ctx.later(() => stuck.disconnect())
+  const s2 = await server(ctx, { backend: redisChannels({ redis: stuck, prefix: ctx.prefix, publishTimeout: 100 }) })
+  await t.rejects(s2.chat.publish({ data: { n: 2 } }), { code: 'FST_SSE_CHANNEL_UNAVAILABLE', message: /did not answer within 100 ms; the item may or may not have been published/ })
+})
+
+t.test('sse-reset: malformed, newer than the stream, trimmed away, too old; resuming from the position works', async t => {
+  t.setTimeout(30_000)
+  const ctx = context(t)
+  const admin = await ctx.client()
+  const s = await server(ctx, { history: 3 })
+  const key = ctx.prefix + 'chat'
+  const reset = async (lastEventId: string) => (await pull(s.chat.subscribe({ lastEventId }), 1))[0] as SseItem<SseResetData>
+
+  // a channel whose reader does not know yet where the stream is: position 0-0
+  const fresh = s.app.sse.channel('fresh', { backend: redisChannels({ redis: admin, prefix: ctx.prefix }) })
+  t.same((await pull(fresh.subscribe({ lastEventId: 'garbage' }), 1))[0], { id: '0-0', event: 'sse-reset', data: { reason: 'unknown' } })
+  // no stream yet: the origin resumes, anything else is unknown
+  const empty = s.chat.subscribe({ lastEventId: '0-0' })
+  t.same(await reset('5-0'), { id: '0-0', event: 'sse-reset', data: { reason: 'unknown' } }, 'nothing issued yet')
+  await readerReady(s.chat)
+  const warmup = (await pull(empty, 1))[0]
+  t.equal(warmup?.event, 'warmup', 'from 0-0: everything')
+
+  const ids: string[] = []
+  const live = s.chat.subscribe()
+  for (let n = 0; n < 6; n++) ids.push(await s.chat.publish({ data: { n } }))
+  const newest = ids.at(-1) as string
+  await pull(live, 6) // the reader has handed them on: its position is the newest
+  t.same(await reset('garbage'), { id: newest, event: 'sse-reset', data: { reason: 'unknown' } }, 'malformed: the reader\'s position')
+  t.same(await reset('1-99999999999999999999'), { id: newest, event: 'sse-reset', data: { reason: 'unknown' } }, 'beyond 64 bits')
+  t.same(await reset(`${Date.now() + 60_000}-0`), { id: newest, event: 'sse-reset', data: { reason: 'unknown' } }, 'newer than the stream (another stream, a flushed Redis)')
+  t.same((await pull(s.chat.subscribe({ lastEventId: ids[1] as string }), 4)).map(i => i.id), ids.slice(2), 'still kept: replayed')
+
+  await admin.call('XTRIM', key, 'MAXLEN', 2) // exact: what MAXLEN ~ does in whole nodes
+  t.same(await reset(ids[1] as string), { id: newest, event: 'sse-reset', data: { reason: 'expired' } }, 'what follows it was trimmed')
+  t.same(await reset(ids[3] as string), { id: newest, event: 'sse-reset', data: { reason: 'expired' } }, 'the last trimmed one: Redis does not say which ids it trimmed')
+  t.same((await pull(s.chat.subscribe({ lastEventId: ids[4] as string }), 1)).map(i => i.id), ids.slice(5), 'the oldest kept one: replayed')
+  const after = s.chat.subscribe({ lastEventId: newest })
+  const next = await s.chat.publish({ data: { n: 6 } })
+  t.same((await pull(after, 1)).map(i => i.id), [next], 'from the reset\'s id: live, nothing missed')
+  const later = await s.chat.publish({ data: { n: 7 } })
+  await admin.call('XDEL', key, next)
+  t.same(await reset(newest), { id: later, event: 'sse-reset', data: { reason: 'expired' } }, 'what follows it was deleted (XDEL)')
+  t.same((await pull(s.chat.subscribe({ lastEventId: next }), 1)).map(i => i.id), [later], 'the deleted one itself: nothing missed after it')
+
+  // MAXLEN ~ bounds the stream
+  await Promise.all(Array.from({ length: 400 }, (_, n) => s.chat.publish({ data: { n } })))
+  t.ok(Number(await admin.call('XLEN', key)) < 400, 'trimmed by XADD MAXLEN ~')
+})
+
+t.test('historyMaxAge: an item older than that is not replayed (sse-reset expired)', async t => {
+  t.setTimeout(10_000)
+  const ctx = context(t)
+  const s = await server(ctx, { historyMaxAge: 100 })
+  await readerReady(s.chat)
+  const from = await s.chat.publish({ data: { n: 0 } })
+  const old = await s.chat.publish({ data: { n: 1 } })
+  t.same((await pull(s.chat.subscribe({ lastEventId: from }), 1)).map(i => i.id), [old], 'young: replayed')
+  await sleep(150) // the age is the event here
+  t.same((await pull(s.chat.subscribe({ lastEventId: from }), 1))[0], { id: old, event: 'sse-reset', data: { reason: 'expired' } })
+})
+
+t.test('bad items and refusals reject, store nothing and reach no subscriber', async t => {
+  t.setTimeout(10_000)
+  const ctx = context(t)
+  const admin = await ctx.client()
+  // the reader asks again every 100 ms, so it meets the key while it holds something else
+  const s = await server(ctx, { blockTimeout: 100, serialize: data => typeof data === 'bigint' ? String(data) : JSON.stringify(data) })
+  await readerReady(s.chat)
+  const key = ctx.prefix + 'chat'
+  const length = Number(await admin.call('XLEN', key))
+  const sub = s.chat.subscribe()
+  const publish = s.chat.publish.bind(s.chat) as (item: unknown) => Promise<string>
+  await t.rejects(publish({ event: 'a\nb' }), { name: 'SseError', code: 'FST_SSE_INVALID_ITEM', field: 'event' }, 'the encoder\'s TypeError, as a rejection')
+  await t.rejects(publish('text'), { code: 'FST_SSE_INVALID_ITEM', field: 'item' })
+  await t.rejects(publish({ id: '1-1', data: 1 }), { code: 'FST_SSE_INVALID_ITEM', field: 'id', message: /given by the Redis stream/ })
+  await t.rejects(publish({ data: 10n }), { code: 'FST_SSE_INVALID_ITEM', field: 'data', message: /JSON-serializable on a Redis channel/ })
+  const error = await publish({ event: 'a\nb' }).catch((err: unknown) => err as SseError)
+  t.ok(error instanceof TypeError)
+  t.equal(Number(await admin.call('XLEN', key)), length, 'nothing stored')
+  const good = await s.chat.publish({ data: { n: 1 } })
+  t.equal((await pull(sub, 1))[0]?.id, good, 'the first thing the subscriber sees is the good item')
+
+  // Redis refuses (the key holds something else): the rejection says so; the reader and replays log it
+  await admin.del(key)
+  await admin.set(key, 'not a stream')
+  await t.rejects(s.chat.publish({ data: { n: 2 } }), { code: 'FST_SSE_CHANNEL_UNAVAILABLE', message: /Redis did not store the item: WRONGTYPE/ })
+  const replay = s.chat.subscribe({ lastEventId: good })
+  t.same(await replay.next(), { value: undefined, done: true }, 'a replay that fails ends the subscription')
+  await within(s.logs.waitFor(l => l.level === ERROR && /replay failed/.test(l.msg)), 5000, 'logged')
+  await within(s.logs.waitFor(l => l.level === ERROR && /reader failed; retrying/.test(l.msg) && /WRONGTYPE/.test(String(l.err?.message))), 5000, 'the reader logs and retries')
+  // a channel created on such a key: its reader cannot even find where the stream is, and retries that
+  await admin.set(ctx.prefix + 'other', 'not a stream')
+  const other = s.app.sse.channel<number>('other', { backend: redisChannels({ redis: admin, prefix: ctx.prefix, blockTimeout: 100 }) })
+  const otherSub = other.subscribe()
+  let failed = 0
+  await within(s.logs.waitFor(l => l.channel === 'other' && /reader failed; retrying/.test(l.msg) && ++failed === 2), 5000, 'two failed starts')
+  await admin.del(ctx.prefix + 'other')
+  // what was published before the reader could start is not live for it: publish until one arrives
+  const otherIds: string[] = []
+  const firstOther = otherSub.next()
+  const delivered = await within((async () => {
+    for (;;) {
+      otherIds.push(await other.publish({ data: 1 }))
+      const got = await Promise.race([firstOther, sleep(100, undefined, { ref: false })])
+      if (got !== undefined) return got.value?.id as string
+    }
+  })(), 5000, 'the reader of "other" started')
+  t.ok(otherIds.includes(delivered), 'once the key is a stream, its reader starts and delivers')
+  await admin.del(key)
+  const back = await s.chat.publish({ data: { n: 3 } })
+  t.equal((await within(pull(sub, 1), 5000, 'the reader is back'))[0]?.id, back)
+
+  // entries no channel wrote are skipped (and logged), live and in a replay
+  await admin.call('XADD', key, '*', 'foo', 'bar')
+  await admin.call('XADD', key, '*', 'h', '', 't', 'data: x\n\n', 'j', '{broken')
+  const fine = await s.chat.publish({ data: { n: 4 } })
+  t.equal((await pull(sub, 1))[0]?.id, fine, 'the subscriber skips them')
+  t.same((await pull(s.chat.subscribe({ lastEventId: back }), 1)).map(i => i.id), [fine], 'so does a replay')
+  t.ok(s.logs.at(WARN).filter(l => /no channel wrote/.test(l.msg)).length >= 2)
+
+  s.chat.close()
+  await t.rejects(s.chat.publish({ data: { n: 5 } }), { code: 'FST_SSE_CHANNEL_CLOSED' }, 'a closed channel rejects too')
+})
+
+t.test('app.close() closes each reader connection, not the client it was given', async t => {
+  t.setTimeout(10_000)
+  const ctx = context(t)
+  const admin = await ctx.client()
+  const redis = await ctx.client()
+  const s = await server(ctx, { backend: redisChannels({ redis, prefix: ctx.prefix }) })
+  await readerReady(s.chat)
+  const other = s.app.sse.channel('other', { backend: redisChannels({ redis, prefix: ctx.prefix }) })
+  t.ok(await readerId(admin, 'fastify-typed-sse:' + ctx.prefix + 'chat'))
+  const sub = s.chat.subscribe()
+  await s.app.close()
+  t.same(await sub.next(), { value: undefined, done: true }, 'subscriptions ended')
+  t.equal(await readerId(admin, 'fastify-typed-sse:' + ctx.prefix + 'chat'), undefined, 'the reader connection is gone')
+  t.equal(await readerId(admin, 'fastify-typed-sse:' + ctx.prefix + 'other'), undefined)
+  t.equal(redis.status, 'ready', 'the user\'s client is still open')
+  t.equal(await redis.ping(), 'PONG')
+  t.ok(other.closed)
+})
+
+t.test('options: redisChannels() and the backend option are validated; a channel keeps its backend', async t => {
+  const ctx = context(t)
+  const redis = await ctx.client()
+  t.throws(() => redisChannels({ redis: {} as Redis }), { code: 'FST_SSE_INVALID_OPTION', field: 'redis' })
+  t.throws(() => redisChannels(undefined as unknown as { redis: Redis }), TypeError)
+  t.throws(() => redisChannels({ redis, prefix: 1 as unknown as string }), { code: 'FST_SSE_INVALID_OPTION', field: 'prefix' })
+  t.throws(() => redisChannels({ redis, publishTimeout: 0 }), { code: 'FST_SSE_INVALID_OPTION', field: 'publishTimeout', message: /positive whole number/ })
+  t.throws(() => redisChannels({ redis, blockTimeout: 1.5 }), { code: 'FST_SSE_INVALID_OPTION', field: 'blockTimeout' })
+  t.throws(() => redisChannels({ redis, readerName: 'has space' }), { code: 'FST_SSE_INVALID_OPTION', field: 'readerName' })
+  const s = await server(ctx)
+  t.throws(() => s.app.sse.channel('x', { backend: 'redis' as unknown as RedisChannels }), { code: 'FST_SSE_INVALID_OPTION', field: 'backend' })
+  t.throws(() => s.app.sse.channel('chat'), { code: 'FST_SSE_INVALID_OPTION', field: 'backend', message: /pass the same backend/ }, 'a Redis channel asked for without its backend')
+  t.throws(() => s.app.sse.channel('chat', { backend: redisChannels({ redis }) }), { code: 'FST_SSE_INVALID_OPTION', field: 'backend' }, 'another backend')
+  s.app.sse.channel('memory')
+  t.throws(() => s.app.sse.channel('memory', { backend: redisChannels({ redis }) }), { code: 'FST_SSE_INVALID_OPTION', field: 'backend' })
+})

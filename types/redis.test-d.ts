@@ -1,0 +1,49 @@
+// Type tests of the Redis channels (fastify-typed-sse/redis), checked by `npm run typecheck` (tsc), never run.
+import Fastify from 'fastify'
+import { Redis } from 'ioredis'
+import { expectTypeOf } from 'expect-type'
+import ssePlugin, { type Channel, type ChannelSubscription, type SharedChannelOptions } from '../lib/index.js'
+import { redisChannels, type RedisChannels, type RedisChannelsOptions } from '../lib/channel-redis.js'
+
+const app = Fastify()
+void app.register(ssePlugin)
+const redis = new Redis()
+
+const shared = redisChannels({ redis, prefix: 'sse:', publishTimeout: 5000, blockTimeout: 5000, readerName: 'web-1' })
+expectTypeOf(shared).toEqualTypeOf<RedisChannels>()
+redisChannels({ redis })
+// @ts-expect-error the client is required
+redisChannels({})
+// @ts-expect-error not an ioredis client
+redisChannels({ redis: 'redis://127.0.0.1' })
+// @ts-expect-error publishTimeout is a number
+redisChannels({ redis, publishTimeout: '5s' })
+expectTypeOf<RedisChannelsOptions['redis']>().toEqualTypeOf<Redis>()
+
+interface ChatMessage { name: string, text: string }
+const chat = app.sse.channel<ChatMessage>('chat', { backend: shared, history: 1000 })
+expectTypeOf(chat).toEqualTypeOf<Channel<ChatMessage, Promise<string>>>()
+// publish stores first: a promise of the stream id, which the caller must await
+expectTypeOf(chat.publish({ event: 'message', data: { name: 'a', text: 'b' } })).toEqualTypeOf<Promise<string>>()
+// @ts-expect-error data must be a ChatMessage
+void chat.publish({ data: 'text' })
+async function send (): Promise<string> {
+  const id: string = await chat.publish({ data: { name: 'a', text: 'b' } })
+  // @ts-expect-error not a string until awaited
+  const notYet: string = chat.publish({ data: { name: 'a', text: 'b' } })
+  return id + notYet
+}
+void send
+
+// everything else is the channel API as it is
+expectTypeOf(chat.subscribe({ lastEventId: 'x' })).toEqualTypeOf<ChannelSubscription<ChatMessage>>()
+expectTypeOf(chat.size).toEqualTypeOf<number>()
+chat.close()
+
+// an in-memory channel keeps returning the id itself
+expectTypeOf(app.sse.channel<ChatMessage>('memory').publish({ data: { name: 'a', text: 'b' } })).toEqualTypeOf<string>()
+expectTypeOf(app.sse.channel('memory', { history: 10 })).toEqualTypeOf<Channel<unknown>>()
+const options: SharedChannelOptions = { backend: shared, queueItems: 100 }
+expectTypeOf(app.sse.channel('x', options)).toEqualTypeOf<Channel<unknown, Promise<string>>>()
+// @ts-expect-error a backend is a factory such as redisChannels({ redis })
+app.sse.channel('bad', { backend: 'redis' })
