@@ -20,7 +20,6 @@ export interface ParseOptions {
 }
 
 const DEFAULT_MAX_EVENT_LENGTH = 4 * 1024 * 1024
-const LINE_END = /\r\n|\r|\n/g
 const DIGITS = /^[0-9]+$/
 
 /** The event-stream grammar refuses a line or event longer than `maxEventLength`. */
@@ -44,6 +43,8 @@ export async function * parseEventStream (
 ): AsyncGenerator<SseItem<string>, void, undefined> {
   const max = options.maxEventLength ?? DEFAULT_MAX_EVENT_LENGTH
   const decoder = new TextDecoder('utf-8') // strips a leading BOM, replaces invalid sequences with U+FFFD
+  // one per parser: a global regex keeps its position in lastIndex, which parsers resumed in turn would share
+  const lineEnd = /\r\n|\r|\n/g
   // The start of a line that has no end yet, in pieces: joined once, when its end arrives, so a long line
   // delivered in many small chunks costs linear time, and bounded by `max` so it cannot grow without end.
   let pending: string[] = []
@@ -68,9 +69,9 @@ export async function * parseEventStream (
     let start = 0
     if (skipLF && text.charCodeAt(0) === 10) start = 1
     if (text.length > 0) skipLF = false
-    LINE_END.lastIndex = start
+    lineEnd.lastIndex = start
     let match: RegExpExecArray | null
-    while ((match = LINE_END.exec(text)) !== null) {
+    while ((match = lineEnd.exec(text)) !== null) {
       let line = text.slice(start, match.index)
       if (pendingLength > 0) {
         pending.push(line)

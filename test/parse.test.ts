@@ -188,3 +188,17 @@ t.test('property: every item the encoder writes comes back the same, however the
     t.same(theirs, ours, `case ${n}: eventsource-parser agrees`)
   }
 })
+
+t.test('parsers consumed in turn do not disturb each other', async t => {
+  // each yields in the middle of a chunk holding many events, while the other one runs
+  const wire = Array.from({ length: 30 }, (_, n) => encodeItem({ id: String(n), data: n })).join('')
+  const a = parseEventStream([wire])[Symbol.asyncIterator]()
+  const b = parseEventStream([bytes(wire)])[Symbol.asyncIterator]()
+  const seen: Array<[string | undefined, string | undefined]> = []
+  for (let i = 0; i < 30; i++) {
+    const [x, y] = [await a.next(), await b.next()]
+    seen.push([x.done === true ? undefined : x.value.id, y.done === true ? undefined : y.value.id])
+  }
+  t.same(seen, Array.from({ length: 30 }, (_, n) => [String(n), String(n)]))
+  t.same([await a.next(), await b.next()], [{ value: undefined, done: true }, { value: undefined, done: true }])
+})
