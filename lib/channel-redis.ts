@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { ChannelBackend, ChannelBackendFactory, ChannelItem, Deliver, HistoryOptions, Replay } from './channel-backend.js'
-import { kFrame } from './encode.js'
+import { kFrame, withFrame } from './encode.js'
 import { channelUnavailable, invalidItem, invalidOption } from './errors.js'
 import type { SseItem } from './types.js'
 
@@ -267,7 +267,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     if (fields.length === 6 && fields[0] === 'h' && fields[2] === 't' && fields[4] === 'j') {
       try {
         const stored = JSON.parse(fields[5] as string) as SseItem<unknown>
-        return Object.freeze({ ...stored, id, [kFrame]: Buffer.from(fields[1] + 'id: ' + id + '\n' + fields[3]) })
+        return withFrame({ ...stored, id }, Buffer.from(fields[1] + 'id: ' + id + '\n' + fields[3])) as ChannelItem
       } catch {}
     }
     this.#log.warn({ channel: this.#name, id }, 'SSE Redis channel: skipped a stream entry that no channel wrote')

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { ChannelBackend, ChannelBackendFactory, ChannelItem, HistoryOptions, Replay, ResetReason } from './channel-backend.js'
 import { memoryBackend } from './channel-memory.js'
-import { encodeItem, kFrame } from './encode.js'
+import { encodeItem, kFrame, withFrame } from './encode.js'
 import { channelClosed, invalidOption } from './errors.js'
 import { kAttachStream, type Disconnect } from './stream.js'
 import type { SseItem, SseSerializer } from './types.js'
@@ -141,6 +141,8 @@ export class Subscriber implements ChannelSubscription<unknown> {
   #head = 0
   #bytes = 0
   #replaying = false
+  /** Fell too far behind: takes no more items, ends once the queue is delivered. */
+  #cutOff = false
   #done = false
   #wake: ((result: IteratorResult<SseItem<unknown>, undefined>) => void) | undefined
   /** Set when a stream writes this subscription: how to drop its client when it falls too far behind. */
@@ -186,6 +188,7 @@ export class Subscriber implements ChannelSubscription<unknown> {
   next (): Promise<IteratorResult<SseItem<unknown>, undefined>> {
     const item = this.#shift()
     if (item !== undefined) return Promise.resolve({ value: item, done: false })
+    if (this.#cutOff) this.end()
     if (this.#done) return Promise.resolve(DONE)
     if (this.#waiting !== undefined) return this.#waiting.then(() => this.next())
     const waiting = new Promise<IteratorResult<SseItem<unknown>, undefined>>(resolve => { this.#wake = resolve })
@@ -212,12 +215,19 @@ export class Subscriber implements ChannelSubscription<unknown> {
     const queued = this.queued
     if (queued >= this.#channel.limits.queueItems || (queued > 0 && this.#bytes + size > this.#channel.limits.queueBytes)) {
       this.#channel.overflowed(queued, this.#bytes)
-      this.end()
-      this.#disconnect?.()
+      // A stream whose client is stuck drops it, and this queue, now. Otherwise what is queued is still
+      // delivered, then the subscription ends: the client resumes from the history by Last-Event-ID.
+      if (this.#disconnect?.() === true) this.end()
+      else this.#cut()
       return
     }
     this.#queue.push(item)
     this.#bytes += size
+  }
+
+  #cut (): void {
+    this.#cutOff = true
+    this.#channel.detach(this)
   }
 
   /** Ends the subscription: releases the queue and the listener; a waiting `next()` gets done. */
@@ -292,8 +302,13 @@ export class Subscriber implements ChannelSubscription<unknown> {
   }
 }
 
+/**
+ * Encoded here with JSON, like a channel's items: a typed route's serializer or validator knows nothing of
+ * `sse-reset`, and must not refuse it (the client would reconnect into the same refusal) or strip its reason.
+ */
 function resetItem (reason: ResetReason, position: string): SseItem<SseResetData> {
-  return { id: position, event: 'sse-reset', data: { reason } }
+  const item: SseItem<SseResetData> = { id: position, event: 'sse-reset', data: { reason } }
+  return withFrame(item, Buffer.from(encodeItem(item)))
 }
 
 export class SseChannel<T> implements Channel<T, string | Promise<string>> {
@@ -381,8 +396,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>> {
   }
 
   #encode = (item: SseItem<unknown>): ChannelItem => {
-    const frame = Buffer.from(encodeItem(item, this.#serialize))
-    return Object.freeze({ ...item, [kFrame]: frame }) as ChannelItem
+    return withFrame(item, Buffer.from(encodeItem(item, this.#serialize))) as ChannelItem
   }
 
   #deliver = (item: ChannelItem): void => {

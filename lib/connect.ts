@@ -20,9 +20,8 @@ export interface FetchResponseLike {
 export type FetchLike = (url: string, init: { method: 'GET', headers: Record<string, string>, signal: AbortSignal }) => Promise<FetchResponseLike>
 
 /**
- * The schemas `connect` validates `data` with: a TypeBox schema of the data. (The response schema built by
- * `sseSchema()` joins this union when it lands, with `DataOf` reading its data type, so a route and its
- * client share one type.)
+ * The schemas `connect` validates `data` with: a TypeBox schema of the data (the one a route gives to
+ * `sseSchema()`, so the route and its client share one type).
  */
 export type ClientSchema = TSchema
 
@@ -73,6 +72,7 @@ export class SseClientError extends Error {
 }
 
 const DEFAULT_RETRY = 3000
+const MAX_DELAY = 2 ** 31 - 1
 
 function isDelay (value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) >= 0
@@ -181,7 +181,8 @@ async function * run (
   const extraHeaders = lowerCaseKeys(options.headers)
   const parseOptions = {
     maxEventLength: options.maxEventLength,
-    onRetry: (ms: number) => { delay = ms },
+    // a timer longer than 2^31-1 ms fires at once in Node: a huge retry would become a reconnect storm
+    onRetry: (ms: number) => { delay = Math.min(ms, MAX_DELAY) },
     onId: (id: string) => { lastEventId = id }
   }
 

@@ -62,11 +62,19 @@ export function retryFrame (retry: number): string {
   return 'retry: ' + retry + '\n\n'
 }
 
-/** The frame of an item: the one it carries when encoded ahead of time, else freshly encoded. */
-export function frameOf (item: unknown, serialize: SseSerializer): Frame {
-  const frame = (item as { [kFrame]?: Frame } | null | undefined)?.[kFrame]
-  return frame !== undefined ? frame : encodeItem(item, serialize)
+/**
+ * The item, frozen, carrying its frame. The frame is not enumerable: `{ ...item, data: other }` or
+ * `Object.assign({}, item)` makes an item without it, which is encoded afresh, not sent as the old bytes.
+ */
+export function withFrame<T extends object> (item: T, frame: Uint8Array): T & { readonly [kFrame]: Buffer } {
+  return Object.freeze(Object.defineProperty({ ...item }, kFrame, { value: frame, enumerable: false })) as T & { readonly [kFrame]: Buffer }
 }
+
+/** The frame an item carries when it was encoded ahead of time (a channel's), else undefined. */
+export function frameCarried (item: unknown): Frame | undefined {
+  return (item as { [kFrame]?: Frame } | null | undefined)?.[kFrame]
+}
+
 
 /**
  * Encodes one item into one complete event frame, ending with the blank line that dispatches it; `''` for an

@@ -87,12 +87,17 @@ function resolveLimits (options: SsePluginOptions): { maxConnections: number, re
   return { maxConnections, retryAfter }
 }
 
-/** Too many open streams: 503 with Retry-After, and the source (a generator, a subscription) is stopped. */
-function refuseStream (reply: FastifyReply, source: unknown, maxConnections: number, retryAfter: number): FastifyReply {
+/** Stops a source that will not be streamed (a generator runs its finally, a subscription is released). */
+function dropSource (reply: FastifyReply, source: unknown): void {
   if (typeof (source as Partial<AsyncIterator<unknown>> | null)?.return === 'function') stopIterator(source as AsyncIterator<unknown>, reply)
-  reply.log.warn({ maxConnections }, 'SSE stream refused: maxConnections streams are open')
+}
+
+/** No stream now (too many open, or the server is closing): 503 with Retry-After, and the source stopped. */
+function refuseStream (reply: FastifyReply, source: unknown, why: string, retryAfter: number, context: object = {}): FastifyReply {
+  dropSource(reply, source)
+  reply.log.warn(context, `SSE stream refused: ${why}`)
   return reply.code(503).header('retry-after', String(retryAfter))
-    .send({ statusCode: 503, error: 'Service Unavailable', message: 'Too many open event streams; retry later' })
+    .send({ statusCode: 503, error: 'Service Unavailable', message: `No event stream now (${why}); retry later` })
 }
 
 async function ssePluginCallback (fastify: FastifyInstance, options: SsePluginOptions): Promise<void> {
@@ -102,9 +107,19 @@ async function ssePluginCallback (fastify: FastifyInstance, options: SsePluginOp
   const channels = new ChannelRegistry(fastify.log, defaults.serialize)
 
   fastify.decorate('sse', channels)
+  let closing = false
+
   fastify.decorateReply('sse', function sse (this: FastifyReply, source: unknown, streamOptions?: SseStreamOptions) {
-    const resolved = streamOptions === undefined ? defaults : resolveOptions(streamOptions, defaults)
-    if (open.size >= maxConnections) return refuseStream(this, source, maxConnections, retryAfter)
+    let resolved: ResolvedOptions
+    try {
+      resolved = streamOptions === undefined ? defaults : resolveOptions(streamOptions, defaults)
+    } catch (err) {
+      dropSource(this, source)
+      throw err
+    }
+    // a request that reached its handler while app.close() ran: its stream would be left open
+    if (closing) return refuseStream(this, source, 'the server is closing', retryAfter)
+    if (open.size >= maxConnections) return refuseStream(this, source, `the limit of ${maxConnections} open streams (maxConnections) is reached`, retryAfter, { maxConnections })
     // on a route with an sseSchema() response: compiled serializers, and checks with `validate`
     const item = typedItemHook(this, { validate: resolved.validate, compileSerializers: streamOptions?.serialize === undefined })
     return startStream(this, source, item === undefined ? resolved : { ...resolved, item }, open)
@@ -127,10 +142,15 @@ async function ssePluginCallback (fastify: FastifyInstance, options: SsePluginOp
   })
 
   fastify.addHook('preClose', async () => {
-    // Channels first: their subscriptions end, so those streams end as their sources do.
-    const closing = channels.close()
+    closing = true
     // Streams never end by themselves: without this, server.close() would wait for every client to leave.
-    await Promise.all([closing, ...Array.from(open, stream => stream.close())])
+    // Each stops its source, so a channel subscription is released here too.
+    await Promise.all(Array.from(open, stream => stream.close()))
+  })
+  // Channels close last, once the server has: publishing keeps working while in-flight requests finish
+  // (a timer that publishes until the app's own onClose hook clears it must not throw in between).
+  fastify.addHook('onClose', async () => {
+    await channels.close()
   })
 }
 

@@ -1,7 +1,7 @@
 import type { Http2ServerResponse } from 'node:http2'
 import { EventEmitter } from 'node:events'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { HEARTBEAT_FRAME, frameOf, retryFrame, type Frame } from './encode.js'
+import { HEARTBEAT_FRAME, encodeItem, frameCarried, retryFrame, type Frame } from './encode.js'
 import { SseError } from './errors.js'
 import type { SseItem, SseSerializer, SseSource } from './types.js'
 
@@ -29,8 +29,11 @@ export type EndReason = 'source ended' | 'source failed' | 'item refused' | 'cli
  */
 export const kAttachStream = Symbol('fastify-typed-sse.attachStream')
 
-/** What a source may hold on to under `kAttachStream`. */
-export type Disconnect = () => void
+/** What a source may hold on to under `kAttachStream`: true when it closed the connection. */
+export type Disconnect = () => boolean
+
+/** How long `close()` lets a response that is still flushing end cleanly before it destroys it. */
+const CLOSE_GRACE_MS = 1000
 
 /**
  * String frames that a source yields in one burst (without waiting on I/O in between) are gathered and
@@ -166,7 +169,8 @@ export class EventStream extends EventEmitter {
       this.#onError(err)
       return
     }
-    next.then(this.#onStep, this.#onError)
+    // a hand-written iterator may also answer with a plain result instead of a promise
+    Promise.resolve(next).then(this.#onStep, this.#onError)
   }
 
   #onStep = (step: IteratorResult<SseItem<unknown>>): void => {
@@ -178,7 +182,8 @@ export class EventStream extends EventEmitter {
     }
     let frame: Frame
     try {
-      frame = frameOf(step.value, this.#itemHook?.(step.value) ?? this.#serialize)
+      // an item encoded ahead of time (a channel's, checked when it was published) is written as it is
+      frame = frameCarried(step.value) ?? encodeItem(step.value, this.#itemHook?.(step.value) ?? this.#serialize)
     } catch (err) {
       this.#reply.log.error({ err }, 'SSE item refused; stream ended')
       this.#finish('item refused')
@@ -264,11 +269,16 @@ export class EventStream extends EventEmitter {
    * source's end by itself, after what is in flight; one whose socket is full is closed now, so a stuck
    * client holds nothing on the server (it resumes with Last-Event-ID when it comes back).
    */
-  #disconnect = (): void => {
-    const res = this.#reply.raw
-    if (this.#closed || !(res.writableNeedDrain || !this.#wantMore)) return
+  #disconnect = (): boolean => {
+    if (this.#closed || !this.#stuck()) return false
     this.#reason = 'too slow'
-    res.destroy()
+    this.#reply.raw.destroy()
+    return true
+  }
+
+  /** The client is not taking what was written (HTTP/2 responses have no writableNeedDrain). */
+  #stuck (): boolean {
+    return !this.#wantMore || this.#reply.raw.writableNeedDrain === true
   }
 
   #stopSource (): void {
@@ -284,8 +294,13 @@ export class EventStream extends EventEmitter {
   close (): Promise<void> {
     const res = this.#reply.raw
     if (!this.#finished) this.#reason = 'server closing'
-    if (res.writableNeedDrain || !this.#wantMore) res.destroy()
-    else if (!this.#finished) this.#finish('server closing')
+    if (this.#stuck()) res.destroy()
+    else {
+      if (!this.#finished) this.#finish('server closing')
+      // a client can stop reading with less in flight than fills the socket: it does not hold the close
+      const grace = setTimeout(() => res.destroy(), CLOSE_GRACE_MS).unref()
+      void this.#responseClosed.then(() => clearTimeout(grace))
+    }
     // On Node < 24 an HTTP/2 server waits for its clients' sessions to end (Fastify closes them only with
     // forceCloseConnections: true): close this one gracefully, after the streams it carries.
     const session = (res as { stream?: Http2ServerResponse['stream'] }).stream?.session

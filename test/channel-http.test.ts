@@ -277,7 +277,7 @@ t.test('maxConnections: 503 with Retry-After beyond the limit, the refused sourc
     const res = await request(`${url}${path}`)
     t.equal(res.statusCode, 503, path)
     t.equal(res.headers['retry-after'], '7')
-    t.match(await res.body.json(), { statusCode: 503, message: /Too many open event streams/ })
+    t.match(await res.body.json(), { statusCode: 503, message: /No event stream now \(the limit of 2 open streams \(maxConnections\) is reached\); retry later/ })
   }
   t.equal(chat.size, 2, 'the refused subscription was released')
   t.notOk(generatorRan, 'the refused generator never ran')
@@ -367,9 +367,40 @@ t.test('a burst beyond the queue bound ends a reading client cleanly; it resumes
   await until(() => burst.size === 1, 'subscribed')
   const ids = Array.from({ length: 10 }, (_, i) => burst.publish({ data: i }))
   const before = await all(first.events)
-  t.ok(before.length >= 1 && before.length < 10, `the stream ended after ${before.length} items, cleanly`)
+  t.equal(before.length, 5, 'the one in flight and the 4 queued are delivered, then the stream ends cleanly')
   t.same(before.map(e => e.id), ids.slice(0, before.length), 'a gapless prefix')
   const again = await open(`${url}/burst`, { headers: { 'last-event-id': before.at(-1)?.id ?? '' } })
   const rest = await take(again.events, 10 - before.length)
   t.same(rest.map(e => e.id), ids.slice(before.length), 'the rest, replayed: nothing lost, nothing twice')
+})
+
+t.test('a channel item changed by the route is written as changed, not as the bytes it was published as', async t => {
+  t.setTimeout(10_000)
+  let orders!: Channel<{ user: string, card: string }>
+  const { app, url } = await startApp(app => {
+    orders = app.sse.channel('orders')
+    app.get('/orders', async function * (request) {
+      for await (const item of orders.subscribe({ signal: request.signal })) {
+        const data = item.data as { user: string, card: string }
+        yield { ...item, event: 'order', data: { user: data.user, card: '**** redacted' } }
+      }
+    })
+  })
+  t.teardown(() => app.close())
+  const { events } = await open(`${url}/orders`)
+  await until(() => orders.size === 1, 'subscribed')
+  const id = orders.publish({ data: { user: 'ann', card: '4111 1111 1111 1111' } })
+  t.same(await take(events, 1), [{ id, event: 'order', data: '{"user":"ann","card":"**** redacted"}' }])
+})
+
+t.test('bad per-call options refuse the stream and release its subscription', async t => {
+  t.setTimeout(10_000)
+  let chat!: Channel<string>
+  const { app, url } = await startApp(app => {
+    chat = app.sse.channel('leak')
+    app.get('/bad', (_req, reply) => reply.sse(chat.subscribe(), { heartbeat: 0 }))
+  })
+  t.teardown(() => app.close())
+  for (let i = 0; i < 3; i++) t.equal((await request(`${url}/bad`)).statusCode, 500)
+  t.equal(chat.size, 0, 'no subscription left behind')
 })

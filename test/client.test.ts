@@ -366,3 +366,23 @@ t.test('with a fetch of its own: the edges of the loop', async t => {
   t.same(await rest(connect(url, { signal: down.signal, retry: 60_000, fetch: failing })), [], 'abort while waiting to retry a failed connection')
   t.equal(attempts, 1)
 })
+
+t.test('a retry beyond what a timer can hold waits as long as one can, not at once', async t => {
+  t.setTimeout(10_000)
+  let connections = 0
+  const { app, url } = await startApp(app => {
+    app.get('/huge', async function * () {
+      connections++
+      yield { retry: 99_999_999_999, id: '1', data: 1 }
+    })
+  }, {}, { forceCloseConnections: true })
+  t.teardown(() => app.close())
+  const controller = new AbortController()
+  const events = connect<number>(url + '/huge', { signal: controller.signal })[Symbol.asyncIterator]()
+  t.same(await first(events, 1), [{ id: '1', retry: 99_999_999_999, data: 1 }])
+  const pending = events.next() // the stream has ended: the client now waits to reconnect
+  await new Promise(resolve => setTimeout(resolve, 300)) // a window in which a 1 ms timer would have fired many times
+  t.equal(connections, 1, 'no reconnect storm')
+  controller.abort()
+  t.same(await pending, { value: undefined, done: true })
+})

@@ -2,6 +2,8 @@ import t from 'tap'
 import { connect as netConnect } from 'node:net'
 import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { request } from 'undici'
+import type { Channel } from '../lib/index.js'
 import { all, deferred, open, startApp, take } from './helpers.js'
 
 t.test('app.close() ends 50 open streams promptly; every generator finally runs', async t => {
@@ -94,4 +96,81 @@ t.test('a generator that ignores the signal does not hold app.close()', async t 
   release.resolve()
   await finalized.promise
   t.pass('its finally ran once it reached the next yield')
+})
+
+t.test('app.close() does not wait for a client that stopped reading with little in flight', async t => {
+  t.setTimeout(20_000)
+  let res: import('node:http').ServerResponse | undefined
+  const stopped = deferred()
+  const { app, url } = await startApp(app => {
+    app.get('/trickle', async function * (request, reply) {
+      res = reply.raw
+      try {
+        // 1 KB at a time until the response itself holds bytes the socket did not take
+        for (let i = 0; i < 100_000 && reply.raw.writableLength === 0; i++) {
+          yield { data: 'z'.repeat(1024) }
+          await new Promise(resolve => setImmediate(resolve))
+        }
+        await sleep(3_600_000, undefined, { signal: request.signal })
+      } finally {
+        stopped.resolve()
+      }
+    })
+  }, { heartbeat: false })
+  const socket = netConnect(Number(new URL(url).port), '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  await once(socket, 'connect')
+  socket.pause()
+  socket.write('GET /trickle HTTP/1.1\r\nHost: localhost\r\n\r\n')
+  for (let i = 0; i < 400 && (res === undefined || res.writableLength === 0); i++) await sleep(25)
+  t.ok(res !== undefined && res.writableLength > 0 && res.writableNeedDrain === false, 'a few bytes wait, no drain is due')
+  const t0 = Date.now()
+  await app.close()
+  t.ok(Date.now() - t0 < 5000, `closed in ${Date.now() - t0} ms`)
+  await stopped.promise
+})
+
+t.test('a stream that would open while app.close() runs is refused with 503, its source stopped', async t => {
+  t.setTimeout(20_000)
+  const closingStarted = deferred()
+  const reached = deferred()
+  let bodyRan = false
+  const { app, url } = await startApp(app => {
+    // runs after the plugin's preClose hook (hooks run in the order they were added)
+    app.addHook('preClose', async () => { closingStarted.resolve() })
+    app.get('/slow-auth', {
+      preHandler: async () => { // e.g. an auth check still in flight
+        reached.resolve()
+        await closingStarted.promise
+      }
+    }, async function * () {
+      bodyRan = true
+      yield { data: 'never' }
+    })
+  })
+  const pending = request(url + '/slow-auth')
+  await reached.promise
+  const closed = app.close()
+  const res = await pending
+  t.equal(res.statusCode, 503)
+  t.equal(res.headers['retry-after'], '5')
+  t.match(await res.body.json(), { message: /the server is closing/ })
+  await closed
+  t.equal(bodyRan, false, 'the generator never ran')
+})
+
+t.test('channels stay open for publishers until the server has closed', async t => {
+  t.setTimeout(20_000)
+  const published: string[] = []
+  let ticks!: Channel<number>
+  const { app, url } = await startApp(app => {
+    ticks = app.sse.channel<number>('ticks')
+    app.addHook('preClose', async () => { published.push(ticks.publish({ data: 1 })) }) // after the plugin's
+    app.get('/ticks', (_req, reply) => reply.sse(ticks.subscribe()))
+  })
+  const { events } = await open(url + '/ticks')
+  await app.close()
+  t.equal(published.length, 1, 'a publish while closing does not throw')
+  t.same(await all(events), [], 'the subscriber stream had ended cleanly')
+  t.throws(() => ticks.publish({ data: 2 }), { code: 'FST_SSE_CHANNEL_CLOSED' }, 'after close it does')
 })

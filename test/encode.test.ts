@@ -1,6 +1,6 @@
 import t from 'tap'
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
-import { encodeItem, frameOf, HEARTBEAT_FRAME, kFrame, retryFrame } from '../lib/encode.js'
+import { encodeItem, frameCarried, HEARTBEAT_FRAME, kFrame, retryFrame, withFrame } from '../lib/encode.js'
 import { parseEventStream, SseError, type SseItem } from '../lib/index.js'
 
 async function ours (wire: string): Promise<Array<SseItem<string>>> {
@@ -121,9 +121,15 @@ t.test('round trip through two independent parsers', async t => {
   ])
 })
 
-t.test('frames encoded ahead of time are written as they are', async t => {
+t.test('frames encoded ahead of time: carried, but not copied by a spread', async t => {
   const frame = Buffer.from(encodeItem({ id: '1', data: 'pre' }))
-  t.equal(frameOf({ data: 'ignored', [kFrame]: frame }, JSON.stringify), frame, 'the carried frame, not a new one')
-  t.equal(frameOf({ data: 'fresh' }, JSON.stringify), 'data: fresh\n\n')
+  const item = withFrame({ id: '1', data: 'pre' }, frame)
+  t.equal(frameCarried(item), frame, 'the carried frame, not a new one')
+  t.ok(Object.isFrozen(item))
+  t.same(Object.keys(item), ['id', 'data'])
+  t.equal(frameCarried({ ...item, data: 'changed' }), undefined, 'a changed copy is encoded afresh')
+  t.equal(frameCarried(Object.assign({}, item)), undefined)
+  t.equal(frameCarried({ data: 'x', [kFrame]: frame }), frame)
+  t.equal(frameCarried(null), undefined)
   t.same(await ours(frame.toString()), [{ id: '1', data: 'pre' }])
 })

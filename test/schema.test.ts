@@ -321,3 +321,22 @@ t.test('a plain handler on an SSE route reads the stream\'s request.signal, even
   t.match(await take(events, 1), [{ data: 'hello' }], 'the subscription outlived the read of the body')
   ac.abort()
 })
+
+t.test('sse-reset reaches a client of a typed route whole, whatever the data schema', async t => {
+  t.setTimeout(10_000)
+  const { app, url } = await startApp(app => {
+    const chat = app.sse.channel<{ text: string }>('typed-chat')
+    chat.publish({ data: { text: 'before' } })
+    app.get('/strict', { schema: { response: { 200: sseSchema(Type.Object({ text: Type.String() })) } } },
+      (request, reply) => reply.sse(chat.subscribe({ lastEventId: request.headers['last-event-id'] })))
+    app.get('/map', { schema: { response: { 200: sseSchema({ message: Type.Object({ text: Type.String() }) }) } } },
+      (request, reply) => reply.sse(chat.subscribe({ lastEventId: request.headers['last-event-id'] }), { validate: true }))
+  })
+  t.teardown(() => app.close())
+  for (const path of ['/strict', '/map']) {
+    const { events } = await open(url + path, { headers: { 'last-event-id': 'not-an-id-of-this-channel' } })
+    const [reset] = await take(events, 1)
+    t.equal(reset?.event, 'sse-reset', path)
+    t.same(JSON.parse(reset?.data ?? ''), { reason: 'unknown' }, `${path}: the reason survives the route's serializer`)
+  }
+})

@@ -485,3 +485,19 @@ t.test("Fastify's handlerTimeout bounds the handler, not the stream it opened", 
   t.equal(await (await request(url + '/long')).body.text(), 'data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\n', 'the stream outlived the timeout')
   t.equal((await request(url + '/slow-plain')).statusCode, 503, 'other routes still time out')
 })
+
+t.test('a hand-written async iterator whose next() answers with a plain result', async t => {
+  t.setTimeout(10_000)
+  const { app, url } = await startApp(app => {
+    app.get('/plain-next', (_req, reply) => {
+      let i = 0
+      return reply.sse({
+        [Symbol.asyncIterator]: () => ({
+          next: () => (i < 3 ? { done: false, value: { data: i++ } } : { done: true, value: undefined }) as never
+        })
+      })
+    })
+  })
+  t.teardown(() => app.close())
+  t.equal(await (await request(url + '/plain-next')).body.text(), 'data: 0\n\ndata: 1\n\ndata: 2\n\n')
+})
