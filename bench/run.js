@@ -101,14 +101,21 @@ async function stopServer (handle) {
   clearTimeout(t)
 }
 
-/** Runs one client task; `onSubscribed(child)` is called when the client reports its streams are open. */
-function client (task, onSubscribed) {
+/**
+ * Runs one client task; `onSubscribed(child)` is called when the client reports its streams are open,
+ * `onDrained(child)` when a fan-out client has every delivery (or gave up waiting) and before it closes them.
+ */
+function client (task, onSubscribed, onDrained) {
   return new Promise(resolve => {
     const child = fork(join(here, 'client.js'), [JSON.stringify(task)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     let result = null
     const limit = setTimeout(() => child.kill('SIGKILL'), (task.timeoutMs ?? 60_000) + 30_000)
     child.on('message', async (msg) => {
       if (msg?.subscribed !== undefined) await onSubscribed?.(child, msg.subscribed)
+      else if (msg?.drained !== undefined) {
+        if (onDrained !== undefined) await onDrained(child)
+        else child.send({ cmd: 'close' })
+      }
       else if (msg?.result !== undefined) result = msg.result
     })
     child.on('exit', (code) => {
@@ -197,12 +204,16 @@ async function measure (server) {
     // fan-out: N subscribers, `publishes` events 50 ms apart
     for (const subs of CONFIG.fanout) {
       let c0 = null
+      let c1 = null
+      // CPU from just before the first publish to the client having every delivery, streams still open
       const r = await client({ task: 'fanout', port, subs, publishes: CONFIG.publishes, warmup: CONFIG.warmupPublishes, intervalMs: CONFIG.intervalMs, timeoutMs: FANOUT_TIMEOUT_MS }, async (c) => {
         await sleep(200)
         c0 = await stats(handle)
         c.send({ cmd: 'go' })
+      }, async (c) => {
+        c1 = await stats(handle)
+        c.send({ cmd: 'close' })
       })
-      const c1 = await stats(handle)
       note(`fanout${subs}`, r.errors)
       if (r.expected !== undefined) {
         out[`fanout${subs}`] = {
@@ -313,7 +324,7 @@ function markdown (summary, meta) {
     '',
     table(summary, METRICS.filter(([p]) => p.startsWith('stream')), rounds),
     '',
-    `**Fan-out** (\`GET /sub\` × N, then ${meta.config.warmupPublishes} warm-up + ${meta.config.publishes} measured × \`POST /pub?n=1\`, ${meta.config.intervalMs} ms apart; latency = server's publish stamp → client's read of the frame, both on this machine's clock; CPU per delivery over all ${meta.config.warmupPublishes + meta.config.publishes} publishes)`,
+    `**Fan-out** (\`GET /sub\` × N, then ${meta.config.warmupPublishes} warm-up + ${meta.config.publishes} measured × \`POST /pub?n=1\`, ${meta.config.intervalMs} ms apart; latency = server's publish stamp → client's read of the frame, both on this machine's clock; CPU per delivery over all ${meta.config.warmupPublishes + meta.config.publishes} publishes, read before the streams close)`,
     '',
     table(summary, METRICS.filter(([p]) => p.startsWith('fanout')), rounds),
     '',
