@@ -136,7 +136,8 @@ async function ssePluginCallback (fastify: FastifyInstance, options: SsePluginOp
     const handler = function sseGeneratorHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
       // Before the generator's body runs, so `request.signal` in it is the stream's (see streamController).
       streamController(request, reply)
-      return reply.sse(generator.call(this, request, reply))
+      reply.sse(generator.call(this, request, reply))
+      // Not the reply: Fastify would watch a returned reply's end with one more finished() per stream.
     }
     route.handler = handler as RouteHandlerMethod
   })
