@@ -10,7 +10,7 @@ import { ChannelRegistry, type SseChannels } from './channel.js'
 import { isRetry } from './encode.js'
 import { invalidOption } from './errors.js'
 import { streamingHandler, typedItemHook, type SseItemOfReply } from './schema.js'
-import { EventStream, startStream, stopIterator, streamController, type ResolvedStreamOptions } from './stream.js'
+import { dropSource, EventStream, startStream, streamController, type ResolvedStreamOptions } from './stream.js'
 import type { SsePluginOptions, SseSource, SseStreamOptions } from './types.js'
 
 // The plugin: options, the reply decorator, the hook that turns async generator handlers into streams and the
@@ -85,11 +85,6 @@ function resolveLimits (options: SsePluginOptions): { maxConnections: number, re
     throw invalidOption('retryAfter', `must be a whole number of seconds >= 0, got ${String(retryAfter)}`)
   }
   return { maxConnections, retryAfter }
-}
-
-/** Stops a source that will not be streamed (a generator runs its finally, a subscription is released). */
-function dropSource (reply: FastifyReply, source: unknown): void {
-  if (typeof (source as Partial<AsyncIterator<unknown>> | null)?.return === 'function') stopIterator(source as AsyncIterator<unknown>, reply)
 }
 
 /** No stream now (too many open, or the server is closing): 503 with Retry-After, and the source stopped. */

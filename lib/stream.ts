@@ -74,7 +74,7 @@ function noop (): void {}
  * Asks a source to stop (a generator runs its `finally`). Not awaited: a generator busy in an await that
  * ignores the signal stops when it next yields, and nobody (least of all app.close) waits for that.
  */
-export function stopIterator (iterator: AsyncIterator<unknown> | Iterator<unknown>, reply: FastifyReply): void {
+function stopIterator (iterator: AsyncIterator<unknown> | Iterator<unknown>, reply: FastifyReply): void {
   try {
     Promise.resolve(iterator.return?.()).then(noop, (err: unknown) => reply.log.error({ err }, 'SSE source failed while stopping'))
   } catch (err) {
@@ -331,7 +331,7 @@ export function startStream (reply: FastifyReply, source: unknown, options: Reso
   if (reply.sent || reply.raw.headersSent || streaming.has(reply)) {
     // As Fastify does for a second reply.send(): a warning, and the response under way is left alone.
     reply.log.warn({ err: new SseError('FST_SSE_ALREADY_SENT', 'reply', `reply.sse() on ${reply.request.method} ${reply.request.url}: the reply was already sent`) }, 'reply.sse() called on a reply already sent')
-    stopIterator(iteratorOf(source), reply)
+    dropSource(reply, source)
     return reply
   }
   streaming.add(reply)
@@ -344,7 +344,7 @@ export function startStream (reply: FastifyReply, source: unknown, options: Reso
 
   if (reply.request.method === 'HEAD') {
     // A HEAD response has no body: an endless source would be pulled forever into nothing.
-    stopIterator(iteratorOf(source), reply)
+    dropSource(reply, source)
     return reply.send()
   }
   endHandlerTimeout(reply.request)
@@ -369,6 +369,11 @@ function endHandlerTimeout (request: FastifyRequest): void {
 
 function iteratorOf (source: SseSource<unknown>): AsyncIterator<unknown> | Iterator<unknown> {
   return Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]()
+}
+
+/** Stops a source that will not be streamed (a generator runs its finally, a subscription is released). */
+export function dropSource (reply: FastifyReply, source: unknown): void {
+  if (isSource(source)) stopIterator(iteratorOf(source), reply)
 }
 
 /** An async or sync iterable that is not a string (what `reply.sse()` accepts). */
