@@ -6,10 +6,10 @@ import type {
 } from 'fastify'
 // Not re-exported by fastify's entry, and needed to merge with FastifyReply's exact type parameters.
 import type { FastifyReplyType, ResolveFastifyReplyType } from 'fastify/types/type-provider.js'
-import { ChannelRegistry, type SseChannels } from './channel.js'
+import { ChannelRegistry, type SseChannels } from './channel/index.js'
 import { isRetry } from './encode.js'
 import { invalidOption } from './errors.js'
-import { streamingHandler, typedItemHook, type SseItemOfReply } from './schema.js'
+import { streamingHandler, typedItemHook, type SseItemOfReply } from './typed/schema.js'
 import { dropSource, EventStream, startStream, streamController, type ResolvedStreamOptions } from './stream.js'
 import type { SsePluginOptions, SseSource, SseStreamOptions } from './types.js'
 
@@ -155,14 +155,14 @@ export const ssePlugin = fp(ssePluginCallback, { fastify: '5.x', name: 'fastify-
 export default ssePlugin
 
 export { encodeItem } from './encode.js'
-export { sseSchema, sseSwaggerTransform } from './schema.js'
+export { sseSchema, sseSwaggerTransform } from './typed/schema.js'
 export type {
   JsonSchema, SseControlItem, SseEventItem, SseEventSchemas, SseItemOf, SseItemOfReply, SseSchema,
   SseSchemaInfo, SseSchemaOptions, SseStream, SwaggerTransformInput
-} from './schema.js'
+} from './typed/schema.js'
 export { SseError } from './errors.js'
-export { MAX_LAST_EVENT_ID } from './channel.js'
-export type { Channel, ChannelOptions, ChannelSubscription, SharedChannelOptions, SseChannels, SseResetData, SubscribeOptions } from './channel.js'
-export type { ChannelBackendFactory, ResetReason } from './channel-backend.js'
-export { parseEventStream, SseParseError, type ParseOptions } from './parse.js'
+export { MAX_LAST_EVENT_ID } from './channel/index.js'
+export type { Channel, ChannelOptions, ChannelSubscription, SharedChannelOptions, SseChannels, SseResetData, SubscribeOptions } from './channel/index.js'
+export type { ChannelBackendFactory, ResetReason } from './channel/backend.js'
+export { parseEventStream, SseParseError, type ParseOptions } from './client/parse.js'
 export type { SseItem, SsePluginOptions, SseSerializer, SseSource, SseStreamOptions } from './types.js'

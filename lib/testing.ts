@@ -1,8 +1,8 @@
 import type { FastifyInstance, HTTPMethods, InjectOptions } from 'fastify'
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import { decoder, lowerCaseKeys, mimeEssence, SseClientError, type ClientSchema, type DataOf, type ReceivedItem } from './connect.js'
-import { parseEventStream } from './parse.js'
+import { decoder, lowerCaseKeys, mimeEssence, SseClientError, type ClientSchema, type DataOf, type ReceivedItem } from './client/connect.js'
+import { parseEventStream } from './client/parse.js'
 
 // `fastify-typed-sse/testing`: test an SSE route in three lines, through `app.inject` (no port, no socket):
 //   const events = await collect(app, { url: '/clock', count: 3 })
@@ -166,4 +166,4 @@ export async function collect (app: FastifyInstance, options: CollectOptions): P
   }
 }
 
-export type { ReceivedItem } from './connect.js'
+export type { ReceivedItem } from './client/connect.js'

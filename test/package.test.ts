@@ -50,7 +50,7 @@ t.test('the redis subpath by name; no module of the package loads ioredis (the u
   const out = await node(['--input-type=module', '-e', `
     import { redisChannels } from 'fastify-typed-sse/redis'
     import { readdirSync, readFileSync } from 'node:fs'
-    const loads = readdirSync('dist').filter(f => f.endsWith('.js') && /from ['"]ioredis['"]|require\\(['"]ioredis/.test(readFileSync('dist/' + f, 'utf8')))
+    const loads = readdirSync('dist', { recursive: true }).filter(f => f.endsWith('.js') && /from ['"]ioredis['"]|require\\(['"]ioredis/.test(readFileSync('dist/' + f, 'utf8')))
     console.log(JSON.stringify({ factory: typeof redisChannels, loads }))`])
   t.same(JSON.parse(out), { factory: 'function', loads: [] })
 })

@@ -5,7 +5,7 @@ import { Type } from '@sinclair/typebox'
 import { expectTypeOf } from 'expect-type'
 import ssePlugin from '../lib/index.js'
 import { collect, injectSse, type ReceivedItem } from '../lib/testing.js'
-import { SseClientError } from '../lib/client.js'
+import { SseClientError } from '../lib/client/index.js'
 import { deferred } from './helpers.js'
 
 const Tick = Type.Object({ n: Type.Integer() })

@@ -2,7 +2,7 @@
 import Fastify, { type FastifyReply } from 'fastify'
 import { expectTypeOf } from 'expect-type'
 import ssePlugin, { encodeItem, parseEventStream, ssePlugin as named, type SseItem, type SseSource } from '../lib/index.js'
-import { parseEventStream as clientParse } from '../lib/client.js'
+import { parseEventStream as clientParse } from '../lib/client/index.js'
 
 const app = Fastify()
 void app.register(ssePlugin, { heartbeat: 10_000, retry: 1000, serialize: JSON.stringify })

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { kFrame } from './encode.js'
-import type { SseItem } from './types.js'
+import type { kFrame } from '../encode.js'
+import type { SseItem } from '../types.js'
 
 // What a channel needs from the place its history lives: the in-memory ring (lib/channel-memory), or a Redis
 // stream (lib/channel-redis: one XADD per publish, one XREAD BLOCK reader per channel per process). The replay rules (reset,

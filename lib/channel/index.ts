@@ -1,10 +1,10 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { ChannelBackend, ChannelBackendFactory, ChannelItem, HistoryOptions, Replay, ResetReason } from './channel-backend.js'
-import { memoryBackend } from './channel-memory.js'
-import { encodeItem, kFrame, withFrame } from './encode.js'
-import { channelClosed, invalidOption } from './errors.js'
-import { kAttachStream, type Disconnect } from './stream.js'
-import type { SseItem, SseSerializer } from './types.js'
+import type { ChannelBackend, ChannelBackendFactory, ChannelItem, HistoryOptions, Replay, ResetReason } from './backend.js'
+import { memoryBackend } from './memory.js'
+import { encodeItem, kFrame, withFrame } from '../encode.js'
+import { channelClosed, invalidOption } from '../errors.js'
+import { kAttachStream, type Disconnect } from '../stream.js'
+import type { SseItem, SseSerializer } from '../types.js'
 
 // Broadcast: one writer, many listeners. Each published item is encoded once by the channel and the same
 // frame is handed to every subscriber's bounded queue; the stream writer (lib/stream) writes those bytes as they

@@ -5,10 +5,10 @@ import Fastify from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { expectTypeOf } from 'expect-type'
 import { Agent, fetch as undiciFetch } from 'undici'
-import { connect, SseClientError, SseParseError, type FetchLike, type ReceivedItem, type SseItem } from '../lib/client.js'
-import ssePlugin from '../lib/index.js'
-import { deferred, startApp } from './helpers.js'
-import { selfSignedCertificate } from './tls.js'
+import { connect, SseClientError, SseParseError, type FetchLike, type ReceivedItem, type SseItem } from '../../lib/client/index.js'
+import ssePlugin from '../../lib/index.js'
+import { deferred, startApp } from '../helpers.js'
+import { selfSignedCertificate } from '../tls.js'
 
 /** Reads `n` items, failing instead of hanging when they do not come within `ms`. */
 async function first<T> (events: AsyncIterator<T>, n: number, ms = 5000): Promise<T[]> {

@@ -1,9 +1,9 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
-import type { ChannelBackend, ChannelBackendFactory, ChannelItem, Deliver, HistoryOptions, Replay } from './channel-backend.js'
-import { kFrame, withFrame } from './encode.js'
-import { channelUnavailable, invalidItem, invalidOption } from './errors.js'
-import type { SseItem } from './types.js'
+import type { ChannelBackend, ChannelBackendFactory, ChannelItem, Deliver, HistoryOptions, Replay } from './backend.js'
+import { kFrame, withFrame } from '../encode.js'
+import { channelUnavailable, invalidItem, invalidOption } from '../errors.js'
+import type { SseItem } from '../types.js'
 
 // Channels shared by every server process through one Redis stream per channel: `XADD … MAXLEN ~ N` per publish
 // (its id is the item's id: `<ms>-<seq>`, exactly what a browser sends back as Last-Event-ID), one `XREAD BLOCK`

@@ -3,12 +3,12 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import swagger from '@fastify/swagger'
 import { Type } from '@sinclair/typebox'
 import { request } from 'undici'
-import ssePlugin, { sseSchema, sseSwaggerTransform, type SwaggerTransformInput } from '../lib/index.js'
+import ssePlugin, { sseSchema, sseSwaggerTransform, type SwaggerTransformInput } from '../../lib/index.js'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { all, open } from './helpers.js'
+import { all, open } from '../helpers.js'
 
 // Asserted against @fastify/swagger's real output, field by field.
 
@@ -117,7 +117,7 @@ t.test('sseSwaggerTransform composes with another transform and leaves Swagger 2
 
 /** Runs `tsx examples/openapi.ts` as a user would, on a free port; resolves with its URL once it listens. */
 async function runExample (t: Test, env: Record<string, string>): Promise<string> {
-  const root = fileURLToPath(new URL('..', import.meta.url))
+  const root = fileURLToPath(new URL('../..', import.meta.url))
   // tap follows child processes for coverage: this one runs lib/ through tsx, whose line maps differ from
   // ts-node's, so its coverage is turned off (the example is checked here by what it serves)
   const child = spawn(process.execPath, ['--import', 'tsx', 'examples/openapi.ts'], {

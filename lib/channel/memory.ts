@@ -1,5 +1,5 @@
-import type { ChannelBackend, ChannelItem, Deliver, HistoryOptions, Replay } from './channel-backend.js'
-import type { SseItem } from './types.js'
+import type { ChannelBackend, ChannelItem, Deliver, HistoryOptions, Replay } from './backend.js'
+import type { SseItem } from '../types.js'
 
 // The in-process history: a ring of the last `history` items (optionally younger than `historyMaxAge`).
 // Ids are `<epoch>-<seq>`: the epoch is new for every channel object, so an id from a previous process (or a

@@ -1,8 +1,8 @@
 import t from 'tap'
 import { createParser } from 'eventsource-parser'
-import { encodeItem } from '../lib/encode.js'
-import { parseEventStream, SseParseError, type ParseOptions, type SseItem } from '../lib/index.js'
-import * as client from '../lib/client.js'
+import { encodeItem } from '../../lib/encode.js'
+import { parseEventStream, SseParseError, type ParseOptions, type SseItem } from '../../lib/index.js'
+import * as client from '../../lib/client/index.js'
 
 /** Everything the parser reports, in order: dispatched items and every callback. */
 async function trace (chunks: Array<string | Uint8Array>, options: ParseOptions = {}): Promise<unknown[]> {

@@ -2,9 +2,9 @@ import t from 'tap'
 import Fastify from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { request } from 'undici'
-import ssePlugin, { SseError, sseSchema, type SseItem } from '../lib/index.js'
-import { sseSchemaInfo } from '../lib/schema.js'
-import { all, deferred, ERROR, open, startApp, take } from './helpers.js'
+import ssePlugin, { SseError, sseSchema, type SseItem } from '../../lib/index.js'
+import { sseSchemaInfo } from '../../lib/typed/schema.js'
+import { all, deferred, ERROR, open, startApp, take } from '../helpers.js'
 
 const Tick = Type.Object({ n: Type.Number() })
 const events = { move: Type.Object({ x: Type.Number() }), note: Type.String() }

@@ -1,4 +1,4 @@
-import type { SseItem } from './types.js'
+import type { SseItem } from '../types.js'
 
 // The WHATWG "event stream interpretation" (HTML §9.2.6), as a pull parser over a response body.
 

@@ -1,7 +1,7 @@
 import type { Static, TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck, type ValueError } from '@sinclair/typebox/compiler'
 import { parseEventStream, SseParseError } from './parse.js'
-import type { SseItem } from './types.js'
+import type { SseItem } from '../types.js'
 
 // A typed, reconnecting event-stream client for Node, with the reconnection rules of the browser's
 // EventSource (WHATWG HTML §9.2): `Last-Event-ID` on every reconnection, the server's `retry:` as the delay,

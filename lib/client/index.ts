@@ -11,4 +11,4 @@ export {
   type FetchResponseLike,
   type ReceivedItem
 } from './connect.js'
-export type { SseItem } from './types.js'
+export type { SseItem } from '../types.js'

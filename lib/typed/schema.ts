@@ -1,8 +1,8 @@
 import { Type, type Static, type TSchema, type TUnsafe } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, RouteHandlerMethod, RouteOptions } from 'fastify'
-import { invalidItem, SseError } from './errors.js'
-import { isSource, streamController, type ItemHook } from './stream.js'
-import type { SseItem, SseSerializer } from './types.js'
+import { invalidItem, SseError } from '../errors.js'
+import { isSource, streamController, type ItemHook } from '../stream.js'
+import type { SseItem, SseSerializer } from '../types.js'
 
 // Typed streams: `sseSchema()` builds a response schema that documents a route as text/event-stream, types what
 // its handler may yield, and tells the plugin which serializer (and, with `validate`, which check) fits each item.
