@@ -1,5 +1,5 @@
 // `npx tsx examples/chat.ts`: a chat room on one broadcast channel, on http://127.0.0.1:3000 (PORT to change).
-// POST /send (JSON) or the seeds' GET /send?m=... publish; GET /chat streams, replaying what a reconnecting
+// POST /send (JSON) or GET /send?m=... (a form or a link) publish; GET /chat streams, replaying what a reconnecting
 // browser missed (Last-Event-ID). Named events: `message` and `join`.
 import Fastify from 'fastify'
 import { readFile } from 'node:fs/promises'
@@ -28,7 +28,7 @@ app.post<{ Body: { name?: string, text: string } }>('/send', {
   schema: { body: { type: 'object', required: ['text'], properties: { name: nameSchema, text: textSchema } } }
 }, async (request) => ({ id: say(request.body.name ?? '', request.body.text) }))
 
-// The seeds' form: GET /send?m=hello
+// A form or a plain link: GET /send?m=hello
 app.get<{ Querystring: { m: string, name?: string } }>('/send', {
   schema: { querystring: { type: 'object', required: ['m'], properties: { m: textSchema, name: nameSchema } } }
 }, async (request) => ({ id: say(request.query.name ?? '', request.query.m) }))

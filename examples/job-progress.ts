@@ -25,7 +25,7 @@ await app.register(ssePlugin, { retry: 1_000 })
 const page = await readFile(new URL('./public/job-progress.html', import.meta.url), 'utf8')
 app.get('/', (_request, reply) => reply.type('text/html; charset=utf-8').send(page))
 
-// Stands in for the seeds' load-test tool: prints a progress line every 200 ms, then a summary.
+// Stands in for a long-running job (a load test, a build): prints a progress line every 200 ms, then a summary.
 const TOOL = `
 const total = Number(process.argv[1]) || 20
 let i = 0

@@ -1,16 +1,10 @@
 import { invalidItem } from './errors.js'
-import type { SseSerializer } from './types.js'
+import type { SseItem, SseSerializer } from './types.js'
 
 // The only module that knows the wire format. A frame is built whole, as one string, before anything is
 // written: a refused item leaves nothing behind, and the stream writer does one write per event.
 
 const LINE_BREAKS = /\r\n|\r|\n/g
-
-/**
- * Where an item carries its frame encoded ahead of time: a channel encodes each published item once and
- * hands every subscriber the same bytes. Internal: the symbol is not exported from the package.
- */
-export const kFrame = Symbol('fastify-typed-sse.frame')
 
 /** One complete event on the wire. */
 export type Frame = string | Uint8Array
@@ -63,18 +57,73 @@ export function retryFrame (retry: number): string {
 }
 
 /**
- * The item, frozen, carrying its frame. The frame is not enumerable: `{ ...item, data: other }` or
- * `Object.assign({}, item)` makes an item without it, which is encoded afresh, not sent as the old bytes.
+ * Where an encoded item carries its frame. Internal (not exported from the package's entry points); the
+ * property is not enumerable, so `{ ...item, data: other }` is a plain item again, encoded afresh when written.
  */
-export function withFrame<T extends object> (item: T, frame: Uint8Array): T & { readonly [kFrame]: Buffer } {
-  return Object.freeze(Object.defineProperty({ ...item }, kFrame, { value: frame, enumerable: false })) as T & { readonly [kFrame]: Buffer }
+export const kFrame = Symbol('fastify-typed-sse.frame')
+
+/**
+ * An item encoded ahead of time: its fields, frozen, and the frame they encode to. A channel encodes each
+ * published item once and hands every subscriber the same object; the stream writes the frame as it is.
+ */
+export type EncodedItem<T extends SseItem<unknown> = SseItem<unknown>> = Readonly<T> & { readonly [kFrame]: Buffer }
+
+/** The item, frozen, carrying `frame` (which must be what the item encodes to). */
+export function withFrame<T extends SseItem<unknown>> (item: T, frame: Buffer): EncodedItem<T> {
+  return Object.freeze(Object.defineProperty({ ...item }, kFrame, { value: frame, enumerable: false })) as EncodedItem<T>
 }
 
-/** The frame an item carries when it was encoded ahead of time (a channel's), else undefined. */
-export function frameCarried (item: unknown): Frame | undefined {
-  return (item as { [kFrame]?: Frame } | null | undefined)?.[kFrame]
+/** Encodes the item once: the object every subscriber of a channel receives. Throws like `encodeItem`. */
+export function encodeAhead<T extends SseItem<unknown>> (item: T, serialize?: SseSerializer): EncodedItem<T> {
+  return withFrame(item, Buffer.from(encodeItem(item, serialize)))
 }
 
+/** The frame an item carries when it was encoded ahead of time, else undefined. */
+export function frameOf (item: unknown): Buffer | undefined {
+  return (item as { [kFrame]?: Buffer } | null | undefined)?.[kFrame]
+}
+
+/** The size in bytes of an encoded item's frame. */
+export function frameSize (item: EncodedItem): number {
+  return item[kFrame].length
+}
+
+/** An item's frame without its `id:` line, for a store that gives the id (a Redis stream): see `joinFrame`. */
+export interface FrameParts {
+  /** What comes before the id line (the comment lines). */
+  readonly head: string
+  /** What comes after it, blank line included. */
+  readonly tail: string
+}
+
+interface Fields {
+  head: string
+  id: string
+  tail: string
+}
+
+function fieldsOf (item: unknown, serialize: SseSerializer): Fields {
+  if (item === null || typeof item !== 'object' || Array.isArray(item)) {
+    throw invalidItem('item', `must be an object like { data, event, id, retry, comment }, got ${describe(item)}`)
+  }
+  const { comment, id, event, retry, data } = item as Record<string, unknown>
+  let head = ''
+  if (comment !== undefined) {
+    if (typeof comment !== 'string') throw invalidItem('comment', `must be a string, got ${describe(comment)}`)
+    head = prefixLines(': ', comment)
+  }
+  const idLine = id === undefined ? '' : singleLine('id', id)
+  let tail = ''
+  if (event !== undefined) tail += singleLine('event', event)
+  if (retry !== undefined) {
+    if (!isRetry(retry)) throw invalidItem('retry', `must be a non-negative integer (milliseconds), got ${String(retry)}`)
+    tail += 'retry: ' + retry + '\n'
+  }
+  if (data !== undefined) {
+    tail += prefixLines('data: ', typeof data === 'string' ? data : serializeData(data, serialize))
+  }
+  return { head, id: idLine, tail }
+}
 
 /**
  * Encodes one item into one complete event frame, ending with the blank line that dispatches it; `''` for an
@@ -82,23 +131,19 @@ export function frameCarried (item: unknown): Frame | undefined {
  * anything that could let a client see a field or event the item did not contain.
  */
 export function encodeItem (item: unknown, serialize: SseSerializer = JSON.stringify): string {
-  if (item === null || typeof item !== 'object' || Array.isArray(item)) {
-    throw invalidItem('item', `must be an object like { data, event, id, retry, comment }, got ${describe(item)}`)
-  }
-  const { comment, id, event, retry, data } = item as Record<string, unknown>
-  let frame = ''
-  if (comment !== undefined) {
-    if (typeof comment !== 'string') throw invalidItem('comment', `must be a string, got ${describe(comment)}`)
-    frame += prefixLines(': ', comment)
-  }
-  if (id !== undefined) frame += singleLine('id', id)
-  if (event !== undefined) frame += singleLine('event', event)
-  if (retry !== undefined) {
-    if (!isRetry(retry)) throw invalidItem('retry', `must be a non-negative integer (milliseconds), got ${String(retry)}`)
-    frame += 'retry: ' + retry + '\n'
-  }
-  if (data !== undefined) {
-    frame += prefixLines('data: ', typeof data === 'string' ? data : serializeData(data, serialize))
-  }
+  const { head, id, tail } = fieldsOf(item, serialize)
+  const frame = head + id + tail
   return frame === '' ? '' : frame + '\n'
+}
+
+/** Encodes an item that has no id yet (checked and refused like `encodeItem`) around the place of its id line. */
+export function encodeParts (item: SseItem<unknown>, serialize: SseSerializer = JSON.stringify): FrameParts {
+  if (item.id !== undefined) throw invalidItem('id', 'is given by the store; encode the item without one')
+  const { head, tail } = fieldsOf(item, serialize)
+  return { head, tail: tail + '\n' }
+}
+
+/** The frame of `parts` with `id` (a valid id: no CR, LF or NUL) on its line. */
+export function joinFrame (parts: FrameParts, id: string): string {
+  return parts.head + 'id: ' + id + '\n' + parts.tail
 }

@@ -1,13 +1,51 @@
-/**
- * Every refusal the plugin makes is a TypeError (so `instanceof TypeError` holds, as the contract says) that
- * carries a stable `code` and the name of the offending field or option, so logs and tests can match on it.
- */
+// Every error the plugin throws, rejects with or logs, in one catalogue: each has a stable `code` (FST_SSE_*) that
+// logs and tests can match on, and each code is explained in docs/errors.md. Two bases:
+// - SseError, a TypeError: bad input (an item, an option, a schema, an argument), refused before anything of it
+//   is written. The same call with the same input always fails the same way: fix the caller.
+// - SseRuntimeError, an Error: a condition of the moment (a closed channel, a store that does not answer, a
+//   server or stream the client cannot use). The same call may succeed later.
+
+/** Codes of bad input (`SseError`). */
+export type SseInputErrorCode =
+  | 'FST_SSE_INVALID_ITEM'
+  | 'FST_SSE_INVALID_OPTION'
+  | 'FST_SSE_INVALID_SCHEMA'
+  | 'FST_SSE_INVALID_SOURCE'
+  | 'FST_SSE_NOT_A_STREAM'
+  | 'FST_SSE_ALREADY_SENT'
+
+/** Codes of runtime conditions (`SseRuntimeError` and its subclasses). */
+export type SseRuntimeErrorCode =
+  | 'FST_SSE_CHANNEL_CLOSED'
+  | 'FST_SSE_CHANNEL_UNAVAILABLE'
+  | 'FST_SSE_PARSE'
+  | SseClientErrorCode
+  | 'FST_SSE_COLLECT_TIMEOUT'
+  | 'FST_SSE_COLLECT_ENDED'
+
+/** Codes of `SseClientError`: why a client (`connect()`, `collect()`) could not read a stream. */
+export type SseClientErrorCode =
+  | 'FST_SSE_CLIENT_STATUS'
+  | 'FST_SSE_CLIENT_CONTENT_TYPE'
+  | 'FST_SSE_CLIENT_CONNECT'
+  | 'FST_SSE_CLIENT_DATA'
+
+/** `GET /path`, as errors name a route. */
+export function routeName (route: { method: string | string[], url: string }): string {
+  return `${Array.isArray(route.method) ? route.method.join(',') : route.method} ${route.url}`
+}
+
+function causeOf (cause: unknown): { cause: unknown } | undefined {
+  return cause === undefined ? undefined : { cause }
+}
+
+/** Bad input: an item, option, schema or argument. `field` names it (an item field, an option, a route). */
 export class SseError extends TypeError {
-  readonly code: string
-  /** The item field (`id`, `event`, `retry`, `data`, `comment`), option or route the error is about. */
+  readonly code: SseInputErrorCode
+  /** The item field (`id`, `event`, `retry`, `data`, `comment`), option, schema part or route at fault. */
   readonly field: string
 
-  constructor (code: string, field: string, message: string, options?: { cause?: unknown }) {
+  constructor (code: SseInputErrorCode, field: string, message: string, options?: { cause?: unknown }) {
     super(message, options)
     this.name = 'SseError'
     this.code = code
@@ -15,22 +53,78 @@ export class SseError extends TypeError {
   }
 }
 
-/** A bad `SseItem`: refused before any byte of it is written. */
-export function invalidItem (field: string, problem: string, cause?: unknown): SseError {
-  return new SseError('FST_SSE_INVALID_ITEM', field, `SSE item field "${field}" ${problem}`, cause === undefined ? undefined : { cause })
+/** A condition of the moment, not a bad argument: a closed channel, an unreachable store, an unusable stream. */
+export class SseRuntimeError extends Error {
+  readonly code: SseRuntimeErrorCode
+
+  constructor (code: SseRuntimeErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'SseRuntimeError'
+    this.code = code
+  }
 }
 
-/** A bad plugin, stream or channel option: refused when it is given, not when it is first used. */
-export function invalidOption (option: string, problem: string): SseError {
-  return new SseError('FST_SSE_INVALID_OPTION', option, `fastify-typed-sse option "${option}" ${problem}`)
+/** Why a client stopped with an error: a stable `code`, and the HTTP `status` when there was an answer. */
+export class SseClientError extends SseRuntimeError {
+  declare readonly code: SseClientErrorCode
+  readonly status: number | undefined
+
+  constructor (code: SseClientErrorCode, message: string, options: { status?: number, cause?: unknown } = {}) {
+    super(code, message, causeOf(options.cause))
+    this.name = 'SseClientError'
+    this.status = options.status
+  }
+}
+
+/** The event-stream grammar refuses a line or event longer than `maxEventLength`. */
+export class SseParseError extends SseRuntimeError {
+  declare readonly code: 'FST_SSE_PARSE'
+
+  constructor (message: string) {
+    super('FST_SSE_PARSE', message)
+    this.name = 'SseParseError'
+  }
+}
+
+/** A bad `SseItem`: refused before any byte of it is written. */
+export function invalidItem (field: string, problem: string, cause?: unknown): SseError {
+  return new SseError('FST_SSE_INVALID_ITEM', field, `SSE item field "${field}" ${problem}`, causeOf(cause))
+}
+
+/**
+ * A bad plugin, stream, channel, backend or client option: refused when it is given, not when it is first used.
+ * `owner` names what took the option (`connect()`, say); the plugin's own by default.
+ */
+export function invalidOption (option: string, problem: string, owner = 'fastify-typed-sse'): SseError {
+  return new SseError('FST_SSE_INVALID_OPTION', option, `${owner} option "${option}" ${problem}`)
+}
+
+/** A data schema or event map that `sseSchema()` cannot build a stream from. */
+export function invalidSchema (field: string, problem: string): SseError {
+  return new SseError('FST_SSE_INVALID_SCHEMA', field, `sseSchema(): ${problem}`)
+}
+
+/** `reply.sse()` was given something that is not an async or sync iterable of items. */
+export function invalidSource (route: string, got: string): SseError {
+  return new SseError('FST_SSE_INVALID_SOURCE', 'source', `reply.sse() on ${route} needs an async or sync iterable of SSE items, got ${got}`)
+}
+
+/** A handler of a route documented as SSE returned something that is neither a stream nor a reply. */
+export function notAStream (route: string, got: string): SseError {
+  return new SseError('FST_SSE_NOT_A_STREAM', route, `route ${route} has an sseSchema() response but its handler neither yields nor calls reply.sse(): it returned ${got}`)
+}
+
+/** `reply.sse()` on a reply already sent or streaming: logged as a warning, as Fastify does for a second send(). */
+export function alreadySent (route: string): SseError {
+  return new SseError('FST_SSE_ALREADY_SENT', 'reply', `reply.sse() on ${route}: the reply was already sent`)
 }
 
 /** A publish on a channel that was closed (by `channel.close()` or with the app). */
-export function channelClosed (name: string): SseError {
-  return new SseError('FST_SSE_CHANNEL_CLOSED', 'channel', `SSE channel "${name}" is closed`)
+export function channelClosed (name: string): SseRuntimeError {
+  return new SseRuntimeError('FST_SSE_CHANNEL_CLOSED', `SSE channel "${name}" is closed`)
 }
 
 /** A publish the channel's shared store (Redis) did not take: unreachable, too slow to answer, or an error. */
-export function channelUnavailable (name: string, problem: string, cause?: unknown): SseError {
-  return new SseError('FST_SSE_CHANNEL_UNAVAILABLE', 'channel', `SSE channel "${name}": ${problem}`, cause === undefined ? undefined : { cause })
+export function channelUnavailable (name: string, problem: string, cause?: unknown): SseRuntimeError {
+  return new SseRuntimeError('FST_SSE_CHANNEL_UNAVAILABLE', `SSE channel "${name}": ${problem}`, causeOf(cause))
 }

@@ -1,36 +1,58 @@
-import type { Http2ServerResponse } from 'node:http2'
 import { EventEmitter } from 'node:events'
-import type { FastifyReply, FastifyRequest } from 'fastify'
-import { HEARTBEAT_FRAME, encodeItem, frameCarried, retryFrame, type Frame } from './encode.js'
-import { SseError } from './errors.js'
+import type { FastifyReply } from 'fastify'
+import { HEARTBEAT_FRAME, encodeItem, frameOf, retryFrame, type Frame } from './encode.js'
+import { closeHttp2Session, type PipedBody } from './fastify-internals.js'
+import { streamController } from './signal.js'
 import type { SseItem, SseSerializer, SseSource } from './types.js'
 
-// One SSE response, from headers to the last byte. It never formats a field (lib/encode does), it pulls one
-// item at a time from the source and only when the socket takes more, and it owns the abort wiring.
+// One SSE response, from its first byte to its last. It never formats a field (lib/encode does), it pulls one
+// item at a time from the source and only when the socket takes more, writes a heartbeat when idle, and stops
+// the source when the client leaves or the server closes. Headers and limits are lib/reply's.
 
 /** Stream options with the plugin's defaults filled in and validated. */
 export interface ResolvedStreamOptions {
   heartbeat: number | false
   retry: number | undefined
   serialize: SseSerializer
-  /** A typed route's item check and serializer choice (lib/schema); unset on untyped streams. */
+  /** A typed route's item check and serializer choice (lib/typed/items); unset on untyped streams. */
   item?: ItemHook | undefined
 }
 
-/** Checks an item before it is encoded and picks its data's serializer (undefined: the stream's own); throws an SseError to refuse it. */
+/**
+ * Checks an item before it is encoded and picks its data's serializer (undefined: the stream's own); throws an
+ * SseError to refuse it.
+ */
 export type ItemHook = (item: unknown) => SseSerializer | undefined
 
 /** Why a stream ended, as logged and as seen by `close()` callers. */
 export type EndReason = 'source ended' | 'source failed' | 'item refused' | 'client closed' | 'server closing' | 'too slow'
 
-/**
- * A source that can tell its stream to drop the connection (a channel subscription whose client fell too far
- * behind) has a method under this symbol: the stream calls it once with a `disconnect` function.
- */
+// The attach handshake. A source that may need to act on the connection it is written to (a channel
+// subscription whose client fell too far behind) has a method under `kAttachStream`: the stream calls it once,
+// before the first pull, with its `StreamLink`.
+
+/** The method a source offers to learn about the stream that writes it. */
 export const kAttachStream = Symbol('fastify-typed-sse.attachStream')
 
-/** What a source may hold on to under `kAttachStream`: true when it closed the connection. */
-export type Disconnect = () => boolean
+/** What a stream offers the source it writes. */
+export interface StreamLink {
+  /**
+   * The source gave up on a client that reads too slowly: when the client is stuck (its socket full) the
+   * connection is closed now and this returns true; otherwise false, and the source should end after what is
+   * queued (the stream then ends by itself once the socket takes it).
+   */
+  disconnect: () => boolean
+}
+
+/** A source that takes part in the attach handshake. */
+export interface AttachableSource {
+  [kAttachStream]: (stream: StreamLink) => void
+}
+
+function attach (source: object, stream: StreamLink): void {
+  const method = (source as Partial<AttachableSource>)[kAttachStream]
+  if (typeof method === 'function') method.call(source, stream)
+}
 
 /** How long `close()` lets a response that is still flushing end cleanly before it destroys it. */
 const CLOSE_GRACE_MS = 1000
@@ -41,28 +63,6 @@ const CLOSE_GRACE_MS = 1000
  * and no later than the frames would have left anyway (the response corks the socket until next tick).
  */
 const BATCH_CHARS = 16 * 1024
-
-const controllers = new WeakMap<FastifyRequest, AbortController>()
-
-/**
- * The abort controller behind `request.signal` for an SSE response. It aborts when the client goes away
- * (the response closes before it was ended), when the server closes, and when the stream ends before its
- * source did. It replaces Fastify's `request.signal` on this request: that one aborts as soon as a request
- * body has been read (fastify#6725), and not at all on `app.close()` once a logger or onResponse hook exists.
- */
-export function streamController (request: FastifyRequest, reply: FastifyReply): AbortController {
-  let controller = controllers.get(request)
-  if (controller !== undefined) return controller
-  const created = new AbortController()
-  controller = created
-  controllers.set(request, created)
-  const res = reply.raw
-  res.once('close', () => {
-    if (!res.writableEnded) created.abort()
-  })
-  Object.defineProperty(request, 'signal', { value: created.signal, configurable: true, enumerable: true })
-  return created
-}
 
 async function * fromSync<T> (iterable: Iterable<SseItem<T>>): AsyncGenerator<SseItem<T>, void, undefined> {
   yield * iterable
@@ -96,7 +96,7 @@ interface Destination {
  * the pipe's closures and one copy of every chunk (the cost of an idle stream was mostly that machinery).
  * It emits what Fastify's end-of-stream watch needs: `end` once the body is complete, then `close`.
  */
-export class EventStream extends EventEmitter {
+export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   readonly #reply: FastifyReply
   readonly #iterator: AsyncIterator<SseItem<unknown>>
   readonly #controller: AbortController
@@ -130,8 +130,7 @@ export class EventStream extends EventEmitter {
     this.#iterator = Symbol.asyncIterator in source
       ? source[Symbol.asyncIterator]()
       : fromSync(source)[Symbol.asyncIterator]()
-    const attach = (source as { [kAttachStream]?: unknown })[kAttachStream]
-    if (typeof attach === 'function') attach.call(source, this.#disconnect)
+    attach(source, this)
     registry.add(this)
     this.#responseClosed = new Promise(resolve => reply.raw.once('close', () => {
       resolve()
@@ -183,7 +182,7 @@ export class EventStream extends EventEmitter {
     let frame: Frame
     try {
       // an item encoded ahead of time (a channel's, checked when it was published) is written as it is
-      frame = frameCarried(step.value) ?? encodeItem(step.value, this.#itemHook?.(step.value) ?? this.#serialize)
+      frame = frameOf(step.value) ?? encodeItem(step.value, this.#itemHook?.(step.value) ?? this.#serialize)
     } catch (err) {
       this.#reply.log.error({ err }, 'SSE item refused; stream ended')
       this.#finish('item refused')
@@ -265,11 +264,11 @@ export class EventStream extends EventEmitter {
   }
 
   /**
-   * The source gave up on a client that reads too slowly. A stream whose socket still takes more reads the
-   * source's end by itself, after what is in flight; one whose socket is full is closed now, so a stuck
-   * client holds nothing on the server (it resumes with Last-Event-ID when it comes back).
+   * The source gave up on a client that reads too slowly (`StreamLink`). A stream whose socket still takes more
+   * reads the source's end by itself, after what is in flight; one whose socket is full is closed now, so a
+   * stuck client holds nothing on the server (it resumes with Last-Event-ID when it comes back).
    */
-  #disconnect = (): boolean => {
+  disconnect (): boolean {
     if (this.#closed || !this.#stuck()) return false
     this.#reason = 'too slow'
     this.#reply.raw.destroy()
@@ -301,10 +300,7 @@ export class EventStream extends EventEmitter {
       const grace = setTimeout(() => res.destroy(), CLOSE_GRACE_MS).unref()
       void this.#responseClosed.then(() => clearTimeout(grace))
     }
-    // On Node < 24 an HTTP/2 server waits for its clients' sessions to end (Fastify closes them only with
-    // forceCloseConnections: true): close this one gracefully, after the streams it carries.
-    const session = (res as { stream?: Http2ServerResponse['stream'] }).stream?.session
-    if (session !== undefined && !session.closed) session.close()
+    closeHttp2Session(res)
     return this.#responseClosed
   }
 
@@ -321,50 +317,6 @@ export class EventStream extends EventEmitter {
     this.#reply.log.debug({ items: this.#items, durationMs: Date.now() - this.#startedAt, reason: this.#reason }, 'SSE stream closed')
     this.emit('close')
   }
-}
-
-/** What `reply.sse()` does: headers, then the stream handed to Fastify as the body. */
-export function startStream (reply: FastifyReply, source: unknown, options: ResolvedStreamOptions, registry: Set<EventStream>): FastifyReply {
-  if (!isSource(source)) {
-    throw new TypeError(`reply.sse() on ${reply.request.method} ${reply.request.url} needs an async or sync iterable of SSE items, got ${source === null ? 'null' : typeof source}`)
-  }
-  if (reply.sent || reply.raw.headersSent || streaming.has(reply)) {
-    // As Fastify does for a second reply.send(): a warning, and the response under way is left alone.
-    reply.log.warn({ err: new SseError('FST_SSE_ALREADY_SENT', 'reply', `reply.sse() on ${reply.request.method} ${reply.request.url}: the reply was already sent`) }, 'reply.sse() called on a reply already sent')
-    dropSource(reply, source)
-    return reply
-  }
-  streaming.add(reply)
-  reply.header('content-type', 'text/event-stream; charset=utf-8')
-  if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-cache, no-transform')
-  reply.header('x-accel-buffering', 'no')
-  // HTTP/2 forbids connection-specific headers (RFC 9113 §8.2.2); Node warns about them.
-  if (reply.request.raw.httpVersionMajor === 1) reply.header('connection', 'keep-alive')
-  else reply.removeHeader('connection')
-
-  if (reply.request.method === 'HEAD') {
-    // A HEAD response has no body: an endless source would be pulled forever into nothing.
-    dropSource(reply, source)
-    return reply.send()
-  }
-  endHandlerTimeout(reply.request)
-  const stream = new EventStream(reply, source, options, registry)
-  reply.log.debug('SSE stream opened')
-  return reply.send(stream)
-}
-
-const streaming = new WeakSet<FastifyReply>()
-
-/**
- * Fastify's `handlerTimeout` bounds how long a handler takes to answer; an open stream has answered, and
- * would otherwise be destroyed when the timer fires. Fastify clears that timer only on `reply.hijack()`, with
- * no public call for a streamed body, so it is found by its symbol's description; nothing happens if a
- * Fastify version stores it differently.
- */
-function endHandlerTimeout (request: FastifyRequest): void {
-  if (!(request.routeOptions.handlerTimeout > 0)) return
-  const key = Object.getOwnPropertySymbols(request).find(symbol => symbol.description === 'fastify.request.timeoutTimer')
-  if (key !== undefined) clearTimeout((request as unknown as Record<symbol, NodeJS.Timeout | undefined>)[key])
 }
 
 function iteratorOf (source: SseSource<unknown>): AsyncIterator<unknown> | Iterator<unknown> {

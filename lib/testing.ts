@@ -1,7 +1,8 @@
 import type { FastifyInstance, HTTPMethods, InjectOptions } from 'fastify'
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import { decoder, lowerCaseKeys, mimeEssence, SseClientError, type ClientSchema, type DataOf, type ReceivedItem } from './client/connect.js'
+import { decoder, lowerCaseKeys, mimeEssence, type ClientSchema, type DataOf, type ReceivedItem } from './client/connect.js'
+import { SseClientError, SseRuntimeError } from './errors.js'
 import { parseEventStream } from './client/parse.js'
 
 // `fastify-typed-sse/testing`: test an SSE route in three lines, through `app.inject` (no port, no socket):
@@ -133,11 +134,13 @@ async function openStream (app: FastifyInstance, options: InjectSseOptions): Pro
         const step = await Promise.race([events.next(), expired])
         if (step === 'timeout') {
           close()
-          throw new Error(`${what}: waited ${timeout} ms for ${wanted}; got ${out.length}: ${JSON.stringify(out)}`)
+          const message = `${what}: waited ${timeout} ms for ${wanted}; got ${out.length}: ${JSON.stringify(out)}`
+          throw new SseRuntimeError('FST_SSE_COLLECT_TIMEOUT', message)
         }
         if (step.done === true) {
           if (count === Infinity) break
-          throw new Error(`${what}: the stream ended after ${out.length} of ${count} events: ${JSON.stringify(out)}`)
+          const message = `${what}: the stream ended after ${out.length} of ${count} events: ${JSON.stringify(out)}`
+          throw new SseRuntimeError('FST_SSE_COLLECT_ENDED', message)
         }
         out.push(step.value)
       }

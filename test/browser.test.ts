@@ -156,8 +156,7 @@ if (!existsSync(CHROMIUM)) {
   })
 
   t.test('reconnects after the server ends the stream: retry honoured, Last-Event-ID sent, nothing lost; 204 stops it', async t => {
-    // A route that resumes from Last-Event-ID itself. The channel variant (app.sse.channel + history) belongs
-    // beside this test once issue 4's channel lands: publish while the browser is away, assert none is lost.
+    // A route that resumes from Last-Event-ID itself (channels replay for you: test/channel/http.test.ts).
     t.setTimeout(20_000)
     const RETRY = 700
     const seen: Array<{ lastEventId: string | undefined, at: number }> = []

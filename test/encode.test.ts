@@ -1,6 +1,8 @@
 import t from 'tap'
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
-import { encodeItem, frameCarried, HEARTBEAT_FRAME, kFrame, retryFrame, withFrame } from '../lib/encode.js'
+import {
+  encodeAhead, encodeItem, encodeParts, frameOf, frameSize, HEARTBEAT_FRAME, joinFrame, kFrame, retryFrame, withFrame
+} from '../lib/encode.js'
 import { parseEventStream, SseError, type SseItem } from '../lib/index.js'
 
 async function ours (wire: string): Promise<Array<SseItem<string>>> {
@@ -124,12 +126,24 @@ t.test('round trip through two independent parsers', async t => {
 t.test('frames encoded ahead of time: carried, but not copied by a spread', async t => {
   const frame = Buffer.from(encodeItem({ id: '1', data: 'pre' }))
   const item = withFrame({ id: '1', data: 'pre' }, frame)
-  t.equal(frameCarried(item), frame, 'the carried frame, not a new one')
+  t.equal(frameOf(item), frame, 'the carried frame, not a new one')
   t.ok(Object.isFrozen(item))
   t.same(Object.keys(item), ['id', 'data'])
-  t.equal(frameCarried({ ...item, data: 'changed' }), undefined, 'a changed copy is encoded afresh')
-  t.equal(frameCarried(Object.assign({}, item)), undefined)
-  t.equal(frameCarried({ data: 'x', [kFrame]: frame }), frame)
-  t.equal(frameCarried(null), undefined)
+  t.equal(frameOf({ ...item, data: 'changed' }), undefined, 'a changed copy is encoded afresh')
+  t.equal(frameOf(Object.assign({}, item)), undefined)
+  t.equal(frameOf({ data: 'x', [kFrame]: frame }), frame)
+  t.equal(frameOf(null), undefined)
   t.same(await ours(frame.toString()), [{ id: '1', data: 'pre' }])
+})
+
+t.test('frames for a store that gives the id: parts joined around the id line', async t => {
+  const item = { comment: 'c', event: 'm', retry: 5, data: { n: 1 } }
+  const parts = encodeParts(item)
+  t.same(parts, { head: ': c\n', tail: 'event: m\nretry: 5\ndata: {"n":1}\n\n' })
+  t.equal(joinFrame(parts, '7-0'), encodeItem({ ...item, id: '7-0' }), 'the frame encodeItem writes with that id')
+  t.equal(joinFrame(encodeParts({}), '1-0'), 'id: 1-0\n\n', 'an empty item still carries its id')
+  t.match(t.throws(() => encodeParts({ id: 'x', data: 1 })), { code: 'FST_SSE_INVALID_ITEM', field: 'id' })
+  t.match(t.throws(() => encodeParts({ event: 'a\nb' })), { code: 'FST_SSE_INVALID_ITEM', field: 'event' })
+  const ahead = encodeAhead({ id: '2', data: 'x' })
+  t.equal(frameSize(ahead), Buffer.byteLength('id: 2\ndata: x\n\n'))
 })

@@ -111,7 +111,10 @@ t.test('bad arguments to reply.sse are a 500 naming the route; the reply stays u
 
   const number = await request(url + '/number')
   t.equal(number.statusCode, 500)
-  t.match(await number.body.json(), { message: /reply\.sse\(\) on GET \/number needs an async or sync iterable .* got number/ })
+  t.match(await number.body.json(), {
+    code: 'FST_SSE_INVALID_SOURCE',
+    message: /reply\.sse\(\) on GET \/number needs an async or sync iterable .* got number/
+  })
   const nul = await request(url + '/null')
   t.match(await nul.body.json(), { message: /got null/ })
   const bad = await request(url + '/bad-option')

@@ -12,7 +12,7 @@ app.get('/stream', async function * (request) {
 })
 
 // ---- broadcast -------------------------------------------------------------------------------------------
-// The plugin's own broadcast facility (issue 4): each publish is encoded once into a shared Buffer that is
+// The plugin's own broadcast facility: each publish is encoded once into a shared Buffer that is
 // written as is to every subscriber. The bench needs no replay, so `history: 0` (a publish is not kept); the
 // bench publishes one item per POST 50 ms apart, and a queue of 64 items / 1 MiB per subscriber leaves room
 // for a burst of all 23 of them, so a subscriber is never cut off as "too slow" on this loopback run.

@@ -1,15 +1,23 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { kFrame } from '../encode.js'
+import type { EncodedItem, FrameParts } from '../encode.js'
 import type { SseItem } from '../types.js'
 
-// What a channel needs from the place its history lives: the in-memory ring (lib/channel-memory), or a Redis
-// stream (lib/channel-redis: one XADD per publish, one XREAD BLOCK reader per channel per process). The replay rules (reset,
-// the merge of live items with a replay that is still being read, the queue bounds) live in lib/channel, once.
+// What a channel needs from the place its history lives: the in-memory ring (./memory), or a Redis stream
+// (./redis: one XADD per publish, one XREAD BLOCK reader per channel per process). The replay rules (reset, the
+// merge of live items with a replay that is still being read, the queue bounds) live in ./index, once.
 
-/** A published item as every subscriber receives it: its fields, plus its frame encoded once. */
-export interface ChannelItem extends SseItem<unknown> {
-  readonly id: string
-  readonly [kFrame]: Buffer
+/** A published item as every subscriber receives it: its fields with its final id, and its frame encoded once. */
+export type ChannelItem = EncodedItem<SseItem<unknown> & { id: string }>
+
+/**
+ * How a backend encodes what it stores, with the channel's serializer. Both throw an `SseError` for a bad item,
+ * and then nothing must have been stored or delivered.
+ */
+export interface ChannelEncoder {
+  /** The item with its final id, encoded once: what every subscriber is handed. */
+  item: (item: SseItem<unknown> & { id: string }) => ChannelItem
+  /** The item (without an id), encoded around its id line, for a store that gives the id: see `joinFrame`. */
+  parts: (item: SseItem<unknown>) => FrameParts
 }
 
 /**
@@ -44,12 +52,11 @@ export type Deliver = (item: ChannelItem) => void
  */
 export interface ChannelBackend<Id extends string | Promise<string> = string | Promise<string>> {
   /**
-   * Stores the item with its id (`item.id`, or a fresh monotonic one when absent) and returns the id.
-   * `encode` turns the item with its final id into the frame; it throws (an `SseError`) for a bad item, and
-   * then nothing must have been stored or delivered. A backend that stores elsewhere (Redis) returns a promise
-   * of the id, and says so with `asynchronous`.
+   * Stores the item with its id (`item.id`, or a fresh monotonic one when absent) and returns the id, encoding
+   * it with `encode` (a refusal then stores and delivers nothing). A backend that stores elsewhere (Redis)
+   * returns a promise of the id, and says so with `asynchronous`.
    */
-  append: (item: SseItem<unknown>, encode: (item: SseItem<unknown>) => ChannelItem) => Id
+  append: (item: SseItem<unknown>, encode: ChannelEncoder) => Id
   /**
    * `append` returns a promise: the channel then turns its refusals (a bad item, a closed channel) into a
    * rejection of that promise instead of throwing them.

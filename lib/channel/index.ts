@@ -1,9 +1,11 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { ChannelBackend, ChannelBackendFactory, ChannelItem, HistoryOptions, Replay, ResetReason } from './backend.js'
+import type { ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, HistoryOptions, ResetReason } from './backend.js'
 import { memoryBackend } from './memory.js'
-import { encodeItem, kFrame, withFrame } from '../encode.js'
+import { Subscriber, type SubscriberHost } from './subscription.js'
+
+export { MAX_LAST_EVENT_ID } from './subscription.js'
+import { encodeAhead, encodeItem, encodeParts } from '../encode.js'
 import { channelClosed, invalidOption } from '../errors.js'
-import { kAttachStream, type Disconnect } from '../stream.js'
 import type { SseItem, SseSerializer } from '../types.js'
 
 // Broadcast: one writer, many listeners. Each published item is encoded once by the channel and the same
@@ -93,9 +95,6 @@ export interface SseChannels {
   channel<T = unknown>(name: string, options?: ChannelOptions): Channel<T>
 }
 
-/** A `Last-Event-ID` longer than this is refused without a lookup (reset `invalid`). */
-export const MAX_LAST_EVENT_ID = 256
-
 interface ResolvedChannelOptions extends HistoryOptions {
   queueItems: number
   queueBytes: number
@@ -125,193 +124,11 @@ function resolveChannelOptions (options: ChannelOptions | SharedChannelOptions):
   return { history, historyMaxAge, queueItems, queueBytes }
 }
 
-const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true })
-
 function isItemObject (item: unknown): item is SseItem<unknown> {
   return item !== null && typeof item === 'object' && !Array.isArray(item)
 }
 
-/** One subscriber: a replay backlog, then a bounded queue of live items, pulled one at a time. Internal. */
-export class Subscriber implements ChannelSubscription<unknown> {
-  readonly #channel: SseChannel<unknown>
-  readonly #signal: AbortSignal | undefined
-  #backlog: ReadonlyArray<SseItem<unknown>> = []
-  #backlogAt = 0
-  #queue: Array<ChannelItem | undefined> = []
-  #head = 0
-  #bytes = 0
-  #replaying = false
-  /** Fell too far behind: takes no more items, ends once the queue is delivered. */
-  #cutOff = false
-  #done = false
-  #wake: ((result: IteratorResult<SseItem<unknown>, undefined>) => void) | undefined
-  /** Set when a stream writes this subscription: how to drop its client when it falls too far behind. */
-  #disconnect: Disconnect | undefined
-  /** The pending `next()`, so a second call made before it settles queues behind it instead of replacing it. */
-  #waiting: Promise<unknown> | undefined
-
-  constructor (channel: SseChannel<unknown>, signal: AbortSignal | undefined) {
-    this.#channel = channel
-    this.#signal = signal
-  }
-
-  /** Joins the channel's fan-out, then asks the backend for what was missed since `lastEventId`. */
-  start (lastEventId: SubscribeOptions['lastEventId'], backend: ChannelBackend): void {
-    if (this.#signal?.aborted === true) {
-      this.#done = true
-      return
-    }
-    this.#signal?.addEventListener('abort', this.#onAbort)
-    this.#channel.attach(this)
-    if (lastEventId === undefined || lastEventId === '') return
-    if (typeof lastEventId !== 'string' || lastEventId.length > MAX_LAST_EVENT_ID) {
-      this.#backlog = [resetItem('invalid', backend.position())]
-      return
-    }
-    const replay = backend.replay(lastEventId)
-    if (!(replay instanceof Promise)) {
-      this.#resume(replay)
-      return
-    }
-    this.#replaying = true
-    replay.then(this.#onReplay, this.#onReplayFailed)
-  }
-
-  get queued (): number {
-    return this.#queue.length - this.#head
-  }
-
-  [Symbol.asyncIterator] (): this {
-    return this
-  }
-
-  next (): Promise<IteratorResult<SseItem<unknown>, undefined>> {
-    const item = this.#shift()
-    if (item !== undefined) return Promise.resolve({ value: item, done: false })
-    if (this.#cutOff) this.end()
-    if (this.#done) return Promise.resolve(DONE)
-    if (this.#waiting !== undefined) return this.#waiting.then(() => this.next())
-    const waiting = new Promise<IteratorResult<SseItem<unknown>, undefined>>(resolve => { this.#wake = resolve })
-    this.#waiting = waiting
-    return waiting
-  }
-
-  return (): Promise<IteratorResult<SseItem<unknown>, undefined>> {
-    this.end()
-    return Promise.resolve(DONE)
-  }
-
-  [kAttachStream] (disconnect: Disconnect): void {
-    this.#disconnect = disconnect
-  }
-
-  /** A live item, from the channel's fan-out. Never waits. */
-  push (item: ChannelItem): void {
-    if (this.#wake !== undefined && !this.#replaying) {
-      this.#settle({ value: item, done: false })
-      return
-    }
-    const size = item[kFrame].length
-    const queued = this.queued
-    if (queued >= this.#channel.limits.queueItems || (queued > 0 && this.#bytes + size > this.#channel.limits.queueBytes)) {
-      this.#channel.overflowed(queued, this.#bytes)
-      // A stream whose client is stuck drops it, and this queue, now. Otherwise what is queued is still
-      // delivered, then the subscription ends: the client resumes from the history by Last-Event-ID.
-      if (this.#disconnect?.() === true) this.end()
-      else this.#cut()
-      return
-    }
-    this.#queue.push(item)
-    this.#bytes += size
-  }
-
-  #cut (): void {
-    this.#cutOff = true
-    this.#channel.detach(this)
-  }
-
-  /** Ends the subscription: releases the queue and the listener; a waiting `next()` gets done. */
-  end (): void {
-    if (this.#done) return
-    this.#done = true
-    this.#channel.detach(this)
-    this.#signal?.removeEventListener('abort', this.#onAbort)
-    this.#queue = []
-    this.#head = 0
-    this.#bytes = 0
-    this.#backlog = []
-    this.#settle(DONE)
-  }
-
-  /** Resolves the pending `next()`, if any. */
-  #settle (result: IteratorResult<SseItem<unknown>, undefined>): void {
-    const wake = this.#wake
-    this.#wake = undefined
-    this.#waiting = undefined
-    wake?.(result)
-  }
-
-  #shift (): SseItem<unknown> | undefined {
-    if (this.#replaying) return undefined
-    if (this.#backlogAt < this.#backlog.length) {
-      const item = this.#backlog[this.#backlogAt++]
-      if (this.#backlogAt === this.#backlog.length) {
-        this.#backlog = []
-        this.#backlogAt = 0
-      }
-      return item
-    }
-    if (this.#head === this.#queue.length) return undefined
-    const item = this.#queue[this.#head] as ChannelItem
-    this.#queue[this.#head++] = undefined
-    this.#bytes -= item[kFrame].length
-    if (this.#head === this.#queue.length) {
-      this.#queue = []
-      this.#head = 0
-    }
-    return item
-  }
-
-  /** Replay answered: its items (or a reset) first, then the live items that came after `position`. */
-  #resume (replay: Replay): void {
-    this.#replaying = false
-    // live items up to `position` were read by the replay already (an asynchronous read raced them)
-    for (let i = this.#head; i < this.#queue.length; i++) {
-      if ((this.#queue[i] as ChannelItem).id !== replay.position) continue
-      for (let j = this.#head; j <= i; j++) this.#bytes -= (this.#queue[j] as ChannelItem)[kFrame].length
-      this.#queue = this.#queue.slice(i + 1)
-      this.#head = 0
-      break
-    }
-    this.#backlog = replay.reset === undefined ? replay.items : [resetItem(replay.reset, replay.position)]
-    const item = this.#wake === undefined ? undefined : this.#shift()
-    if (item !== undefined) this.#settle({ value: item, done: false })
-  }
-
-  #onReplay = (replay: Replay): void => {
-    if (!this.#done) this.#resume(replay)
-  }
-
-  #onReplayFailed = (err: unknown): void => {
-    this.#channel.log.error({ err, channel: this.#channel.name }, 'SSE channel replay failed; subscription ended')
-    this.end()
-  }
-
-  #onAbort = (): void => {
-    this.end()
-  }
-}
-
-/**
- * Encoded here with JSON, like a channel's items: a typed route's serializer or validator knows nothing of
- * `sse-reset`, and must not refuse it (the client would reconnect into the same refusal) or strip its reason.
- */
-function resetItem (reason: ResetReason, position: string): SseItem<SseResetData> {
-  const item: SseItem<SseResetData> = { id: position, event: 'sse-reset', data: { reason } }
-  return withFrame(item, Buffer.from(encodeItem(item)))
-}
-
-export class SseChannel<T> implements Channel<T, string | Promise<string>> {
+export class SseChannel<T> implements Channel<T, string | Promise<string>>, SubscriberHost {
   readonly name: string
   readonly limits: ResolvedChannelOptions
   readonly log: FastifyBaseLogger
@@ -353,7 +170,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>> {
   }
 
   subscribe (options: SubscribeOptions = {}): ChannelSubscription<T> {
-    const subscriber = new Subscriber(this as SseChannel<unknown>, options.signal)
+    const subscriber = new Subscriber(this, options.signal)
     if (this.#closed) subscriber.end()
     else subscriber.start(options.lastEventId, this.#backend)
     return subscriber as ChannelSubscription<T>
@@ -395,8 +212,9 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>> {
     return this.#backend.append(item, this.#encode)
   }
 
-  #encode = (item: SseItem<unknown>): ChannelItem => {
-    return withFrame(item, Buffer.from(encodeItem(item, this.#serialize))) as ChannelItem
+  #encode: ChannelEncoder = {
+    item: (item) => encodeAhead(item, this.#serialize),
+    parts: (item) => encodeParts(item, this.#serialize)
   }
 
   #deliver = (item: ChannelItem): void => {

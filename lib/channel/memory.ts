@@ -1,4 +1,4 @@
-import type { ChannelBackend, ChannelItem, Deliver, HistoryOptions, Replay } from './backend.js'
+import type { ChannelBackend, ChannelEncoder, ChannelItem, Deliver, HistoryOptions, Replay } from './backend.js'
 import type { SseItem } from '../types.js'
 
 // The in-process history: a ring of the last `history` items (optionally younger than `historyMaxAge`).
@@ -33,9 +33,10 @@ export class MemoryBackend implements ChannelBackend<string> {
     this.#times = new Array<number>(this.#capacity)
   }
 
-  append (item: SseItem<unknown>, encode: (item: SseItem<unknown>) => ChannelItem): string {
+  append (item: SseItem<unknown>, encode: ChannelEncoder): string {
     const seq = this.#last + 1
-    const stored = encode(item.id === undefined ? { ...item, id: this.#epoch + '-' + seq } : item)
+    // a publisher-given id is checked by the encoder like any field
+    const stored = encode.item(item.id === undefined ? { ...item, id: this.#epoch + '-' + seq } : item as SseItem<unknown> & { id: string })
     this.#last = seq
     if (this.#capacity === 0) {
       this.#first = seq + 1

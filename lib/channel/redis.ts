@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
-import type { ChannelBackend, ChannelBackendFactory, ChannelItem, Deliver, HistoryOptions, Replay } from './backend.js'
-import { kFrame, withFrame } from '../encode.js'
+import type { ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, Deliver, HistoryOptions, Replay } from './backend.js'
+import { joinFrame, withFrame } from '../encode.js'
 import { channelUnavailable, invalidItem, invalidOption } from '../errors.js'
 import type { SseItem } from '../types.js'
 
@@ -132,11 +132,10 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     void this.#read()
   }
 
-  append (item: SseItem<unknown>, encode: (item: SseItem<unknown>) => ChannelItem): Promise<string> {
+  append (item: SseItem<unknown>, encode: ChannelEncoder): Promise<string> {
     if (item.id !== undefined) throw invalidItem('id', 'is given by the Redis stream on a Redis channel; publish the item without one')
-    // encoded (and refused) once, here; the id line is left empty and filled in by every reader
-    const frame = encode({ ...item, id: '' })[kFrame].toString()
-    const at = frame.startsWith('id: \n') ? 0 : frame.indexOf('\nid: \n') + 1
+    // encoded (and refused) once, here, around its id line; every reader joins the parts with the entry's id
+    const { head, tail } = encode.parts(item)
     let fields: string
     try {
       fields = JSON.stringify({ event: item.event, retry: item.retry, comment: item.comment, data: item.data })
@@ -145,7 +144,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     }
     const status = this.#redis.status
     if (DISCONNECTED.has(status)) return Promise.reject(channelUnavailable(this.#name, `Redis is not connected (${status}); the item was not published`))
-    const stored = this.#redis.call('XADD', this.#key, 'MAXLEN', '~', this.#maxLen, '*', 'h', frame.slice(0, at), 't', frame.slice(at + 5), 'j', fields)
+    const stored = this.#redis.call('XADD', this.#key, 'MAXLEN', '~', this.#maxLen, '*', 'h', head, 't', tail, 'j', fields)
     return new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => {
         reject(channelUnavailable(this.#name, `Redis did not answer within ${this.#publishTimeout} ms; the item may or may not have been published`))
@@ -267,7 +266,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     if (fields.length === 6 && fields[0] === 'h' && fields[2] === 't' && fields[4] === 'j') {
       try {
         const stored = JSON.parse(fields[5] as string) as SseItem<unknown>
-        return withFrame({ ...stored, id }, Buffer.from(fields[1] + 'id: ' + id + '\n' + fields[3])) as ChannelItem
+        return withFrame({ ...stored, id }, Buffer.from(joinFrame({ head: fields[1] as string, tail: fields[3] as string }, id)))
       } catch {}
     }
     this.#log.warn({ channel: this.#name, id }, 'SSE Redis channel: skipped a stream entry that no channel wrote')

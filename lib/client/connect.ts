@@ -1,6 +1,7 @@
 import type { Static, TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck, type ValueError } from '@sinclair/typebox/compiler'
-import { parseEventStream, SseParseError } from './parse.js'
+import { invalidOption, SseClientError, SseParseError } from '../errors.js'
+import { parseEventStream } from './parse.js'
 import type { SseItem } from '../types.js'
 
 // A typed, reconnecting event-stream client for Node, with the reconnection rules of the browser's
@@ -56,19 +57,6 @@ export interface ConnectBaseOptions {
 export interface ConnectOptions extends ConnectBaseOptions {
   /** Validates each event's decoded `data`; an event that does not match ends the iteration with an error. */
   schema?: ClientSchema
-}
-
-/** Why `connect` stopped with an error: a stable `code`, and the HTTP `status` when there was an answer. */
-export class SseClientError extends Error {
-  readonly code: 'FST_SSE_CLIENT_STATUS' | 'FST_SSE_CLIENT_CONTENT_TYPE' | 'FST_SSE_CLIENT_CONNECT' | 'FST_SSE_CLIENT_DATA'
-  readonly status: number | undefined
-
-  constructor (code: SseClientError['code'], message: string, options: { status?: number, cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause })
-    this.name = 'SseClientError'
-    this.code = code
-    this.status = options.status
-  }
 }
 
 const DEFAULT_RETRY = 3000
@@ -153,9 +141,12 @@ export function connect (url: string | URL, options: ConnectBaseOptions & { json
 export function connect<T = unknown> (url: string | URL, options?: ConnectBaseOptions & { schema?: undefined }): AsyncGenerator<ReceivedItem<T>, void, undefined>
 export function connect (url: string | URL, options: ConnectOptions = {}): AsyncGenerator<ReceivedItem<unknown>, void, undefined> {
   const { retry = DEFAULT_RETRY, maxRetries = Infinity } = options
-  if (!isDelay(retry)) throw new TypeError(`connect() option "retry" must be a non-negative whole number of milliseconds, got ${String(retry)}`)
+  if (!isDelay(retry)) {
+    throw invalidOption('retry', `must be a non-negative whole number of milliseconds, got ${String(retry)}`, 'connect()')
+  }
   if (maxRetries !== Infinity && !isDelay(maxRetries)) {
-    throw new TypeError(`connect() option "maxRetries" must be a non-negative whole number or Infinity, got ${String(maxRetries)}`)
+    const problem = `must be a non-negative whole number or Infinity, got ${String(maxRetries)}`
+    throw invalidOption('maxRetries', problem, 'connect()')
   }
   const check = options.schema === undefined ? undefined : TypeCompiler.Compile(options.schema)
   return run(String(url), options, retry, maxRetries, decoder(options.json !== false, check))

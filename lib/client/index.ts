@@ -1,8 +1,8 @@
 // `fastify-typed-sse/client`: what a Node consumer or a test needs to read a stream, without the server side.
-export { parseEventStream, SseParseError, type ParseOptions } from './parse.js'
+export { parseEventStream, type ParseOptions } from './parse.js'
+export { SseClientError, SseParseError, SseRuntimeError, type SseClientErrorCode } from '../errors.js'
 export {
   connect,
-  SseClientError,
   type ClientSchema,
   type ConnectBaseOptions,
   type ConnectOptions,

@@ -1,3 +1,4 @@
+import { SseParseError } from '../errors.js'
 import type { SseItem } from '../types.js'
 
 // The WHATWG "event stream interpretation" (HTML §9.2.6), as a pull parser over a response body.
@@ -22,14 +23,6 @@ export interface ParseOptions {
 const DEFAULT_MAX_EVENT_LENGTH = 4 * 1024 * 1024
 const DIGITS = /^[0-9]+$/
 
-/** The event-stream grammar refuses a line or event longer than `maxEventLength`. */
-export class SseParseError extends Error {
-  readonly code = 'FST_SSE_PARSE'
-  constructor (message: string) {
-    super(message)
-    this.name = 'SseParseError'
-  }
-}
 
 /**
  * Turns an event-stream body into the events it dispatches. Each yielded item has `data` (lines joined with

@@ -5,10 +5,10 @@ import type { Test } from 'tap'
 import Fastify from 'fastify'
 import { getEventListeners } from 'node:events'
 import { ChannelRegistry, MAX_LAST_EVENT_ID, type Channel, type SseResetData } from '../../lib/channel/index.js'
-import type { ChannelBackend, ChannelItem, Deliver, Replay } from '../../lib/channel/backend.js'
+import type { ChannelBackend, ChannelEncoder, ChannelItem, Deliver, Replay } from '../../lib/channel/backend.js'
 import { MemoryBackend } from '../../lib/channel/memory.js'
 import { kFrame } from '../../lib/encode.js'
-import ssePlugin, { SseError, type SseItem, type SsePluginOptions } from '../../lib/index.js'
+import ssePlugin, { SseError, SseRuntimeError, type SseItem, type SsePluginOptions } from '../../lib/index.js'
 import { LogCapture, WARN, ERROR } from '../helpers.js'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -183,7 +183,10 @@ t.test('ids given by publishers: replay by them, duplicates resolve to the newes
 t.test('history by age (in-memory backend with a clock)', async t => {
   let now = 1000
   const delivered: ChannelItem[] = []
-  const encode = (item: SseItem<unknown>): ChannelItem => Object.freeze({ ...item, [kFrame]: Buffer.from(String(item.id)) }) as ChannelItem
+  const encode: ChannelEncoder = {
+    item: item => Object.freeze({ ...item, [kFrame]: Buffer.from(String(item.id)) }) as ChannelItem,
+    parts: () => t.fail('not called') as never
+  }
   const backend = new MemoryBackend({ history: 10, historyMaxAge: 100 }, item => delivered.push(item), () => now)
   const a = backend.append({ data: 'a' }, encode)
   now += 60
@@ -291,8 +294,9 @@ t.test('release: return(), signal abort and close end the subscription and leave
   ch.close() // twice is fine
   const late = ch.subscribe()
   t.same(await late.next(), { value: undefined, done: true }, 'subscribing to a closed channel ends at once')
-  const err = t.throws(() => ch.publish({ data: 3 })) as SseError
+  const err = t.throws(() => ch.publish({ data: 3 })) as SseRuntimeError
   t.equal(err.code, 'FST_SSE_CHANNEL_CLOSED')
+  t.ok(err instanceof SseRuntimeError && !(err instanceof TypeError), 'a runtime condition, not a bad argument')
   t.match(err.message, /"release" is closed/)
 })
 
@@ -369,7 +373,7 @@ class LaterBackend implements ChannelBackend {
     this.memory = new MemoryBackend({ history: 100, historyMaxAge: Infinity }, deliver)
   }
 
-  append (item: SseItem<unknown>, encode: (item: SseItem<unknown>) => ChannelItem): string {
+  append (item: SseItem<unknown>, encode: ChannelEncoder): string {
     return this.memory.append(item, encode)
   }
 

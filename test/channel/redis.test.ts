@@ -10,7 +10,7 @@ import type { FastifyInstance } from 'fastify'
 import { redisChannels, type RedisChannels } from '../../lib/channel/redis.js'
 import type { ChannelItem } from '../../lib/channel/backend.js'
 import { kFrame } from '../../lib/encode.js'
-import type { Channel, SseError, SseItem, SseResetData } from '../../lib/index.js'
+import { SseRuntimeError, type Channel, type SseError, type SseItem, type SseResetData } from '../../lib/index.js'
 import { ERROR, open, startApp, take, WARN, type LogCapture } from '../helpers.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -215,7 +215,9 @@ t.test('publish while Redis is unreachable or silent rejects clearly; the reader
   const sub = s.chat.subscribe()
   t.equal(s.chat.size, 1, 'subscribers stay subscribed')
   await within(new Promise(resolve => down.once('reconnecting', resolve)), 5000, 'the client waits to reconnect')
-  await t.rejects(s.chat.publish({ data: { n: 1 } }), { code: 'FST_SSE_CHANNEL_UNAVAILABLE', message: /Redis is not connected \((reconnecting|close)\); the item was not published/ })
+  const refused = await s.chat.publish({ data: { n: 1 } }).catch((err: unknown) => err)
+  t.match(refused, { code: 'FST_SSE_CHANNEL_UNAVAILABLE', message: /Redis is not connected \((reconnecting|close)\); the item was not published/ })
+  t.ok(refused instanceof SseRuntimeError && !(refused instanceof TypeError), 'a runtime condition, not a bad argument')
   const closing = s.app.close()
   await within(closing, 5000, 'app.close() with the reader still retrying')
   t.same(await sub.next(), { value: undefined, done: true })

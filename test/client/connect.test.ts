@@ -271,8 +271,10 @@ t.test('refusals: clear errors, never a hang', async t => {
   t.ok(Date.now() - started >= 35, 'waiting retry (20 ms) between attempts')
   t.type(err.cause, Error)
 
-  t.throws(() => connect(url, { retry: -1 }), { name: 'TypeError', message: /"retry" must be a non-negative whole number/ })
-  t.throws(() => connect(url, { maxRetries: 1.5 }), { name: 'TypeError', message: /"maxRetries"/ })
+  const bad = t.throws(() => connect(url, { retry: -1 }))
+  t.type(bad, TypeError, 'a bad option is a TypeError')
+  t.match(bad, { code: 'FST_SSE_INVALID_OPTION', field: 'retry', message: /^connect\(\) option "retry" must be a non-negative whole number/ })
+  t.throws(() => connect(url, { maxRetries: 1.5 }), { code: 'FST_SSE_INVALID_OPTION', field: 'maxRetries', message: /"maxRetries"/ })
 })
 
 t.test('round trip: every item shape the server writes, through a real socket', async t => {

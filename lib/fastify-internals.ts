@@ -1,0 +1,62 @@
+import type { Http2ServerResponse } from 'node:http2'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+
+// Every place the plugin relies on Fastify's (or Node's) internals or on behaviour that differs between
+// versions, each with why it is needed and the versions it was checked on. The file to read after upgrading.
+// Checked on Fastify 5.12.8 and Node 20.20; the minimum supported versions are fastify 5.0 and Node 20.19.
+
+/**
+ * Types not re-exported by fastify's entry, needed so that `reply.sse()` merges with `FastifyReply`'s exact
+ * type parameters and knows the route's reply type. Fastify 5.x: `fastify/types/type-provider.d.ts`.
+ */
+export type { FastifyReplyType, ResolveFastifyReplyType } from 'fastify/types/type-provider.js'
+
+/**
+ * Makes `request.signal` the given signal on this request. Fastify 5's own `request.signal` (a lazy getter on the
+ * Request prototype, added in 5.x) aborts on the raw request's `close`: as soon as a request body has been read
+ * (fastify#6725, open in 5.12), and not on `app.close()` once a logger or onResponse hook exists (its listener is
+ * removed when the response finishes). An SSE response needs a signal that means the stream's life. An own
+ * property shadows the prototype's getter; it must be defined before the handler reads `request.signal`.
+ */
+export function replaceRequestSignal (request: FastifyRequest, signal: AbortSignal): void {
+  Object.defineProperty(request, 'signal', { value: signal, configurable: true, enumerable: true })
+}
+
+/**
+ * Clears Fastify's `handlerTimeout` timer (route option, Fastify >= 5.7). It bounds how long a handler takes to
+ * answer; an open stream has answered, and would otherwise be destroyed when the timer fires. Fastify clears it
+ * only on `reply.hijack()`, with no public call for a streamed body, so it is found by its symbol's description
+ * (`fastify.request.timeoutTimer`, 5.7–5.12). Nothing happens if a version stores it differently.
+ */
+export function clearHandlerTimeout (request: FastifyRequest): void {
+  if (!(request.routeOptions.handlerTimeout > 0)) return
+  const key = Object.getOwnPropertySymbols(request).find(symbol => symbol.description === 'fastify.request.timeoutTimer')
+  if (key !== undefined) clearTimeout((request as unknown as Record<symbol, NodeJS.Timeout | undefined>)[key])
+}
+
+/**
+ * The body Fastify streams: `reply.send(body)` treats any object with a `pipe()` method as a Node stream (5.x
+ * `reply.js`): after every onSend hook it copies the headers onto the response with `setHeader`, calls
+ * `body.pipe(res)` (`pipe(res, { end: false })` when trailers are set, then ends the response itself), watches
+ * the body's `end`/`close` and the response's `finish`/`close` with `finished()`, and calls `body.destroy()` when
+ * the response closes before the body ended. `EventStream` implements exactly that much of a Readable.
+ */
+export interface PipedBody {
+  pipe: (dest: never, options?: { end?: boolean }) => unknown
+  destroy: () => void
+}
+
+/** Hands the stream to Fastify as the reply's body (see `PipedBody`), so onSend hooks and headers work. */
+export function sendPipedBody (reply: FastifyReply, body: PipedBody): FastifyReply {
+  return reply.send(body)
+}
+
+/**
+ * On Node < 24 an HTTP/2 server's `close()` waits for its clients' sessions to end, and Fastify closes them only
+ * with `forceCloseConnections: true`: the session that carries a stream being closed by the server is closed
+ * gracefully, after the streams it carries. A no-op on HTTP/1.
+ */
+export function closeHttp2Session (res: FastifyReply['raw']): void {
+  const session = (res as { stream?: Http2ServerResponse['stream'] }).stream?.session
+  if (session !== undefined && !session.closed) session.close()
+}

@@ -1,0 +1,86 @@
+import type { FastifyReply } from 'fastify'
+import { alreadySent, invalidSource } from './errors.js'
+import { clearHandlerTimeout, sendPipedBody } from './fastify-internals.js'
+import { resolveOptions, type Limits, type ResolvedOptions } from './options.js'
+import { dropSource, EventStream, isSource } from './stream.js'
+import { typedItemHook } from './typed/items.js'
+import type { SseStreamOptions } from './types.js'
+
+// `reply.sse(source, options)`: the checks and limits before a stream opens, the response headers of an event
+// stream, and the hand-over of the stream to Fastify as the reply's body (so onSend hooks run as for any body).
+
+/** What every stream of one plugin instance shares. */
+export interface StreamHost {
+  readonly defaults: ResolvedOptions
+  readonly limits: Limits
+  /** The open streams: counted against `maxConnections`, ended on close. */
+  readonly open: Set<EventStream>
+  /** Set once the app is closing: new streams are refused. */
+  closing: boolean
+}
+
+const streaming = new WeakSet<FastifyReply>()
+
+function describe (value: unknown): string {
+  return value === null ? 'null' : typeof value
+}
+
+/** No stream now (too many open, or the server is closing): 503 with Retry-After, and the source stopped. */
+function refuseStream (reply: FastifyReply, source: unknown, why: string, retryAfter: number, context: object = {}): FastifyReply {
+  dropSource(reply, source)
+  reply.log.warn(context, `SSE stream refused: ${why}`)
+  return reply.code(503).header('retry-after', String(retryAfter))
+    .send({ statusCode: 503, error: 'Service Unavailable', message: `No event stream now (${why}); retry later` })
+}
+
+/** The `reply.sse` decorator of a plugin instance. */
+export function sseDecorator (host: StreamHost) {
+  return function sse (this: FastifyReply, source: unknown, streamOptions?: SseStreamOptions): FastifyReply {
+    let options: ResolvedOptions
+    try {
+      options = streamOptions === undefined ? host.defaults : resolveOptions(streamOptions, host.defaults)
+    } catch (err) {
+      dropSource(this, source)
+      throw err
+    }
+    const { maxConnections, retryAfter } = host.limits
+    // a request that reached its handler while app.close() ran: its stream would be left open
+    if (host.closing) return refuseStream(this, source, 'the server is closing', retryAfter)
+    if (host.open.size >= maxConnections) {
+      const why = `the limit of ${maxConnections} open streams (maxConnections) is reached`
+      return refuseStream(this, source, why, retryAfter, { maxConnections })
+    }
+    // on a route with an sseSchema() response: compiled serializers, and checks with `validate`
+    const item = typedItemHook(this, { validate: options.validate, compileSerializers: streamOptions?.serialize === undefined })
+    return startStream(this, source, item === undefined ? options : { ...options, item }, host.open)
+  }
+}
+
+/** Headers, then the stream handed to Fastify as the body. */
+function startStream (reply: FastifyReply, source: unknown, options: ResolvedOptions, open: Set<EventStream>): FastifyReply {
+  const route = `${reply.request.method} ${reply.request.url}`
+  if (!isSource(source)) throw invalidSource(route, describe(source))
+  if (reply.sent || reply.raw.headersSent || streaming.has(reply)) {
+    // As Fastify does for a second reply.send(): a warning, and the response under way is left alone.
+    reply.log.warn({ err: alreadySent(route) }, 'reply.sse() called on a reply already sent')
+    dropSource(reply, source)
+    return reply
+  }
+  streaming.add(reply)
+  reply.header('content-type', 'text/event-stream; charset=utf-8')
+  if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-cache, no-transform')
+  reply.header('x-accel-buffering', 'no')
+  // HTTP/2 forbids connection-specific headers (RFC 9113 §8.2.2); Node warns about them.
+  if (reply.request.raw.httpVersionMajor === 1) reply.header('connection', 'keep-alive')
+  else reply.removeHeader('connection')
+
+  if (reply.request.method === 'HEAD') {
+    // A HEAD response has no body: an endless source would be pulled forever into nothing.
+    dropSource(reply, source)
+    return reply.send()
+  }
+  clearHandlerTimeout(reply.request)
+  const stream = new EventStream(reply, source, options, open)
+  reply.log.debug('SSE stream opened')
+  return sendPipedBody(reply, stream)
+}
