@@ -43,7 +43,8 @@ function samplesOf (text) {
       const m = /^(\s*)(`{3,}|~{3,})\s*(\S*)\s*(.*)$/.exec(line)
       if (m === null) continue
       const lang = m[3].toLowerCase()
-      open = { indent: m[1].length, fence: m[2], check: (lang === 'ts' || lang === 'typescript') && m[4].trim() !== SKIP, first: i + 2, body: [] }
+      const check = (lang === 'ts' || lang === 'typescript') && m[4].trim() !== SKIP
+      open = { indent: m[1].length, fence: m[2], check, first: i + 2, body: [] }
     } else if (line.trim().startsWith(open.fence) && line.trim().replace(/[`~]/g, '') === '') {
       if (open.check) samples.push({ first: open.first, code: open.body.join('\n') })
       open = null
