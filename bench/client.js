@@ -364,12 +364,27 @@ async function fanout ({ port, subs, publishes, warmup = 3, intervalMs, timeoutM
   if (closed > 0) errors.push(`${closed} subscriber streams closed by the server`)
   if (process.env.BENCH_DEBUG) {
     const per = []
-    for (let p = 0; p < publishes; p++) per.push(latencies.subarray(p * subs, (p + 1) * subs).reduce((a, b) => Math.max(a, b), 0).toFixed(1))
+    for (let p = 0; p < publishes; p++) {
+      per.push(latencies.subarray(p * subs, (p + 1) * subs).reduce((a, b) => Math.max(a, b), 0).toFixed(1))
+    }
     console.error(`fanout ${subs}: max latency per publish (arrival order)`, per.join(' '), 'client cpu ms', (process.cpuUsage().user / 1000).toFixed(0))
   }
   const lat = latencies.subarray(0, measured).sort()
   const q = (f) => lat.length === 0 ? null : lat[Math.min(lat.length - 1, Math.floor(f * lat.length))]
-  return { subs, publishes, warmup, expected, delivered, measuredExpected: subs * publishes, measured, p50: q(0.5), p99: q(0.99), max: lat.length === 0 ? null : lat[lat.length - 1], drainMs, errors }
+  return {
+    subs,
+    publishes,
+    warmup,
+    expected,
+    delivered,
+    measuredExpected: subs * publishes,
+    measured,
+    p50: q(0.5),
+    p99: q(0.99),
+    max: lat.length === 0 ? null : lat[lat.length - 1],
+    drainMs,
+    errors
+  }
 }
 
 async function idle ({ port, subs, timeoutMs }) {

@@ -44,8 +44,30 @@ const only = option('only')?.split(',')
 const servers = only ? SERVERS.filter(s => only.includes(s.key)) : SERVERS
 
 const CONFIG = quick
-  ? { rounds: 1, streamN: 100_000, parallel: 8, parallelN: 25_000, fanout: [1000, 5000], publishes: 10, warmupPublishes: 3, intervalMs: 50, idle: 5000, warmupN: 5000 }
-  : { rounds: 5, streamN: 200_000, parallel: 8, parallelN: 200_000, fanout: [1000, 5000], publishes: 20, warmupPublishes: 3, intervalMs: 50, idle: 5000, warmupN: 20_000 }
+  ? {
+      rounds: 1,
+      streamN: 100_000,
+      parallel: 8,
+      parallelN: 25_000,
+      fanout: [1000, 5000],
+      publishes: 10,
+      warmupPublishes: 3,
+      intervalMs: 50,
+      idle: 5000,
+      warmupN: 5000
+    }
+  : {
+      rounds: 5,
+      streamN: 200_000,
+      parallel: 8,
+      parallelN: 200_000,
+      fanout: [1000, 5000],
+      publishes: 20,
+      warmupPublishes: 3,
+      intervalMs: 50,
+      idle: 5000,
+      warmupN: 20_000
+    }
 if (option('rounds') !== undefined) CONFIG.rounds = Number(option('rounds'))
 
 // Every step is bounded in time; a server that stalls is reported, not waited for.
@@ -118,8 +140,7 @@ function client (task, onSubscribed, onDrained) {
       else if (msg?.drained !== undefined) {
         if (onDrained !== undefined) await onDrained(child)
         else child.send({ cmd: 'close' })
-      }
-      else if (msg?.result !== undefined) result = msg.result
+      } else if (msg?.result !== undefined) result = msg.result
     })
     child.on('exit', (code) => {
       clearTimeout(limit)
@@ -178,7 +199,8 @@ async function measure (server) {
           rssN: after.mem.rss,
           heapN: after.mem.heapUsed,
           rssPerStream: (after.mem.rss - before.mem.rss) / after.opened,
-          heapPerStream: (after.mem.heapUsed + after.mem.external - before.mem.heapUsed - before.mem.external) / after.opened
+          heapPerStream:
+            (after.mem.heapUsed + after.mem.external - before.mem.heapUsed - before.mem.external) / after.opened
         }
       }
       const left = await settle(handle)
@@ -278,7 +300,9 @@ function summarize (runs) {
     summary[server.key] = { errors: [...new Set(mine.flatMap(r => r.errors))] }
     for (const [path] of METRICS) {
       const xs = mine.map(r => get(r, path)).filter(x => typeof x === 'number' && Number.isFinite(x))
-      if (xs.length > 0) summary[server.key][path] = { median: median(xs), min: Math.min(...xs), max: Math.max(...xs), n: xs.length }
+      if (xs.length > 0) {
+        summary[server.key][path] = { median: median(xs), min: Math.min(...xs), max: Math.max(...xs), n: xs.length }
+      }
     }
   }
   for (const server of servers) {

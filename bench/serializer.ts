@@ -69,7 +69,8 @@ for (let i = 0; i < rounds; i++) {
 const jsonOps = median(results.json)
 const compiledOps = median(results.compiled)
 const format = (ops: number): string => `${Math.round(ops).toLocaleString('en-US')} events/s`
-console.log(`node ${process.version}, ${rounds} rounds of ${iterations.toLocaleString('en-US')} encodeItem() calls, median:`)
+const calls = iterations.toLocaleString('en-US')
+console.log(`node ${process.version}, ${rounds} rounds of ${calls} encodeItem() calls, median:`)
 console.log(`  JSON.stringify                  ${format(jsonOps)}`)
 console.log(`  compiled (fast-json-stringify) ${format(compiledOps)}`)
 console.log(`  compiled / JSON.stringify: ${(compiledOps / jsonOps).toFixed(2)}x`)

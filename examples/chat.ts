@@ -18,7 +18,8 @@ const page = await readFile(new URL('./public/chat.html', import.meta.url), 'utf
 app.get('/', (_request, reply) => reply.type('text/html; charset=utf-8').send(page))
 
 function say (name: string, text: string): string {
-  return room.publish({ event: 'message', data: { name: name.slice(0, 40) || 'anonymous', text, at: new Date().toISOString() } })
+  const data = { name: name.slice(0, 40) || 'anonymous', text, at: new Date().toISOString() }
+  return room.publish({ event: 'message', data })
 }
 
 const textSchema = { type: 'string', minLength: 1, maxLength: 1000 } as const
@@ -39,7 +40,9 @@ app.get<{ Querystring: { name?: string } }>('/chat', {
   const lastEventId = request.headers['last-event-id']
   reply.sse(room.subscribe({ lastEventId, signal: request.signal }))
   // announce newcomers, not reconnects (those carry Last-Event-ID)
-  if (lastEventId === undefined) room.publish({ event: 'join', data: { name: request.query.name || 'anonymous', online: room.size } })
+  if (lastEventId === undefined) {
+    room.publish({ event: 'join', data: { name: request.query.name || 'anonymous', online: room.size } })
+  }
   return reply
 })
 

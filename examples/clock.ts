@@ -20,7 +20,8 @@ app.get('/clock', async function * (request) {
 
 // reply.sse() takes any async iterable; ids let a reconnecting browser say where it was (Last-Event-ID).
 interface Quote { symbol: string, price: number }
-async function * ticker (signal: AbortSignal, from: number): AsyncGenerator<{ id: string, event: 'quote', data: Quote }> {
+interface QuoteItem { id: string, event: 'quote', data: Quote }
+async function * ticker (signal: AbortSignal, from: number): AsyncGenerator<QuoteItem> {
   const prices: Record<string, number> = { ACME: 100, INIT: 42, TECH: 250 }
   for (let seq = from; ; seq++) {
     for (const symbol of Object.keys(prices)) {

@@ -13,7 +13,11 @@ type JobEvent =
   | { event: 'line', data: string }
   | { event: 'done', data: { code: number | null, signal: string | null } }
 
-interface Job { channel: Channel<JobEvent['data']>, start: SseItem<JobEvent['data']> & { id: string }, running: boolean }
+interface Job {
+  channel: Channel<JobEvent['data']>
+  start: SseItem<JobEvent['data']> & { id: string }
+  running: boolean
+}
 
 const MAX_RUNNING = 4 // bound the child processes
 const JOB_TIMEOUT = 30_000 // a job that runs longer is killed
@@ -43,14 +47,19 @@ let nextJob = 1
 app.post<{ Querystring: { batches?: number } }>('/jobs', {
   schema: { querystring: { type: 'object', properties: { batches: { type: 'integer', minimum: 1, maximum: 100 } } } }
 }, async (request, reply) => {
-  if ([...jobs.values()].filter(j => j.running).length >= MAX_RUNNING) return reply.code(429).send({ error: 'too many running jobs' })
+  if ([...jobs.values()].filter(j => j.running).length >= MAX_RUNNING) {
+    return reply.code(429).send({ error: 'too many running jobs' })
+  }
   const id = nextJob++
   const batches = request.query.batches ?? 20
   const channel = app.sse.channel<JobEvent['data']>(`job-${id}`, { history: 1000 })
   const start = { event: 'start', data: { job: id, command: `load-test --batches ${batches}` } }
   const job: Job = { channel, start: { ...start, id: channel.publish(start) }, running: true }
   jobs.set(id, job)
-  const child = spawn(process.execPath, ['-e', TOOL, String(batches)], { stdio: ['ignore', 'pipe', 'pipe'], timeout: JOB_TIMEOUT })
+  const child = spawn(process.execPath, ['-e', TOOL, String(batches)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: JOB_TIMEOUT
+  })
   const lines = createInterface({ input: child.stdout })
   lines.on('line', line => channel.publish({ event: 'line', data: line }))
   const errors = createInterface({ input: child.stderr })

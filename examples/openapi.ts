@@ -27,7 +27,11 @@ const typed = app.withTypeProvider<TypeBoxTypeProvider>()
 
 const Tick = Type.Object({ now: Type.String({ format: 'date-time' }), seq: Type.Integer({ minimum: 0 }) })
 typed.get('/clock', {
-  schema: { summary: 'One tick a second', tags: ['streams'], response: { 200: sseSchema(Tick, { description: 'A tick every second' }) } }
+  schema: {
+    summary: 'One tick a second',
+    tags: ['streams'],
+    response: { 200: sseSchema(Tick, { description: 'A tick every second' }) }
+  }
 }, async function * (request) {
   for (let seq = 0; ; seq++) {
     yield { id: String(seq), event: 'tick', data: { now: new Date().toISOString(), seq } }

@@ -25,12 +25,18 @@ async function startServer (label: string, port: number): Promise<{ app: Fastify
   const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'info', base: { server: label } } })
   await app.register(ssePlugin, { heartbeat: 15_000, retry: 1_000, maxConnections: 1_000 })
   // The same name and prefix on every server: the same stream (key `sse:chat`), so the same room.
-  const room = app.sse.channel<Message | Join>('chat', { history: 200, backend: redisChannels({ redis, readerName: `chat-${label}` }) })
+  const room = app.sse.channel<Message | Join>('chat', {
+    history: 200,
+    backend: redisChannels({ redis, readerName: `chat-${label}` })
+  })
 
   app.get('/', (_request, reply) => reply.type('text/html; charset=utf-8').send(page))
 
   // publish stores the item in Redis first: it returns a promise of the stream id, and rejects when Redis is down
-  const say = (name: string, text: string) => room.publish({ event: 'message', data: { name: name.slice(0, 40) || 'anonymous', text, at: new Date().toISOString(), server: label } })
+  const say = (name: string, text: string) => room.publish({
+    event: 'message',
+    data: { name: name.slice(0, 40) || 'anonymous', text, at: new Date().toISOString(), server: label }
+  })
   app.post<{ Body: { name?: string, text: string } }>('/send', {
     schema: { body: { type: 'object', required: ['text'], properties: { name: nameSchema, text: textSchema } } }
   }, async (request) => ({ id: await say(request.body.name ?? '', request.body.text) }))
@@ -44,7 +50,8 @@ async function startServer (label: string, port: number): Promise<{ app: Fastify
     const lastEventId = request.headers['last-event-id'] // an id from either server: both read the same stream
     reply.sse(room.subscribe({ lastEventId, signal: request.signal }))
     if (lastEventId === undefined) {
-      room.publish({ event: 'join', data: { name: request.query.name || 'anonymous', online: room.size, server: label } })
+      const data = { name: request.query.name || 'anonymous', online: room.size, server: label }
+      room.publish({ event: 'join', data })
         .catch((err: unknown) => request.log.warn({ err }, 'join not announced'))
     }
     return reply
@@ -55,7 +62,8 @@ async function startServer (label: string, port: number): Promise<{ app: Fastify
 }
 
 const servers = [await startServer('A', basePort), await startServer('B', basePort + 1)]
-servers[0]?.app.log.info(`open http://127.0.0.1:${basePort}/ and http://127.0.0.1:${basePort + 1}/ side by side (Ctrl-C to stop)`)
+const [first, second] = [basePort, basePort + 1].map(port => `http://127.0.0.1:${port}/`)
+servers[0]?.app.log.info(`open ${first} and ${second} side by side (Ctrl-C to stop)`)
 
 // kill -USR2 <pid>: restart server B, as a deploy would; its tabs reconnect and catch up from the stream
 process.on('SIGUSR2', () => {

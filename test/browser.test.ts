@@ -9,7 +9,7 @@ import { selfSignedCertificate } from './tls.js'
 
 // The plugin as its users use it: a real browser's EventSource, in Debian's Chromium driven by playwright-core.
 // One browser for the file, a fresh context (profile) per test. Chromium missing is a failure, not a skip:
-// CI installs it (.ci/run), and a suite that silently skips its browser tests tests nothing.
+// npm test installs it, and a suite that silently skips its browser tests tests nothing.
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 // As the machine notes say: without the background-networking flags Chromium keeps dialling Google's hosts.
@@ -90,7 +90,7 @@ function waitForAbort (signal: AbortSignal): Promise<void> {
 
 if (!existsSync(CHROMIUM)) {
   t.fail(`Chromium not found at ${CHROMIUM}: the browser tests need it. Install it with "apt-get install -y chromium" ` +
-    '(.ci/run does so when it is missing) or point CHROMIUM_PATH at a Chromium binary.')
+    '(npm test does so when it is missing) or point CHROMIUM_PATH at a Chromium binary.')
 } else {
   let browser!: Browser
   t.before(async () => {

@@ -1,4 +1,5 @@
-// Type tests of the channel API, checked by `npm run typecheck` (tsc), never run: each @ts-expect-error must stay an error.
+// Type tests of the channel API, checked by `npm run typecheck` (tsc), never run: each @ts-expect-error must stay
+// an error.
 import Fastify from 'fastify'
 import { expectTypeOf } from 'expect-type'
 import ssePlugin, { type Channel, type ChannelSubscription, type SseItem, type SseResetData } from '../lib/index.js'
@@ -9,7 +10,9 @@ void app.register(ssePlugin, { maxConnections: 1000, retryAfter: 5 })
 void app.register(ssePlugin, { maxConnections: '1000' })
 
 interface ChatMessage { name: string, text: string }
-const chat = app.sse.channel<ChatMessage>('chat', { history: 1000, historyMaxAge: 60_000, queueItems: 512, queueBytes: 1 << 20 })
+const chat = app.sse.channel<ChatMessage>('chat', {
+  history: 1000, historyMaxAge: 60_000, queueItems: 512, queueBytes: 1 << 20
+})
 expectTypeOf(chat).toEqualTypeOf<Channel<ChatMessage>>()
 expectTypeOf(app.sse.channel('other')).toEqualTypeOf<Channel<unknown>>()
 // @ts-expect-error history is a number

@@ -1,6 +1,8 @@
 // Type tests of the error catalogue: codes are literal unions, so a misspelt code fails to compile.
 import { expectTypeOf } from 'expect-type'
-import { SseError, SseParseError, SseRuntimeError, type SseInputErrorCode, type SseRuntimeErrorCode } from '../lib/index.js'
+import {
+  SseError, SseParseError, SseRuntimeError, type SseInputErrorCode, type SseRuntimeErrorCode
+} from '../lib/index.js'
 import { SseClientError, type SseClientErrorCode } from '../lib/client/index.js'
 
 declare const input: SseError

@@ -1,7 +1,9 @@
 // Type tests of the public API, checked by `npm run typecheck` (tsc): each @ts-expect-error must stay an error.
 import Fastify, { type FastifyReply } from 'fastify'
 import { expectTypeOf } from 'expect-type'
-import ssePlugin, { encodeItem, parseEventStream, ssePlugin as named, type SseItem, type SseSource } from '../lib/index.js'
+import ssePlugin, {
+  encodeItem, parseEventStream, ssePlugin as named, type SseItem, type SseSource
+} from '../lib/index.js'
 import { parseEventStream as clientParse } from '../lib/client/index.js'
 
 const app = Fastify()

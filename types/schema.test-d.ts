@@ -108,7 +108,9 @@ plain.get('/any-gen', async function * () { yield { data: 1 } })
 
 // ---- the README's route generic forms
 const readmePlain = Fastify()
-readmePlain.get<{ Reply: SseStream<SseItem<Static<typeof Tick>>> }>('/readme-tick', async function * () { yield { data: { now: 1 } } })
+readmePlain.get<{ Reply: SseStream<SseItem<Static<typeof Tick>>> }>('/readme-tick', async function * () {
+  yield { data: { now: 1 } }
+})
 readmePlain.get<{ Reply: SseStream<SseItemOf<typeof chat>> }>('/readme-chat', async function * () {
   yield { event: 'joined', data: { user: 'ann' } }
 })

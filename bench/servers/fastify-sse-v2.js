@@ -8,7 +8,9 @@ const app = Fastify({ logger: false })
 await app.register(FastifySSEPlugin)
 
 async function * events (n) {
-  for (let i = 0; i < n; i++) yield { event: 'tick', id: String(i), data: JSON.stringify({ i, ts: Date.now(), msg: MSG }) }
+  for (let i = 0; i < n; i++) {
+    yield { event: 'tick', id: String(i), data: JSON.stringify({ i, ts: Date.now(), msg: MSG }) }
+  }
 }
 
 app.get('/stream', (request, reply) => {

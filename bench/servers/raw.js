@@ -51,7 +51,12 @@ function pub (req, res) {
 const server = http.createServer((req, res) => {
   if (req.url.startsWith('/stream')) stream(req, res)
   else if (req.url.startsWith('/sub')) sub(req, res)
-  else if (req.url.startsWith('/pub') && req.method === 'POST') { req.resume(); req.once('end', () => pub(req, res)) }
-  else { res.writeHead(404); res.end() }
+  else if (req.url.startsWith('/pub') && req.method === 'POST') {
+    req.resume()
+    req.once('end', () => pub(req, res))
+  } else {
+    res.writeHead(404)
+    res.end()
+  }
 })
 server.listen(0, '127.0.0.1', 4096, () => ready('raw', server.address().port, () => subscribers.size))

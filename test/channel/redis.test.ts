@@ -205,6 +205,8 @@ t.test('publish while Redis is unreachable or silent rejects clearly; the reader
   // unreachable: nothing listens on the port
   const port = await closedPort()
   const down = new Redis({ host: '127.0.0.1', port, retryStrategy: () => 20, maxRetriesPerRequest: 1 })
+  // refused connections are the point here; like any application, the owner of the client listens for its errors
+  down.on('error', () => {})
   ctx.later(() => down.disconnect())
   const s = await server(ctx, { backend: redisChannels({ redis: down, prefix: ctx.prefix }) })
   await within(s.logs.waitFor(l => l.level === WARN && /reader lost its connection/.test(l.msg)), 5000, 'the reader saw the connection fail')
@@ -223,6 +225,7 @@ t.test('publish while Redis is unreachable or silent rejects clearly; the reader
   t.same(await sub.next(), { value: undefined, done: true })
   // closed while it waits to reconnect (a long retry delay): nothing to wait for
   const waiting = new Redis({ host: '127.0.0.1', port, retryStrategy: () => 10_000, maxRetriesPerRequest: 1 })
+  waiting.on('error', () => {})
   ctx.later(() => waiting.disconnect())
   const s1 = await server(ctx, { backend: redisChannels({ redis: waiting, prefix: ctx.prefix }) })
   await within(s1.logs.waitFor(l => /reader lost its connection/.test(l.msg)), 5000, 'the reader waits to reconnect')
