@@ -5,9 +5,7 @@ export default [
   ...neostandard({
     ts: true,
     ignores: [
-      'dist/**', 'coverage/**', '.tap/**', 'bench/node_modules/**', 'bench/results/**',
-      // not yet in this style (long lines to wrap); without these two entries `npx eslint lib test` lists what is left
-      'lib/**', 'test/**'
+      'dist/**', 'coverage/**', '.tap/**', 'bench/node_modules/**', 'bench/results/**', '.samples/**'
     ]
   }),
   {
@@ -18,8 +16,11 @@ export default [
       'no-unmodified-loop-condition': 'off',
       '@stylistic/max-len': ['error', {
         code: 120,
-        // an address cannot be wrapped
-        ignoreUrls: true
+        // an address cannot be wrapped; a message stays on one line, so that grep finds what a log printed
+        ignoreUrls: true,
+        ignoreStrings: true,
+        ignoreTemplateLiterals: true,
+        ignoreRegExpLiterals: true
       }]
     }
   },

@@ -70,7 +70,8 @@ export type EncodedItem<T extends SseItem<unknown> = SseItem<unknown>> = Readonl
 
 /** The item, frozen, carrying `frame` (which must be what the item encodes to). */
 export function withFrame<T extends SseItem<unknown>> (item: T, frame: Buffer): EncodedItem<T> {
-  return Object.freeze(Object.defineProperty({ ...item }, kFrame, { value: frame, enumerable: false })) as EncodedItem<T>
+  const encoded = Object.defineProperty({ ...item }, kFrame, { value: frame, enumerable: false })
+  return Object.freeze(encoded) as EncodedItem<T>
 }
 
 /** Encodes the item once: the object every subscriber of a channel receives. Throws like `encodeItem`. */

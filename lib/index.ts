@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type {
-  ContextConfigDefault, FastifyInstance, FastifyReply, FastifySchema, FastifyTypeProvider,
+  ContextConfigDefault, FastifyInstance, FastifySchema, FastifyTypeProvider,
   FastifyTypeProviderDefault, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerBase,
   RawServerDefault, RouteGenericInterface
 } from 'fastify'
@@ -26,6 +26,7 @@ export type SseSourceFor<ReplyType, T> = [SseItemOfReply<ReplyType>] extends [ne
 
 declare module 'fastify' {
   // The type parameters must be FastifyReply's own (declarations merge); only ReplyType is used.
+  /* eslint-disable @typescript-eslint/no-unused-vars */
   interface FastifyReply<
     RouteGeneric extends RouteGenericInterface = RouteGenericInterface,
     RawServer extends RawServerBase = RawServerDefault,
@@ -36,6 +37,7 @@ declare module 'fastify' {
     TypeProvider extends FastifyTypeProvider = FastifyTypeProviderDefault,
     ReplyType extends FastifyReplyType = ResolveFastifyReplyType<TypeProvider, SchemaCompiler, RouteGeneric>
   > {
+    /* eslint-enable @typescript-eslint/no-unused-vars */
     /**
      * Streams `source` as Server-Sent Events: headers at once, one frame per item, pulled only when the
      * socket takes more, stopped (`return()`) when the client leaves or the server closes. Returns the reply.

@@ -13,7 +13,9 @@ export interface ResolvedOptions extends ResolvedStreamOptions {
   validate: boolean
 }
 
-export const DEFAULTS: ResolvedOptions = { heartbeat: 15_000, retry: undefined, serialize: JSON.stringify, validate: false }
+export const DEFAULTS: ResolvedOptions = {
+  heartbeat: 15_000, retry: undefined, serialize: JSON.stringify, validate: false
+}
 
 /** `options` checked, with `base` filling what they leave out. */
 export function resolveOptions (options: SseStreamOptions, base: ResolvedOptions): ResolvedOptions {

@@ -26,7 +26,9 @@ function describe (value: unknown): string {
 }
 
 /** No stream now (too many open, or the server is closing): 503 with Retry-After, and the source stopped. */
-function refuseStream (reply: FastifyReply, source: unknown, why: string, retryAfter: number, context: object = {}): FastifyReply {
+function refuseStream (
+  reply: FastifyReply, source: unknown, why: string, retryAfter: number, context: object = {}
+): FastifyReply {
   dropSource(reply, source)
   reply.log.warn(context, `SSE stream refused: ${why}`)
   return reply.code(503).header('retry-after', String(retryAfter))
@@ -51,13 +53,16 @@ export function sseDecorator (host: StreamHost) {
       return refuseStream(this, source, why, retryAfter, { maxConnections })
     }
     // on a route with an sseSchema() response: compiled serializers, and checks with `validate`
-    const item = typedItemHook(this, { validate: options.validate, compileSerializers: streamOptions?.serialize === undefined })
+    const compileSerializers = streamOptions?.serialize === undefined
+    const item = typedItemHook(this, { validate: options.validate, compileSerializers })
     return startStream(this, source, item === undefined ? options : { ...options, item }, host.open)
   }
 }
 
 /** Headers, then the stream handed to Fastify as the body. */
-function startStream (reply: FastifyReply, source: unknown, options: ResolvedOptions, open: Set<EventStream>): FastifyReply {
+function startStream (
+  reply: FastifyReply, source: unknown, options: ResolvedOptions, open: Set<EventStream>
+): FastifyReply {
   const route = `${reply.request.method} ${reply.request.url}`
   if (!isSource(source)) throw invalidSource(route, describe(source))
   if (reply.sent || reply.raw.headersSent || streaming.has(reply)) {

@@ -59,7 +59,9 @@ function streamingHandler (route: RouteOptions): RouteHandlerMethod | undefined 
   if (streams === undefined) return undefined
   const name = routeName(route)
   const original = route.handler
-  const handler = function sseRouteHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): unknown {
+  const handler = function sseRouteHandler (
+    this: FastifyInstance, request: FastifyRequest, reply: FastifyReply
+  ): unknown {
     // Before the handler reads request.signal (for a subscription, say): on an SSE route it is the stream's.
     streamController(request, reply)
     const result: unknown = original.call(this, request, reply)

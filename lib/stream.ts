@@ -119,7 +119,9 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   #reason: EndReason = 'client closed'
   #items = 0
 
-  constructor (reply: FastifyReply, source: SseSource<unknown>, options: ResolvedStreamOptions, registry: Set<EventStream>) {
+  constructor (
+    reply: FastifyReply, source: SseSource<unknown>, options: ResolvedStreamOptions, registry: Set<EventStream>
+  ) {
     super()
     this.#reply = reply
     this.#controller = streamController(reply.request, reply)

@@ -72,9 +72,15 @@ function describeRequest (options: InjectSseOptions): string {
  * Injects a request into `app` (no listening needed) and returns its event stream as it is written. Fails
  * when the answer is not a 200 `text/event-stream` response (its status and body are in the message).
  */
-export async function injectSse<S extends ClientSchema> (app: FastifyInstance, options: InjectSseBaseOptions & { schema: S }): Promise<InjectedStream<DataOf<S>>>
-export async function injectSse (app: FastifyInstance, options: InjectSseBaseOptions & { json: false, schema?: undefined }): Promise<InjectedStream<string>>
-export async function injectSse<T = unknown> (app: FastifyInstance, options: InjectSseBaseOptions & { schema?: undefined }): Promise<InjectedStream<T>>
+export async function injectSse<S extends ClientSchema> (
+  app: FastifyInstance, options: InjectSseBaseOptions & { schema: S }
+): Promise<InjectedStream<DataOf<S>>>
+export async function injectSse (
+  app: FastifyInstance, options: InjectSseBaseOptions & { json: false, schema?: undefined }
+): Promise<InjectedStream<string>>
+export async function injectSse<T = unknown> (
+  app: FastifyInstance, options: InjectSseBaseOptions & { schema?: undefined }
+): Promise<InjectedStream<T>>
 export async function injectSse (app: FastifyInstance, options: InjectSseOptions): Promise<InjectedStream<unknown>> {
   return openStream(app, options)
 }
@@ -112,7 +118,8 @@ async function openStream (app: FastifyInstance, options: InjectSseOptions): Pro
   }
   async function * read (): AsyncGenerator<ReceivedItem<unknown>, void, undefined> {
     try {
-      for await (const item of parseEventStream(body, { maxEventLength: options.maxEventLength, onComment: c => comments.push(c) })) {
+      const parsing = { maxEventLength: options.maxEventLength, onComment: (c: string) => comments.push(c) }
+      for await (const item of parseEventStream(body, parsing)) {
         yield decode(item)
       }
     } catch (err) {
@@ -157,9 +164,15 @@ async function openStream (app: FastifyInstance, options: InjectSseOptions): Pro
  * Injects a request into `app` and collects its events: `count` of them (then the stream is closed), or all
  * until the route ends the stream. Fails with the events that did come when they take longer than `timeout`.
  */
-export async function collect<S extends ClientSchema> (app: FastifyInstance, options: CollectBaseOptions & { schema: S }): Promise<Array<ReceivedItem<DataOf<S>>>>
-export async function collect (app: FastifyInstance, options: CollectBaseOptions & { json: false, schema?: undefined }): Promise<Array<ReceivedItem<string>>>
-export async function collect<T = unknown> (app: FastifyInstance, options: CollectBaseOptions & { schema?: undefined }): Promise<Array<ReceivedItem<T>>>
+export async function collect<S extends ClientSchema> (
+  app: FastifyInstance, options: CollectBaseOptions & { schema: S }
+): Promise<Array<ReceivedItem<DataOf<S>>>>
+export async function collect (
+  app: FastifyInstance, options: CollectBaseOptions & { json: false, schema?: undefined }
+): Promise<Array<ReceivedItem<string>>>
+export async function collect<T = unknown> (
+  app: FastifyInstance, options: CollectBaseOptions & { schema?: undefined }
+): Promise<Array<ReceivedItem<T>>>
 export async function collect (app: FastifyInstance, options: CollectOptions): Promise<Array<ReceivedItem<unknown>>> {
   const stream = await openStream(app, options)
   try {

@@ -94,7 +94,9 @@ if (!existsSync(CHROMIUM)) {
 } else {
   let browser!: Browser
   t.before(async () => {
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, chromiumSandbox: false, args: FLAGS, timeout: 30_000 })
+    browser = await chromium.launch({
+      executablePath: CHROMIUM, headless: true, chromiumSandbox: false, args: FLAGS, timeout: 30_000
+    })
   })
   t.teardown(() => browser?.close())
 

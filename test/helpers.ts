@@ -100,6 +100,6 @@ export async function all (events: AsyncIterator<SseItem<string>>): Promise<Arra
 /** A promise with its resolve function, for a test to await what another part of it signals. */
 export function deferred<T = void> (): { promise: Promise<T>, resolve: (value: T) => void } {
   let resolve!: (value: T) => void
-  const promise = new Promise<T>(r => { resolve = r })
+  const promise = new Promise<T>(_resolve => { resolve = _resolve })
   return { promise, resolve }
 }

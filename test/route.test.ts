@@ -13,7 +13,7 @@ t.test('an async function* handler streams its yields with no other call', async
   let self: FastifyInstance | undefined
   const { app, url } = await startApp(app => {
     app.get('/count/:n', async function * (request) {
-      self = this // eslint-disable-line @typescript-eslint/no-this-alias
+      self = this
       const { n } = request.params as { n: string }
       for (let i = 1; i <= Number(n); i++) yield { id: String(i), event: 'count', data: { i } }
     })

@@ -322,7 +322,10 @@ t.test('HEAD: headers only, the source is never run', async t => {
       yield { data: 'x' }
     })
     app.get('/custom', (_req, reply) => reply.sse({
-      [Symbol.iterator]: () => ({ next: () => ({ done: true, value: undefined }), return: () => { returned++; return { done: true, value: undefined } } })
+      [Symbol.iterator]: () => ({
+        next: () => ({ done: true, value: undefined }),
+        return: () => { returned++; return { done: true, value: undefined } }
+      })
     }))
   })
   t.teardown(() => app.close())

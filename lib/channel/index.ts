@@ -100,12 +100,17 @@ interface ResolvedChannelOptions extends HistoryOptions {
   queueBytes: number
 }
 
-const DEFAULTS: ResolvedChannelOptions = { history: 100, historyMaxAge: Infinity, queueItems: 512, queueBytes: 1024 * 1024 }
+const DEFAULTS: ResolvedChannelOptions = {
+  history: 100, historyMaxAge: Infinity, queueItems: 512, queueBytes: 1024 * 1024
+}
 const MAX_HISTORY = 10_000_000
 const OPTION_NAMES = Object.keys(DEFAULTS) as Array<keyof ResolvedChannelOptions>
 
 function resolveChannelOptions (options: ChannelOptions | SharedChannelOptions): ResolvedChannelOptions {
-  const { history = DEFAULTS.history, historyMaxAge = DEFAULTS.historyMaxAge, queueItems = DEFAULTS.queueItems, queueBytes = DEFAULTS.queueBytes, backend } = options
+  const {
+    history = DEFAULTS.history, historyMaxAge = DEFAULTS.historyMaxAge, queueItems = DEFAULTS.queueItems,
+    queueBytes = DEFAULTS.queueBytes, backend
+  } = options
   if (backend !== undefined && typeof backend !== 'function') {
     throw invalidOption('backend', `must be a channel backend such as redisChannels({ redis }), got ${typeof backend}`)
   }
@@ -142,14 +147,18 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
   readonly #onClose: (channel: SseChannel<T>) => void
   #closed = false
 
-  constructor (name: string, limits: ResolvedChannelOptions, context: ChannelContext, backend: ChannelBackendFactory, onClose: (channel: SseChannel<T>) => void) {
+  constructor (
+    name: string, limits: ResolvedChannelOptions, context: ChannelContext, backend: ChannelBackendFactory,
+    onClose: (channel: SseChannel<T>) => void
+  ) {
     this.name = name
     this.limits = limits
     this.log = context.log
     this.backendFactory = backend
     this.#serialize = context.serialize
     this.#onClose = onClose
-    this.#backend = backend(name, { history: limits.history, historyMaxAge: limits.historyMaxAge }, this.#deliver, context.log)
+    const history = { history: limits.history, historyMaxAge: limits.historyMaxAge }
+    this.#backend = backend(name, history, this.#deliver, context.log)
   }
 
   get size (): number {
@@ -196,11 +205,15 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
 
   /** @internal A subscriber's queue is full: it is about to be cut off. */
   overflowed (items: number, bytes: number): void {
-    this.log.warn({ channel: this.name, queuedItems: items, queuedBytes: bytes, queueItems: this.limits.queueItems, queueBytes: this.limits.queueBytes },
+    const { queueItems, queueBytes } = this.limits
+    this.log.warn({ channel: this.name, queuedItems: items, queuedBytes: bytes, queueItems, queueBytes },
       'SSE channel subscriber too slow (queue full); disconnected')
   }
 
-  /** @internal The first option given that differs from this channel's (a second `channel(name, options)` must not silently differ). */
+  /**
+   * @internal The first option given that differs from this channel's (a second `channel(name, options)` must
+   * not silently differ).
+   */
   differsFrom (options: ChannelOptions | SharedChannelOptions): keyof ResolvedChannelOptions | undefined {
     return OPTION_NAMES.find(key => options[key] !== undefined && options[key] !== this.limits[key])
   }
@@ -241,7 +254,9 @@ export class ChannelRegistry implements SseChannels {
 
   channel<T = unknown>(name: string, options: SharedChannelOptions): Channel<T, Promise<string>>
   channel<T = unknown>(name: string, options?: ChannelOptions): Channel<T>
-  channel<T = unknown> (name: string, options?: ChannelOptions | SharedChannelOptions): Channel<T, string> | Channel<T, Promise<string>> {
+  channel<T = unknown> (
+    name: string, options?: ChannelOptions | SharedChannelOptions
+  ): Channel<T, string> | Channel<T, Promise<string>> {
     if (typeof name !== 'string' || name === '') throw invalidOption('name', `of a channel must be a non-empty string, got ${JSON.stringify(name)}`)
     const resolved = options === undefined ? undefined : resolveChannelOptions(options)
     const backend = options?.backend ?? this.#context.backend

@@ -90,7 +90,9 @@ export class MemoryBackend implements ChannelBackend<string> {
 
   #expire (now: number): void {
     const oldest = now - this.#maxAge
-    while (this.#first <= this.#last && (this.#times[this.#first % this.#capacity] as number) <= oldest) this.#evictOldest()
+    while (this.#first <= this.#last && (this.#times[this.#first % this.#capacity] as number) <= oldest) {
+      this.#evictOldest()
+    }
   }
 
   #evictOldest (): void {

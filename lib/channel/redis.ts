@@ -195,7 +195,9 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     else if (at < keyOf(stream.removedBefore)) reset = 'expired'
     else if (entries.length > 0 && Number(entries[0]?.[0].split('-')[0]) <= Date.now() - this.#maxAge) reset = 'expired'
     // the replay ends at the newest entry it covers; live items up to there are dropped by the channel
-    const position = reset === undefined ? entries.at(-1)?.[0] ?? stream.lastEntry ?? lastEventId : stream.lastEntry ?? stream.lastGenerated
+    const position = reset === undefined
+      ? entries.at(-1)?.[0] ?? stream.lastEntry ?? lastEventId
+      : stream.lastEntry ?? stream.lastGenerated
     if (stream.lastEntry !== undefined) await this.#reached(keyOf(position))
     if (reset !== undefined) return { reset, items: [], position }
     const items: ChannelItem[] = []
@@ -266,7 +268,8 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     if (fields.length === 6 && fields[0] === 'h' && fields[2] === 't' && fields[4] === 'j') {
       try {
         const stored = JSON.parse(fields[5] as string) as SseItem<unknown>
-        return withFrame({ ...stored, id }, Buffer.from(joinFrame({ head: fields[1] as string, tail: fields[3] as string }, id)))
+        const frame = joinFrame({ head: fields[1] as string, tail: fields[3] as string }, id)
+        return withFrame({ ...stored, id }, Buffer.from(frame))
       } catch {}
     }
     this.#log.warn({ channel: this.#name, id }, 'SSE Redis channel: skipped a stream entry that no channel wrote')

@@ -109,7 +109,8 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
     }
     const size = frameSize(item)
     const queued = this.queued
-    if (queued >= this.#channel.limits.queueItems || (queued > 0 && this.#bytes + size > this.#channel.limits.queueBytes)) {
+    const { queueItems, queueBytes } = this.#channel.limits
+    if (queued >= queueItems || (queued > 0 && this.#bytes + size > queueBytes)) {
       this.#channel.overflowed(queued, this.#bytes)
       // A stream whose client is stuck drops it, and this queue, now. Otherwise what is queued is still
       // delivered, then the subscription ends: the client resumes from the history by Last-Event-ID.

@@ -96,7 +96,9 @@ function describeEvent (item: SseItem<string>): string {
 }
 
 /** Internal (lib/testing uses it too): decodes and checks one parsed event. */
-export function decoder<T> (json: boolean, check: TypeCheck<TSchema> | undefined): (item: SseItem<string>) => ReceivedItem<T> {
+export function decoder<T> (
+  json: boolean, check: TypeCheck<TSchema> | undefined
+): (item: SseItem<string>) => ReceivedItem<T> {
   return item => {
     let data: unknown = item.data
     if (json) {
@@ -136,10 +138,18 @@ export function mimeEssence (contentType: string | null | undefined): string {
  * the schema, or when `maxRetries` connection attempts in a row failed; an `SseParseError` on a line or event
  * longer than `maxEventLength`.
  */
-export function connect<S extends ClientSchema> (url: string | URL, options: ConnectBaseOptions & { schema: S }): AsyncGenerator<ReceivedItem<DataOf<S>>, void, undefined>
-export function connect (url: string | URL, options: ConnectBaseOptions & { json: false, schema?: undefined }): AsyncGenerator<ReceivedItem<string>, void, undefined>
-export function connect<T = unknown> (url: string | URL, options?: ConnectBaseOptions & { schema?: undefined }): AsyncGenerator<ReceivedItem<T>, void, undefined>
-export function connect (url: string | URL, options: ConnectOptions = {}): AsyncGenerator<ReceivedItem<unknown>, void, undefined> {
+export function connect<S extends ClientSchema> (
+  url: string | URL, options: ConnectBaseOptions & { schema: S }
+): AsyncGenerator<ReceivedItem<DataOf<S>>, void, undefined>
+export function connect (
+  url: string | URL, options: ConnectBaseOptions & { json: false, schema?: undefined }
+): AsyncGenerator<ReceivedItem<string>, void, undefined>
+export function connect<T = unknown> (
+  url: string | URL, options?: ConnectBaseOptions & { schema?: undefined }
+): AsyncGenerator<ReceivedItem<T>, void, undefined>
+export function connect (
+  url: string | URL, options: ConnectOptions = {}
+): AsyncGenerator<ReceivedItem<unknown>, void, undefined> {
   const { retry = DEFAULT_RETRY, maxRetries = Infinity } = options
   if (!isDelay(retry)) {
     throw invalidOption('retry', `must be a non-negative whole number of milliseconds, got ${String(retry)}`, 'connect()')

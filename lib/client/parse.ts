@@ -23,7 +23,6 @@ export interface ParseOptions {
 const DEFAULT_MAX_EVENT_LENGTH = 4 * 1024 * 1024
 const DIGITS = /^[0-9]+$/
 
-
 /**
  * Turns an event-stream body into the events it dispatches. Each yielded item has `data` (lines joined with
  * `\n`), `event` when the block named one, `id` when the block carried an `id:` line and `retry` when it

@@ -11,7 +11,9 @@ import { streamAt, streamsOf, type JsonSchema, type SseSchemaInfo } from './sche
  * The item hook of a stream started on `reply`: on a route with an `sseSchema()` response, the serializers
  * compiled from its data schemas and, with `validate`, the checks; undefined on any other route.
  */
-export function typedItemHook (reply: FastifyReply, options: { validate: boolean, compileSerializers: boolean }): ItemHook | undefined {
+export function typedItemHook (
+  reply: FastifyReply, options: { validate: boolean, compileSerializers: boolean }
+): ItemHook | undefined {
   const { schema, method, url } = reply.routeOptions
   const streams = streamsOf(schema)
   if (streams === undefined) return undefined
@@ -30,7 +32,8 @@ type Validator = ((data: unknown) => boolean) & { errors?: Array<{ instancePath?
 function compile (schema: JsonSchema, reply: FastifyReply, route: string, validate: boolean): Compiled {
   const serializer = reply.compileSerializationSchema(schema as Record<string, unknown>) as SseSerializer
   if (!validate) return { serialize: serializer, validate: undefined }
-  const validator = (reply.request as FastifyRequest).compileValidationSchema(schema as Record<string, unknown>) as Validator
+  const request = reply.request as FastifyRequest
+  const validator = request.compileValidationSchema(schema as Record<string, unknown>) as Validator
   return {
     serialize: serializer,
     validate: (data) => {
@@ -54,7 +57,9 @@ function compile (schema: JsonSchema, reply: FastifyReply, route: string, valida
  * (Fastify's serializer compiler, fast-json-stringify by default) and, with `validate`, checked first by the
  * route's validator compiler (Fastify's ajv by default). Compiled once per schema and route: Fastify caches them.
  */
-export function itemHook (info: SseSchemaInfo, reply: FastifyReply, route: string, options: { validate: boolean, compileSerializers: boolean }): ItemHook | undefined {
+export function itemHook (
+  info: SseSchemaInfo, reply: FastifyReply, route: string, options: { validate: boolean, compileSerializers: boolean }
+): ItemHook | undefined {
   const { validate, compileSerializers } = options
   if (!validate && !compileSerializers) return undefined
   const cache = new Map<string | undefined, Compiled>()

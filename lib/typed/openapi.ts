@@ -31,7 +31,8 @@ export function sseSwaggerTransform (input: SwaggerTransformInput): { schema: Fa
   for (const [status, info] of streams) {
     const original = response[status] as SseSchema<unknown>
     const media = original.content[EVENT_STREAM]
-    response[status] = { ...original, content: { ...original.content, [EVENT_STREAM]: { ...media, itemSchema: info.itemSchema } } }
+    const content = { ...original.content, [EVENT_STREAM]: { ...media, itemSchema: info.itemSchema } }
+    response[status] = { ...original, content }
   }
   return { schema: { ...schema, response }, url }
 }

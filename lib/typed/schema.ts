@@ -111,7 +111,9 @@ function itemShape (data: JsonSchema, event: string | undefined): Record<string,
   }
 }
 
-function describeItems (data: JsonSchema | undefined, events: Record<string, JsonSchema> | undefined, field: (s: JsonSchema) => JsonSchema): Record<string, unknown> {
+function describeItems (
+  data: JsonSchema | undefined, events: Record<string, JsonSchema> | undefined, field: (s: JsonSchema) => JsonSchema
+): Record<string, unknown> {
   if (events === undefined) return itemShape(field(data as JsonSchema), undefined)
   return { oneOf: Object.entries(events).map(([name, schema]) => itemShape(field(schema), name)) }
 }
@@ -131,7 +133,9 @@ function checkEventName (name: string): void {
  * plugin the data schemas it compiles serializers (and, with `validate: true`, checks) from.
  */
 export function sseSchema<D extends TSchema> (data: D, options?: SseSchemaOptions): SseSchema<SseItem<Static<D>>>
-export function sseSchema<M extends SseEventSchemas> (events: M, options?: SseSchemaOptions): SseSchema<SseEventItem<M> | SseControlItem>
+export function sseSchema<M extends SseEventSchemas> (
+  events: M, options?: SseSchemaOptions
+): SseSchema<SseEventItem<M> | SseControlItem>
 export function sseSchema (schema: JsonSchema, options?: SseSchemaOptions): SseSchema<SseItem>
 export function sseSchema (schema: unknown, options: SseSchemaOptions = {}): SseSchema<unknown> {
   const checked = checkSchema(schema, 'the data schema or event map')
@@ -178,7 +182,9 @@ export function routeStreams (schema: FastifySchema | undefined): RouteStreams |
  * The response schema Fastify applies to a status code: the code's, else its class's (`2xx`), else `default`;
  * whether it is an SSE one, and which.
  */
-export function streamAt (streams: RouteStreams, schema: FastifySchema | undefined, statusCode: number): SseSchemaInfo | undefined {
+export function streamAt (
+  streams: RouteStreams, schema: FastifySchema | undefined, statusCode: number
+): SseSchemaInfo | undefined {
   const code = String(statusCode)
   const response = schema?.response as Record<string, unknown>
   const key = [code, code[0] + 'xx', 'default'].find(candidate => Object.hasOwn(response, candidate))
@@ -197,4 +203,3 @@ export function streamsOf (schema: FastifySchema | undefined): RouteStreams | un
   }
   return streams ?? undefined
 }
-

@@ -28,7 +28,9 @@ async function makeApp (t: Test, options: SsePluginOptions = {}) {
 type Step<T> = IteratorResult<SseItem<T | SseResetData>, undefined>
 
 /** The next `n` items of a subscription, failing instead of hanging when it ends first. */
-async function pull<T> (sub: AsyncIterator<SseItem<T | SseResetData>>, n: number): Promise<Array<SseItem<T | SseResetData>>> {
+async function pull<T> (
+  sub: AsyncIterator<SseItem<T | SseResetData>>, n: number
+): Promise<Array<SseItem<T | SseResetData>>> {
   const out: Array<SseItem<T | SseResetData>> = []
   while (out.length < n) {
     const step = await sub.next()
@@ -422,7 +424,7 @@ t.test('an asynchronous backend: live items that race the replay are neither los
 
   // 2: the read happens before any live item: all live items are kept
   const sub2 = ch.subscribe({ lastEventId: from })
-  const queued = (backend.pending[0] as { resolve: (r: Replay) => void })
+  const queued = backend.pending[0] as { resolve: (r: Replay) => void }
   const early = backend.memory.replay(from)
   backend.pending.shift()
   ch.publish({ data: 4 })

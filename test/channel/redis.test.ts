@@ -53,7 +53,16 @@ function context (t: Test): Context {
 interface Server1 { app: FastifyInstance, url: string, logs: LogCapture, chat: Channel<{ n: number }, Promise<string>> }
 
 /** One "server": an app with the channel `chat` on Redis and the route GET /chat. */
-async function server (ctx: Context, options: { history?: number, historyMaxAge?: number, serialize?: (data: unknown) => string, backend?: RedisChannels, blockTimeout?: number } = {}): Promise<Server1> {
+async function server (
+  ctx: Context,
+  options: {
+    history?: number
+    historyMaxAge?: number
+    serialize?: (data: unknown) => string
+    backend?: RedisChannels
+    blockTimeout?: number
+  } = {}
+): Promise<Server1> {
   const redis = await ctx.client()
   const backend = options.backend ?? redisChannels({ redis, prefix: ctx.prefix, blockTimeout: options.blockTimeout })
   let chat!: Server1['chat']
@@ -248,7 +257,8 @@ t.test('sse-reset: malformed, newer than the stream, trimmed away, too old; resu
   const admin = await ctx.client()
   const s = await server(ctx, { history: 3 })
   const key = ctx.prefix + 'chat'
-  const reset = async (lastEventId: string) => (await pull(s.chat.subscribe({ lastEventId }), 1))[0] as SseItem<SseResetData>
+  const reset = async (lastEventId: string) =>
+    (await pull(s.chat.subscribe({ lastEventId }), 1))[0] as SseItem<SseResetData>
 
   // a channel whose reader does not know yet where the stream is: position 0-0
   const fresh = s.app.sse.channel('fresh', { backend: redisChannels({ redis: admin, prefix: ctx.prefix }) })

@@ -66,16 +66,19 @@ type DataIn<G> = G extends AsyncGenerator<infer I, void, undefined> ? I extends 
  * startApp, with app.close() closing every connection: Node 20's fetch opens a spare connection (no request on
  * it) after a body is cancelled, and a plain close() waits for it until undici's 4 s keep-alive timeout.
  */
-const serve = (setup: Parameters<typeof startApp>[0]): ReturnType<typeof startApp> => startApp(setup, {}, { forceCloseConnections: true })
+const serve = (setup: Parameters<typeof startApp>[0]): ReturnType<typeof startApp> =>
+  startApp(setup, {}, { forceCloseConnections: true })
 
 const Tick = Type.Object({ n: Type.Integer(), label: Type.Optional(Type.String()) })
 
 t.test('types: data typed by the schema, by the type argument, or a string with json: false', async t => {
   const url = 'http://127.0.0.1:1/never-called'
+  // only their types are read: none of them is iterated, so none connects
   const typed = connect(url, { schema: Tick })
   const declared = connect<{ a: string }>(url)
   const text = connect(url, { json: false })
   const unknown = connect(url)
+  void [typed, declared, text, unknown]
   expectTypeOf<DataIn<typeof typed>>().toEqualTypeOf<{ n: number, label?: string }>()
   expectTypeOf<DataIn<typeof declared>>().toEqualTypeOf<{ a: string }>()
   expectTypeOf<DataIn<typeof text>>().toEqualTypeOf<string>()

@@ -17,7 +17,9 @@ async function trace (chunks: Array<string | Uint8Array>, options: ParseOptions 
   return out
 }
 
-async function items (chunks: Iterable<string | Uint8Array>, options: ParseOptions = {}): Promise<Array<SseItem<string>>> {
+async function items (
+  chunks: Iterable<string | Uint8Array>, options: ParseOptions = {}
+): Promise<Array<SseItem<string>>> {
   const out: Array<SseItem<string>> = []
   for await (const item of parseEventStream(chunks, options)) out.push(item)
   return out
@@ -153,7 +155,10 @@ t.test('property: every item the encoder writes comes back the same, however the
       if (next() < 0.2) item.retry = Math.floor(next() * 100000)
       const kind = next()
       if (kind < 0.6) item.data = randomString(next, 30)
-      else if (kind < 0.8) item.data = { s: randomString(next, 10), n: Math.floor(next() * 1e6) - 5e5, a: [randomString(next, 4), null, true] }
+      else if (kind < 0.8) {
+        const a = [randomString(next, 4), null, true]
+        item.data = { s: randomString(next, 10), n: Math.floor(next() * 1e6) - 5e5, a }
+      }
       written.push(item)
       if (item.comment !== undefined) for (const line of item.comment.split(/\r\n|\r|\n/)) expected.push(['comment', line])
       if (item.retry !== undefined) expected.push(['retry', item.retry])

@@ -19,7 +19,9 @@ const ID = { type: 'string' }
 const TICK = { type: 'object', required: ['n'], properties: { n: { type: 'number' } } }
 const PET = { type: 'object', required: ['name'], properties: { name: { type: 'string' } } }
 
-async function documented (version: string | undefined, transform?: (input: SwaggerTransformInput & Json) => { schema: unknown, url: string }): Promise<{ app: FastifyInstance, doc: Json }> {
+async function documented (
+  version: string | undefined, transform?: (input: SwaggerTransformInput & Json) => { schema: unknown, url: string }
+): Promise<{ app: FastifyInstance, doc: Json }> {
   const app = Fastify()
   await app.register(swagger, {
     openapi: { ...(version === undefined ? {} : { openapi: version }), info: { title: 't', version: '1' } },
@@ -38,7 +40,8 @@ async function documented (version: string | undefined, transform?: (input: Swag
 }
 
 function media (doc: Json, path: string, status = '200'): Json {
-  const responses = (doc.paths as Record<string, { get: { responses: Record<string, { description: string, content: Json }> } }>)[path]?.get.responses
+  type Responses = Record<string, { description: string, content: Json }>
+  const responses = (doc.paths as Record<string, { get: { responses: Responses } }>)[path]?.get.responses
   return responses?.[status]?.content as Json
 }
 

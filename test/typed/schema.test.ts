@@ -19,7 +19,8 @@ t.test('sseSchema(data): one item shape, data required, and the 3.2 item with da
     properties: { ...item.properties, data: { type: 'string', contentMediaType: 'application/json', contentSchema: Tick } }
   })
   t.equal(sseSchema(Type.String()).description, 'A stream of Server-Sent Events', 'a default description')
-  t.same((sseSchemaInfo(sseSchema(Type.String()))?.itemSchema as { properties: { data: unknown } }).properties.data, Type.String(),
+  const itemSchema = sseSchemaInfo(sseSchema(Type.String()))?.itemSchema as { properties: { data: unknown } }
+  t.same(itemSchema.properties.data, Type.String(),
     'string data is the string on the wire: no contentMediaType')
   t.same(sseSchemaInfo(sseSchema({ type: 'object', properties: { a: { type: 'number' } } }))?.data,
     { type: 'object', properties: { a: { type: 'number' } } }, 'a plain JSON Schema is a data schema')
