@@ -238,7 +238,8 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
         // a reader that could not start starts where the stream is once it can (what was published before is not live)
         this.#start = this.#newest()
         failures++
-        this.#log.error({ err, channel: this.#name }, 'SSE Redis channel reader failed; retrying')
+        const failure = channelUnavailable(this.#name, `the reader failed: ${(err as Error).message}`, err)
+        this.#log.error({ err: failure, channel: this.#name }, 'SSE Redis channel reader failed; retrying')
         await new Promise<void>(resolve => {
           this.#wake = resolve
           setTimeout(resolve, Math.min(2000, 50 * 2 ** failures)).unref()
@@ -277,7 +278,8 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
   }
 
   #onReaderError = (err: Error): void => {
-    this.#log.debug({ err, channel: this.#name }, 'SSE Redis channel reader connection error')
+    const failure = channelUnavailable(this.#name, `the reader's connection failed: ${err.message}`, err)
+    this.#log.debug({ err: failure, channel: this.#name }, 'SSE Redis channel reader connection error')
   }
 
   #onReaderLost = (): void => {

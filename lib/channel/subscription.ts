@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { encodeAhead, frameSize } from '../encode.js'
+import { channelUnavailable } from '../errors.js'
 import { kAttachStream, type AttachableSource, type StreamLink } from '../stream.js'
 import type { SseItem } from '../types.js'
 import type { ChannelBackend, ChannelItem, Replay, ResetReason } from './backend.js'
@@ -190,7 +191,9 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
   }
 
   #onReplayFailed = (err: unknown): void => {
-    this.#channel.log.error({ err, channel: this.#channel.name }, 'SSE channel replay failed; subscription ended')
+    // the backend's own error (Redis's, say) is the cause: what is logged carries the catalogue's code
+    const failure = channelUnavailable(this.#channel.name, `the replay failed: ${(err as Error).message}`, err)
+    this.#channel.log.error({ err: failure, channel: this.#channel.name }, 'SSE channel replay failed; subscription ended')
     this.end()
   }
 
