@@ -194,7 +194,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     if (at > keyOf(stream.lastGenerated)) reset = 'unknown'
     else if (at < keyOf(stream.removedBefore)) reset = 'expired'
     else if (entries.length > 0 && Number(entries[0]?.[0].split('-')[0]) <= Date.now() - this.#maxAge) reset = 'expired'
-    // the replay ends at the newest entry it covers; live items up to there are dropped by the channel
+    // the replay ends at the newest entry it covers; live items up to there are dropped by the subscription
     const position = reset === undefined
       ? entries.at(-1)?.[0] ?? stream.lastEntry ?? lastEventId
       : stream.lastEntry ?? stream.lastGenerated
