@@ -12,21 +12,23 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 export type { FastifyReplyType, ResolveFastifyReplyType } from 'fastify/types/type-provider.js'
 
 /**
- * Makes `request.signal` the given signal on this request. Fastify 5's own `request.signal` (a lazy getter on the
- * Request prototype, added in 5.x) aborts on the raw request's `close`: as soon as a request body has been read
- * (fastify#6725, open in 5.12), and not on `app.close()` once a logger or onResponse hook exists (its listener is
- * removed when the response finishes). An SSE response needs a signal that means the stream's life. An own
- * property shadows the prototype's getter; it must be defined before the handler reads `request.signal`.
+ * Makes `request.signal` the given signal on this request. Fastify's own `request.signal` (5.8 and later: a lazy
+ * getter on the Request prototype, created up front when `handlerTimeout` is set; 5.0–5.7 have none) aborts on the
+ * raw request's `close`: as soon as a request body has been read (fastify#6725, open in 5.12), and not on
+ * `app.close()` once a logger or onResponse hook exists (its listener is removed when the response finishes). An
+ * SSE response needs a signal that means the stream's life. An own property shadows the prototype's getter (or
+ * adds the property before 5.8); it must be defined before the handler reads `request.signal`.
  */
 export function replaceRequestSignal (request: FastifyRequest, signal: AbortSignal): void {
   Object.defineProperty(request, 'signal', { value: signal, configurable: true, enumerable: true })
 }
 
 /**
- * Clears Fastify's `handlerTimeout` timer (route option, Fastify >= 5.7). It bounds how long a handler takes to
- * answer; an open stream has answered, and would otherwise be destroyed when the timer fires. Fastify clears it
- * only on `reply.hijack()`, with no public call for a streamed body, so it is found by its symbol's description
- * (`fastify.request.timeoutTimer`, 5.7–5.12). Nothing happens if a version stores it differently.
+ * Clears Fastify's `handlerTimeout` timer (server and route option, Fastify >= 5.8). It bounds how long a handler
+ * takes to answer; an open stream has answered, and would otherwise be destroyed when the timer fires. Fastify
+ * clears it on `reply.hijack()`, when the response finishes and when the request closes: an open stream has done
+ * none of these, and there is no public call for a streamed body, so the timer is found by its symbol's
+ * description (`fastify.request.timeoutTimer`, 5.8–5.12). Nothing happens if a version stores it differently.
  */
 export function clearHandlerTimeout (request: FastifyRequest): void {
   if (!(request.routeOptions.handlerTimeout > 0)) return

@@ -4,7 +4,7 @@ import type { SseItem } from '../types.js'
 
 // What a channel needs from the place its history lives: the in-memory ring (./memory), or a Redis stream
 // (./redis: one XADD per publish, one XREAD BLOCK reader per channel per process). The replay rules (reset, the
-// merge of live items with a replay that is still being read, the queue bounds) live in ./index, once.
+// merge of live items with a replay that is still being read, the queue bounds) live in ./subscription, once.
 
 /** A published item as every subscriber receives it: its fields with its final id, and its frame encoded once. */
 export type ChannelItem = EncodedItem<SseItem<unknown> & { id: string }>
@@ -48,7 +48,7 @@ export type Deliver = (item: ChannelItem) => void
 /**
  * One channel's storage. `append` stores an item and, once it is stored, hands it to `deliver` (the in-memory
  * backend does both synchronously; a Redis backend delivers what its reader sees, from every process).
- * `replay` may answer asynchronously: the channel then buffers live items and merges them by `position`.
+ * `replay` may answer asynchronously: each subscription then buffers live items and merges them by `position`.
  */
 export interface ChannelBackend<Id extends string | Promise<string> = string | Promise<string>> {
   /**

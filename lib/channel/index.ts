@@ -1,12 +1,12 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, HistoryOptions, ResetReason } from './backend.js'
+import type { ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, HistoryOptions } from './backend.js'
 import { memoryBackend } from './memory.js'
-import { Subscriber, type SubscriberHost } from './subscription.js'
-
-export { MAX_LAST_EVENT_ID } from './subscription.js'
+import { Subscriber, type ChannelSubscription, type SubscribeOptions, type SubscriberHost } from './subscription.js'
 import { encodeAhead, encodeItem, encodeParts } from '../encode.js'
 import { channelClosed, invalidOption } from '../errors.js'
 import type { SseItem, SseSerializer } from '../types.js'
+
+export { MAX_LAST_EVENT_ID, type ChannelSubscription, type SseResetData, type SubscribeOptions } from './subscription.js'
 
 // Broadcast: one writer, many listeners. Each published item is encoded once by the channel and the same
 // frame is handed to every subscriber's bounded queue; the stream writer (lib/stream) writes those bytes as they
@@ -35,31 +35,6 @@ export interface SharedChannelOptions extends Omit<ChannelOptions, 'backend'> {
   /** The shared store, e.g. `redisChannels({ redis })` from `fastify-typed-sse/redis`. */
   backend: ChannelBackendFactory<Promise<string>>
 }
-
-/** Options of `channel.subscribe()`. */
-export interface SubscribeOptions {
-  /**
-   * The client's `Last-Event-ID` (pass `request.headers['last-event-id']` as is): what it missed after that id
-   * is replayed first. An id the channel cannot resume from gives one `sse-reset` item instead.
-   */
-  lastEventId?: string | readonly string[] | undefined
-  /** Ends the subscription when aborted (pass `request.signal`). */
-  signal?: AbortSignal | undefined
-}
-
-/**
- * The `data` of the one `event: 'sse-reset'` item a subscriber gets first when it cannot resume from its
- * `lastEventId` (the client should reload its state). That item's `id` is the channel's position.
- */
-export interface SseResetData {
-  reason: ResetReason
-}
-
-/**
- * What `subscribe()` returns: items published after the subscription (after a replay), until it ends. Its
- * items are `SseItem<T>`, except a first `sse-reset` one whose data is `SseResetData`.
- */
-export type ChannelSubscription<T> = AsyncIterableIterator<SseItem<T | SseResetData>>
 
 /**
  * A broadcast channel: `app.sse.channel<T>(name, options)`. `Published` is what `publish` returns: the id

@@ -194,7 +194,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     if (at > keyOf(stream.lastGenerated)) reset = 'unknown'
     else if (at < keyOf(stream.removedBefore)) reset = 'expired'
     else if (entries.length > 0 && Number(entries[0]?.[0].split('-')[0]) <= Date.now() - this.#maxAge) reset = 'expired'
-    // the replay ends at the newest entry it covers; live items up to there are dropped by the channel
+    // the replay ends at the newest entry it covers; live items up to there are dropped by the subscription
     const position = reset === undefined
       ? entries.at(-1)?.[0] ?? stream.lastEntry ?? lastEventId
       : stream.lastEntry ?? stream.lastGenerated
@@ -238,7 +238,8 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
         // a reader that could not start starts where the stream is once it can (what was published before is not live)
         this.#start = this.#newest()
         failures++
-        this.#log.error({ err, channel: this.#name }, 'SSE Redis channel reader failed; retrying')
+        const failure = channelUnavailable(this.#name, `the reader failed: ${(err as Error).message}`, err)
+        this.#log.error({ err: failure, channel: this.#name }, 'SSE Redis channel reader failed; retrying')
         await new Promise<void>(resolve => {
           this.#wake = resolve
           setTimeout(resolve, Math.min(2000, 50 * 2 ** failures)).unref()
@@ -277,7 +278,8 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
   }
 
   #onReaderError = (err: Error): void => {
-    this.#log.debug({ err, channel: this.#name }, 'SSE Redis channel reader connection error')
+    const failure = channelUnavailable(this.#name, `the reader's connection failed: ${err.message}`, err)
+    this.#log.debug({ err: failure, channel: this.#name }, 'SSE Redis channel reader connection error')
   }
 
   #onReaderLost = (): void => {

@@ -1,9 +1,9 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { encodeAhead, frameSize } from '../encode.js'
+import { channelUnavailable } from '../errors.js'
 import { kAttachStream, type AttachableSource, type StreamLink } from '../stream.js'
 import type { SseItem } from '../types.js'
 import type { ChannelBackend, ChannelItem, Replay, ResetReason } from './backend.js'
-import type { ChannelSubscription, SseResetData, SubscribeOptions } from './index.js'
 
 // A subscription: what one consumer of a channel (usually one stream) has still to receive. Live items are
 // pushed into a bounded queue and pulled one at a time; a subscriber that falls too far behind is cut off,
@@ -11,6 +11,31 @@ import type { ChannelSubscription, SseResetData, SubscribeOptions } from './inde
 
 /** A `Last-Event-ID` longer than this is refused without a lookup (reset `invalid`). */
 export const MAX_LAST_EVENT_ID = 256
+
+/** Options of `channel.subscribe()`. */
+export interface SubscribeOptions {
+  /**
+   * The client's `Last-Event-ID` (pass `request.headers['last-event-id']` as is): what it missed after that id
+   * is replayed first. An id the channel cannot resume from gives one `sse-reset` item instead.
+   */
+  lastEventId?: string | readonly string[] | undefined
+  /** Ends the subscription when aborted (pass `request.signal`). */
+  signal?: AbortSignal | undefined
+}
+
+/**
+ * The `data` of the one `event: 'sse-reset'` item a subscriber gets first when it cannot resume from its
+ * `lastEventId` (the client should reload its state). That item's `id` is the channel's position.
+ */
+export interface SseResetData {
+  reason: ResetReason
+}
+
+/**
+ * What `subscribe()` returns: items published after the subscription (after a replay), until it ends. Its
+ * items are `SseItem<T>`, except a first `sse-reset` one whose data is `SseResetData`.
+ */
+export type ChannelSubscription<T> = AsyncIterableIterator<SseItem<T | SseResetData>>
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true })
 
@@ -190,7 +215,9 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
   }
 
   #onReplayFailed = (err: unknown): void => {
-    this.#channel.log.error({ err, channel: this.#channel.name }, 'SSE channel replay failed; subscription ended')
+    // the backend's own error (Redis's, say) is the cause: what is logged carries the catalogue's code
+    const failure = channelUnavailable(this.#channel.name, `the replay failed: ${(err as Error).message}`, err)
+    this.#channel.log.error({ err: failure, channel: this.#channel.name }, 'SSE channel replay failed; subscription ended')
     this.end()
   }
 

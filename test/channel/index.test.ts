@@ -456,7 +456,9 @@ t.test('an asynchronous backend: live items that race the replay are neither los
   const ended = sub6.next()
   backend.pending.shift()?.reject(new Error('backend down'))
   t.same(await ended, { value: undefined, done: true })
-  t.match(await logs.waitFor(l => l.level === ERROR), { channel: 'later', err: { message: 'backend down' }, msg: /replay failed/ })
+  t.match(await logs.waitFor(l => l.level === ERROR), {
+    channel: 'later', err: { code: 'FST_SSE_CHANNEL_UNAVAILABLE', message: /the replay failed: backend down/ }, msg: /replay failed/
+  })
   t.equal(ch.size, 4, 'sub, sub2, sub3 and sub5 are live')
   registry.close()
   t.equal(ch.size, 0)

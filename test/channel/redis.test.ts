@@ -219,9 +219,10 @@ t.test('publish while Redis is unreachable or silent rejects clearly; the reader
   ctx.later(() => down.disconnect())
   const s = await server(ctx, { backend: redisChannels({ redis: down, prefix: ctx.prefix }) })
   await within(s.logs.waitFor(l => l.level === WARN && /reader lost its connection/.test(l.msg)), 5000, 'the reader saw the connection fail')
-  await within(s.logs.waitFor(l => l.level === ERROR && /reader failed; retrying/.test(l.msg)), 5000, 'its first read failed')
+  const unavailable = (l: { err?: { code?: string } }): boolean => l.err?.code === 'FST_SSE_CHANNEL_UNAVAILABLE'
+  await within(s.logs.waitFor(l => l.level === ERROR && /reader failed; retrying/.test(l.msg) && unavailable(l)), 5000, 'its first read failed')
   let errors = 0
-  await within(s.logs.waitFor(l => /reader connection error/.test(l.msg) && ++errors === 3), 5000, 'it keeps trying (logged once at warn, each at debug)')
+  await within(s.logs.waitFor(l => /reader connection error/.test(l.msg) && unavailable(l) && ++errors === 3), 5000, 'it keeps trying (logged once at warn, each at debug)')
   t.equal(s.logs.at(WARN).filter(l => /reader lost its connection/.test(l.msg)).length, 1, 'one warning per outage')
   const sub = s.chat.subscribe()
   t.equal(s.chat.size, 1, 'subscribers stay subscribed')
@@ -336,7 +337,7 @@ t.test('bad items and refusals reject, store nothing and reach no subscriber', a
   await t.rejects(s.chat.publish({ data: { n: 2 } }), { code: 'FST_SSE_CHANNEL_UNAVAILABLE', message: /Redis did not store the item: WRONGTYPE/ })
   const replay = s.chat.subscribe({ lastEventId: good })
   t.same(await replay.next(), { value: undefined, done: true }, 'a replay that fails ends the subscription')
-  await within(s.logs.waitFor(l => l.level === ERROR && /replay failed/.test(l.msg)), 5000, 'logged')
+  await within(s.logs.waitFor(l => l.level === ERROR && /replay failed/.test(l.msg) && l.err?.code === 'FST_SSE_CHANNEL_UNAVAILABLE' && /WRONGTYPE/.test(String(l.err?.message))), 5000, 'logged')
   await within(s.logs.waitFor(l => l.level === ERROR && /reader failed; retrying/.test(l.msg) && /WRONGTYPE/.test(String(l.err?.message))), 5000, 'the reader logs and retries')
   // a channel created on such a key: its reader cannot even find where the stream is, and retries that
   await admin.set(ctx.prefix + 'other', 'not a stream')
