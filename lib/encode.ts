@@ -97,51 +97,54 @@ export interface FrameParts {
   readonly tail: string
 }
 
-interface Fields {
-  head: string
-  id: string
-  tail: string
-}
-
-function fieldsOf (item: unknown, serialize: SseSerializer): Fields {
+function checkObject (item: unknown): Record<string, unknown> {
   if (item === null || typeof item !== 'object' || Array.isArray(item)) {
     throw invalidItem('item', `must be an object like { data, event, id, retry, comment }, got ${describe(item)}`)
   }
-  const { comment, id, event, retry, data } = item as Record<string, unknown>
-  let head = ''
-  if (comment !== undefined) {
-    if (typeof comment !== 'string') throw invalidItem('comment', `must be a string, got ${describe(comment)}`)
-    head = prefixLines(': ', comment)
-  }
-  const idLine = id === undefined ? '' : singleLine('id', id)
-  let tail = ''
-  if (event !== undefined) tail += singleLine('event', event)
+  return item as Record<string, unknown>
+}
+
+/** The comment lines: what comes before the id line. */
+function commentLines (comment: unknown): string {
+  if (comment === undefined) return ''
+  if (typeof comment !== 'string') throw invalidItem('comment', `must be a string, got ${describe(comment)}`)
+  return prefixLines(': ', comment)
+}
+
+/** The event, retry and data lines: what comes after the id line. */
+function bodyLines (event: unknown, retry: unknown, data: unknown, serialize: SseSerializer): string {
+  let lines = ''
+  if (event !== undefined) lines += singleLine('event', event)
   if (retry !== undefined) {
     if (!isRetry(retry)) throw invalidItem('retry', `must be a non-negative integer (milliseconds), got ${String(retry)}`)
-    tail += 'retry: ' + retry + '\n'
+    lines += 'retry: ' + retry + '\n'
   }
   if (data !== undefined) {
-    tail += prefixLines('data: ', typeof data === 'string' ? data : serializeData(data, serialize))
+    lines += prefixLines('data: ', typeof data === 'string' ? data : serializeData(data, serialize))
   }
-  return { head, id: idLine, tail }
+  return lines
 }
 
 /**
  * Encodes one item into one complete event frame, ending with the blank line that dispatches it; `''` for an
  * item with no field at all (nothing to send). Throws an `SseError` (a TypeError) naming the field for
- * anything that could let a client see a field or event the item did not contain.
+ * anything that could let a client see a field or event the item did not contain. Fields are written in one
+ * order: comment, id, event, retry, data.
  */
 export function encodeItem (item: unknown, serialize: SseSerializer = JSON.stringify): string {
-  const { head, id, tail } = fieldsOf(item, serialize)
-  const frame = head + id + tail
+  const { comment, id, event, retry, data } = checkObject(item)
+  let frame = commentLines(comment)
+  if (id !== undefined) frame += singleLine('id', id)
+  frame += bodyLines(event, retry, data, serialize)
   return frame === '' ? '' : frame + '\n'
 }
 
 /** Encodes an item that has no id yet (checked and refused like `encodeItem`) around the place of its id line. */
 export function encodeParts (item: SseItem<unknown>, serialize: SseSerializer = JSON.stringify): FrameParts {
-  if (item.id !== undefined) throw invalidItem('id', 'is given by the store; encode the item without one')
-  const { head, tail } = fieldsOf(item, serialize)
-  return { head, tail: tail + '\n' }
+  const { comment, id, event, retry, data } = checkObject(item)
+  if (id !== undefined) throw invalidItem('id', 'is given by the store; encode the item without one')
+  const head = commentLines(comment)
+  return { head, tail: bodyLines(event, retry, data, serialize) + '\n' }
 }
 
 /** The frame of `parts` with `id` (a valid id: no CR, LF or NUL) on its line. */
