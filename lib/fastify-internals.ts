@@ -1,4 +1,5 @@
 import type { Http2ServerResponse } from 'node:http2'
+import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 
 // Every place the plugin relies on Fastify's (or Node's) internals or on behaviour that differs between
@@ -61,4 +62,37 @@ export function sendPipedBody (reply: FastifyReply, body: PipedBody): FastifyRep
 export function closeHttp2Session (res: FastifyReply['raw']): void {
   const session = (res as { stream?: Http2ServerResponse['stream'] }).stream?.session
   if (session !== undefined && !session.closed) session.close()
+}
+
+const connectionListeners = new WeakMap<Socket, Set<() => void>>()
+
+function noop (): void {}
+
+/**
+ * Calls `listener` once when the HTTP/1 connection a request came on closes (on the next tick if it already
+ * has); returns the function that stops listening. Node (checked on 20.20) emits `close` only on the response
+ * that is using the connection: responses to requests pipelined behind it wait in the server's queue without a
+ * socket and never learn that their client left (nodejs/node#62534 closes them in later releases). An endless
+ * stream waiting there would hold its source and its `maxConnections` slot for good. One `close` listener per
+ * connection serves every stream waiting on it: one per stream would trip MaxListenersExceeded.
+ */
+export function onConnectionClose (request: FastifyRequest, listener: () => void): () => void {
+  const socket = request.raw.socket
+  if (socket.destroyed) {
+    process.nextTick(listener)
+    return noop
+  }
+  let listeners = connectionListeners.get(socket)
+  if (listeners === undefined) {
+    const created = new Set<() => void>()
+    listeners = created
+    connectionListeners.set(socket, created)
+    socket.once('close', () => {
+      connectionListeners.delete(socket)
+      for (const waiting of created) waiting()
+    })
+  }
+  const set = listeners
+  set.add(listener)
+  return () => { set.delete(listener) }
 }

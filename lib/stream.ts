@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import type { FastifyReply } from 'fastify'
 import { HEARTBEAT_FRAME, encodeItem, frameOf, retryFrame, type Frame } from './encode.js'
-import { closeHttp2Session, type PipedBody } from './fastify-internals.js'
+import { closeHttp2Session, onConnectionClose, type PipedBody } from './fastify-internals.js'
 import { streamController } from './signal.js'
 import type { SseItem, SseSerializer, SseSource } from './types.js'
 
@@ -106,6 +106,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   readonly #registry: Set<EventStream>
   readonly #startedAt = Date.now()
   readonly #responseClosed: Promise<void>
+  #unwatch: (() => void) | undefined
   #dest: Destination | undefined
   #endDest = true
   #timer: NodeJS.Timeout | undefined
@@ -134,10 +135,16 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
       : fromSync(source)[Symbol.asyncIterator]()
     attach(source, this)
     registry.add(this)
-    this.#responseClosed = new Promise(resolve => reply.raw.once('close', () => {
-      resolve()
+    let responseClosed!: () => void
+    this.#responseClosed = new Promise(resolve => { responseClosed = resolve })
+    const onClose = (): void => {
+      responseClosed()
       this.destroy()
-    }))
+    }
+    reply.raw.once('close', onClose)
+    // Queued behind another response on a pipelining connection: no socket yet, and no 'close' if the client
+    // leaves before it gets one. The connection's own close tells.
+    if (reply.raw.socket === null) this.#unwatch = onConnectionClose(reply.request, onClose)
     if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
     if (this.#heartbeat !== false) this.#timer = setTimeout(this.#onIdle, this.#heartbeat).unref()
   }
@@ -312,6 +319,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     this.#closed = true
     clearTimeout(this.#timer)
     this.#registry.delete(this)
+    this.#unwatch?.()
     if (!this.#finished) {
       this.#finished = true
       this.#stopSource()
