@@ -1,5 +1,6 @@
 import type { Http2ServerResponse } from 'node:http2'
 import type { Socket } from 'node:net'
+import { TLSSocket } from 'node:tls'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 
 // Every place the plugin relies on Fastify's (or Node's) internals or on behaviour that differs between
@@ -95,4 +96,28 @@ export function onConnectionClose (request: FastifyRequest, listener: () => void
   const set = listeners
   set.add(listener)
   return () => { set.delete(listener) }
+}
+
+/**
+ * Closes the connection of a response whose client stopped reading, so that the kernel lets go of it too. A
+ * plain close (`destroy()`) queues a FIN behind the unsent bytes, and the kernel keeps the orphaned socket with
+ * up to its whole send buffer (4 MiB on a default Linux) for as long as the peer keeps the connection open. A
+ * reset (`socket.resetAndDestroy()`, Node >= 16.17: SO_LINGER 0, then close) drops them at once. A TLS
+ * socket's own handle is not TCP: the reset goes to the TCP socket under it, Node's internal `_parent`
+ * (checked on Node 20.20). Where there is no TCP to reset (a Unix socket) the connection is simply closed. On
+ * HTTP/2 only the stream is reset (RST_STREAM): its session's connection carries other streams.
+ */
+export function resetConnection (reply: FastifyReply): void {
+  const request = reply.request.raw
+  if (request.httpVersionMajor !== 1) {
+    reply.raw.destroy()
+    return
+  }
+  const socket = request.socket
+  try {
+    (socket instanceof TLSSocket ? (socket as unknown as { _parent: Socket })._parent : socket).resetAndDestroy()
+  } catch {
+    // not TCP underneath: a close is all there is
+  }
+  socket.destroy()
 }

@@ -1,11 +1,20 @@
 import t from 'tap'
+import Fastify from 'fastify'
 import { once } from 'node:events'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { connect as netConnect, type Socket } from 'node:net'
-import { setTimeout as sleep } from 'node:timers/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises'
+import { connect as tlsConnect } from 'node:tls'
+import { request } from 'undici'
+import ssePlugin from '../lib/index.js'
 import type { SseItem } from '../lib/index.js'
-import { deferred, startApp } from './helpers.js'
+import { deferred, LogCapture, startApp } from './helpers.js'
+import { selfSignedCertificate } from './tls.js'
 
-// Clients that misbehave on purpose or by accident must not keep anything of the server's.
+// Clients that misbehave on purpose or by accident must not keep anything of the server's: streams queued
+// behind others on a pipelining connection, and the kernel's send queue of a client that stopped reading.
 
 const GET = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`
 
@@ -143,4 +152,125 @@ t.test('pipelined channel subscriptions are dropped when the client closes the c
   await within(logs.waitFor(l => l.msg === 'SSE stream closed' && ++closed === depth), 5000,
     'pipelined streams stayed open after the client left')
   t.equal(channel.size, 0, 'every subscription was dropped')
+})
+
+/**
+ * The kernel's record of the server's end of a loopback TCP connection (Linux's /proc/net/tcp): its state
+ * (01 established, 04 FIN-WAIT-1…) and the bytes it still has to send; undefined once the kernel let go.
+ */
+function serverEnd (serverPort: number, clientPort: number): { state: string, sendQueue: number } | undefined {
+  const hex = (port: number): string => ':' + port.toString(16).toUpperCase().padStart(4, '0')
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n')) {
+    const f = line.trim().split(/\s+/)
+    if (f[1]?.endsWith(hex(serverPort)) === true && f[2]?.endsWith(hex(clientPort)) === true) {
+      return { state: f[3] as string, sendQueue: parseInt((f[4] as string).split(':')[0] as string, 16) }
+    }
+  }
+  return undefined
+}
+const noProc = existsSync('/proc/net/tcp') ? false : 'reads the kernel socket table, /proc/net/tcp (Linux)'
+
+/** A raw client that asks for `path`, waits for the response to start, then never reads again. */
+async function stuckClient (socket: Socket, path: string): Promise<Socket> {
+  socket.on('error', () => {})
+  socket.write(GET(path))
+  await once(socket, 'data')
+  socket.pause()
+  return socket
+}
+
+const cutOff = 'a stuck subscriber that is cut off is reset: the kernel keeps none of its unsent bytes'
+t.test(cutOff, { skip: noProc }, async t => {
+  t.setTimeout(20_000)
+  const { app, logs } = await startApp(app => {
+    const channel = app.sse.channel('stuck', { history: 0, queueItems: 4 })
+    app.get('/sub', (_request, reply) => reply.sse(channel.subscribe()))
+    app.post('/flood', async () => {
+      // bounded: a paused client's socket and queue are full long before this many 64 KiB items
+      const item = { data: 'x'.repeat(64 * 1024) }
+      for (let i = 0; i < 2000 && channel.size > 0; i++) {
+        channel.publish(item)
+        await nextTurn()
+      }
+      return { subscribers: channel.size }
+    })
+  })
+  t.teardown(() => app.close())
+  const port = portOf(app)
+  const client = await stuckClient(netConnect(port, '127.0.0.1'), '/sub')
+  t.teardown(() => client.destroy())
+  const res = await request(`http://127.0.0.1:${port}/flood`, { method: 'POST' })
+  t.same(await res.body.json(), { subscribers: 0 }, 'the stuck subscriber was cut off')
+  await logs.waitFor(l => l.msg === 'SSE stream closed' && l.reason === 'too slow')
+  t.same(serverEnd(port, client.localPort as number), undefined,
+    'the server end is gone (reset), not left closing with its unsent bytes')
+})
+
+t.test('app.close() resets a stuck client: the kernel keeps none of its unsent bytes', { skip: noProc }, async t => {
+  t.setTimeout(20_000)
+  const stopped = deferred()
+  const { app } = await startApp(app => {
+    app.get('/flood', async function * () {
+      try {
+        for (let i = 0; i < 100_000; i++) yield { data: 'y'.repeat(32 * 1024) }
+      } finally {
+        stopped.resolve()
+      }
+    })
+  })
+  const port = portOf(app)
+  const client = await stuckClient(netConnect(port, '127.0.0.1'), '/flood')
+  t.teardown(() => client.destroy())
+  // the server end fills up: the stream is then waiting on the socket (no event says so: polled, bounded)
+  const unsent = (): number => serverEnd(port, client.localPort as number)?.sendQueue ?? 0
+  for (let i = 0; i < 200 && unsent() === 0; i++) await sleep(20)
+  t.ok(unsent() > 0, 'the server end has bytes the client does not take')
+  await app.close()
+  await stopped.promise
+  t.same(serverEnd(port, client.localPort as number), undefined, 'the server end is gone once app.close() resolved')
+})
+
+t.test('over TLS the reset reaches the TCP connection underneath', { skip: noProc }, async t => {
+  t.setTimeout(20_000)
+  const logs = new LogCapture()
+  const app = Fastify({ https: selfSignedCertificate(), logger: { level: 'debug', stream: logs } })
+  await app.register(ssePlugin)
+  app.get('/flood', async function * () {
+    for (let i = 0; i < 100_000; i++) yield { data: 'y'.repeat(32 * 1024) }
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = portOf(app)
+  const socket = tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false })
+  t.teardown(() => socket.destroy())
+  await once(socket, 'secureConnect')
+  await stuckClient(socket, '/flood')
+  const unsent = (): number => serverEnd(port, socket.localPort as number)?.sendQueue ?? 0
+  for (let i = 0; i < 200 && unsent() === 0; i++) await sleep(20)
+  t.ok(unsent() > 0, 'the server end has bytes the client does not take')
+  await app.close()
+  t.same(serverEnd(port, socket.localPort as number), undefined, 'the server end is gone once app.close() resolved')
+})
+
+t.test('on a Unix socket, where there is no reset, a stuck client is still closed', async t => {
+  t.setTimeout(20_000)
+  const dir = mkdtempSync(join(tmpdir(), 'sse-unix-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const path = join(dir, 'app.sock')
+  const stopped = deferred()
+  const app = Fastify()
+  await app.register(ssePlugin)
+  app.get('/flood', async function * () {
+    try {
+      for (let i = 0; i < 100_000; i++) yield { data: 'y'.repeat(32 * 1024) }
+    } finally {
+      stopped.resolve()
+    }
+  })
+  await app.listen({ path })
+  const client = await stuckClient(netConnect(path), '/flood')
+  t.teardown(() => client.destroy())
+  const t0 = Date.now()
+  await app.close()
+  await stopped.promise
+  t.ok(Date.now() - t0 < 2000, 'app.close() resolved promptly')
 })
