@@ -75,9 +75,11 @@ function startStream (
   reply.header('content-type', 'text/event-stream; charset=utf-8')
   if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-cache, no-transform')
   reply.header('x-accel-buffering', 'no')
-  // HTTP/2 forbids connection-specific headers (RFC 9113 §8.2.2); Node warns about them.
-  if (reply.request.raw.httpVersionMajor === 1) reply.header('connection', 'keep-alive')
-  else reply.removeHeader('connection')
+  const raw = reply.request.raw
+  // HTTP/2 forbids connection-specific headers (RFC 9113 §8.2.2); Node warns about them. On HTTP/1.0 a body
+  // with neither a length nor chunking ends when the connection does.
+  if (raw.httpVersionMajor !== 1) reply.removeHeader('connection')
+  else reply.header('connection', raw.httpVersionMinor === 0 ? 'close' : 'keep-alive')
 
   if (reply.request.method === 'HEAD') {
     // A HEAD response has no body: an endless source would be pulled forever into nothing.
