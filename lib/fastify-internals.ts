@@ -1,6 +1,5 @@
-import type { Http2ServerResponse } from 'node:http2'
+import type { Http2ServerResponse, ServerHttp2Session } from 'node:http2'
 import type { Socket } from 'node:net'
-import { TLSSocket } from 'node:tls'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 
 // Every place the plugin relies on Fastify's (or Node's) internals or on behaviour that differs between
@@ -98,26 +97,38 @@ export function onConnectionClose (request: FastifyRequest, listener: () => void
   return () => { set.delete(listener) }
 }
 
+/** Resets a TCP connection (SO_LINGER 0, then close); over TLS the TCP one underneath. Not TCP: nothing. */
+function resetTcp (socket: Socket): void {
+  try {
+    // Node's TLS socket keeps the TCP socket it wraps as `_parent` (internal, checked on Node 20.20)
+    ((socket as unknown as { _parent?: Socket | null })._parent ?? socket).resetAndDestroy()
+  } catch {
+    // a Unix socket: there is no reset, the caller closes it
+  }
+}
+
 /**
  * Closes the connection of a response whose client stopped reading, so that the kernel lets go of it too. A
  * plain close (`destroy()`) queues a FIN behind the unsent bytes, and the kernel keeps the orphaned socket with
  * up to its whole send buffer (4 MiB on a default Linux) for as long as the peer keeps the connection open. A
- * reset (`socket.resetAndDestroy()`, Node >= 16.17: SO_LINGER 0, then close) drops them at once. A TLS
- * socket's own handle is not TCP: the reset goes to the TCP socket under it, Node's internal `_parent`
- * (checked on Node 20.20). Where there is no TCP to reset (a Unix socket) the connection is simply closed. On
- * HTTP/2 only the stream is reset (RST_STREAM): its session's connection carries other streams.
+ * reset (`socket.resetAndDestroy()`, Node >= 16.17) drops them at once. Where there is no TCP to reset (a Unix
+ * socket) the connection is simply closed.
+ *
+ * On HTTP/2 the stream is reset (RST_STREAM), and the session's connection, which carries other streams, only
+ * when the server is `closing`: Node 20 ends the socket of a session closed gracefully and waits for the
+ * client's FIN, which a client that stopped reading never sends (its session waits for it to read the stream
+ * out), so the server's close would wait for good. The session's `socket` is a proxy that refuses `destroy()`
+ * but passes `resetAndDestroy()` and `_parent` through to the socket (Node 20.20).
  */
-export function resetConnection (reply: FastifyReply): void {
+export function resetConnection (reply: FastifyReply, closing: boolean): void {
   const request = reply.request.raw
-  if (request.httpVersionMajor !== 1) {
-    reply.raw.destroy()
+  if (request.httpVersionMajor === 1) {
+    resetTcp(request.socket)
+    request.socket.destroy()
     return
   }
-  const socket = request.socket
-  try {
-    (socket instanceof TLSSocket ? (socket as unknown as { _parent: Socket })._parent : socket).resetAndDestroy()
-  } catch {
-    // not TCP underneath: a close is all there is
-  }
-  socket.destroy()
+  // taken first: a destroyed stream no longer knows its session
+  const session = (reply.raw as unknown as Http2ServerResponse).stream.session as ServerHttp2Session
+  reply.raw.destroy()
+  if (closing) resetTcp(session.socket as Socket)
 }

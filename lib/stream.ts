@@ -281,7 +281,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   disconnect (): boolean {
     if (this.#closed || !this.#stuck()) return false
     this.#reason = 'too slow'
-    resetConnection(this.#reply)
+    resetConnection(this.#reply, false)
     return true
   }
 
@@ -301,16 +301,15 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
    * response has closed.
    */
   close (): Promise<void> {
-    const res = this.#reply.raw
     if (!this.#finished) this.#reason = 'server closing'
-    if (this.#stuck()) resetConnection(this.#reply)
+    if (this.#stuck()) resetConnection(this.#reply, true)
     else {
       if (!this.#finished) this.#finish('server closing')
       // a client can stop reading with less in flight than fills the socket: it does not hold the close
-      const grace = setTimeout(() => resetConnection(this.#reply), CLOSE_GRACE_MS).unref()
+      const grace = setTimeout(() => resetConnection(this.#reply, true), CLOSE_GRACE_MS).unref()
       void this.#responseClosed.then(() => clearTimeout(grace))
     }
-    closeHttp2Session(res)
+    closeHttp2Session(this.#reply.raw)
     return this.#responseClosed
   }
 

@@ -2,6 +2,7 @@ import t from 'tap'
 import Fastify from 'fastify'
 import { once } from 'node:events'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { connect as http2Connect, constants } from 'node:http2'
 import { connect as netConnect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -273,4 +274,67 @@ t.test('on a Unix socket, where there is no reset, a stuck client is still close
   await app.close()
   await stopped.promise
   t.ok(Date.now() - t0 < 2000, 'app.close() resolved promptly')
+})
+
+t.test('on HTTP/2 app.close() does not wait for a client that stopped reading: its connection is reset', async t => {
+  t.setTimeout(20_000)
+  const stopped = deferred()
+  const { app, url } = await startApp(app => {
+    app.get('/flood', async function * () {
+      try {
+        for (let i = 0; i < 100_000; i++) yield { data: 'y'.repeat(32 * 1024) }
+      } finally {
+        stopped.resolve()
+      }
+    })
+  }, {}, { http2: true } as never)
+  const session = http2Connect(url)
+  session.on('error', () => {})
+  t.teardown(() => session.destroy())
+  const stream = session.request({ ':path': '/flood', accept: 'text/event-stream' })
+  stream.on('error', () => {})
+  stream.pause() // the window fills, the server's writes wait: the stream is stuck
+  await once(stream, 'response')
+  const closed = once(stream, 'close')
+  const t0 = Date.now()
+  await app.close()
+  await stopped.promise
+  await closed
+  t.ok(Date.now() - t0 < 2000, 'app.close() resolved promptly')
+  t.not(stream.rstCode, constants.NGHTTP2_NO_ERROR, `the stream was reset (code ${String(stream.rstCode)})`)
+})
+
+t.test('on HTTP/2 a stuck subscriber cut off is reset alone: its session goes on serving', async t => {
+  t.setTimeout(20_000)
+  const { app, url } = await startApp(app => {
+    const channel = app.sse.channel('stuck-h2', { history: 0, queueItems: 4 })
+    app.get('/sub', (_request, reply) => reply.sse(channel.subscribe()))
+    app.post('/flood', async () => {
+      const item = { data: 'x'.repeat(64 * 1024) }
+      for (let i = 0; i < 2000 && channel.size > 0; i++) {
+        channel.publish(item)
+        await nextTurn()
+      }
+      return { subscribers: channel.size }
+    })
+  }, {}, { http2: true } as never)
+  t.teardown(() => app.close())
+  const session = http2Connect(url)
+  session.on('error', () => {})
+  t.teardown(() => session.close())
+  const stuck = session.request({ ':path': '/sub', accept: 'text/event-stream' })
+  stuck.on('error', () => {})
+  stuck.pause()
+  await once(stuck, 'response')
+  const closed = once(stuck, 'close')
+  const flood = session.request({ ':path': '/flood', ':method': 'POST' })
+  flood.setEncoding('utf8')
+  let body = ''
+  flood.on('data', (chunk: string) => { body += chunk })
+  await once(flood, 'end')
+  t.same(JSON.parse(body), { subscribers: 0 }, 'the stuck subscriber was cut off')
+  stuck.resume() // a paused stream reports its end only once what it holds is read
+  await closed
+  t.pass('its stream was closed')
+  t.notOk(session.destroyed, 'the session is still open')
 })
