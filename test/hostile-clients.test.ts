@@ -1,5 +1,5 @@
 import t from 'tap'
-import Fastify from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import { once } from 'node:events'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { connect as http2Connect, constants } from 'node:http2'
@@ -180,22 +180,25 @@ async function stuckClient (socket: Socket, path: string): Promise<Socket> {
   return socket
 }
 
+/** GET /sub subscribes to a channel with a short queue; POST /flood publishes until no subscriber is left. */
+function floodRoutes (app: FastifyInstance): void {
+  const channel = app.sse.channel('stuck', { history: 0, queueItems: 4 })
+  app.get('/sub', (_request, reply) => reply.sse(channel.subscribe()))
+  app.post('/flood', async () => {
+    // bounded: a paused client's socket and queue are full long before this many 64 KiB items
+    const item = { data: 'x'.repeat(64 * 1024) }
+    for (let i = 0; i < 2000 && channel.size > 0; i++) {
+      channel.publish(item)
+      await nextTurn()
+    }
+    return { subscribers: channel.size }
+  })
+}
+
 const cutOff = 'a stuck subscriber that is cut off is reset: the kernel keeps none of its unsent bytes'
 t.test(cutOff, { skip: noProc }, async t => {
   t.setTimeout(20_000)
-  const { app, logs } = await startApp(app => {
-    const channel = app.sse.channel('stuck', { history: 0, queueItems: 4 })
-    app.get('/sub', (_request, reply) => reply.sse(channel.subscribe()))
-    app.post('/flood', async () => {
-      // bounded: a paused client's socket and queue are full long before this many 64 KiB items
-      const item = { data: 'x'.repeat(64 * 1024) }
-      for (let i = 0; i < 2000 && channel.size > 0; i++) {
-        channel.publish(item)
-        await nextTurn()
-      }
-      return { subscribers: channel.size }
-    })
-  })
+  const { app, logs } = await startApp(floodRoutes)
   t.teardown(() => app.close())
   const port = portOf(app)
   const client = await stuckClient(netConnect(port, '127.0.0.1'), '/sub')
@@ -306,18 +309,7 @@ t.test('on HTTP/2 app.close() does not wait for a client that stopped reading: i
 
 t.test('on HTTP/2 a stuck subscriber cut off is reset alone: its session goes on serving', async t => {
   t.setTimeout(20_000)
-  const { app, url } = await startApp(app => {
-    const channel = app.sse.channel('stuck-h2', { history: 0, queueItems: 4 })
-    app.get('/sub', (_request, reply) => reply.sse(channel.subscribe()))
-    app.post('/flood', async () => {
-      const item = { data: 'x'.repeat(64 * 1024) }
-      for (let i = 0; i < 2000 && channel.size > 0; i++) {
-        channel.publish(item)
-        await nextTurn()
-      }
-      return { subscribers: channel.size }
-    })
-  }, {}, { http2: true } as never)
+  const { app, url } = await startApp(floodRoutes, {}, { http2: true } as never)
   t.teardown(() => app.close())
   const session = http2Connect(url)
   session.on('error', () => {})
