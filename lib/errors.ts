@@ -13,6 +13,7 @@ export type SseInputErrorCode =
   | 'FST_SSE_INVALID_SOURCE'
   | 'FST_SSE_NOT_A_STREAM'
   | 'FST_SSE_ALREADY_SENT'
+  | 'FST_SSE_NOT_ACCEPTABLE'
 
 /** Codes of runtime conditions (`SseRuntimeError` and its subclasses). */
 export type SseRuntimeErrorCode =
@@ -117,6 +118,12 @@ export function notAStream (route: string, got: string): SseError {
 /** `reply.sse()` on a reply already sent or streaming: logged as a warning, as Fastify does for a second send(). */
 export function alreadySent (route: string): SseError {
   return new SseError('FST_SSE_ALREADY_SENT', 'reply', `reply.sse() on ${route}: the reply was already sent`)
+}
+
+/** A request to an SSE route whose `Accept` header rules out `text/event-stream`: answered with a 406. */
+export function notAcceptable (route: string): SseError {
+  return new SseError('FST_SSE_NOT_ACCEPTABLE', 'accept',
+    `${route} answers with text/event-stream only, which the request's Accept header rules out`)
 }
 
 /** A publish on a channel that was closed (by `channel.close()` or with the app). */

@@ -1,4 +1,5 @@
-import type { Http2ServerResponse } from 'node:http2'
+import type { Http2ServerResponse, ServerHttp2Session } from 'node:http2'
+import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 
 // Every place the plugin relies on Fastify's (or Node's) internals or on behaviour that differs between
@@ -61,4 +62,73 @@ export function sendPipedBody (reply: FastifyReply, body: PipedBody): FastifyRep
 export function closeHttp2Session (res: FastifyReply['raw']): void {
   const session = (res as { stream?: Http2ServerResponse['stream'] }).stream?.session
   if (session !== undefined && !session.closed) session.close()
+}
+
+const connectionListeners = new WeakMap<Socket, Set<() => void>>()
+
+function noop (): void {}
+
+/**
+ * Calls `listener` once when the HTTP/1 connection a request came on closes (on the next tick if it already
+ * has); returns the function that stops listening. Node (checked on 20.20) emits `close` only on the response
+ * that is using the connection: responses to requests pipelined behind it wait in the server's queue without a
+ * socket and never learn that their client left (nodejs/node#62534 closes them in later releases). An endless
+ * stream waiting there would hold its source and its `maxConnections` slot for good. One `close` listener per
+ * connection serves every stream waiting on it: one per stream would trip MaxListenersExceeded.
+ */
+export function onConnectionClose (request: FastifyRequest, listener: () => void): () => void {
+  const socket = request.raw.socket
+  if (socket.destroyed) {
+    process.nextTick(listener)
+    return noop
+  }
+  let listeners = connectionListeners.get(socket)
+  if (listeners === undefined) {
+    const created = new Set<() => void>()
+    listeners = created
+    connectionListeners.set(socket, created)
+    socket.once('close', () => {
+      connectionListeners.delete(socket)
+      for (const waiting of created) waiting()
+    })
+  }
+  const set = listeners
+  set.add(listener)
+  return () => { set.delete(listener) }
+}
+
+/** Resets a TCP connection (SO_LINGER 0, then close); over TLS the TCP one underneath. Not TCP: nothing. */
+function resetTcp (socket: Socket): void {
+  try {
+    // Node's TLS socket keeps the TCP socket it wraps as `_parent` (internal, checked on Node 20.20)
+    ((socket as unknown as { _parent?: Socket | null })._parent ?? socket).resetAndDestroy()
+  } catch {
+    // a Unix socket: there is no reset, the caller closes it
+  }
+}
+
+/**
+ * Closes the connection of a response whose client stopped reading, so that the kernel lets go of it too. A
+ * plain close (`destroy()`) queues a FIN behind the unsent bytes, and the kernel keeps the orphaned socket with
+ * up to its whole send buffer (4 MiB on a default Linux) for as long as the peer keeps the connection open. A
+ * reset (`socket.resetAndDestroy()`, Node >= 16.17) drops them at once. Where there is no TCP to reset (a Unix
+ * socket) the connection is simply closed.
+ *
+ * On HTTP/2 the stream is reset (RST_STREAM), and the session's connection, which carries other streams, only
+ * when the server is `closing`: Node 20 ends the socket of a session closed gracefully and waits for the
+ * client's FIN, which a client that stopped reading never sends (its session waits for it to read the stream
+ * out), so the server's close would wait for good. The session's `socket` is a proxy that refuses `destroy()`
+ * but passes `resetAndDestroy()` and `_parent` through to the socket (Node 20.20).
+ */
+export function resetConnection (reply: FastifyReply, closing: boolean): void {
+  const request = reply.request.raw
+  if (request.httpVersionMajor === 1) {
+    resetTcp(request.socket)
+    request.socket.destroy()
+    return
+  }
+  // taken first: a destroyed stream no longer knows its session
+  const session = (reply.raw as unknown as Http2ServerResponse).stream.session as ServerHttp2Session
+  reply.raw.destroy()
+  if (closing) resetTcp(session.socket as Socket)
 }

@@ -1,5 +1,5 @@
 import type { FastifyReply } from 'fastify'
-import { alreadySent, invalidSource } from './errors.js'
+import { alreadySent, invalidSource, notAcceptable, routeName } from './errors.js'
 import { clearHandlerTimeout, sendPipedBody } from './fastify-internals.js'
 import { resolveOptions, type Limits, type ResolvedOptions } from './options.js'
 import { dropSource, EventStream, isSource } from './stream.js'
@@ -35,6 +35,38 @@ function refuseStream (
     .send({ statusCode: 503, error: 'Service Unavailable', message: `No event stream now (${why}); retry later` })
 }
 
+/**
+ * Whether a request's `Accept` header lets it take `text/event-stream` (RFC 9110 §12.5.1): no header, or the most
+ * specific range that covers it (`text/event-stream`, then `text/*`, then `*\/*`) has a q above 0.
+ */
+export function acceptsEventStream (accept: string | undefined): boolean {
+  if (accept === undefined || accept.trim() === '') return true
+  let specificity = -1
+  let q = 0
+  for (const range of accept.split(',')) {
+    const params = range.split(';')
+    const type = (params[0] as string).trim().toLowerCase()
+    const level = type === 'text/event-stream' ? 2 : type === 'text/*' ? 1 : type === '*/*' ? 0 : -1
+    if (level < 0 || level < specificity) continue
+    const weight = qOf(params)
+    q = level > specificity ? weight : Math.max(q, weight)
+    specificity = level
+  }
+  return q > 0
+}
+
+/** A range's `q`: 1 when absent, and when unreadable (a typo does not refuse the stream). */
+function qOf (params: string[]): number {
+  for (let i = 1; i < params.length; i++) {
+    const [name, value] = (params[i] as string).split('=')
+    if ((name as string).trim().toLowerCase() === 'q') {
+      const q = Number(value)
+      return Number.isNaN(q) ? 1 : q
+    }
+  }
+  return 1
+}
+
 /** The `reply.sse` decorator of a plugin instance. */
 export function sseDecorator (host: StreamHost) {
   return function sse (this: FastifyReply, source: unknown, streamOptions?: SseStreamOptions): FastifyReply {
@@ -44,6 +76,10 @@ export function sseDecorator (host: StreamHost) {
     } catch (err) {
       dropSource(this, source)
       throw err
+    }
+    if (!acceptsEventStream(this.request.headers.accept)) {
+      dropSource(this, source)
+      return this.code(406).send(notAcceptable(routeName(this.request)))
     }
     const { maxConnections, retryAfter } = host.limits
     // a request that reached its handler while app.close() ran: its stream would be left open
@@ -75,9 +111,11 @@ function startStream (
   reply.header('content-type', 'text/event-stream; charset=utf-8')
   if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-cache, no-transform')
   reply.header('x-accel-buffering', 'no')
-  // HTTP/2 forbids connection-specific headers (RFC 9113 §8.2.2); Node warns about them.
-  if (reply.request.raw.httpVersionMajor === 1) reply.header('connection', 'keep-alive')
-  else reply.removeHeader('connection')
+  const raw = reply.request.raw
+  // HTTP/2 forbids connection-specific headers (RFC 9113 §8.2.2); Node warns about them. On HTTP/1.0 a body
+  // with neither a length nor chunking ends when the connection does.
+  if (raw.httpVersionMajor !== 1) reply.removeHeader('connection')
+  else reply.header('connection', raw.httpVersionMinor === 0 ? 'close' : 'keep-alive')
 
   if (reply.request.method === 'HEAD') {
     // A HEAD response has no body: an endless source would be pulled forever into nothing.

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import type { FastifyReply } from 'fastify'
 import { HEARTBEAT_FRAME, encodeItem, frameOf, retryFrame, type Frame } from './encode.js'
-import { closeHttp2Session, type PipedBody } from './fastify-internals.js'
+import { closeHttp2Session, onConnectionClose, resetConnection, type PipedBody } from './fastify-internals.js'
 import { streamController } from './signal.js'
 import type { SseItem, SseSerializer, SseSource } from './types.js'
 
@@ -54,7 +54,7 @@ function attach (source: object, stream: StreamLink): void {
   if (typeof method === 'function') method.call(source, stream)
 }
 
-/** How long `close()` lets a response that is still flushing end cleanly before it destroys it. */
+/** How long `close()` lets a response that is still flushing end cleanly before it resets the connection. */
 const CLOSE_GRACE_MS = 1000
 
 /**
@@ -106,6 +106,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   readonly #registry: Set<EventStream>
   readonly #startedAt = Date.now()
   readonly #responseClosed: Promise<void>
+  #unwatch: (() => void) | undefined
   #dest: Destination | undefined
   #endDest = true
   #timer: NodeJS.Timeout | undefined
@@ -134,10 +135,16 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
       : fromSync(source)[Symbol.asyncIterator]()
     attach(source, this)
     registry.add(this)
-    this.#responseClosed = new Promise(resolve => reply.raw.once('close', () => {
-      resolve()
+    let responseClosed!: () => void
+    this.#responseClosed = new Promise(resolve => { responseClosed = resolve })
+    const onClose = (): void => {
+      responseClosed()
       this.destroy()
-    }))
+    }
+    reply.raw.once('close', onClose)
+    // Queued behind another response on a pipelining connection: no socket yet, and no 'close' if the client
+    // leaves before it gets one. The connection's own close tells.
+    if (reply.raw.socket === null) this.#unwatch = onConnectionClose(reply.request, onClose)
     if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
     if (this.#heartbeat !== false) this.#timer = setTimeout(this.#onIdle, this.#heartbeat).unref()
   }
@@ -267,13 +274,14 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
 
   /**
    * The source gave up on a client that reads too slowly (`StreamLink`). A stream whose socket still takes more
-   * reads the source's end by itself, after what is in flight; one whose socket is full is closed now, so a
-   * stuck client holds nothing on the server (it resumes with Last-Event-ID when it comes back).
+   * reads the source's end by itself, after what is in flight; one whose socket is full is reset now, so a
+   * stuck client holds nothing on the server, in the kernel neither (it resumes with Last-Event-ID when it
+   * comes back).
    */
   disconnect (): boolean {
     if (this.#closed || !this.#stuck()) return false
     this.#reason = 'too slow'
-    this.#reply.raw.destroy()
+    resetConnection(this.#reply, false)
     return true
   }
 
@@ -289,20 +297,19 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
 
   /**
    * Ends the stream because the server is closing: the source is stopped and the body ended cleanly, or
-   * the response destroyed when the client is not reading (its socket is full). Resolves once the
+   * the connection reset when the client is not reading (its socket is full). Resolves once the
    * response has closed.
    */
   close (): Promise<void> {
-    const res = this.#reply.raw
     if (!this.#finished) this.#reason = 'server closing'
-    if (this.#stuck()) res.destroy()
+    if (this.#stuck()) resetConnection(this.#reply, true)
     else {
       if (!this.#finished) this.#finish('server closing')
       // a client can stop reading with less in flight than fills the socket: it does not hold the close
-      const grace = setTimeout(() => res.destroy(), CLOSE_GRACE_MS).unref()
+      const grace = setTimeout(() => resetConnection(this.#reply, true), CLOSE_GRACE_MS).unref()
       void this.#responseClosed.then(() => clearTimeout(grace))
     }
-    closeHttp2Session(res)
+    closeHttp2Session(this.#reply.raw)
     return this.#responseClosed
   }
 
@@ -312,6 +319,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     this.#closed = true
     clearTimeout(this.#timer)
     this.#registry.delete(this)
+    this.#unwatch?.()
     if (!this.#finished) {
       this.#finished = true
       this.#stopSource()
