@@ -1,4 +1,4 @@
-import { invalidItem } from './errors.js'
+import { invalidItem, shown } from './errors.js'
 import type { SseItem, SseSerializer } from './types.js'
 
 // The only module that knows the wire format. A frame is built whole, as one string, before anything is
@@ -34,7 +34,8 @@ function serializeData (data: unknown, serialize: SseSerializer): string {
   try {
     text = serialize(data)
   } catch (err) {
-    throw invalidItem('data', `could not be serialized: ${(err as Error).message}`, err)
+    // the cause carries the serializer's reason; loggers print it after this message (pino: "…: <cause>")
+    throw invalidItem('data', 'could not be serialized', err)
   }
   if (typeof text !== 'string') throw invalidItem('data', `could not be serialized (the serializer returned ${describe(text)})`)
   return text
@@ -116,11 +117,14 @@ function bodyLines (event: unknown, retry: unknown, data: unknown, serialize: Ss
   let lines = ''
   if (event !== undefined) lines += singleLine('event', event)
   if (retry !== undefined) {
-    if (!isRetry(retry)) throw invalidItem('retry', `must be a non-negative integer (milliseconds), got ${String(retry)}`)
+    if (!isRetry(retry)) throw invalidItem('retry', `must be a non-negative integer (milliseconds), got ${shown(retry)}`)
     lines += 'retry: ' + retry + '\n'
   }
   if (data !== undefined) {
     lines += prefixLines('data: ', typeof data === 'string' ? data : serializeData(data, serialize))
+  } else if (event !== undefined) {
+    // clients dispatch no event without a data line (WHATWG: an empty data buffer): this one arrives with data ''
+    lines += 'data:\n'
   }
   return lines
 }

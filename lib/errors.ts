@@ -12,6 +12,7 @@ export type SseInputErrorCode =
   | 'FST_SSE_INVALID_SCHEMA'
   | 'FST_SSE_INVALID_SOURCE'
   | 'FST_SSE_NOT_A_STREAM'
+  | 'FST_SSE_UNSEEN_ROUTE'
   | 'FST_SSE_ALREADY_SENT'
   | 'FST_SSE_NOT_ACCEPTABLE'
 
@@ -115,6 +116,16 @@ export function notAStream (route: string, got: string): SseError {
   return new SseError('FST_SSE_NOT_A_STREAM', route, `route ${route} has an sseSchema() response but its handler neither yields nor calls reply.sse(): it returned ${got}`)
 }
 
+/** A handler passed an iterator to `reply.send()`, which Fastify would serialize as `{}`. */
+export function sentIterator (route: string): SseError {
+  return new SseError('FST_SSE_NOT_A_STREAM', route, `route ${route} sent an iterator with reply.send(), which would answer {}: stream it with reply.sse()`)
+}
+
+/** A route the plugin never saw (declared before it was registered) returned a stream of items. */
+export function unseenRoute (route: string): SseError {
+  return new SseError('FST_SSE_UNSEEN_ROUTE', route, `route ${route} returned a stream of items, but fastify-typed-sse was not registered when the route was declared: await app.register(ssePlugin) first, then declare the route`)
+}
+
 /** `reply.sse()` on a reply already sent or streaming: logged as a warning, as Fastify does for a second send(). */
 export function alreadySent (route: string): SseError {
   return new SseError('FST_SSE_ALREADY_SENT', 'reply', `reply.sse() on ${route}: the reply was already sent`)
@@ -134,4 +145,15 @@ export function channelClosed (name: string): SseRuntimeError {
 /** A publish the channel's shared store (Redis) did not take: unreachable, too slow to answer, or an error. */
 export function channelUnavailable (name: string, problem: string, cause?: unknown): SseRuntimeError {
   return new SseRuntimeError('FST_SSE_CHANNEL_UNAVAILABLE', `SSE channel "${name}": ${problem}`, causeOf(cause))
+}
+
+/** A value as a message shows it: a string quoted and called one (`"1000" (string)`), so it is not read as a number. */
+export function shown (value: unknown): string {
+  if (typeof value === 'string') return `${JSON.stringify(value)} (string)`
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  if (typeof value === 'object') return 'an object'
+  if (typeof value === 'function') return 'a function'
+  if (typeof value === 'bigint') return `${value}n (bigint)`
+  return String(value)
 }

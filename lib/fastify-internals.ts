@@ -24,6 +24,37 @@ export function replaceRequestSignal (request: FastifyRequest, signal: AbortSign
   Object.defineProperty(request, 'signal', { value: signal, configurable: true, enumerable: true })
 }
 
+// Fastify keeps `request.signal`'s controller (made on the first read, or when the request starts on a route
+// with `handlerTimeout`) and the request 'close' listener that aborts it under symbols it does not export:
+// found by their descriptions (`fastify.request.signal`, `fastify.request.onAbort`, 5.7–5.12).
+let kSignal: symbol | undefined
+let kOnAbort: symbol | undefined
+
+function findSignalSymbols (request: object): void {
+  for (const symbol of Object.getOwnPropertySymbols(request)) {
+    if (symbol.description === 'fastify.request.signal') kSignal = symbol
+    else if (symbol.description === 'fastify.request.onAbort') kOnAbort = symbol
+  }
+}
+
+/**
+ * The controller behind a Fastify `request.signal` that exists already (it was read in a hook or the handler,
+ * or `handlerTimeout` made it), detached from the request's 'close' event, which fires once a request body
+ * has been read (fastify#6725); undefined when there is none. Whoever takes it decides when it aborts.
+ */
+export function takeRequestSignal (request: FastifyRequest): AbortController | undefined {
+  if (kSignal === undefined || kOnAbort === undefined) findSignalSymbols(request)
+  const slots = request as unknown as Record<symbol, unknown>
+  const controller = kSignal === undefined ? undefined : slots[kSignal]
+  if (!(controller instanceof AbortController)) return undefined
+  const onAbort = kOnAbort === undefined ? undefined : slots[kOnAbort]
+  if (typeof onAbort === 'function') {
+    request.raw.removeListener('close', onAbort as () => void)
+    slots[kOnAbort as symbol] = null
+  }
+  return controller
+}
+
 /**
  * Clears Fastify's `handlerTimeout` timer (server and route option, Fastify >= 5.8). It bounds how long a handler
  * takes to answer; an open stream has answered, and would otherwise be destroyed when the timer fires. Fastify
@@ -42,7 +73,9 @@ export function clearHandlerTimeout (request: FastifyRequest): void {
  * `reply.js`): after every onSend hook it copies the headers onto the response with `setHeader`, calls
  * `body.pipe(res)` (`pipe(res, { end: false })` when trailers are set, then ends the response itself), watches
  * the body's `end`/`close` and the response's `finish`/`close` with `finished()`, and calls `body.destroy()` when
- * the response closes before the body ended. `EventStream` implements exactly that much of a Readable.
+ * the response closes before the body ended. A body that emits `error` before the headers were sent gets the
+ * route's error handling (onError hooks, the error handler, the error's status), as a missing file does.
+ * `EventStream` implements exactly that much of a Readable.
  */
 export interface PipedBody {
   pipe: (dest: never, options?: { end?: boolean }) => unknown

@@ -6,12 +6,12 @@ import type {
 } from 'fastify'
 import { ChannelRegistry, type SseChannels } from './channel/index.js'
 import type { FastifyReplyType, ResolveFastifyReplyType } from './fastify-internals.js'
-import { DEFAULTS, resolveLimits, resolveOptions } from './options.js'
+import { resolvePluginOptions } from './options.js'
 import { sseDecorator, type StreamHost } from './reply.js'
-import { wrapStreamingRoute } from './route.js'
+import { refuseSerializedStream, routeHook } from './route.js'
 import type { EventStream } from './stream.js'
 import type { SseItemOfReply } from './typed/schema.js'
-import type { SsePluginOptions, SseSource, SseStreamOptions } from './types.js'
+import type { SseItem, SsePluginOptions, SseSource, SseStreamOptions } from './types.js'
 
 // The plugin: options, the `reply.sse` and `app.sse` decorators, the hook that makes streaming handlers stream,
 // and the hooks that end every stream and channel on close. The work is in the modules it wires together.
@@ -23,6 +23,11 @@ import type { SsePluginOptions, SseSource, SseStreamOptions } from './types.js'
 export type SseSourceFor<ReplyType, T> = [SseItemOfReply<ReplyType>] extends [never]
   ? SseSource<T>
   : AsyncIterable<SseItemOfReply<ReplyType>> | Iterable<SseItemOfReply<ReplyType>>
+
+/** The items of such a source: what `onError` given to `reply.sse()` may return. */
+export type SseItemFor<ReplyType, T> = [SseItemOfReply<ReplyType>] extends [never]
+  ? SseItem<T>
+  : SseItemOfReply<ReplyType>
 
 declare module 'fastify' {
   // The type parameters must be FastifyReply's own (declarations merge); only ReplyType is used.
@@ -39,10 +44,20 @@ declare module 'fastify' {
   > {
     /* eslint-enable @typescript-eslint/no-unused-vars */
     /**
-     * Streams `source` as Server-Sent Events: headers at once, one frame per item, pulled only when the
-     * socket takes more, stopped (`return()`) when the client leaves or the server closes. Returns the reply.
+     * Streams `source` as Server-Sent Events: headers with the first item (or after `headersDelay`), one frame
+     * per item, pulled only when the socket takes more, stopped (`return()`) when the client leaves or the
+     * server closes. Returns the reply.
      */
-    sse<T = unknown>(source: SseSourceFor<ReplyType, T>, options?: SseStreamOptions): FastifyReply
+    sse<T = unknown>(
+      source: SseSourceFor<ReplyType, T>, options?: SseStreamOptions<SseItemFor<ReplyType, T>>
+    ): FastifyReply
+  }
+  interface FastifyContextConfig {
+    /**
+     * Options of every stream of this route (an `async function*` handler's, or `reply.sse()`'s), over the
+     * plugin's; a `reply.sse()` call's own options win over them. Checked when the route is declared.
+     */
+    sse?: SseStreamOptions
   }
   interface FastifyInstance {
     /** Broadcast channels: `app.sse.channel<T>(name, { history })`, closed with the app. */
@@ -51,9 +66,10 @@ declare module 'fastify' {
 }
 
 async function ssePluginCallback (fastify: FastifyInstance, options: SsePluginOptions): Promise<void> {
+  const { defaults, limits } = resolvePluginOptions(options)
   const host: StreamHost = {
-    defaults: resolveOptions(options, DEFAULTS),
-    limits: resolveLimits(options),
+    defaults,
+    limits,
     open: new Set<EventStream>(),
     closing: false
   }
@@ -61,7 +77,8 @@ async function ssePluginCallback (fastify: FastifyInstance, options: SsePluginOp
 
   fastify.decorate('sse', channels)
   fastify.decorateReply('sse', sseDecorator(host))
-  fastify.addHook('onRoute', wrapStreamingRoute)
+  fastify.addHook('onRoute', routeHook(defaults))
+  fastify.addHook('preSerialization', refuseSerializedStream)
 
   fastify.addHook('preClose', async () => {
     host.closing = true
@@ -95,4 +112,4 @@ export type {
 } from './channel/index.js'
 export type { ChannelBackendFactory, ResetReason } from './channel/backend.js'
 export { parseEventStream, type ParseOptions } from './client/parse.js'
-export type { SseItem, SsePluginOptions, SseSerializer, SseSource, SseStreamOptions } from './types.js'
+export type { SseErrorMapper, SseItem, SsePluginOptions, SseSerializer, SseSource, SseStreamOptions } from './types.js'

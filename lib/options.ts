@@ -1,7 +1,7 @@
 import { isRetry } from './encode.js'
-import { invalidOption } from './errors.js'
+import { invalidOption, shown } from './errors.js'
 import type { ResolvedStreamOptions } from './stream.js'
-import type { SsePluginOptions, SseStreamOptions } from './types.js'
+import type { SseErrorMapper, SsePluginOptions, SseStreamOptions } from './types.js'
 
 // The plugin's and each stream's options, checked once when they are given: a bad one is refused by name
 // at registration (or at `reply.sse()`), never discovered later on a live stream.
@@ -14,23 +14,69 @@ export interface ResolvedOptions extends ResolvedStreamOptions {
 }
 
 export const DEFAULTS: ResolvedOptions = {
-  heartbeat: 15_000, retry: undefined, serialize: JSON.stringify, validate: false
+  heartbeat: 15_000, retry: undefined, serialize: JSON.stringify, validate: false, headersDelay: 100, onError: undefined
+}
+
+const STREAM_OPTIONS: readonly string[] = ['heartbeat', 'retry', 'serialize', 'validate', 'headersDelay', 'onError']
+const PLUGIN_OPTIONS: readonly string[] = [...STREAM_OPTIONS, 'maxConnections', 'retryAfter']
+// What Fastify passes a plugin along with its own options (`app.register(plugin, { prefix })`).
+const REGISTER_OPTIONS: readonly string[] = ['prefix', 'logLevel', 'logSerializers']
+
+const PLUGIN = 'the plugin'
+
+/** A misspelt option would otherwise be ignored without a word. */
+function refuseUnknown (options: object, known: readonly string[], where: string): void {
+  for (const name of Object.keys(options)) {
+    if (!known.includes(name) && !(known === PLUGIN_OPTIONS && REGISTER_OPTIONS.includes(name))) {
+      throw invalidOption(name, `is not an option of ${where} (its options: ${known.join(', ')})`)
+    }
+  }
 }
 
 /** `options` checked, with `base` filling what they leave out. */
-export function resolveOptions (options: SseStreamOptions, base: ResolvedOptions): ResolvedOptions {
+export function resolveOptions (options: SseStreamOptions, base: ResolvedOptions, where = 'reply.sse()'): ResolvedOptions {
+  if (where !== PLUGIN) refuseUnknown(options, STREAM_OPTIONS, where)
   const {
-    heartbeat = base.heartbeat, retry = base.retry, serialize = base.serialize, validate = base.validate
+    heartbeat = base.heartbeat, retry = base.retry, serialize = base.serialize, validate = base.validate,
+    headersDelay = base.headersDelay, onError = base.onError
   } = options
   if (heartbeat !== false && !(Number.isSafeInteger(heartbeat) && heartbeat > 0 && heartbeat <= MAX_TIMER)) {
-    throw invalidOption('heartbeat', `must be a positive whole number of milliseconds or false, got ${String(heartbeat)}`)
+    throw invalidOption('heartbeat', `must be a positive whole number of milliseconds or false, got ${shown(heartbeat)}`)
   }
   if (retry !== undefined && !isRetry(retry)) {
-    throw invalidOption('retry', `must be a non-negative whole number of milliseconds, got ${String(retry)}`)
+    throw invalidOption('retry', `must be a non-negative whole number of milliseconds, got ${shown(retry)}`)
   }
-  if (typeof serialize !== 'function') throw invalidOption('serialize', `must be a function, got ${typeof serialize}`)
-  if (typeof validate !== 'boolean') throw invalidOption('validate', `must be a boolean, got ${typeof validate}`)
-  return { heartbeat, retry, serialize, validate }
+  if (typeof serialize !== 'function') throw invalidOption('serialize', `must be a function, got ${shown(serialize)}`)
+  if (typeof validate !== 'boolean') throw invalidOption('validate', `must be a boolean, got ${shown(validate)}`)
+  if (!(Number.isSafeInteger(headersDelay) && headersDelay >= 0 && headersDelay <= MAX_TIMER)) {
+    throw invalidOption('headersDelay', `must be a whole number of milliseconds >= 0, got ${shown(headersDelay)}`)
+  }
+  if (onError !== undefined && typeof onError !== 'function') {
+    throw invalidOption('onError', `must be a function (error, request) => item, got ${shown(onError)}`)
+  }
+  return { heartbeat, retry, serialize, validate, headersDelay, onError: onError as SseErrorMapper | undefined }
+}
+
+/** Each route's `config.sse`, resolved when the route is declared (Fastify copies the config, not this object). */
+const routeOptions = new WeakMap<SseStreamOptions, ResolvedOptions>()
+
+/** Checks a route's `config.sse` stream options, naming the route; they apply to every stream of the route. */
+export function resolveRouteOptions (
+  config: { sse?: SseStreamOptions } | undefined, defaults: ResolvedOptions, route: string
+): void {
+  const own = config?.sse
+  if (own !== undefined) routeOptions.set(own, resolveOptions(own, defaults, `route ${route} (config.sse)`))
+}
+
+/** The stream options of a route with a `config.sse`, else undefined (the plugin's apply). */
+export function routeStreamOptions (config: { sse?: SseStreamOptions }): ResolvedOptions | undefined {
+  return config.sse === undefined ? undefined : routeOptions.get(config.sse)
+}
+
+/** The plugin's own options, checked: the stream defaults, and the limits. */
+export function resolvePluginOptions (options: SsePluginOptions): { defaults: ResolvedOptions, limits: Limits } {
+  refuseUnknown(options, PLUGIN_OPTIONS, PLUGIN)
+  return { defaults: resolveOptions(options, DEFAULTS, PLUGIN), limits: resolveLimits(options) }
 }
 
 /** The plugin-wide stream limit and the `Retry-After` of the 503 answers beyond it. */
@@ -39,13 +85,14 @@ export interface Limits {
   retryAfter: number
 }
 
-export function resolveLimits (options: SsePluginOptions): Limits {
+function resolveLimits (options: SsePluginOptions): Limits {
   const { maxConnections = Infinity, retryAfter = 5 } = options
-  if (maxConnections !== Infinity && !(Number.isSafeInteger(maxConnections) && maxConnections >= 0)) {
-    throw invalidOption('maxConnections', `must be a whole number of streams >= 0, got ${String(maxConnections)}`)
+  // 0 would refuse every stream: a limit that turns the plugin off is a mistake, not a setting
+  if (maxConnections !== Infinity && !(Number.isSafeInteger(maxConnections) && maxConnections >= 1)) {
+    throw invalidOption('maxConnections', `must be a whole number of streams >= 1 (or Infinity), got ${shown(maxConnections)}`)
   }
   if (!(Number.isSafeInteger(retryAfter) && retryAfter >= 0)) {
-    throw invalidOption('retryAfter', `must be a whole number of seconds >= 0, got ${String(retryAfter)}`)
+    throw invalidOption('retryAfter', `must be a whole number of seconds >= 0, got ${shown(retryAfter)}`)
   }
   return { maxConnections, retryAfter }
 }

@@ -1,8 +1,8 @@
 import type { FastifyReply } from 'fastify'
 import { alreadySent, invalidSource, notAcceptable, routeName } from './errors.js'
 import { clearHandlerTimeout, sendPipedBody } from './fastify-internals.js'
-import { resolveOptions, type Limits, type ResolvedOptions } from './options.js'
-import { dropSource, EventStream, isSource } from './stream.js'
+import { resolveOptions, routeStreamOptions, type Limits, type ResolvedOptions } from './options.js'
+import { dropSource, EventStream, isSource, STREAM_HEADERS } from './stream.js'
 import { typedItemHook } from './typed/items.js'
 import type { SseStreamOptions } from './types.js'
 
@@ -22,7 +22,13 @@ export interface StreamHost {
 const streaming = new WeakSet<FastifyReply>()
 
 function describe (value: unknown): string {
+  if (typeof (value as PromiseLike<unknown> | null)?.then === 'function') return 'a Promise (did you forget `await`?)'
   return value === null ? 'null' : typeof value
+}
+
+/** Whether `reply.sse()` started a stream on this reply. */
+export function isStreaming (reply: FastifyReply): boolean {
+  return streaming.has(reply)
 }
 
 /** No stream now (too many open, or the server is closing): 503 with Retry-After, and the source stopped. */
@@ -72,7 +78,8 @@ export function sseDecorator (host: StreamHost) {
   return function sse (this: FastifyReply, source: unknown, streamOptions?: SseStreamOptions): FastifyReply {
     let options: ResolvedOptions
     try {
-      options = streamOptions === undefined ? host.defaults : resolveOptions(streamOptions, host.defaults)
+      const base = routeStreamOptions(this.routeOptions.config) ?? host.defaults
+      options = streamOptions === undefined ? base : resolveOptions(streamOptions, base)
     } catch (err) {
       dropSource(this, source)
       throw err
@@ -108,14 +115,14 @@ function startStream (
     return reply
   }
   streaming.add(reply)
-  reply.header('content-type', 'text/event-stream; charset=utf-8')
-  if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-cache, no-transform')
-  reply.header('x-accel-buffering', 'no')
+  reply.header('content-type', STREAM_HEADERS['content-type'])
+  if (!reply.hasHeader('cache-control')) reply.header('cache-control', STREAM_HEADERS['cache-control'])
+  reply.header('x-accel-buffering', STREAM_HEADERS['x-accel-buffering'])
   const raw = reply.request.raw
   // HTTP/2 forbids connection-specific headers (RFC 9113 §8.2.2); Node warns about them. On HTTP/1.0 a body
   // with neither a length nor chunking ends when the connection does.
   if (raw.httpVersionMajor !== 1) reply.removeHeader('connection')
-  else reply.header('connection', raw.httpVersionMinor === 0 ? 'close' : 'keep-alive')
+  else reply.header('connection', raw.httpVersionMinor === 0 ? 'close' : STREAM_HEADERS.connection)
 
   if (reply.request.method === 'HEAD') {
     // A HEAD response has no body: an endless source would be pulled forever into nothing.

@@ -1,39 +1,38 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod, RouteOptions } from 'fastify'
-import { notAStream, routeName } from './errors.js'
+import { notAStream, routeName, sentIterator, unseenRoute } from './errors.js'
+import { resolveRouteOptions, type ResolvedOptions } from './options.js'
+import { isStreaming } from './reply.js'
 import { streamController } from './signal.js'
-import { isSource } from './stream.js'
+import { dropSource, isSource } from './stream.js'
 import { streamAt, streamsOf, type RouteStreams } from './typed/schema.js'
 
-// The onRoute hook: the handlers that stream. An `async function*` handler becomes a stream of what it yields;
-// a plain handler of a route with an `sseSchema()` response streams what it returns. On both, `request.signal`
-// is the stream's (lib/signal) before the handler runs.
+// The onRoute hook: every handler shape streams. An `async function*` or `function*` handler streams what it
+// yields; any other handler streams the generator or async iterable it returns (and, on a route with an
+// `sseSchema()` response, any iterable). A stream that reaches Fastify's serializer instead (a route declared
+// where the plugin could not see it, or `reply.send(generator)`) is an error naming the route, never `{}`.
 
-function isAsyncGeneratorFunction (fn: unknown): boolean {
-  return typeof fn === 'function' &&
-    (fn as { [Symbol.toStringTag]?: string })[Symbol.toStringTag] === 'AsyncGeneratorFunction'
+type Handler = (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) => unknown
+
+/** Set on the config of every route the plugin saw (Fastify copies a route's config, symbol keys included). */
+const kSeen = Symbol('fastify-typed-sse.route')
+const wrappers = new WeakSet<Handler>()
+
+function isGeneratorFunction (fn: Handler): boolean {
+  const tag = (fn as { [Symbol.toStringTag]?: string })[Symbol.toStringTag]
+  return tag === 'AsyncGeneratorFunction' || tag === 'GeneratorFunction'
 }
 
-type GeneratorHandler = (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) => AsyncIterable<never>
-
-/** The handler that streams what an `async function*` handler yields. */
-function generatorHandler (generator: GeneratorHandler): RouteHandlerMethod {
-  const handler = function sseGeneratorHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
-    // Before the generator's body runs, so `request.signal` in it is the stream's.
-    streamController(request, reply)
-    reply.sse(generator.call(this, request, reply))
-    // Not the reply: Fastify would watch a returned reply's end with one more finished() per stream.
+/**
+ * What streams when a handler returns it, instead of becoming a JSON body: an iterator (what a generator
+ * function returns) or an async iterable that is not a Node or web stream. Arrays, Sets and Maps stay JSON.
+ */
+export function isItemStream (value: unknown): boolean {
+  if (value === null || typeof value !== 'object') return false
+  const candidate = value as Record<PropertyKey, unknown>
+  if (typeof candidate[Symbol.asyncIterator] === 'function') {
+    return typeof candidate.pipe !== 'function' && typeof candidate.getReader !== 'function'
   }
-  return handler as RouteHandlerMethod
-}
-
-/** Wraps the route's handler when it streams; leaves every other route alone. */
-export function wrapStreamingRoute (route: RouteOptions): void {
-  if (isAsyncGeneratorFunction(route.handler)) {
-    route.handler = generatorHandler(route.handler as unknown as GeneratorHandler)
-    return
-  }
-  const handler = streamingHandler(route)
-  if (handler !== undefined) route.handler = handler
+  return typeof candidate.next === 'function' && typeof candidate[Symbol.iterator] === 'function'
 }
 
 /** What Fastify sends as a body as it is (a handler may return pre-encoded SSE text), not a source of items. */
@@ -42,33 +41,112 @@ function isBody (value: unknown): boolean {
 }
 
 /**
- * What a non-generator handler of a route with an `sseSchema()` response returned: an iterable is streamed; any
- * other value for a status documented as SSE means the handler neither streamed nor called `reply.sse()`: an
- * error naming the route, rather than a JSON body served as text/event-stream.
+ * What a non-generator handler returned, settled: a stream of items streams; on a route with an `sseSchema()`
+ * response so does any iterable, and any other value for a status documented as SSE is an error naming the
+ * route (rather than a JSON body served as text/event-stream). Undefined once the reply streams: Fastify must
+ * not send anything more.
  */
-function settle (result: unknown, reply: FastifyReply, streams: RouteStreams, route: string): unknown {
-  if (reply.sent || result === undefined || result === reply || isBody(result)) return result
-  if (isSource(result)) return reply.sse(result)
+function settle (result: unknown, reply: FastifyReply, streams: RouteStreams | undefined, route: string): unknown {
+  if (isStreaming(reply)) {
+    if (result !== undefined && result !== reply) reply.log.warn(`${route}: the handler called reply.sse() and returned a value too; the value is ignored`)
+    return undefined
+  }
+  if (result === undefined || result === reply || reply.sent) return result
+  if (isItemStream(result) || (streams !== undefined && isSource(result) && !isBody(result))) {
+    reply.sse(result as Iterable<never>)
+    return undefined
+  }
+  if (streams === undefined || isBody(result)) return result
   if (streamAt(streams, reply.routeOptions.schema, reply.statusCode) === undefined) return result
   throw notAStream(route, result === null ? 'null' : typeof result)
 }
 
-/** The handler that wraps a non-generator handler of a route with an `sseSchema()` response; undefined elsewhere. */
-function streamingHandler (route: RouteOptions): RouteHandlerMethod | undefined {
-  const streams = streamsOf(route.schema)
-  if (streams === undefined) return undefined
-  const name = routeName(route)
-  const original = route.handler
-  const handler = function sseRouteHandler (
-    this: FastifyInstance, request: FastifyRequest, reply: FastifyReply
-  ): unknown {
-    // Before the handler reads request.signal (for a subscription, say): on an SSE route it is the stream's.
-    streamController(request, reply)
-    const result: unknown = original.call(this, request, reply)
-    // a thenable is awaited as Fastify awaits it; a plain value is settled at once
-    return typeof (result as PromiseLike<unknown> | null)?.then === 'function'
-      ? Promise.resolve(result).then(value => settle(value, reply, streams, name))
-      : settle(result, reply, streams, name)
+/**
+ * The handler's promise, as Fastify reads it (`then()`, then it sends what it got). A promise that resolves
+ * with nothing while the headers wait for the first item would make Fastify answer a second time; this
+ * thenable passes on what to send, and nothing at all once the reply streams.
+ */
+function settleLater (
+  result: PromiseLike<unknown>, reply: FastifyReply, streams: RouteStreams | undefined, route: string
+): PromiseLike<unknown> {
+  return {
+    then (fulfil, reject) {
+      result.then(value => {
+        let out: unknown
+        try {
+          out = settle(value, reply, streams, route)
+        } catch (err) {
+          reject?.(err)
+          return
+        }
+        if (!isStreaming(reply)) fulfil?.(out as never)
+      }, reject)
+      return undefined as never
+    }
   }
-  return handler as RouteHandlerMethod
+}
+
+function isThenable (value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === 'function'
+}
+
+/** The route's handler, wrapped so that whatever it yields or returns as items streams. */
+function wrapHandler (original: Handler, streams: RouteStreams | undefined, route: string): Handler {
+  if (isGeneratorFunction(original)) {
+    return function sseGeneratorHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
+      reply.sse(original.call(this, request, reply) as Iterable<never>)
+      // Not the reply: Fastify would watch a returned reply's end with one more finished() per stream.
+    }
+  }
+  return function sseRouteHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): unknown {
+    const result = original.call(this, request, reply)
+    return isThenable(result) ? settleLater(result, reply, streams, route) : settle(result, reply, streams, route)
+  }
+}
+
+/**
+ * The first hook of a route known to stream: `request.signal` is the stream's from here on, before the body is
+ * read, so wherever it is read (a later hook, the handler, the generator) it means the stream's life.
+ */
+function streamSignalHook (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+  streamController(request, reply)
+  done()
+}
+
+/**
+ * The onRoute hook of a plugin instance: wraps the route's handler (once: Fastify's HEAD route reuses the GET
+ * route's options) and checks its `config.sse` stream options.
+ */
+export function routeHook (defaults: ResolvedOptions): (route: RouteOptions) => void {
+  return function onRoute (route) {
+    const original = route.handler as Handler
+    if (wrappers.has(original)) return
+    const name = routeName(route)
+    resolveRouteOptions(route.config, defaults, name)
+    const streams = streamsOf(route.schema)
+    const handler = wrapHandler(original, streams, name)
+    wrappers.add(handler)
+    route.handler = handler as RouteHandlerMethod
+    route.config = { ...route.config, [kSeen]: true } as RouteOptions['config']
+    if (streams !== undefined || isGeneratorFunction(original)) {
+      const hooks = route.onRequest
+      route.onRequest = [streamSignalHook, ...(hooks === undefined ? [] : Array.isArray(hooks) ? hooks : [hooks])]
+    }
+  }
+}
+
+/**
+ * A preSerialization hook: a stream of items about to be serialized as JSON (which answers `{}`) is refused,
+ * naming the route and the fix. The plugin wraps only the routes declared after it was registered.
+ */
+export function refuseSerializedStream (
+  request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void
+): void {
+  if (!isItemStream(payload)) {
+    done(null, payload)
+    return
+  }
+  dropSource(reply, payload)
+  const route = routeName(request.routeOptions as { method: string, url: string })
+  done((request.routeOptions.config as { [kSeen]?: true })[kSeen] === true ? sentIterator(route) : unseenRoute(route))
 }

@@ -3,7 +3,7 @@ import type { FastifyReply } from 'fastify'
 import { HEARTBEAT_FRAME, encodeItem, frameOf, retryFrame, type Frame } from './encode.js'
 import { closeHttp2Session, onConnectionClose, resetConnection, type PipedBody } from './fastify-internals.js'
 import { streamController } from './signal.js'
-import type { SseItem, SseSerializer, SseSource } from './types.js'
+import type { SseErrorMapper, SseItem, SseSerializer, SseSource } from './types.js'
 
 // One SSE response, from its first byte to its last. It never formats a field (lib/encode does), it pulls one
 // item at a time from the source and only when the socket takes more, writes a heartbeat when idle, and stops
@@ -14,6 +14,10 @@ export interface ResolvedStreamOptions {
   heartbeat: number | false
   retry: number | undefined
   serialize: SseSerializer
+  /** Longest wait for the first item before the headers go out without one; 0: at once. */
+  headersDelay: number
+  /** Maps a failure after the stream opened to a last item for the client. */
+  onError: SseErrorMapper | undefined
   /** A typed route's item check and serializer choice (lib/typed/items); unset on untyped streams. */
   item?: ItemHook | undefined
 }
@@ -102,6 +106,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   readonly #controller: AbortController
   readonly #serialize: SseSerializer
   readonly #itemHook: ItemHook | undefined
+  readonly #mapError: SseErrorMapper | undefined
   readonly #heartbeat: number | false
   readonly #registry: Set<EventStream>
   readonly #startedAt = Date.now()
@@ -119,6 +124,9 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   #closed = false
   #reason: EndReason = 'client closed'
   #items = 0
+  /** While > 0, the headers wait this long for the first item (see `#openHeld`); 0 once they may go. */
+  #holdFor: number
+  #holdTimer: NodeJS.Timeout | undefined
 
   constructor (
     reply: FastifyReply, source: SseSource<unknown>, options: ResolvedStreamOptions, registry: Set<EventStream>
@@ -128,6 +136,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     this.#controller = streamController(reply.request, reply)
     this.#serialize = options.serialize
     this.#itemHook = options.item
+    this.#mapError = options.onError
     this.#heartbeat = options.heartbeat
     this.#registry = registry
     this.#iterator = Symbol.asyncIterator in source
@@ -147,24 +156,48 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     if (reply.raw.socket === null) this.#unwatch = onConnectionClose(reply.request, onClose)
     if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
     if (this.#heartbeat !== false) this.#timer = setTimeout(this.#onIdle, this.#heartbeat).unref()
+    // a channel subscription runs no user code before its first item: nothing can fail early
+    this.#holdFor = kAttachStream in source ? 0 : options.headersDelay
   }
 
   /**
    * Called by Fastify once every onSend hook has run and the headers are set (or by a hook that wraps the
-   * body). The headers are flushed now, so the client sees the stream open before the first event; flushing
-   * any earlier would send them without what an async onSend hook adds.
+   * body). The headers go out with the first item, or once `headersDelay` passed without one; never earlier:
+   * that would send them without what an async onSend hook adds.
    */
   pipe<T extends Destination> (dest: T, options?: { end?: boolean }): T {
     this.#dest = dest
     this.#endDest = options?.end !== false
-    const res = this.#reply.raw
-    if ((dest as unknown) === res && !res.headersSent) res.flushHeaders()
     if (this.#finished) this.#end()
     else {
-      this.#flush()
+      if (this.#holdFor === 0) this.#open()
+      else this.#holdTimer = setTimeout(EventStream.#openHeld, this.#holdFor, this).unref()
       if (this.#wantMore) this.#pull()
     }
     return dest
+  }
+
+  /**
+   * The headers wait for the first item, or `headersDelay` ms of silence: until then a failure can still be
+   * answered with a status (`#failEarly`), and a client whose first item is slow still sees the stream open
+   * soon. Static, so that a stream holds no closure for it.
+   */
+  static #openHeld (stream: EventStream): void {
+    if (!stream.#closed) stream.#open()
+  }
+
+  #release (): void {
+    this.#holdFor = 0
+    clearTimeout(this.#holdTimer)
+    this.#holdTimer = undefined
+  }
+
+  /** The headers, and what was batched before them (a `retry:` line), go out now. */
+  #open (): void {
+    this.#release()
+    const res = this.#reply.raw
+    if ((this.#dest as unknown) === res && !res.headersSent) res.flushHeaders()
+    this.#flush()
   }
 
   #pull (): void {
@@ -193,10 +226,13 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
       // an item encoded ahead of time (a channel's, checked when it was published) is written as it is
       frame = frameOf(step.value) ?? encodeItem(step.value, this.#itemHook?.(step.value) ?? this.#serialize)
     } catch (err) {
+      if (this.#failEarly(err, 'item refused')) return
       this.#reply.log.error({ err }, 'SSE item refused; stream ended')
+      this.#lastWord(err)
       this.#finish('item refused')
       return
     }
+    if (this.#holdFor !== 0) this.#release()
     this.#items++
     if (typeof frame === 'string') {
       this.#batch += frame
@@ -245,15 +281,50 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
       this.#reply.log.debug({ err }, 'SSE source stopped after the stream closed')
       return
     }
+    if (this.#failEarly(err, 'source failed')) return
     this.#reply.log.error({ err }, 'SSE source failed; stream ended')
+    this.#lastWord(err)
     this.#finish('source failed')
+  }
+
+  /**
+   * A failure before anything was sent is the route's ordinary error: the SSE headers are taken back and the
+   * error is handed to Fastify (as a file stream's missing file is, see `PipedBody`), which runs the error
+   * handler and onError hooks and answers with the error's status. False once the response has started.
+   */
+  #failEarly (err: unknown, reason: EndReason): boolean {
+    const res = this.#reply.raw
+    if (this.#holdFor === 0 || res.headersSent || this.listenerCount('error') === 0) return false
+    this.#release()
+    this.#finished = true
+    this.#reason = reason
+    if (reason !== 'source failed') this.#stopSource()
+    takeBackHeaders(this.#reply)
+    this.#reply.log.debug('SSE stream failed before its first item; answered by the error handler')
+    this.emit('error', err)
+    this.destroy()
+    return true
+  }
+
+  /**
+   * The item `onError` maps a failure to, written as the stream's last, so the client learns why it ended (and
+   * can decide not to reconnect). A mapper that throws, or returns a bad item, is logged; the stream just ends.
+   */
+  #lastWord (err: unknown): void {
+    if (this.#mapError === undefined) return
+    try {
+      const item = this.#mapError(err, this.#reply.request)
+      if (item !== undefined) this.#batch += encodeItem(item, this.#itemHook?.(item) ?? this.#serialize)
+    } catch (mapErr) {
+      this.#reply.log.error({ err: mapErr }, 'SSE onError failed; stream ended without a last item')
+    }
   }
 
   #onIdle = (): void => {
     const hb = this.#heartbeat as number
     const idle = Date.now() - this.#lastWrite
-    // a stream not yet piped, or whose destination is full, is not idle: it is waiting
-    if (idle >= hb && this.#dest !== undefined && this.#wantMore) this.#write(HEARTBEAT_FRAME)
+    // a stream not yet piped or opened, or whose destination is full, is not idle: it is waiting
+    if (idle >= hb && this.#dest !== undefined && this.#wantMore && this.#holdFor === 0) this.#write(HEARTBEAT_FRAME)
     this.#timer = setTimeout(this.#onIdle, idle >= hb ? hb : hb - idle).unref()
   }
 
@@ -318,6 +389,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     if (this.#closed) return
     this.#closed = true
     clearTimeout(this.#timer)
+    clearTimeout(this.#holdTimer)
     this.#registry.delete(this)
     this.#unwatch?.()
     if (!this.#finished) {
@@ -326,6 +398,23 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     }
     this.#reply.log.debug({ items: this.#items, durationMs: Date.now() - this.#startedAt, reason: this.#reason }, 'SSE stream closed')
     this.emit('close')
+  }
+}
+
+/** The headers of an event stream, as lib/reply sets them; taken back when a stream fails before it opened. */
+export const STREAM_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache, no-transform',
+  'x-accel-buffering': 'no',
+  connection: 'keep-alive'
+} as const
+
+/** Takes back the event-stream headers (those with the value lib/reply gave them) from a reply that will error. */
+function takeBackHeaders (reply: FastifyReply): void {
+  for (const [name, value] of Object.entries(STREAM_HEADERS)) {
+    if (reply.getHeader(name) !== value) continue
+    reply.removeHeader(name)
+    reply.raw.removeHeader(name)
   }
 }
 

@@ -1,3 +1,5 @@
+import type { FastifyRequest } from 'fastify'
+
 /** One Server-Sent Event. Every present field is written on its own line(s); `data` is JSON unless a string. */
 export interface SseItem<T = unknown> {
   /** A string is written as is (split on CR/LF into several `data:` lines); anything else is serialized. */
@@ -18,8 +20,14 @@ export type SseSource<T = unknown> = AsyncIterable<SseItem<T>> | Iterable<SseIte
 /** Turns non-string `data` into the text of its `data:` lines. */
 export type SseSerializer = (data: unknown) => string
 
-/** Options of one stream; the plugin's options are their defaults. */
-export interface SseStreamOptions {
+/**
+ * Maps a failure of a stream that is already open (its source threw, or an item was refused) to a last item
+ * for the client, say `{ event: 'error', data: { reason } }`; `undefined` writes nothing. The stream ends after it.
+ */
+export type SseErrorMapper<Item = SseItem> = (error: unknown, request: FastifyRequest) => Item | undefined
+
+/** Options of one stream; the plugin's options, then a route's `config.sse`, are their defaults. */
+export interface SseStreamOptions<Item = SseItem> {
   /** Milliseconds of silence after which a `:` comment is written; `false` turns the heartbeat off. Default 15000. */
   heartbeat?: number | false
   /** Reconnection delay (ms) sent as a `retry:` line when the stream opens. Default: none. */
@@ -36,6 +44,14 @@ export interface SseStreamOptions {
    * Uses the route's validator compiler (Fastify's ajv by default) on a copy of the data. Default false.
    */
   validate?: boolean
+  /**
+   * Longest wait (ms) for the first item before the headers are sent without it. Until they are sent, a failure
+   * of the source is the route's ordinary error (its status, the error handler, onError hooks); once they are,
+   * the stream is open and a failure can only end it. 0 sends the headers at once. Default 100.
+   */
+  headersDelay?: number
+  /** A last item for the client when the stream fails after it opened (see `SseErrorMapper`). Default: none. */
+  onError?: SseErrorMapper<Item>
 }
 
 /** Options of `fastify.register(ssePlugin, options)`. */

@@ -1,9 +1,11 @@
 import t from 'tap'
+import { EventSource } from 'eventsource'
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
 import {
   encodeAhead, encodeItem, encodeParts, frameOf, frameSize, HEARTBEAT_FRAME, joinFrame, kFrame, retryFrame, withFrame
 } from '../lib/encode.js'
 import { parseEventStream, SseError, type SseItem } from '../lib/index.js'
+import { all, deferred, open, startApp } from './helpers.js'
 
 async function ours (wire: string): Promise<Array<SseItem<string>>> {
   const out: Array<SseItem<string>> = []
@@ -29,7 +31,8 @@ t.test('each field on its own line, in a fixed order, ended by a blank line', as
   t.equal(encodeItem({ data: null }), 'data: null\n\n', 'null is data')
   t.equal(encodeItem({ data: '' }), 'data: \n\n', 'empty string is data')
   t.equal(encodeItem({ id: '', retry: 0 }), 'id: \nretry: 0\n\n', "id '' and retry 0 are real values")
-  t.equal(encodeItem({ event: 'ping' }), 'event: ping\n\n')
+  t.equal(encodeItem({ event: 'ping' }), 'event: ping\ndata:\n\n', 'a named event without data gets an empty data line')
+  t.equal(encodeItem({ id: '5' }), 'id: 5\n\n', 'an id alone is written as it is (it moves the last event id)')
   t.equal(encodeItem({ comment: '' }), ':\n\n'.replace(':', ': '), 'an empty comment is one comment line')
   t.equal(encodeItem({}), '', 'no field: nothing to send')
   t.equal(encodeItem({ data: undefined, event: undefined }), '', 'undefined fields are absent')
@@ -60,9 +63,9 @@ t.test('refusals: a TypeError naming the field, before anything is built', async
     [{ retry: -1 }, 'retry', /"retry" must be a non-negative integer/],
     [{ retry: 1.5 }, 'retry', /non-negative integer/],
     [{ retry: Number.NaN }, 'retry', /non-negative integer/],
-    [{ retry: '100' }, 'retry', /non-negative integer/],
+    [{ retry: '100' }, 'retry', /non-negative integer .*got "100" \(string\)/],
     [{ comment: 5 }, 'comment', /"comment" must be a string, got number/],
-    [{ data: 10n }, 'data', /"data" could not be serialized: Do not know how to serialize a BigInt/],
+    [{ data: 10n }, 'data', /^SSE item field "data" could not be serialized$/],
     [{ data: () => 1 }, 'data', /the serializer returned undefined/],
     [{ data: Symbol('s') }, 'data', /could not be serialized/],
     [null, 'item', /must be an object .* got null/],
@@ -81,9 +84,10 @@ t.test('refusals: a TypeError naming the field, before anything is built', async
   cycle.self = cycle
   const err = t.throws(() => encodeItem({ id: '1', data: cycle })) as SseError
   t.equal(err.field, 'data')
-  t.match(err.message, /circular/)
+  t.match((err.cause as Error).message, /circular/)
   t.type(err.cause, TypeError, 'the serializer error is kept as the cause')
-  t.throws(() => encodeItem({ data: 1 }, () => { throw new Error('boom') }), { field: 'data', message: /boom/ })
+  t.throws(() => encodeItem({ data: 1 }, () => { throw new Error('boom') }), { field: 'data', cause: { message: 'boom' } })
+  t.match(t.throws(() => encodeItem({ data: 10n })), { cause: { message: /BigInt/ } }, "the serializer's reason is the cause")
   t.throws(() => encodeItem({ data: 1 }, (() => 5) as never), { field: 'data', message: /returned number/ })
   t.throws(() => encodeItem({ data: 1 }, (() => ({})) as never), { field: 'data', message: /returned an object/ })
 })
@@ -146,4 +150,34 @@ t.test('frames for a store that gives the id: parts joined around the id line', 
   t.match(t.throws(() => encodeParts({ event: 'a\nb' })), { code: 'FST_SSE_INVALID_ITEM', field: 'event' })
   const ahead = encodeAhead({ id: '2', data: 'x' })
   t.equal(frameSize(ahead), Buffer.byteLength('id: 2\ndata: x\n\n'))
+})
+
+t.test('an event with a name and no data reaches EventSource listeners, with data ""', async t => {
+  t.setTimeout(10_000)
+  const { app, url } = await startApp(app => {
+    app.get('/ping', async function * () {
+      yield { event: 'ping' }
+      yield { id: '5' } // sets the Last-Event-ID, dispatches nothing
+      yield { event: 'done', data: 'bye' }
+    })
+  })
+  t.teardown(() => app.close())
+
+  t.equal(encodeItem({ event: 'ping' }), 'event: ping\ndata:\n\n')
+  t.equal(encodeItem({ id: '5' }), 'id: 5\n\n', 'an id-only item is written as it is')
+  const { events } = await open(url + '/ping')
+  t.same(await all(events), [{ event: 'ping', data: '' }, { event: 'done', data: 'bye' }], 'the id-only frame dispatches nothing')
+
+  const source = new EventSource(url + '/ping')
+  t.teardown(() => source.close())
+  const seen: Array<[string, string]> = []
+  const done = deferred()
+  source.addEventListener('ping', e => seen.push(['ping', e.data]))
+  source.addEventListener('done', e => {
+    seen.push(['done', e.data])
+    source.close()
+    done.resolve()
+  })
+  await done.promise
+  t.same(seen, [['ping', ''], ['done', 'bye']], 'the ping reaches its listener')
 })

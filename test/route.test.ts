@@ -4,9 +4,9 @@ import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
 import { EventSource } from 'eventsource'
-import type { FastifyInstance } from 'fastify'
-import { parseEventStream, type SseItem } from '../lib/index.js'
-import { all, deferred, open, startApp, take } from './helpers.js'
+import Fastify, { type FastifyInstance } from 'fastify'
+import ssePlugin, { parseEventStream, type SseItem } from '../lib/index.js'
+import { all, deferred, DEBUG, ERROR, open, startApp, take } from './helpers.js'
 
 t.test('an async function* handler streams its yields with no other call', async t => {
   t.setTimeout(10_000)
@@ -144,4 +144,154 @@ t.test('HTTP/2: app.close() ends the streams and the sessions', async t => {
   await app.close()
   t.ok(Date.now() - t0 < 2000, `closed in ${Date.now() - t0} ms`)
   for (const events of parsed) t.same(await all(events), [])
+})
+
+t.test('every handler shape streams: function*, and handlers that return a generator or an async iterable', async t => {
+  t.setTimeout(10_000)
+  const { app, url } = await startApp(app => {
+    app.get('/sync', function * () {
+      yield { data: 'a' }
+      yield { event: 'b', data: { n: 1 } }
+    })
+    app.get('/returns', () => (function * () { yield { data: 'from a plain handler' } })())
+    app.get('/async-returns', async () => {
+      await Promise.resolve()
+      return (async function * () { yield { data: 'from an async handler' } })()
+    })
+    app.get('/iterable', () => ({ async * [Symbol.asyncIterator] () { yield { data: 'an async iterable' } } }))
+    app.get('/array', () => [{ data: 'an array is JSON' }])
+    app.get('/reply', async (_req, reply) => {
+      await Promise.resolve()
+      reply.sse([{ data: 'reply.sse() without return' }])
+    })
+  })
+  t.teardown(() => app.close())
+
+  for (const [path, expected] of [
+    ['/sync', [{ data: 'a' }, { event: 'b', data: '{"n":1}' }]],
+    ['/returns', [{ data: 'from a plain handler' }]],
+    ['/async-returns', [{ data: 'from an async handler' }]],
+    ['/iterable', [{ data: 'an async iterable' }]],
+    ['/reply', [{ data: 'reply.sse() without return' }]]
+  ] as const) {
+    const { res, events } = await open(url + path)
+    t.equal(res.headers['content-type'], 'text/event-stream; charset=utf-8', `${path} streams`)
+    t.same(await all(events), expected, `${path}: its items`)
+  }
+  const array = await request(url + '/array')
+  t.equal(array.headers['content-type'], 'application/json; charset=utf-8', 'an array is a JSON body, as Fastify answers it')
+  t.same(await array.body.json(), [{ data: 'an array is JSON' }])
+})
+
+t.test('a generator route the plugin never saw fails loudly, naming the route and the fix', async t => {
+  t.setTimeout(10_000)
+  const app = Fastify()
+  app.get('/early', async function * () {
+    yield { data: 'never sent' }
+  })
+  await app.register(ssePlugin)
+  app.get('/sent', (_req, reply) => { reply.send((function * () { yield { data: 'x' } })()) })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+
+  const early = await request(base + '/early')
+  t.equal(early.statusCode, 500)
+  const body = await early.body.json() as { code: string, message: string }
+  t.equal(body.code, 'FST_SSE_UNSEEN_ROUTE')
+  t.match(body.message, /GET \/early .*not registered when the route was declared: await app\.register\(ssePlugin\) first/)
+
+  const sent = await request(base + '/sent')
+  t.equal(sent.statusCode, 500)
+  t.match(await sent.body.json(), { code: 'FST_SSE_NOT_A_STREAM', message: /GET \/sent.*reply\.send\(\).*reply\.sse\(\)/ })
+
+  const notAwaited = Fastify()
+  void notAwaited.register(ssePlugin)
+  notAwaited.get('/gen', function * () { yield { data: 'x' } })
+  t.teardown(() => notAwaited.close())
+  const res = await notAwaited.inject('/gen')
+  t.equal(res.json().code, 'FST_SSE_UNSEEN_ROUTE', 'register() not awaited: the same error')
+})
+
+class NotFound extends Error {
+  statusCode = 404
+}
+
+t.test('an error before the first item is the route\'s ordinary error: status, error handler, onError hooks', async t => {
+  t.setTimeout(10_000)
+  const onError: string[] = []
+  const { app, url, logs } = await startApp(app => {
+    app.addHook('onError', async (request, _reply, err) => { onError.push(`${request.url}: ${(err as Error).message}`) })
+    app.get('/jobs/:id', async function * (request) {
+      await sleep(5) // a lookup that finds nothing
+      throw new NotFound(`no job ${(request.params as { id: string }).id}`)
+    })
+    app.register(async scoped => {
+      scoped.setErrorHandler(async (err, _request, reply) => reply.code(410).send({ gone: (err as Error).message }))
+      scoped.get('/custom', async function * () { throw new Error('custom handler') })
+    })
+    app.get('/refused', async function * () { yield { event: 'bad\nname', data: 'x' } })
+  })
+  t.teardown(() => app.close())
+
+  const res = await request(url + '/jobs/7')
+  t.equal(res.statusCode, 404, 'the status from statusCode')
+  t.equal(res.headers['content-type'], 'application/json; charset=utf-8')
+  t.equal(res.headers['x-accel-buffering'], undefined, 'no SSE header left on the error')
+  t.equal(res.headers['cache-control'], undefined)
+  t.same(await res.body.json(), { statusCode: 404, error: 'Not Found', message: 'no job 7' }, "Fastify's usual body")
+  t.same(onError, ['/jobs/7: no job 7'], 'onError hooks ran')
+
+  const custom = await request(url + '/custom')
+  t.equal(custom.statusCode, 410, "the route's error handler answered")
+  t.same(await custom.body.json(), { gone: 'custom handler' })
+
+  const refused = await request(url + '/refused')
+  t.equal(refused.statusCode, 500, 'a first item refused is an error too, not an empty 200 stream')
+  t.match(await refused.body.json(), { code: 'FST_SSE_INVALID_ITEM', message: /"event" must not contain CR or LF/ })
+  t.ok(logs.lines.some(l => l.level === DEBUG && /failed before its first item/.test(l.msg)))
+})
+
+t.test('headers go out with the first item, or after headersDelay without one', async t => {
+  t.setTimeout(10_000)
+  const release = deferred()
+  const { app, url } = await startApp(app => {
+    app.get('/slow', async function * () {
+      await release.promise
+      yield { data: 'late' }
+      throw new Error('after the stream opened')
+    })
+    app.get('/retry', (_req, reply) => reply.sse((async function * () {
+      await release.promise
+      yield { data: 'x' }
+    })(), { retry: 1000, headersDelay: 60_000 }))
+  }, { headersDelay: 20 })
+  t.teardown(() => app.close())
+
+  // the source has not yielded; the client still sees the stream open
+  const { res, events } = await open(url + '/slow')
+  t.equal(res.statusCode, 200)
+  t.equal(res.headers['content-type'], 'text/event-stream; charset=utf-8')
+  const retry = request(url + '/retry')
+  release.resolve()
+  t.same(await all(events), [{ data: 'late' }], 'a failure once open ends the stream cleanly')
+  t.equal(await (await retry).body.text(), 'retry: 1000\n\ndata: x\n\n', 'the retry line waits with the headers, then leads')
+})
+
+t.test('headersDelay: 0 sends the headers at once; a failure then ends the open stream', async t => {
+  t.setTimeout(10_000)
+  const release = deferred()
+  const { app, url, logs } = await startApp(app => {
+    app.get('/now', async function * () {
+      await release.promise
+      throw new NotFound('too late for a status')
+    })
+  }, { headersDelay: 0 })
+  t.teardown(() => app.close())
+
+  const { res, events } = await open(url + '/now')
+  t.equal(res.statusCode, 200, 'open before anything was yielded')
+  release.resolve()
+  t.same(await all(events), [])
+  t.ok(await logs.waitFor(l => l.level === ERROR && l.msg === 'SSE source failed; stream ended'))
 })

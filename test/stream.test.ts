@@ -134,7 +134,13 @@ t.test('plugin options are validated when registering', async t => {
     [{ heartbeat: 2 ** 31 }, /"heartbeat"/],
     [{ heartbeat: true }, /"heartbeat"/],
     [{ retry: -1 }, /"retry" must be a non-negative whole number/],
-    [{ serialize: 'json' }, /"serialize" must be a function, got string/]
+    [{ serialize: 'json' }, /"serialize" must be a function, got "json" \(string\)/],
+    [{ heartbeat: '1000' }, /"heartbeat" .*got "1000" \(string\)$/],
+    [{ headersDelay: -1 }, /"headersDelay" must be a whole number of milliseconds >= 0, got -1/],
+    [{ onError: 'log' }, /"onError" must be a function/],
+    [{ maxConnections: 0 }, /"maxConnections" must be a whole number of streams >= 1/],
+    [{ maxConnections: '10' }, /got "10" \(string\)/],
+    [{ hearbeat: 1000 }, /option "hearbeat" is not an option of the plugin \(its options: heartbeat, /]
   ]
   for (const [options, message] of cases) {
     const app = Fastify()
@@ -247,9 +253,9 @@ t.test('a source that throws: logged once at error, the response ends cleanly, o
   const { res, events } = await open(url + '/throws')
   t.equal(res.statusCode, 200)
   t.same(await all(events), [{ data: 'a' }, { data: 'b' }], 'items before the throw arrive, then a clean end')
-  const first = await open(url + '/throws-first')
-  t.equal(first.res.statusCode, 200, 'the stream had opened')
-  t.same(await all(first.events), [])
+  const first = await request(url + '/throws-first')
+  t.equal(first.statusCode, 500, 'a failure before the first item is the route\'s error')
+  t.match(await first.body.json(), { statusCode: 500, message: 'before any item' })
 
   const errors = logs.at(ERROR)
   t.equal(errors.length, 2, 'each failure logged once')
@@ -304,11 +310,11 @@ t.test('hand-written iterators: a synchronous throw in next() and a failing retu
   })
   t.teardown(() => app.close())
 
-  t.equal(await (await request(url + '/throw-sync')).body.text(), '')
+  t.equal((await request(url + '/throw-sync')).statusCode, 500, 'failed before its first item: the route\'s error')
   await logs.waitFor(l => l.level === ERROR && l.err?.message === 'sync throw')
-  t.equal(await (await request(url + '/bad-return')).body.text(), '')
+  t.equal((await request(url + '/bad-return')).statusCode, 500, 'failed before its first item: the route\'s error')
   await logs.waitFor(l => l.level === ERROR && l.msg === 'SSE source failed while stopping' && l.err?.message === 'cleanup failed')
-  t.equal(await (await request(url + '/throwing-return')).body.text(), '')
+  t.equal((await request(url + '/throwing-return')).statusCode, 500, 'failed before its first item: the route\'s error')
   await logs.waitFor(l => l.level === ERROR && l.msg === 'SSE source failed while stopping' && l.err?.message === 'return threw')
 })
 

@@ -140,7 +140,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     try {
       fields = JSON.stringify({ event: item.event, retry: item.retry, comment: item.comment, data: item.data })
     } catch (err) {
-      throw invalidItem('data', `must be JSON-serializable on a Redis channel: ${(err as Error).message}`, err)
+      throw invalidItem('data', 'must be JSON-serializable on a Redis channel', err)
     }
     const status = this.#redis.status
     if (DISCONNECTED.has(status)) return Promise.reject(channelUnavailable(this.#name, `Redis is not connected (${status}); the item was not published`))

@@ -42,7 +42,7 @@ function compile (schema: JsonSchema, reply: FastifyReply, route: string, valida
       try {
         copy = structuredClone(data)
       } catch (err) {
-        throw invalidItem('data', `could not be checked against the schema of route ${route}: ${(err as Error).message}`, err)
+        throw invalidItem('data', `could not be checked against the schema of route ${route}`, err)
       }
       if (validator(copy)) return undefined
       // ajv's errors; another validator compiler's may have other fields, or none
