@@ -49,7 +49,7 @@ declare module 'fastify' {
      * server closes. Returns the reply.
      */
     sse<T = unknown>(
-      source: SseSourceFor<ReplyType, T>, options?: SseStreamOptions<SseItemFor<ReplyType, T>>
+      source: SseSourceFor<ReplyType, T>, options?: SseStreamOptions<NoInfer<SseItemFor<ReplyType, T>>>
     ): FastifyReply
   }
   interface FastifyContextConfig {

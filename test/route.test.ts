@@ -295,3 +295,70 @@ t.test('headersDelay: 0 sends the headers at once; a failure then ends the open 
   t.same(await all(events), [])
   t.ok(await logs.waitFor(l => l.level === ERROR && l.msg === 'SSE source failed; stream ended'))
 })
+
+t.test('onError writes a last item when an open stream fails: per plugin, per route (config.sse), per reply.sse()', async t => {
+  t.setTimeout(10_000)
+  const { app, url, logs } = await startApp(app => {
+    const failing = async function * () {
+      yield { data: 'first' }
+      throw new Error('feed lost')
+    }
+    app.get('/plugin', failing)
+    app.get('/route', { config: { sse: { onError: () => ({ event: 'end', data: 'route', retry: 60_000 }) } } }, failing)
+    app.get('/call', (_req, reply) => reply.sse<unknown>(failing(), {
+      onError: (err, request) => ({ event: 'end', data: { why: (err as Error).message, url: request.url } })
+    }))
+    app.get('/refused', (_req, reply) => reply.sse([{ data: 'ok' }, { id: 'a\nb' }], { onError: () => undefined }))
+    app.get('/bad-mapper', (_req, reply) => reply.sse(failing(), { onError: () => ({ event: 'x\ny' }) }))
+  }, { onError: err => ({ event: 'end', data: `plugin: ${(err as Error).message}` }) })
+  t.teardown(() => app.close())
+
+  const items = async (path: string) => all((await open(url + path)).events)
+  t.same(await items('/plugin'), [{ data: 'first' }, { event: 'end', data: 'plugin: feed lost' }])
+  t.same(await items('/route'), [{ data: 'first' }, { event: 'end', data: 'route', retry: 60_000 }], 'the route\'s wins')
+  t.same(await items('/call'), [{ data: 'first' }, { event: 'end', data: '{"why":"feed lost","url":"/call"}' }])
+  t.same(await items('/refused'), [{ data: 'ok' }], 'undefined: no last item')
+  t.same(await items('/bad-mapper'), [{ data: 'first' }], 'a bad last item is not written')
+  t.ok(await logs.waitFor(l => l.level === ERROR && l.msg === 'SSE onError failed; stream ended without a last item'))
+})
+
+t.test('route config.sse is checked when the route is declared, naming it', async t => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(ssePlugin)
+  t.throws(() => app.get('/x', { config: { sse: { headersDelay: -5 } } }, async function * () {}), {
+    code: 'FST_SSE_INVALID_OPTION', message: /"headersDelay" must be a whole number of milliseconds >= 0, got -5/
+  })
+  t.throws(() => app.get('/y', { config: { sse: { heartbeats: 5 } as never } }, async function * () {}), {
+    message: /"heartbeats" is not an option of route GET \/y \(config\.sse\)/
+  })
+})
+
+t.test('reply.sse() messages: a Promise, an unknown option', async t => {
+  t.setTimeout(10_000)
+  const { app, url } = await startApp(app => {
+    app.get('/promise', (_req, reply) => reply.sse(Promise.resolve([]) as never))
+    app.get('/unknown', (_req, reply) => reply.sse([], { hearbeat: 5 } as never))
+  })
+  t.teardown(() => app.close())
+  t.match(await (await request(url + '/promise')).body.json(), {
+    code: 'FST_SSE_INVALID_SOURCE', message: /got a Promise \(did you forget `await`\?\)/
+  })
+  t.match(await (await request(url + '/unknown')).body.json(), {
+    code: 'FST_SSE_INVALID_OPTION', message: /"hearbeat" is not an option of reply\.sse\(\) \(its options: heartbeat, /
+  })
+})
+
+t.test('a serializer failure is logged with its reason once', async t => {
+  t.setTimeout(10_000)
+  const { app, url, logs } = await startApp(app => {
+    app.get('/big', async function * () {
+      yield { data: 'ok' }
+      yield { data: { n: 1n } }
+    })
+  })
+  t.teardown(() => app.close())
+  t.same(await all((await open(url + '/big')).events), [{ data: 'ok' }])
+  const line = await logs.waitFor(l => l.level === ERROR && l.msg === 'SSE item refused; stream ended')
+  t.equal(line.err?.message, 'SSE item field "data" could not be serialized: Do not know how to serialize a BigInt')
+})

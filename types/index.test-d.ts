@@ -37,6 +37,22 @@ app.get('/d', (_req, reply) => {
   // @ts-expect-error per-call options are checked too
   return reply.sse([], { retry: '10' })
 })
+app.get('/e', (_req, reply) => {
+  // onError returns an item of the stream's own type
+  return reply.sse(ticks(), { onError: (err, request) => ({ event: 'end', data: { now: request.id.length + String(err).length } }) })
+})
+app.get('/f', (_req, reply) => {
+  // @ts-expect-error onError's item must be the stream's: Tick data, not a string
+  return reply.sse(ticks(), { onError: () => ({ data: 'gone' }) })
+})
+app.get('/g', { config: { sse: { headersDelay: 0, onError: () => ({ event: 'end', data: 'bye' }) } } }, function * () {
+  yield { data: 1 }
+})
+// @ts-expect-error a route's config.sse is checked like any stream options
+app.get('/h', { config: { sse: { headersDelay: '0' } } }, async function * () {})
+void app.register(ssePlugin, { headersDelay: 50, onError: () => undefined })
+// @ts-expect-error headersDelay is a number of milliseconds
+void app.register(ssePlugin, { headersDelay: '50' })
 app.get('/gen', async function * (request) {
   expectTypeOf(request.signal).toEqualTypeOf<AbortSignal>()
   yield { data: 1 }
