@@ -292,7 +292,7 @@ t.test('maxConnections: 503 with Retry-After beyond the limit, the refused sourc
 t.test('plugin options maxConnections and retryAfter are validated', async t => {
   const bad: Array<[Record<string, unknown>, string]> = [
     [{ maxConnections: -1 }, 'maxConnections'], [{ maxConnections: 1.5 }, 'maxConnections'], [{ maxConnections: '10' }, 'maxConnections'],
-    [{ retryAfter: -1 }, 'retryAfter'], [{ retryAfter: 0.5 }, 'retryAfter']
+    [{ maxConnections: 0 }, 'maxConnections'], [{ retryAfter: -1 }, 'retryAfter'], [{ retryAfter: 0.5 }, 'retryAfter']
   ]
   for (const [options, field] of bad) {
     const app = Fastify()
@@ -300,13 +300,7 @@ t.test('plugin options maxConnections and retryAfter are validated', async t => 
     t.match(err, { code: 'FST_SSE_INVALID_OPTION', field }, JSON.stringify(options))
     await app.close()
   }
-  const app = Fastify()
-  await app.register(ssePlugin, { maxConnections: 0 })
-  app.get('/s', (_req, reply) => reply.sse([{ data: 1 }]))
-  const res = await app.inject('/s')
-  t.equal(res.statusCode, 503, 'maxConnections 0 refuses every stream')
-  t.equal(res.headers['retry-after'], '5', 'default Retry-After')
-  await app.close()
+  // 0 would refuse every stream: a limit that turns the plugin off is refused as a mistake
 })
 
 t.test('204 from a handler (or a preHandler hook) tells an EventSource to stop reconnecting', async t => {

@@ -163,8 +163,11 @@ t.test('property: every item the encoder writes comes back the same, however the
       if (item.comment !== undefined) for (const line of item.comment.split(/\r\n|\r|\n/)) expected.push(['comment', line])
       if (item.retry !== undefined) expected.push(['retry', item.retry])
       if (item.id !== undefined) expected.push(['id', item.id])
-      if (item.data !== undefined) {
-        const data = typeof item.data === 'string' ? item.data.replace(/\r\n|\r/g, '\n') : JSON.stringify(item.data)
+      // a named event without data is written with an empty data line, so it is dispatched with data ''
+      if (item.data !== undefined || item.event !== undefined) {
+        const data = item.data === undefined
+          ? ''
+          : typeof item.data === 'string' ? item.data.replace(/\r\n|\r/g, '\n') : JSON.stringify(item.data)
         const parsed: SseItem<string> = { data }
         if (item.event !== undefined && item.event !== '') parsed.event = item.event
         if (item.id !== undefined) parsed.id = item.id
