@@ -43,11 +43,12 @@ function findSignalSymbols (request: object): void {
  * has been read (fastify#6725); undefined when there is none. Whoever takes it decides when it aborts.
  */
 export function takeRequestSignal (request: FastifyRequest): AbortController | undefined {
-  if (kSignal === undefined || kOnAbort === undefined) findSignalSymbols(request)
+  if (kSignal === undefined) findSignalSymbols(request)
   const slots = request as unknown as Record<symbol, unknown>
-  const controller = kSignal === undefined ? undefined : slots[kSignal]
+  const controller = slots[kSignal as symbol]
   if (!(controller instanceof AbortController)) return undefined
-  const onAbort = kOnAbort === undefined ? undefined : slots[kOnAbort]
+  // Fastify sets the listener with the controller, and clears it once the response has finished
+  const onAbort = slots[kOnAbort as symbol]
   if (typeof onAbort === 'function') {
     request.raw.removeListener('close', onAbort as () => void)
     slots[kOnAbort as symbol] = null

@@ -15,7 +15,6 @@ type Handler = (this: FastifyInstance, request: FastifyRequest, reply: FastifyRe
 
 /** Set on the config of every route the plugin saw (Fastify copies a route's config, symbol keys included). */
 const kSeen = Symbol('fastify-typed-sse.route')
-const wrappers = new WeakSet<Handler>()
 
 function isGeneratorFunction (fn: Handler): boolean {
   const tag = (fn as { [Symbol.toStringTag]?: string })[Symbol.toStringTag]
@@ -114,19 +113,16 @@ function streamSignalHook (request: FastifyRequest, reply: FastifyReply, done: (
 }
 
 /**
- * The onRoute hook of a plugin instance: wraps the route's handler (once: Fastify's HEAD route reuses the GET
- * route's options) and checks its `config.sse` stream options.
+ * The onRoute hook of a plugin instance: wraps the route's handler and checks its `config.sse` stream options.
+ * (Fastify's automatic HEAD route gets the GET route's options as they were, and its own call.)
  */
 export function routeHook (defaults: ResolvedOptions): (route: RouteOptions) => void {
   return function onRoute (route) {
     const original = route.handler as Handler
-    if (wrappers.has(original)) return
     const name = routeName(route)
     resolveRouteOptions(route.config, defaults, name)
     const streams = streamsOf(route.schema)
-    const handler = wrapHandler(original, streams, name)
-    wrappers.add(handler)
-    route.handler = handler as RouteHandlerMethod
+    route.handler = wrapHandler(original, streams, name) as RouteHandlerMethod
     route.config = { ...route.config, [kSeen]: true } as RouteOptions['config']
     if (streams !== undefined || isGeneratorFunction(original)) {
       const hooks = route.onRequest

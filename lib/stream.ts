@@ -314,7 +314,8 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     if (this.#mapError === undefined) return
     try {
       const item = this.#mapError(err, this.#reply.request)
-      if (item !== undefined) this.#batch += encodeItem(item, this.#itemHook?.(item) ?? this.#serialize)
+      // encoded with the stream's serializer: a last word is not held to the route's schema
+      if (item !== undefined) this.#batch += encodeItem(item, this.#serialize)
     } catch (mapErr) {
       this.#reply.log.error({ err: mapErr }, 'SSE onError failed; stream ended without a last item')
     }

@@ -6,7 +6,7 @@ import { request } from 'undici'
 import { EventSource } from 'eventsource'
 import Fastify, { type FastifyInstance } from 'fastify'
 import ssePlugin, { parseEventStream, type SseItem } from '../lib/index.js'
-import { all, deferred, DEBUG, ERROR, open, startApp, take } from './helpers.js'
+import { all, deferred, DEBUG, ERROR, open, startApp, take, WARN } from './helpers.js'
 
 t.test('an async function* handler streams its yields with no other call', async t => {
   t.setTimeout(10_000)
@@ -148,7 +148,7 @@ t.test('HTTP/2: app.close() ends the streams and the sessions', async t => {
 
 t.test('every handler shape streams: function*, and handlers that return a generator or an async iterable', async t => {
   t.setTimeout(10_000)
-  const { app, url } = await startApp(app => {
+  const { app, url, logs } = await startApp(app => {
     app.get('/sync', function * () {
       yield { data: 'a' }
       yield { event: 'b', data: { n: 1 } }
@@ -164,6 +164,10 @@ t.test('every handler shape streams: function*, and handlers that return a gener
       await Promise.resolve()
       reply.sse([{ data: 'reply.sse() without return' }])
     })
+    app.get('/both', (_req, reply) => {
+      reply.sse([{ data: 'the stream is the answer' }])
+      return { ignored: true }
+    })
   })
   t.teardown(() => app.close())
 
@@ -172,12 +176,14 @@ t.test('every handler shape streams: function*, and handlers that return a gener
     ['/returns', [{ data: 'from a plain handler' }]],
     ['/async-returns', [{ data: 'from an async handler' }]],
     ['/iterable', [{ data: 'an async iterable' }]],
-    ['/reply', [{ data: 'reply.sse() without return' }]]
+    ['/reply', [{ data: 'reply.sse() without return' }]],
+    ['/both', [{ data: 'the stream is the answer' }]]
   ] as const) {
     const { res, events } = await open(url + path)
     t.equal(res.headers['content-type'], 'text/event-stream; charset=utf-8', `${path} streams`)
     t.same(await all(events), expected, `${path}: its items`)
   }
+  t.ok(logs.lines.some(l => l.level === WARN && /GET \/both: the handler called reply\.sse\(\) and returned a value/.test(l.msg)))
   const array = await request(url + '/array')
   t.equal(array.headers['content-type'], 'application/json; charset=utf-8', 'an array is a JSON body, as Fastify answers it')
   t.same(await array.body.json(), [{ data: 'an array is JSON' }])
@@ -228,6 +234,7 @@ t.test('an error before the first item is the route\'s ordinary error: status, e
     })
     app.register(async scoped => {
       scoped.setErrorHandler(async (err, _request, reply) => reply.code(410).send({ gone: (err as Error).message }))
+      scoped.addHook('onRequest', async (_request, reply) => { reply.header('cache-control', 'private') })
       scoped.get('/custom', async function * () { throw new Error('custom handler') })
     })
     app.get('/refused', async function * () { yield { event: 'bad\nname', data: 'x' } })
@@ -244,6 +251,7 @@ t.test('an error before the first item is the route\'s ordinary error: status, e
 
   const custom = await request(url + '/custom')
   t.equal(custom.statusCode, 410, "the route's error handler answered")
+  t.equal(custom.headers['cache-control'], 'private', 'a header the route set is kept')
   t.same(await custom.body.json(), { gone: 'custom handler' })
 
   const refused = await request(url + '/refused')

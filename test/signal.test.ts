@@ -1,6 +1,6 @@
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
 import { deferred, open, startApp, take, WARN } from './helpers.js'
 
 const POST = { method: 'POST' as const, body: JSON.stringify({ a: 1 }), headers: { 'content-type': 'application/json' } }
@@ -10,9 +10,10 @@ const POST = { method: 'POST' as const, body: JSON.stringify({ a: 1 }), headers:
  * for the client to leave.
  */
 function twoTicks (
-  app: FastifyInstance, path: string, early: () => AbortSignal | undefined, ended: (aborted: boolean) => void
+  app: FastifyInstance, path: string, early: () => AbortSignal | undefined, ended: (aborted: boolean) => void,
+  onRequest?: onRequestAsyncHookHandler | onRequestAsyncHookHandler[]
 ): void {
-  app.post(path, async function * (request) {
+  app.post(path, { onRequest }, async function * (request) {
     const signal = early() ?? request.signal
     try {
       yield { data: String(signal === request.signal) }
@@ -27,12 +28,14 @@ function twoTicks (
 
 t.test('POST: request.signal read in an onRequest hook, a preHandler or with handlerTimeout is the stream\'s life', async t => {
   t.setTimeout(15_000)
-  for (const where of ['onRequest', 'preHandler', 'handlerTimeout'] as const) {
+  for (const where of ['onRequest', 'preHandler', 'handlerTimeout', 'route onRequest', 'route onRequest[]'] as const) {
     const ended = deferred<boolean>()
     let early: AbortSignal | undefined
+    const read = async (request: FastifyRequest): Promise<void> => { early = request.signal }
     const { app, url } = await startApp(app => {
-      if (where !== 'handlerTimeout') app.addHook(where, async request => { early = request.signal })
-      twoTicks(app, '/s', () => early, ended.resolve)
+      if (where === 'onRequest' || where === 'preHandler') app.addHook(where, read)
+      const onRequest = where === 'route onRequest' ? read : where === 'route onRequest[]' ? [read] : undefined
+      twoTicks(app, '/s', () => early, ended.resolve, onRequest)
     }, {}, where === 'handlerTimeout' ? { handlerTimeout: 60_000 } : {})
     t.teardown(() => app.close())
     const ac = new AbortController()
