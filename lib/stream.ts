@@ -232,7 +232,8 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
       this.#finish('item refused')
       return
     }
-    if (this.#holdFor !== 0) this.#release()
+    // the first item opens the stream: headers first, on their own, as a stream opened by the wait sends them
+    if (this.#holdFor !== 0) this.#open()
     this.#items++
     if (typeof frame === 'string') {
       this.#batch += frame

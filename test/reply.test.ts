@@ -72,8 +72,11 @@ t.test('an Accept that rules out text/event-stream gets a 406 before any limit; 
       yield { data: 'never' }
     })
     app.get('/sub', (_request, reply) => reply.sse(channel.subscribe()))
-  }, { maxConnections: 0 })
+    app.get('/hold', (_request, reply) => reply.sse(app.sse.channel('held').subscribe()))
+  }, { maxConnections: 1 })
   t.teardown(() => app.close())
+  const held = await request(url + '/hold') // the one stream the limit allows: any other would get a 503
+  t.equal(held.statusCode, 200)
   const gen = await request(url + '/gen', { headers: { accept: 'application/json' } })
   t.equal(gen.statusCode, 406)
   t.match(await gen.body.json(), {
@@ -87,6 +90,6 @@ t.test('an Accept that rules out text/event-stream gets a 406 before any limit; 
   await sub.body.dump()
   t.equal(app.sse.channel('negotiated').size, 0, 'the subscription was dropped')
   const limited = await request(url + '/gen', { headers: { accept: 'text/event-stream' } })
-  t.equal(limited.statusCode, 503, 'an acceptable request meets the limit (maxConnections: 0)')
+  t.equal(limited.statusCode, 503, 'an acceptable request meets the limit (maxConnections: 1, held)')
   await limited.body.dump()
 })
