@@ -1,7 +1,11 @@
 // app.sse.stats() and the diagnostics_channel events, over real sockets: each counter and event moves when the
 // thing it counts happens, and not otherwise.
 import t, { type Test } from 'tap'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import { Redis } from 'ioredis'
 import { redisChannels } from '../lib/channel/redis.js'
@@ -232,4 +236,70 @@ t.test('Redis channels: reader down and up, publishes Redis did not store, in ev
   t.match(app.sse.stats().channels, [{ publishFailures: 1 }])
   t.equal(events.filter(e => e.name === SSE_DIAGNOSTICS.publishFailed).length, 1)
   await sub.return?.()
+})
+
+/** Runs `tsx examples/metrics.ts` as a user would, on a free port; resolves with its URL once it listens. */
+async function runExample (t: Test): Promise<string> {
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  // tap follows child processes for coverage: this one runs lib/ through tsx, whose line maps differ from
+  // ts-node's, so its coverage is turned off (the example is checked here by what it serves)
+  const child = spawn(process.execPath, ['--import', 'tsx', 'examples/metrics.ts'], {
+    cwd: root,
+    env: { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0', PORT: '0' },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  t.teardown(async () => {
+    if (child.exitCode === null) {
+      child.kill('SIGTERM')
+      await once(child, 'exit')
+    }
+  })
+  for await (const line of createInterface({ input: child.stdout })) {
+    const match = /"msg":"Server listening at (http:\/\/127\.0\.0\.1:\d+)"/.exec(line)
+    if (match?.[1] !== undefined) {
+      child.stdout.resume() // its later log lines are drained, so a full pipe never blocks it
+      return match[1]
+    }
+  }
+  throw new Error('examples/metrics.ts exited before listening')
+}
+
+/** The value of one series in Prometheus text (undefined when absent). */
+function series (text: string, name: string): number | undefined {
+  const line = text.split('\n').find(l => l.startsWith(name + ' '))
+  return line === undefined ? undefined : Number(line.slice(name.length + 1))
+}
+
+t.test('examples/metrics.ts: /metrics in Prometheus text follows the streams and the channel', async t => {
+  t.setTimeout(30_000)
+  const url = await runExample(t)
+  const scrape = async (): Promise<string> => {
+    const res = await request(`${url}/metrics`)
+    t.match(res.headers['content-type'], /^text\/plain; version=0\.0\.4/)
+    return await res.body.text()
+  }
+  let text = await scrape()
+  t.equal(series(text, 'sse_streams_opened_total'), 0)
+  t.equal(series(text, 'sse_channel_subscribers{channel="news"}'), 0)
+  t.match(text, /# TYPE sse_stream_duration_seconds histogram/)
+
+  const clock = await open(`${url}/clock`)
+  const news = await open(`${url}/news`)
+  await take(clock.events, 2)
+  await take(news.events, 1)
+  text = await scrape()
+  t.equal(series(text, 'sse_streams_open{route="/clock"}'), 1)
+  t.equal(series(text, 'sse_streams_open{route="/news"}'), 1)
+  t.equal(series(text, 'sse_streams_opened_total'), 2)
+  t.ok((series(text, 'sse_items_total') ?? 0) >= 3, 'items written')
+  t.ok((series(text, 'sse_bytes_total') ?? 0) > 0, 'bytes written')
+  t.equal(series(text, 'sse_channel_subscribers{channel="news"}'), 1)
+
+  clock.res.body.destroy()
+  const closed = 'sse_stream_duration_seconds_count{route="/clock",reason="client closed"}'
+  for (let i = 0; i < 100 && series(text, closed) !== 1; i++) text = await scrape()
+  t.equal(series(text, closed), 1, 'the closed stream in the histogram')
+  t.equal(series(text, 'sse_streams_closed_total{reason="client closed"}'), 1)
+  t.equal(series(text, 'sse_streams_open{route="/clock"}'), undefined, 'a route with no open stream has no series')
+  news.res.body.destroy()
 })
