@@ -55,6 +55,9 @@ function attach (source: object, stream: StreamLink): void {
   if (typeof method === 'function') method.call(source, stream)
 }
 
+/** The route of a stream opened by the not-found handler, which has no URL pattern (no route can be named so). */
+export const NOT_FOUND_ROUTE = '(not found)'
+
 /** How long `close()` lets a response that is still flushing end cleanly before it resets the connection. */
 const CLOSE_GRACE_MS = 1000
 
@@ -133,7 +136,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     this.#itemHook = options.item
     this.#heartbeat = options.heartbeat
     this.#registry = registry
-    this.#route = reply.request.routeOptions.url ?? ''
+    this.#route = reply.request.routeOptions.url ?? NOT_FOUND_ROUTE
     this.#iterator = Symbol.asyncIterator in source
       ? source[Symbol.asyncIterator]()
       : fromSync(source)[Symbol.asyncIterator]()

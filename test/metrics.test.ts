@@ -172,6 +172,20 @@ t.test('channels: cut-offs, replays and resets over HTTP, counted per channel an
   t.match(app.sse.stats(), { cutOffs: 1, replays: 1, resets: { expired: 1, invalid: 1, unknown: 1 }, channels: [] })
 })
 
+t.test('a stream from the not-found handler is counted under a route of its own', async t => {
+  const routes: string[] = []
+  t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.streamOpen, m => { routes.push(m.route) }))
+  const { app, url } = await startApp(app => {
+    app.setNotFoundHandler((_request, reply) => reply.sse([{ data: 'nothing here' }]))
+  })
+  t.teardown(() => app.close())
+  const { res, events } = await open(`${url}/nowhere/42`)
+  t.equal(res.statusCode, 200)
+  t.same((await all(events)).map(e => e.data), ['nothing here'])
+  t.same(routes, ['(not found)'])
+  t.match(app.sse.stats(), { opened: 1, items: 1 })
+})
+
 t.test('subscribeSseDiagnostic: the returned function unsubscribes', async t => {
   const seen: string[] = []
   const unsubscribe = subscribeSseDiagnostic(SSE_DIAGNOSTICS.streamOpen, m => { seen.push(m.route) })
