@@ -31,58 +31,38 @@ let stats: SseStats = app.sse.stats()
 /** Reads values from the snapshot: `set(value, labels)` once per series. */
 type Read = (set: (value: number, labels?: Record<string, string>) => void) => void
 
-/** A gauge set from the snapshot at each scrape. */
-function gauge (name: string, help: string, labelNames: string[], read: Read): void {
-  const metric: Gauge = new Gauge({
-    name,
-    help,
-    labelNames,
-    registers: [registry],
-    collect () {
-      metric.reset()
-      read((value, labels = {}) => metric.set(labels, value))
-    }
-  })
+/** Series copied from the snapshot at each scrape; a counter mirrors one of the snapshot's, which only grow. */
+function fromStats (type: 'gauge' | 'counter', name: string, help: string, labelNames: string[], read: Read): void {
+  const config = { name, help, labelNames, registers: [] }
+  registry.registerMetric(type === 'gauge'
+    ? new Gauge({ ...config, collect () { this.reset(); read((value, labels = {}) => this.set(labels, value)) } })
+    : new Counter({ ...config, collect () { this.reset(); read((value, labels = {}) => this.inc(labels, value)) } }))
 }
 
-/** A counter that mirrors a snapshot counter (they only grow while the process lives). */
-function counter (name: string, help: string, labelNames: string[], read: Read): void {
-  const metric: Counter = new Counter({
-    name,
-    help,
-    labelNames,
-    registers: [registry],
-    collect () {
-      metric.reset()
-      read((value, labels = {}) => metric.inc(labels, value))
-    }
-  })
-}
-
-gauge('sse_streams_open', 'SSE streams open now, by route', ['route'], set => {
+fromStats('gauge', 'sse_streams_open', 'SSE streams open now, by route', ['route'], set => {
   for (const [route, open] of Object.entries(stats.openByRoute)) set(open, { route })
 })
-counter('sse_streams_opened_total', 'SSE streams opened', [], set => set(stats.opened))
-counter('sse_streams_closed_total', 'SSE streams closed, by reason', ['reason'], set => {
+fromStats('counter', 'sse_streams_opened_total', 'SSE streams opened', [], set => set(stats.opened))
+fromStats('counter', 'sse_streams_closed_total', 'SSE streams closed, by reason', ['reason'], set => {
   for (const [reason, closed] of Object.entries(stats.closed)) set(closed, { reason })
 })
-counter('sse_streams_rejected_total', 'SSE streams answered 503 (maxConnections, or closing)', [], set => set(stats.rejected))
-counter('sse_items_total', 'SSE items written', [], set => set(stats.items))
-counter('sse_bytes_total', 'Bytes of SSE frames written', [], set => set(stats.bytes))
-counter('sse_items_refused_total', 'SSE items refused (each ended its stream)', [], set => set(stats.refused))
-counter('sse_heartbeats_total', 'SSE heartbeat comments written', [], set => set(stats.heartbeats))
-counter('sse_channel_cut_offs_total', 'Channel subscribers cut off as too slow', [], set => set(stats.cutOffs))
-counter('sse_channel_replays_total', 'Reconnections answered with an exact replay', [], set => set(stats.replays))
-counter('sse_channel_resets_total', 'Reconnections answered with sse-reset, by reason', ['reason'], set => {
+fromStats('counter', 'sse_streams_rejected_total', 'SSE streams answered 503 (maxConnections, or closing)', [], set => set(stats.rejected))
+fromStats('counter', 'sse_items_total', 'SSE items written', [], set => set(stats.items))
+fromStats('counter', 'sse_bytes_total', 'Bytes of SSE frames written', [], set => set(stats.bytes))
+fromStats('counter', 'sse_items_refused_total', 'SSE items refused (each ended its stream)', [], set => set(stats.refused))
+fromStats('counter', 'sse_heartbeats_total', 'SSE heartbeat comments written', [], set => set(stats.heartbeats))
+fromStats('counter', 'sse_channel_cut_offs_total', 'Channel subscribers cut off as too slow', [], set => set(stats.cutOffs))
+fromStats('counter', 'sse_channel_replays_total', 'Reconnections answered with an exact replay', [], set => set(stats.replays))
+fromStats('counter', 'sse_channel_resets_total', 'Reconnections answered with sse-reset, by reason', ['reason'], set => {
   for (const [reason, resets] of Object.entries(stats.resets)) set(resets, { reason })
 })
-gauge('sse_channel_subscribers', 'Channel subscribers in this process', ['channel'], set => {
+fromStats('gauge', 'sse_channel_subscribers', 'Channel subscribers in this process', ['channel'], set => {
   for (const channel of stats.channels) set(channel.subscribers, { channel: channel.name })
 })
-gauge('sse_channel_history', 'Items a channel keeps for replay', ['channel'], set => {
+fromStats('gauge', 'sse_channel_history', 'Items a channel keeps for replay', ['channel'], set => {
   for (const { name, history } of stats.channels) if (history !== undefined) set(history, { channel: name })
 })
-gauge('sse_channel_connected', 'Whether a Redis channel\'s reader is connected', ['channel'], set => {
+fromStats('gauge', 'sse_channel_connected', 'Whether a Redis channel\'s reader is connected', ['channel'], set => {
   for (const { name, connected } of stats.channels) {
     if (connected !== undefined) set(connected ? 1 : 0, { channel: name })
   }

@@ -1,17 +1,13 @@
 // app.sse.stats() and the diagnostics_channel events, over real sockets: each counter and event moves when the
 // thing it counts happens, and not otherwise.
 import t, { type Test } from 'tap'
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import { Redis } from 'ioredis'
 import { redisChannels } from '../lib/channel/redis.js'
 import type { Channel } from '../lib/index.js'
 import { SSE_DIAGNOSTICS, subscribeSseDiagnostic, type SseDiagnosticMessages, type SseDiagnosticName } from '../lib/diagnostics.js'
-import { all, deferred, open, startApp, take } from './helpers.js'
+import { all, deferred, open, runExample, startApp, take } from './helpers.js'
 
 type Seen<N extends SseDiagnosticName> = Array<{ name: N, message: SseDiagnosticMessages[N] }>
 
@@ -252,32 +248,6 @@ t.test('Redis channels: reader down and up, publishes Redis did not store, in ev
   await sub.return?.()
 })
 
-/** Runs `tsx examples/metrics.ts` as a user would, on a free port; resolves with its URL once it listens. */
-async function runExample (t: Test): Promise<string> {
-  const root = fileURLToPath(new URL('..', import.meta.url))
-  // tap follows child processes for coverage: this one runs lib/ through tsx, whose line maps differ from
-  // ts-node's, so its coverage is turned off (the example is checked here by what it serves)
-  const child = spawn(process.execPath, ['--import', 'tsx', 'examples/metrics.ts'], {
-    cwd: root,
-    env: { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0', PORT: '0' },
-    stdio: ['ignore', 'pipe', 'inherit']
-  })
-  t.teardown(async () => {
-    if (child.exitCode === null) {
-      child.kill('SIGTERM')
-      await once(child, 'exit')
-    }
-  })
-  for await (const line of createInterface({ input: child.stdout })) {
-    const match = /"msg":"Server listening at (http:\/\/127\.0\.0\.1:\d+)"/.exec(line)
-    if (match?.[1] !== undefined) {
-      child.stdout.resume() // its later log lines are drained, so a full pipe never blocks it
-      return match[1]
-    }
-  }
-  throw new Error('examples/metrics.ts exited before listening')
-}
-
 /** The value of one series in Prometheus text (undefined when absent). */
 function series (text: string, name: string): number | undefined {
   const line = text.split('\n').find(l => l.startsWith(name + ' '))
@@ -286,7 +256,7 @@ function series (text: string, name: string): number | undefined {
 
 t.test('examples/metrics.ts: /metrics in Prometheus text follows the streams and the channel', async t => {
   t.setTimeout(30_000)
-  const url = await runExample(t)
+  const url = await runExample(t, 'examples/metrics.ts')
   const scrape = async (): Promise<string> => {
     const res = await request(`${url}/metrics`)
     t.match(res.headers['content-type'], /^text\/plain; version=0\.0\.4/)
