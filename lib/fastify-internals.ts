@@ -13,15 +13,17 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 export type { FastifyReplyType, ResolveFastifyReplyType } from 'fastify/types/type-provider.js'
 
 /**
- * Makes `request.signal` the given signal on this request. Fastify's own `request.signal` (5.8 and later: a lazy
- * getter on the Request prototype, created up front when `handlerTimeout` is set; 5.0–5.7 have none) aborts on the
- * raw request's `close`: as soon as a request body has been read (fastify#6725, open in 5.12), and not on
+ * Makes `request.signal` read through `getter` on this request. Fastify's own `request.signal` (5.8 and later: a
+ * lazy getter on the Request prototype, created up front when `handlerTimeout` is set; 5.0–5.7 have none) aborts on
+ * the raw request's `close`: as soon as a request body has been read (fastify#6725, open in 5.12), and not on
  * `app.close()` once a logger or onResponse hook exists (its listener is removed when the response finishes). An
- * SSE response needs a signal that means the stream's life. An own property shadows the prototype's getter (or
- * adds the property before 5.8); it must be defined before the handler reads `request.signal`.
+ * SSE response needs a signal that means the stream's life. An own accessor shadows the prototype's getter (or
+ * adds the property before 5.8); it must be defined before the handler reads `request.signal`. The same getter
+ * function for every request keeps them all on one hidden class (V8 shares the shape), so the property costs no
+ * memory per request until it is read.
  */
-export function replaceRequestSignal (request: FastifyRequest, signal: AbortSignal): void {
-  Object.defineProperty(request, 'signal', { value: signal, configurable: true, enumerable: true })
+export function shadowRequestSignal (request: FastifyRequest, getter: (this: never) => AbortSignal): void {
+  Object.defineProperty(request, 'signal', { get: getter, configurable: true, enumerable: true })
 }
 
 /**

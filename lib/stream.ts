@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import type { FastifyReply } from 'fastify'
 import { HEARTBEAT_FRAME, encodeItem, frameOf, retryFrame, type Frame } from './encode.js'
 import { closeHttp2Session, onConnectionClose, resetConnection, type PipedBody } from './fastify-internals.js'
-import { streamController } from './signal.js'
+import { abortStreamSignal, bindStreamSignal } from './signal.js'
 import type { SseItem, SseSerializer, SseSource } from './types.js'
 
 // One SSE response, from its first byte to its last. It never formats a field (lib/encode does), it pulls one
@@ -99,7 +99,6 @@ interface Destination {
 export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   readonly #reply: FastifyReply
   readonly #iterator: AsyncIterator<SseItem<unknown>>
-  readonly #controller: AbortController
   readonly #serialize: SseSerializer
   readonly #itemHook: ItemHook | undefined
   readonly #heartbeat: number | false
@@ -125,7 +124,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   ) {
     super()
     this.#reply = reply
-    this.#controller = streamController(reply.request, reply)
+    bindStreamSignal(reply.request, reply)
     this.#serialize = options.serialize
     this.#itemHook = options.item
     this.#heartbeat = options.heartbeat
@@ -240,7 +239,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
 
   #onError = (err: unknown): void => {
     this.#pulling = false
-    if (this.#finished || this.#controller.signal.aborted) {
+    if (this.#finished) {
       // the usual way a generator waiting on request.signal ends once the stream is closed: not an error
       this.#reply.log.debug({ err }, 'SSE source stopped after the stream closed')
       return
@@ -291,7 +290,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   }
 
   #stopSource (): void {
-    if (!this.#controller.signal.aborted) this.#controller.abort()
+    abortStreamSignal(this.#reply.request)
     stopIterator(this.#iterator, this.#reply)
   }
 
