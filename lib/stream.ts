@@ -70,6 +70,11 @@ async function * fromSync<T> (iterable: Iterable<SseItem<T>>): AsyncGenerator<Ss
 
 function noop (): void {}
 
+/** `process.nextTick` calls it with the stream as argument: no closure per burst or per stream. */
+function flushBurst (stream: EventStream): void {
+  stream.flushBurst()
+}
+
 /**
  * Asks a source to stop (a generator runs its `finally`). Not awaited: a generator busy in an await that
  * ignores the signal stops when it next yields, and nobody (least of all app.close) waits for that.
@@ -104,7 +109,9 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   readonly #heartbeat: number | false
   readonly #registry: Set<EventStream>
   readonly #startedAt = Date.now()
-  readonly #responseClosed: Promise<void>
+  /** Settles once the response has closed; made only when `close()` waits for it. */
+  #responseClosed: Promise<void> | undefined
+  #resolveResponseClosed: (() => void) | undefined
   #unwatch: (() => void) | undefined
   #dest: Destination | undefined
   #endDest = true
@@ -134,16 +141,11 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
       : fromSync(source)[Symbol.asyncIterator]()
     attach(source, this)
     registry.add(this)
-    let responseClosed!: () => void
-    this.#responseClosed = new Promise(resolve => { responseClosed = resolve })
-    const onClose = (): void => {
-      responseClosed()
-      this.destroy()
-    }
-    reply.raw.once('close', onClose)
+    // `on`, not `once`: a response closes once, and once's wrapper would cost a closure and a record per stream
+    reply.raw.on('close', this.#onResponseClose)
     // Queued behind another response on a pipelining connection: no socket yet, and no 'close' if the client
     // leaves before it gets one. The connection's own close tells.
-    if (reply.raw.socket === null) this.#unwatch = onConnectionClose(reply.request, onClose)
+    if (reply.raw.socket === null) this.#unwatch = onConnectionClose(reply.request, this.#onResponseClose)
     if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
     if (this.#heartbeat !== false) this.#timer = setTimeout(this.#onIdle, this.#heartbeat).unref()
   }
@@ -202,7 +204,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
       if (this.#batch.length >= BATCH_CHARS) this.#flush()
       else if (!this.#flushQueued) {
         this.#flushQueued = true
-        process.nextTick(this.#onTick)
+        process.nextTick(flushBurst, this)
       }
     } else {
       this.#flush()
@@ -211,7 +213,8 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     if (this.#wantMore) this.#pull()
   }
 
-  #onTick = (): void => {
+  /** @internal The end of a burst of string frames (see `flushBurst`). */
+  flushBurst (): void {
     this.#flushQueued = false
     if (!this.#closed) this.#flush()
   }
@@ -228,11 +231,12 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     this.#lastWrite = Date.now()
     if (!(this.#dest as Destination).write(frame) && this.#wantMore) {
       this.#wantMore = false
-      ;(this.#dest as Destination).once('drain', this.#onDrain)
+      // a closure made only when the socket is full, not one held by every stream
+      ;(this.#dest as Destination).once('drain', () => { this.#onDrain() })
     }
   }
 
-  #onDrain = (): void => {
+  #onDrain (): void {
     this.#wantMore = true
     if (!this.#pulling && !this.#finished) this.#pull()
   }
@@ -306,10 +310,24 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
       if (!this.#finished) this.#finish('server closing')
       // a client can stop reading with less in flight than fills the socket: it does not hold the close
       const grace = setTimeout(() => resetConnection(this.#reply, true), CLOSE_GRACE_MS).unref()
-      void this.#responseClosed.then(() => clearTimeout(grace))
+      void this.#whenResponseClosed().then(() => clearTimeout(grace))
     }
     closeHttp2Session(this.#reply.raw)
+    return this.#whenResponseClosed()
+  }
+
+  /**
+   * Called on an open stream only (a closed one has left the registry): its response has not closed yet, and
+   * `#onResponseClose` settles the promise when it does.
+   */
+  #whenResponseClosed (): Promise<void> {
+    this.#responseClosed ??= new Promise(resolve => { this.#resolveResponseClosed = resolve })
     return this.#responseClosed
+  }
+
+  #onResponseClose = (): void => {
+    this.#resolveResponseClosed?.()
+    this.destroy()
   }
 
   /** Stops everything at once (Fastify calls it when the response closes before the body ended). */
