@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events'
 import type { FastifyReply } from 'fastify'
 import { HEARTBEAT_FRAME, encodeItem, frameOf, retryFrame, type Frame } from './encode.js'
 import { closeHttp2Session, onConnectionClose, resetConnection, type PipedBody } from './fastify-internals.js'
+import { joinHeartbeats, leaveHeartbeats, type HeartbeatMember } from './heartbeat.js'
 import { abortStreamSignal, bindStreamSignal } from './signal.js'
 import type { SseItem, SseSerializer, SseSource } from './types.js'
 
@@ -101,7 +102,7 @@ interface Destination {
  * the pipe's closures and one copy of every chunk (the cost of an idle stream was mostly that machinery).
  * It emits what Fastify's end-of-stream watch needs: `end` once the body is complete, then `close`.
  */
-export class EventStream extends EventEmitter implements PipedBody, StreamLink {
+export class EventStream extends EventEmitter implements PipedBody, StreamLink, HeartbeatMember {
   readonly #reply: FastifyReply
   readonly #iterator: AsyncIterator<SseItem<unknown>>
   readonly #serialize: SseSerializer
@@ -115,7 +116,8 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   #unwatch: (() => void) | undefined
   #dest: Destination | undefined
   #endDest = true
-  #timer: NodeJS.Timeout | undefined
+  /** @internal Where the heartbeat wheel keeps this stream. */
+  heartbeatSlot = -1
   #lastWrite = this.#startedAt
   #pulling = false
   #wantMore = true
@@ -147,7 +149,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     // leaves before it gets one. The connection's own close tells.
     if (reply.raw.socket === null) this.#unwatch = onConnectionClose(reply.request, this.#onResponseClose)
     if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
-    if (this.#heartbeat !== false) this.#timer = setTimeout(this.#onIdle, this.#heartbeat).unref()
+    if (this.#heartbeat !== false) joinHeartbeats(this, this.#heartbeat)
   }
 
   /**
@@ -252,12 +254,14 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     this.#finish('source failed')
   }
 
-  #onIdle = (): void => {
+  /** @internal Called by the heartbeat wheel when the stream is due: ms until it is due again. */
+  heartbeat (now: number): number {
     const hb = this.#heartbeat as number
-    const idle = Date.now() - this.#lastWrite
+    const idle = now - this.#lastWrite
+    if (idle < hb) return hb - idle
     // a stream not yet piped, or whose destination is full, is not idle: it is waiting
-    if (idle >= hb && this.#dest !== undefined && this.#wantMore) this.#write(HEARTBEAT_FRAME)
-    this.#timer = setTimeout(this.#onIdle, idle >= hb ? hb : hb - idle).unref()
+    if (this.#dest !== undefined && this.#wantMore) this.#write(HEARTBEAT_FRAME)
+    return hb
   }
 
   /** No more pulls; end the body cleanly once piped; stop the source unless it stopped by itself. */
@@ -334,7 +338,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   destroy (): void {
     if (this.#closed) return
     this.#closed = true
-    clearTimeout(this.#timer)
+    if (this.#heartbeat !== false) leaveHeartbeats(this, this.#heartbeat)
     this.#registry.delete(this)
     this.#unwatch?.()
     if (!this.#finished) {
