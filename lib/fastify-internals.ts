@@ -1,3 +1,4 @@
+import type { OutgoingHttpHeaders } from 'node:http'
 import type { Http2ServerResponse, ServerHttp2Session } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
@@ -49,6 +50,46 @@ export function clearHandlerTimeout (request: FastifyRequest): void {
 export interface PipedBody {
   pipe: (dest: never, options?: { end?: boolean }) => unknown
   destroy: () => void
+}
+
+/** A symbol of Fastify's found by its description on an object that has it; cached once found. */
+const symbols = new Map<string, symbol>()
+
+function fastifySymbol (target: object, description: string): symbol | undefined {
+  const known = symbols.get(description)
+  if (known !== undefined && known in target) return known
+  const found = Object.getOwnPropertySymbols(target).find(symbol => symbol.description === description)
+  if (found !== undefined) symbols.set(description, found)
+  return found
+}
+
+/**
+ * Whether Fastify's stream-send path has nothing to do for this reply, so the plugin may write the head and the
+ * body itself: the route has no onSend hook (Fastify 5.0–5.12 keeps them on the request's route context,
+ * `request[Symbol(fastify.context)].onSend`, null when there is none) and no trailer was set
+ * (`reply[Symbol(fastify.reply.trailers)]`, null when none). That path would otherwise keep two `finished()`
+ * watchers and their closures per response (about 3 KB of heap per idle stream). When either cannot be found
+ * (another Fastify version), false: the stream takes Fastify's path, as it always did.
+ */
+export function sendPathIdle (reply: FastifyReply): boolean {
+  const contextKey = fastifySymbol(reply.request, 'fastify.context')
+  const trailersKey = fastifySymbol(reply, 'fastify.reply.trailers')
+  if (contextKey === undefined || trailersKey === undefined) return false
+  const context = (reply.request as unknown as Record<symbol, { onSend?: unknown } | undefined>)[contextKey]
+  return context?.onSend === null && (reply as unknown as Record<symbol, unknown>)[trailersKey] === null
+}
+
+/**
+ * Writes the head as Fastify's send path would (the status, and every header set so far by `reply.header()`,
+ * hooks or plugins such as cors and helmet) and takes the response over with `reply.hijack()`: Fastify sends
+ * nothing more, still runs onResponse hooks and logs the request when the response finishes.
+ */
+export function writeHeadDirectly (reply: FastifyReply): void {
+  const headers = reply.getHeaders()
+  reply.hijack()
+  reply.raw.writeHead(reply.statusCode, headers as OutgoingHttpHeaders)
+  // the client sees the stream open before the first event, as on Fastify's path (lib/stream's pipe)
+  reply.raw.flushHeaders()
 }
 
 /** Hands the stream to Fastify as the reply's body (see `PipedBody`), so onSend hooks and headers work. */
