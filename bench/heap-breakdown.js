@@ -36,7 +36,6 @@ const PLUGIN_VARIANTS = new Set(['gen', 'route', 'sub', 'sub-signal', 'sub-onsen
 const HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform' }
 const STEP_TIMEOUT_MS = 60_000
 
-
 // ---- server process ------------------------------------------------------------------------------------
 async function serve (variant) {
   let open = 0
@@ -217,7 +216,7 @@ function openOne (port) {
     let head = ''
     const timer = setTimeout(() => { socket.destroy(); reject(new Error('no response head')) }, STEP_TIMEOUT_MS)
     socket.setEncoding('latin1')
-    socket.once('connect', () => socket.write(`GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`))
+    socket.once('connect', () => socket.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n'))
     socket.on('data', function onData (chunk) {
       head += chunk
       if (!head.includes('\r\n\r\n')) return
@@ -254,17 +253,21 @@ function summarize (file) {
   const kinds = new Map()
   for (let i = 0; i < nodes.length; i += stride) {
     const type = types[nodes[i + typeAt]]
-    const name = strings[nodes[i + nameAt]]
-    const key = type === 'object' ? name
-      : type === 'closure' ? `closure ${name || '(anonymous)'}`
-        : type === 'hidden' || type === 'code' || type === 'array' || type === 'object shape' ? `(${type}) ${name}`.slice(0, 60)
-          : `(${type})`
+    const key = kindOf(type, strings[nodes[i + nameAt]])
     const k = kinds.get(key) ?? { bytes: 0, count: 0 }
     k.bytes += nodes[i + sizeAt]
     k.count++
     kinds.set(key, k)
   }
   return kinds
+}
+
+/** Objects by constructor, closures by function name, V8's internal kinds by what they hold. */
+function kindOf (type, name) {
+  if (type === 'object') return name
+  if (type === 'closure') return `closure ${name || '(anonymous)'}`
+  if (['hidden', 'code', 'array', 'object shape'].includes(type)) return `(${type}) ${name}`.slice(0, 60)
+  return `(${type})`
 }
 
 function diffKinds (before, after, n) {
