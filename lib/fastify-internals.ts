@@ -65,8 +65,8 @@ function fastifySymbol (target: object, description: string): symbol | undefined
 
 /**
  * Whether Fastify's stream-send path has nothing to do for this reply, so the plugin may write the head and the
- * body itself: the route has no onSend hook (Fastify 5.0–5.12 keeps them on the request's route context,
- * `request[Symbol(fastify.context)].onSend`, null when there is none) and no trailer was set
+ * body itself: the route has no onSend hook (Fastify 5, checked on 5.12.8, keeps them on the request's route
+ * context, `request[Symbol(fastify.context)].onSend`, null when there is none) and no trailer was set
  * (`reply[Symbol(fastify.reply.trailers)]`, null when none). That path would otherwise keep two `finished()`
  * watchers and their closures per response (about 3 KB of heap per idle stream). When either cannot be found
  * (another Fastify version), false: the stream takes Fastify's path, as it always did.
