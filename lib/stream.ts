@@ -308,21 +308,23 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
    * response has closed.
    */
   close (): Promise<void> {
+    // made first: resetting the connection may close the response at once
+    const responseClosed = this.#whenResponseClosed()
     if (!this.#finished) this.#reason = 'server closing'
     if (this.#stuck()) resetConnection(this.#reply, true)
     else {
       if (!this.#finished) this.#finish('server closing')
       // a client can stop reading with less in flight than fills the socket: it does not hold the close
       const grace = setTimeout(() => resetConnection(this.#reply, true), CLOSE_GRACE_MS).unref()
-      void this.#whenResponseClosed().then(() => clearTimeout(grace))
+      void responseClosed.then(() => clearTimeout(grace))
     }
     closeHttp2Session(this.#reply.raw)
-    return this.#whenResponseClosed()
+    return responseClosed
   }
 
   /**
-   * Called on an open stream only (a closed one has left the registry): its response has not closed yet, and
-   * `#onResponseClose` settles the promise when it does.
+   * Called by `close()` first, on an open stream only (a closed one has left the registry): its response has not
+   * closed yet, and `#onResponseClose` settles the promise when it does.
    */
   #whenResponseClosed (): Promise<void> {
     this.#responseClosed ??= new Promise(resolve => { this.#resolveResponseClosed = resolve })
