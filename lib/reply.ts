@@ -1,6 +1,7 @@
 import type { FastifyReply } from 'fastify'
 import { alreadySent, invalidSource, notAcceptable, routeName } from './errors.js'
-import { clearHandlerTimeout, sendPipedBody } from './fastify-internals.js'
+import { clearHandlerTimeout, sendPathIdle, sendPipedBody } from './fastify-internals.js'
+import type { StreamRegistry } from './metrics.js'
 import { resolveOptions, routeStreamOptions, type Limits, type ResolvedOptions } from './options.js'
 import { dropSource, EventStream, isSource, STREAM_HEADERS } from './stream.js'
 import { typedItemHook } from './typed/items.js'
@@ -14,7 +15,7 @@ export interface StreamHost {
   readonly defaults: ResolvedOptions
   readonly limits: Limits
   /** The open streams: counted against `maxConnections`, ended on close. */
-  readonly open: Set<EventStream>
+  readonly open: StreamRegistry
   /** Set once the app is closing: new streams are refused. */
   closing: boolean
 }
@@ -26,6 +27,14 @@ function describe (value: unknown): string {
   return value === null ? 'null' : typeof value
 }
 
+/** Set on the config of every route the plugin saw (Fastify copies a route's config, symbol keys included). */
+export const kSeenRoute = Symbol('fastify-typed-sse.route')
+
+/** Whether the plugin's onRoute hook saw (and wrapped) the route of this config. */
+export function isSeenRoute (config: object): boolean {
+  return (config as { [kSeenRoute]?: true })[kSeenRoute] === true
+}
+
 /** Whether `reply.sse()` started a stream on this reply. */
 export function isStreaming (reply: FastifyReply): boolean {
   return streaming.has(reply)
@@ -33,11 +42,12 @@ export function isStreaming (reply: FastifyReply): boolean {
 
 /** No stream now (too many open, or the server is closing): 503 with Retry-After, and the source stopped. */
 function refuseStream (
-  reply: FastifyReply, source: unknown, why: string, retryAfter: number, context: object = {}
+  host: StreamHost, reply: FastifyReply, source: unknown, why: string, context: object = {}
 ): FastifyReply {
   dropSource(reply, source)
+  host.open.rejected++
   reply.log.warn(context, `SSE stream refused: ${why}`)
-  return reply.code(503).header('retry-after', String(retryAfter))
+  return reply.code(503).header('retry-after', String(host.limits.retryAfter))
     .send({ statusCode: 503, error: 'Service Unavailable', message: `No event stream now (${why}); retry later` })
 }
 
@@ -88,12 +98,12 @@ export function sseDecorator (host: StreamHost) {
       dropSource(this, source)
       return this.code(406).send(notAcceptable(routeName(this.request)))
     }
-    const { maxConnections, retryAfter } = host.limits
+    const { maxConnections } = host.limits
     // a request that reached its handler while app.close() ran: its stream would be left open
-    if (host.closing) return refuseStream(this, source, 'the server is closing', retryAfter)
+    if (host.closing) return refuseStream(host, this, source, 'the server is closing')
     if (host.open.size >= maxConnections) {
       const why = `the limit of ${maxConnections} open streams (maxConnections) is reached`
-      return refuseStream(this, source, why, retryAfter, { maxConnections })
+      return refuseStream(host, this, source, why, { maxConnections })
     }
     // on a route with an sseSchema() response: compiled serializers, and checks with `validate`
     const compileSerializers = streamOptions?.serialize === undefined
@@ -104,7 +114,7 @@ export function sseDecorator (host: StreamHost) {
 
 /** Headers, then the stream handed to Fastify as the body. */
 function startStream (
-  reply: FastifyReply, source: unknown, options: ResolvedOptions, open: Set<EventStream>
+  reply: FastifyReply, source: unknown, options: ResolvedOptions, open: StreamRegistry
 ): FastifyReply {
   const route = `${reply.request.method} ${reply.request.url}`
   if (!isSource(source)) throw invalidSource(route, describe(source))
@@ -131,6 +141,14 @@ function startStream (
   }
   clearHandlerTimeout(reply.request)
   const stream = new EventStream(reply, source, options, open)
-  reply.log.debug('SSE stream opened')
+  // Nothing for Fastify's stream path to do (no onSend hook, no trailer): the same head, written by the stream
+  // when it opens. Only on a route the plugin wrapped: there a handler's promise that resolves with nothing is
+  // not answered by Fastify while the head waits for the first item (see lib/route's settleLater).
+  if (isSeenRoute(reply.request.routeOptions.config) && sendPathIdle(reply)) {
+    reply.log.debug({ direct: true }, 'SSE stream opened')
+    stream.pipeDirect()
+    return reply
+  }
+  reply.log.debug({ direct: false }, 'SSE stream opened')
   return sendPipedBody(reply, stream)
 }

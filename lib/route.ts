@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod, RouteOptions } from 'fastify'
 import { notAStream, routeName, sentIterator, unseenRoute } from './errors.js'
 import { resolveRouteOptions, type ResolvedOptions } from './options.js'
-import { isStreaming } from './reply.js'
-import { streamController } from './signal.js'
+import { isSeenRoute, isStreaming, kSeenRoute } from './reply.js'
+import { bindStreamSignal } from './signal.js'
 import { dropSource, isSource } from './stream.js'
 import { streamAt, streamsOf, type RouteStreams } from './typed/schema.js'
 
@@ -12,9 +12,6 @@ import { streamAt, streamsOf, type RouteStreams } from './typed/schema.js'
 // where the plugin could not see it, or `reply.send(generator)`) is an error naming the route, never `{}`.
 
 type Handler = (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) => unknown
-
-/** Set on the config of every route the plugin saw (Fastify copies a route's config, symbol keys included). */
-const kSeen = Symbol('fastify-typed-sse.route')
 
 function isGeneratorFunction (fn: Handler): boolean {
   const tag = (fn as { [Symbol.toStringTag]?: string })[Symbol.toStringTag]
@@ -108,7 +105,7 @@ function wrapHandler (original: Handler, streams: RouteStreams | undefined, rout
  * read, so wherever it is read (a later hook, the handler, the generator) it means the stream's life.
  */
 function streamSignalHook (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
-  streamController(request, reply)
+  bindStreamSignal(request, reply)
   done()
 }
 
@@ -123,7 +120,7 @@ export function routeHook (defaults: ResolvedOptions): (route: RouteOptions) => 
     resolveRouteOptions(route.config, defaults, name)
     const streams = streamsOf(route.schema)
     route.handler = wrapHandler(original, streams, name) as RouteHandlerMethod
-    route.config = { ...route.config, [kSeen]: true } as RouteOptions['config']
+    route.config = { ...route.config, [kSeenRoute]: true } as RouteOptions['config']
     if (streams !== undefined || isGeneratorFunction(original)) {
       const hooks = route.onRequest
       route.onRequest = [streamSignalHook, ...(hooks === undefined ? [] : Array.isArray(hooks) ? hooks : [hooks])]
@@ -144,5 +141,5 @@ export function refuseSerializedStream (
   }
   dropSource(reply, payload)
   const route = routeName(request.routeOptions as { method: string, url: string })
-  done((request.routeOptions.config as { [kSeen]?: true })[kSeen] === true ? sentIterator(route) : unseenRoute(route))
+  done(isSeenRoute(request.routeOptions.config) ? sentIterator(route) : unseenRoute(route))
 }

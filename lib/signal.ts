@@ -1,34 +1,72 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { replaceRequestSignal, takeRequestSignal } from './fastify-internals.js'
+import { shadowRequestSignal, takeRequestSignal } from './fastify-internals.js'
 
 // The stream's life as an AbortSignal. On an SSE response `request.signal` is this signal, however early it was
-// read: it aborts when the client goes away (the response closes before it was ended), when the server closes,
-// and when the stream ends before its source did (lib/stream aborts it) — never merely because a body was read.
+// read (a Fastify signal read before is taken over): it aborts when the client goes away (the response closes
+// before it was ended), when the server closes, and when the stream ends before its source did (lib/stream
+// aborts it) — never merely because a body was read. Its AbortController is made only when `request.signal` is
+// read: most streams never read it, and it would be the largest thing an idle stream holds (about 1 KB with its
+// signal and listener).
 
-const controllers = new WeakMap<FastifyRequest, AbortController>()
+const kResponse = Symbol('fastify-typed-sse.response')
+const kController = Symbol('fastify-typed-sse.controller')
+
+/** A request whose `request.signal` is its stream's: its response, and the controller once the signal is read. */
+interface StreamRequest {
+  [kResponse]?: FastifyReply['raw']
+  [kController]?: AbortController
+}
+
+/** Given to a request whose stream stopped before its signal was read: it reads as aborted. */
+const ABORTED = new AbortController()
+ABORTED.abort()
+
+/** The getter of `request.signal` on a stream's request: one function for all, so requests share a shape. */
+function streamSignal (this: StreamRequest): AbortSignal {
+  let controller = this[kController]
+  if (controller !== undefined) return controller.signal
+  controller = this[kController] = new AbortController()
+  abortOnClientGone(controller, this[kResponse] as FastifyReply['raw'])
+  return controller.signal
+}
+
+// Read before the stream exists (a plain handler): the client may leave first. Once the stream exists it
+// aborts the signal itself, and Fastify destroys a stream whose response had closed before it was sent.
+function abortOnClientGone (controller: AbortController, res: FastifyReply['raw']): void {
+  res.once('close', () => {
+    if (!res.writableEnded) controller.abort()
+  })
+}
 
 /**
- * The abort controller behind `request.signal` for an SSE response, made on first use. Lib/route calls it in
- * the first hook of a route known to stream; lib/stream when a stream starts. A Fastify signal that was read
- * before then is taken over (the same signal, now the stream's life); one that already aborted cannot be, and
- * the stream gets a new one, with a warning that names the route.
+ * Makes `request.signal` the stream's on this request, from now on. Lib/route calls it in the first hook of a
+ * route known to stream, before the body is read, so wherever it is read (a later hook, the handler, the
+ * generator) it means the stream's life; `reply.sse()` calls it too. A Fastify signal that was read before
+ * then is taken over (the same signal, now the stream's life); one that already aborted (Fastify aborts it
+ * once a request body is read) cannot be, and the stream gets a new one, with a warning that names the route.
  */
-export function streamController (request: FastifyRequest, reply: FastifyReply): AbortController {
-  let controller = controllers.get(request)
-  if (controller !== undefined) return controller
+export function bindStreamSignal (request: FastifyRequest, reply: FastifyReply): void {
+  const req = request as FastifyRequest & StreamRequest
+  if (req[kResponse] !== undefined) return
+  req[kResponse] = reply.raw
   const early = takeRequestSignal(request)
-  if (early?.signal.aborted === true) {
-    reply.log.warn(`${request.method} ${request.url}: request.signal was read before the stream started and had ` +
-      'already aborted (Fastify aborts it once a request body is read); the stream has a new one. Read ' +
-      'request.signal after reply.sse(), or give the route an async function* handler or an sseSchema() response')
+  if (early !== undefined) {
+    if (!early.signal.aborted) {
+      req[kController] = early
+      abortOnClientGone(early, reply.raw)
+    } else {
+      reply.log.warn(`${request.method} ${request.url}: request.signal was read before the stream started and ` +
+        'had already aborted (Fastify aborts it once a request body is read); the stream has a new one. Read ' +
+        'request.signal after reply.sse(), or give the route an async function* handler or an sseSchema() response')
+    }
   }
-  const created = early === undefined || early.signal.aborted ? new AbortController() : early
-  controller = created
-  controllers.set(request, created)
-  const res = reply.raw
-  res.once('close', () => {
-    if (!res.writableEnded) created.abort()
-  })
-  if (created !== early) replaceRequestSignal(request, created.signal)
-  return created
+  shadowRequestSignal(request, streamSignal)
+}
+
+/** The stream stopped before its source did: its signal aborts now, or reads as aborted when first read. */
+export function abortStreamSignal (request: FastifyRequest): void {
+  const req = request as FastifyRequest & StreamRequest
+  const controller = req[kController]
+  if (controller === undefined) req[kController] = ABORTED
+  else controller.abort() // a no-op when already aborted
 }

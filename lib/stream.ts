@@ -1,8 +1,12 @@
 import { EventEmitter } from 'node:events'
-import type { FastifyReply } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { HEARTBEAT_FRAME, encodeItem, frameOf, retryFrame, type Frame } from './encode.js'
-import { closeHttp2Session, onConnectionClose, resetConnection, type PipedBody } from './fastify-internals.js'
-import { streamController } from './signal.js'
+import {
+  closeHttp2Session, onConnectionClose, resetConnection, writeHeadDirectly, type PipedBody
+} from './fastify-internals.js'
+import { joinHeartbeats, leaveHeartbeats, type HeartbeatMember } from './heartbeat.js'
+import type { StreamRegistry } from './metrics.js'
+import { abortStreamSignal, bindStreamSignal } from './signal.js'
 import type { SseErrorMapper, SseItem, SseSerializer, SseSource } from './types.js'
 
 // One SSE response, from its first byte to its last. It never formats a field (lib/encode does), it pulls one
@@ -58,6 +62,9 @@ function attach (source: object, stream: StreamLink): void {
   if (typeof method === 'function') method.call(source, stream)
 }
 
+/** The route of a stream opened by the not-found handler, which has no URL pattern (no route can be named so). */
+export const NOT_FOUND_ROUTE = '(not found)'
+
 /** How long `close()` lets a response that is still flushing end cleanly before it resets the connection. */
 const CLOSE_GRACE_MS = 1000
 
@@ -73,6 +80,11 @@ async function * fromSync<T> (iterable: Iterable<SseItem<T>>): AsyncGenerator<Ss
 }
 
 function noop (): void {}
+
+/** `process.nextTick` calls it with the stream as argument: no closure per burst or per stream. */
+function flushBurst (stream: EventStream): void {
+  stream.flushBurst()
+}
 
 /**
  * Asks a source to stop (a generator runs its `finally`). Not awaited: a generator busy in an await that
@@ -100,21 +112,24 @@ interface Destination {
  * the pipe's closures and one copy of every chunk (the cost of an idle stream was mostly that machinery).
  * It emits what Fastify's end-of-stream watch needs: `end` once the body is complete, then `close`.
  */
-export class EventStream extends EventEmitter implements PipedBody, StreamLink {
+export class EventStream extends EventEmitter implements PipedBody, StreamLink, HeartbeatMember {
   readonly #reply: FastifyReply
   readonly #iterator: AsyncIterator<SseItem<unknown>>
-  readonly #controller: AbortController
   readonly #serialize: SseSerializer
   readonly #itemHook: ItemHook | undefined
   readonly #mapError: SseErrorMapper | undefined
   readonly #heartbeat: number | false
-  readonly #registry: Set<EventStream>
+  readonly #registry: StreamRegistry
+  readonly #route: string
   readonly #startedAt = Date.now()
-  readonly #responseClosed: Promise<void>
+  /** Settles once the response has closed; made only when `close()` waits for it. */
+  #responseClosed: Promise<void> | undefined
+  #resolveResponseClosed: (() => void) | undefined
   #unwatch: (() => void) | undefined
   #dest: Destination | undefined
   #endDest = true
-  #timer: NodeJS.Timeout | undefined
+  /** @internal Where the heartbeat wheel keeps this stream. */
+  heartbeatSlot = -1
   #lastWrite = this.#startedAt
   #pulling = false
   #wantMore = true
@@ -124,38 +139,37 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   #closed = false
   #reason: EndReason = 'client closed'
   #items = 0
+  #bytes = 0
   /** While > 0, the headers wait this long for the first item (see `#openHeld`); 0 once they may go. */
   #holdFor: number
   #holdTimer: NodeJS.Timeout | undefined
+  /** Piped by `pipeDirect()`: the stream writes the head itself when it opens. */
+  #direct = false
 
   constructor (
-    reply: FastifyReply, source: SseSource<unknown>, options: ResolvedStreamOptions, registry: Set<EventStream>
+    reply: FastifyReply, source: SseSource<unknown>, options: ResolvedStreamOptions, registry: StreamRegistry
   ) {
     super()
     this.#reply = reply
-    this.#controller = streamController(reply.request, reply)
+    bindStreamSignal(reply.request, reply)
     this.#serialize = options.serialize
     this.#itemHook = options.item
     this.#mapError = options.onError
     this.#heartbeat = options.heartbeat
     this.#registry = registry
+    this.#route = reply.request.routeOptions.url ?? NOT_FOUND_ROUTE
     this.#iterator = Symbol.asyncIterator in source
       ? source[Symbol.asyncIterator]()
       : fromSync(source)[Symbol.asyncIterator]()
     attach(source, this)
     registry.add(this)
-    let responseClosed!: () => void
-    this.#responseClosed = new Promise(resolve => { responseClosed = resolve })
-    const onClose = (): void => {
-      responseClosed()
-      this.destroy()
-    }
-    reply.raw.once('close', onClose)
+    // `on`, not `once`: a response closes once, and once's wrapper would cost a closure and a record per stream
+    reply.raw.on('close', this.#onResponseClose)
     // Queued behind another response on a pipelining connection: no socket yet, and no 'close' if the client
     // leaves before it gets one. The connection's own close tells.
-    if (reply.raw.socket === null) this.#unwatch = onConnectionClose(reply.request, onClose)
+    if (reply.raw.socket === null) this.#unwatch = onConnectionClose(reply.request, this.#onResponseClose)
     if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
-    if (this.#heartbeat !== false) this.#timer = setTimeout(this.#onIdle, this.#heartbeat).unref()
+    if (this.#heartbeat !== false) joinHeartbeats(this, this.#heartbeat)
     // a channel subscription runs no user code before its first item: nothing can fail early
     this.#holdFor = kAttachStream in source ? 0 : options.headersDelay
   }
@@ -178,6 +192,16 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   }
 
   /**
+   * Pipes into the response itself, bypassing Fastify's stream path (lib/reply takes it when that path has
+   * nothing to do): the stream writes the head when it opens, and takes the reply over (`reply.hijack()`) only
+   * then, so a failure before that is still answered by Fastify's error handler.
+   */
+  pipeDirect (): void {
+    this.#direct = true
+    this.pipe(this.#reply.raw)
+  }
+
+  /**
    * The headers wait for the first item, or `headersDelay` ms of silence: until then a failure can still be
    * answered with a status (`#failEarly`), and a client whose first item is slow still sees the stream open
    * soon. Static, so that a stream holds no closure for it.
@@ -196,7 +220,9 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   #open (): void {
     this.#release()
     const res = this.#reply.raw
-    if ((this.#dest as unknown) === res && !res.headersSent) res.flushHeaders()
+    if (this.#direct) {
+      if (!res.headersSent) writeHeadDirectly(this.#reply)
+    } else if ((this.#dest as unknown) === res && !res.headersSent) res.flushHeaders()
     this.#flush()
   }
 
@@ -228,6 +254,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     } catch (err) {
       if (this.#failEarly(err, 'item refused')) return
       this.#reply.log.error({ err }, 'SSE item refused; stream ended')
+      this.#registry.itemRefused(this, err as Error)
       this.#lastWord(err)
       this.#finish('item refused')
       return
@@ -235,12 +262,13 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     // the first item opens the stream: headers first, on their own, as a stream opened by the wait sends them
     if (this.#holdFor !== 0) this.#open()
     this.#items++
+    this.#registry.items++
     if (typeof frame === 'string') {
       this.#batch += frame
       if (this.#batch.length >= BATCH_CHARS) this.#flush()
       else if (!this.#flushQueued) {
         this.#flushQueued = true
-        process.nextTick(this.#onTick)
+        process.nextTick(flushBurst, this)
       }
     } else {
       this.#flush()
@@ -249,7 +277,8 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     if (this.#wantMore) this.#pull()
   }
 
-  #onTick = (): void => {
+  /** @internal The end of a burst of string frames (see `flushBurst`). */
+  flushBurst (): void {
     this.#flushQueued = false
     if (!this.#closed) this.#flush()
   }
@@ -264,20 +293,24 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   /** Writes whole frames; a full destination stops the pulling until it drains. */
   #write (frame: Frame): void {
     this.#lastWrite = Date.now()
+    const bytes = typeof frame === 'string' ? Buffer.byteLength(frame) : frame.byteLength
+    this.#bytes += bytes
+    this.#registry.bytes += bytes
     if (!(this.#dest as Destination).write(frame) && this.#wantMore) {
       this.#wantMore = false
-      ;(this.#dest as Destination).once('drain', this.#onDrain)
+      // a closure made only when the socket is full, not one held by every stream
+      ;(this.#dest as Destination).once('drain', () => { this.#onDrain() })
     }
   }
 
-  #onDrain = (): void => {
+  #onDrain (): void {
     this.#wantMore = true
     if (!this.#pulling && !this.#finished) this.#pull()
   }
 
   #onError = (err: unknown): void => {
     this.#pulling = false
-    if (this.#finished || this.#controller.signal.aborted) {
+    if (this.#finished) {
       // the usual way a generator waiting on request.signal ends once the stream is closed: not an error
       this.#reply.log.debug({ err }, 'SSE source stopped after the stream closed')
       return
@@ -295,14 +328,18 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
    */
   #failEarly (err: unknown, reason: EndReason): boolean {
     const res = this.#reply.raw
-    if (this.#holdFor === 0 || res.headersSent || this.listenerCount('error') === 0) return false
+    if (this.#holdFor === 0 || res.headersSent || (!this.#direct && this.listenerCount('error') === 0)) return false
     this.#release()
     this.#finished = true
     this.#reason = reason
+    // still a stream that opened and closed, for app.sse.stats() and the diagnostics channels
+    if (reason === 'item refused') this.#registry.itemRefused(this, err as Error)
     if (reason !== 'source failed') this.#stopSource()
     takeBackHeaders(this.#reply)
     this.#reply.log.debug('SSE stream failed before its first item; answered by the error handler')
-    this.emit('error', err)
+    // Fastify's path listens for the body's error; on the direct path the reply is not taken over yet
+    if (this.#direct) this.#reply.send(err as Error)
+    else this.emit('error', err)
     this.destroy()
     return true
   }
@@ -322,12 +359,17 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     }
   }
 
-  #onIdle = (): void => {
+  /** @internal Called by the heartbeat wheel when the stream is due: ms until it is due again. */
+  heartbeat (now: number): number {
     const hb = this.#heartbeat as number
-    const idle = Date.now() - this.#lastWrite
+    const idle = now - this.#lastWrite
+    if (idle < hb) return hb - idle
     // a stream not yet piped or opened, or whose destination is full, is not idle: it is waiting
-    if (idle >= hb && this.#dest !== undefined && this.#wantMore && this.#holdFor === 0) this.#write(HEARTBEAT_FRAME)
-    this.#timer = setTimeout(this.#onIdle, idle >= hb ? hb : hb - idle).unref()
+    if (this.#dest !== undefined && this.#wantMore && this.#holdFor === 0) {
+      this.#write(HEARTBEAT_FRAME)
+      this.#registry.heartbeats++
+    }
+    return hb
   }
 
   /** No more pulls; end the body cleanly once piped; stop the source unless it stopped by itself. */
@@ -339,6 +381,8 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   }
 
   #end (): void {
+    // a source that ended before its first item: the head goes out with the end
+    if (this.#holdFor !== 0) this.#open()
     this.#flush() // the whole frames that came before the end
     if (this.#endDest) (this.#dest as Destination).end()
     this.emit('end')
@@ -364,7 +408,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   }
 
   #stopSource (): void {
-    if (!this.#controller.signal.aborted) this.#controller.abort()
+    abortStreamSignal(this.#reply.request)
     stopIterator(this.#iterator, this.#reply)
   }
 
@@ -374,23 +418,66 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
    * response has closed.
    */
   close (): Promise<void> {
+    // made first: resetting the connection may close the response at once
+    const responseClosed = this.#whenResponseClosed()
     if (!this.#finished) this.#reason = 'server closing'
     if (this.#stuck()) resetConnection(this.#reply, true)
     else {
       if (!this.#finished) this.#finish('server closing')
       // a client can stop reading with less in flight than fills the socket: it does not hold the close
       const grace = setTimeout(() => resetConnection(this.#reply, true), CLOSE_GRACE_MS).unref()
-      void this.#responseClosed.then(() => clearTimeout(grace))
+      void responseClosed.then(() => clearTimeout(grace))
     }
     closeHttp2Session(this.#reply.raw)
+    return responseClosed
+  }
+
+  /**
+   * Called by `close()` first, on an open stream only (a closed one has left the registry): its response has not
+   * closed yet, and `#onResponseClose` settles the promise when it does.
+   */
+  #whenResponseClosed (): Promise<void> {
+    this.#responseClosed ??= new Promise(resolve => { this.#resolveResponseClosed = resolve })
     return this.#responseClosed
+  }
+
+  get request (): FastifyRequest {
+    return this.#reply.request
+  }
+
+  /** The route's URL pattern (`/rooms/:room`). */
+  get route (): string {
+    return this.#route
+  }
+
+  get reason (): EndReason {
+    return this.#reason
+  }
+
+  /** Items written so far. */
+  get items (): number {
+    return this.#items
+  }
+
+  /** Bytes of frames written so far. */
+  get bytes (): number {
+    return this.#bytes
+  }
+
+  get durationMs (): number {
+    return Date.now() - this.#startedAt
+  }
+
+  #onResponseClose = (): void => {
+    this.#resolveResponseClosed?.()
+    this.destroy()
   }
 
   /** Stops everything at once (Fastify calls it when the response closes before the body ended). */
   destroy (): void {
     if (this.#closed) return
     this.#closed = true
-    clearTimeout(this.#timer)
+    if (this.#heartbeat !== false) leaveHeartbeats(this, this.#heartbeat)
     clearTimeout(this.#holdTimer)
     this.#registry.delete(this)
     this.#unwatch?.()

@@ -71,6 +71,18 @@ export interface ChannelBackend<Id extends string | Promise<string> = string | P
   position: () => string
   /** Releases what the backend holds (history, connections); a promise when that takes a while (a connection). */
   close: () => void | Promise<void>
+  /** What `app.sse.stats()` shows of this backend: its history length, and a shared one's connection state. */
+  stats?: () => BackendStats
+}
+
+/** A backend's part of a channel's `app.sse.stats()` entry. */
+export interface BackendStats {
+  /** Items kept for replay now, when the backend knows it without asking elsewhere. */
+  history?: number
+  /** A backend with a connection (Redis): whether it is up. */
+  connected?: boolean
+  /** A backend that stores elsewhere: publishes that were not stored. */
+  publishFailures?: number
 }
 
 /** The history bounds of a channel, validated. */

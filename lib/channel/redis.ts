@@ -1,8 +1,9 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
-import type { ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, Deliver, HistoryOptions, Replay } from './backend.js'
+import type { BackendStats, ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, Deliver, HistoryOptions, Replay } from './backend.js'
+import { publishFailed, readerDown, readerUp } from '../diagnostics.js'
 import { joinFrame, withFrame } from '../encode.js'
-import { channelUnavailable, invalidItem, invalidOption } from '../errors.js'
+import { channelUnavailable, invalidItem, invalidOption, type SseRuntimeError } from '../errors.js'
 import type { SseItem } from '../types.js'
 
 // Channels shared by every server process through one Redis stream per channel: `XADD … MAXLEN ~ N` per publish
@@ -108,6 +109,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
   #waiting: Array<{ at: bigint, resolve: () => void }> = []
   #closed = false
   #down = false
+  #publishFailures = 0
   #wake: (() => void) | undefined
   readonly #ended: Promise<void>
 
@@ -143,18 +145,18 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
       throw invalidItem('data', 'must be JSON-serializable on a Redis channel', err)
     }
     const status = this.#redis.status
-    if (DISCONNECTED.has(status)) return Promise.reject(channelUnavailable(this.#name, `Redis is not connected (${status}); the item was not published`))
+    if (DISCONNECTED.has(status)) return Promise.reject(this.#failed(channelUnavailable(this.#name, `Redis is not connected (${status}); the item was not published`)))
     const stored = this.#redis.call('XADD', this.#key, 'MAXLEN', '~', this.#maxLen, '*', 'h', head, 't', tail, 'j', fields)
     return new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => {
-        reject(channelUnavailable(this.#name, `Redis did not answer within ${this.#publishTimeout} ms; the item may or may not have been published`))
+        reject(this.#failed(channelUnavailable(this.#name, `Redis did not answer within ${this.#publishTimeout} ms; the item may or may not have been published`)))
       }, this.#publishTimeout)
       stored.then(id => {
         clearTimeout(timer)
         resolve(id as string)
       }, (err: Error) => {
         clearTimeout(timer)
-        reject(channelUnavailable(this.#name, `Redis did not store the item: ${err.message}`, err))
+        reject(this.#failed(channelUnavailable(this.#name, `Redis did not store the item: ${err.message}`, err)))
       })
     })
   }
@@ -167,6 +169,10 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
 
   position (): string {
     return this.#last ?? '0-0'
+  }
+
+  stats (): BackendStats {
+    return { connected: this.#reader.status === 'ready', publishFailures: this.#publishFailures }
   }
 
   close (): Promise<void> {
@@ -206,6 +212,13 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
       if (item !== undefined) items.push(item)
     }
     return { items, position }
+  }
+
+  /** A publish Redis did not take: counted, and reported to diagnostics subscribers. */
+  #failed (error: SseRuntimeError): SseRuntimeError {
+    this.#publishFailures++
+    if (publishFailed.hasSubscribers) publishFailed.publish({ channel: this.#name, error })
+    return error
   }
 
   /** The newest entry, asked on the publishing connection: every XADD this process sends afterwards comes after it. */
@@ -285,12 +298,14 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
   #onReaderLost = (): void => {
     if (this.#down) return
     this.#down = true
+    if (readerDown.hasSubscribers) readerDown.publish({ channel: this.#name, after: this.#last })
     this.#log.warn({ channel: this.#name, after: this.#last }, 'SSE Redis channel reader lost its connection; reconnecting')
   }
 
   #onReaderReady = (): void => {
     if (!this.#down) return
     this.#down = false
+    if (readerUp.hasSubscribers) readerUp.publish({ channel: this.#name, after: this.#last })
     this.#log.info({ channel: this.#name, after: this.#last }, 'SSE Redis channel reader reconnected; resuming')
   }
 }
