@@ -226,7 +226,8 @@ t.test('OpenAPI 3.2: what the document says each item is, each live item is, and
   t.same(items.map(item => item.data), ['up', 'high', '{"name":"rex"}', 'ann', '3', '"three"'], 'strings as text only where the schema is a string one')
   for (const item of items) {
     t.ok(checkItem(item), `${item.event} item matches the itemSchema: ${JSON.stringify(checkItem.errors)}`)
-    const eventOf = (v: { properties: unknown }): string | undefined => (v.properties as { event: { enum?: string[] } }).event.enum?.[0]
+    const eventOf = (v: { properties: unknown }): string | undefined =>
+      (v.properties as { event: { enum?: string[] } }).event.enum?.[0]
     const variant = feed.itemSchema.oneOf.find(v => eventOf(v) === item.event)!
     const content = variant.properties.data.contentSchema
     if (content !== undefined) t.ok(ajv.validate(rebase(content) as Json, JSON.parse(item.data as string)), `${item.event} data matches its contentSchema`)
