@@ -168,3 +168,13 @@ t.test('the route\'s own sseSchema decodes both ends: event map, string data as 
   await t.rejects(collect(app, { url: '/feed', schema: sseSchema({ status: Type.Literal('down') }) }),
     { code: 'FST_SSE_CLIENT_DATA', message: /^"status" event does not match the schema: data Expected 'down'/ })
 })
+
+t.test('lastEventId goes out as UTF-8 bytes, as a real client sends it', async t => {
+  const app = await build(t, app => {
+    app.get('/resume', async function * (request) {
+      const header = request.headers['last-event-id'] as string
+      yield { data: Buffer.from(header, 'latin1').toString('utf8') } // Node reads a header one character per byte
+    })
+  })
+  t.same(await collect(app, { url: '/resume', lastEventId: '✓ é 日本', json: false }), [{ data: '✓ é 日本' }])
+})
