@@ -4,6 +4,7 @@ import { resolveRouteOptions, type ResolvedOptions } from './options.js'
 import { isSeenRoute, isStreaming, kSeenRoute } from './reply.js'
 import { bindStreamSignal } from './signal.js'
 import { dropSource, isSource } from './stream.js'
+import { noteRoute } from './typed/openapi.js'
 import { streamAt, streamsOf, type RouteStreams } from './typed/schema.js'
 
 // The onRoute hook: every handler shape streams. An `async function*` or `function*` handler streams what it
@@ -113,11 +114,12 @@ function streamSignalHook (request: FastifyRequest, reply: FastifyReply, done: (
  * The onRoute hook of a plugin instance: wraps the route's handler and checks its `config.sse` stream options.
  * (Fastify's automatic HEAD route gets the GET route's options as they were, and its own call.)
  */
-export function routeHook (defaults: ResolvedOptions): (route: RouteOptions) => void {
-  return function onRoute (route) {
+export function routeHook (defaults: ResolvedOptions): (this: FastifyInstance, route: RouteOptions) => void {
+  return function onRoute (this: FastifyInstance, route: RouteOptions) {
     const original = route.handler as Handler
     const name = routeName(route)
     resolveRouteOptions(route.config, defaults, name)
+    noteRoute(route, this, isGeneratorFunction(original))
     const streams = streamsOf(route.schema)
     route.handler = wrapHandler(original, streams, name) as RouteHandlerMethod
     route.config = { ...route.config, [kSeenRoute]: true } as RouteOptions['config']
