@@ -93,6 +93,6 @@ export { MAX_LAST_EVENT_ID } from './channel/index.js'
 export type {
   Channel, ChannelOptions, ChannelSubscription, SharedChannelOptions, SseChannels, SseResetData, SubscribeOptions
 } from './channel/index.js'
-export type { ChannelBackendFactory, ResetReason } from './channel/backend.js'
+export type { ChannelBackendFactory, PublishOptions, ResetReason } from './channel/backend.js'
 export { parseEventStream, type ParseOptions } from './client/parse.js'
 export type { SseItem, SsePluginOptions, SseSerializer, SseSource, SseStreamOptions } from './types.js'
