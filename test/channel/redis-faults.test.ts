@@ -8,8 +8,8 @@ import { Redis, type RedisOptions } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { redisChannels, type RedisChannelsOptions } from '../../lib/channel/redis.js'
-import type { Channel, SseItem, SseRuntimeError } from '../../lib/index.js'
-import { ERROR, open, startApp, take, WARN, type LogCapture, type LogLine } from '../helpers.js'
+import type { Channel, SseRuntimeError } from '../../lib/index.js'
+import { ERROR, open, startApp, take, WARN, within, type LogCapture, type LogLine } from '../helpers.js'
 import { startRedis, type RedisServer } from './redis-server.js'
 
 const INFO = 30
@@ -55,22 +55,6 @@ async function server (t: Test, redis: Redis, options: Partial<RedisChannelsOpti
   })
   t.teardown(() => app.close())
   return { app, url, logs, chat, redis }
-}
-
-/** Rejects (instead of hanging) when `promise` takes longer than `ms`. */
-function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
-  const late = sleep(ms, undefined, { ref: false }).then(() => { throw new Error(`timed out: ${what}`) })
-  return Promise.race([promise, late])
-}
-
-async function pull<T> (sub: AsyncIterator<SseItem<T>>, n: number): Promise<Array<SseItem<T>>> {
-  const out: Array<SseItem<T>> = []
-  while (out.length < n) {
-    const step = await sub.next()
-    if (step.done === true) throw new Error(`subscription ended after ${out.length} of ${n} items`)
-    out.push(step.value)
-  }
-  return out
 }
 
 t.test('kill -9, restart with AOF, two servers publishing: each resolved publish reaches all, in order', async t => {
@@ -136,7 +120,7 @@ t.test('kill -9, restart with AOF, two servers publishing: each resolved publish
   })), 20_000, 'every HTTP subscriber reached the last publish')
   const inProcess = await within(Promise.all(live.map(async sub => {
     const ids: string[] = []
-    while (ids.at(-1) !== last) ids.push(...(await pull(sub, 1)).map(i => i.id as string))
+    while (ids.at(-1) !== last) ids.push(...(await take(sub, 1)).map(i => i.id as string))
     return ids
   })), 20_000, 'every in-process subscriber reached the last publish')
   const seen = [...overHttp, ...inProcess]
@@ -182,7 +166,7 @@ t.test('a stalled Redis: the publish times out, and a retry with the same idempo
   const admin = await redis.client()
   const sub = s.chat.subscribe()
   await within(s.chat.publish({ data: 0 }), 5000, 'a publish before the stall')
-  t.equal((await pull(sub, 1))[0]?.data, 0)
+  t.equal((await take(sub, 1))[0]?.data, 0)
   redis.pause()
   let resumed = false
   t.teardown(() => { if (!resumed) redis.resume() })
@@ -195,7 +179,7 @@ t.test('a stalled Redis: the publish times out, and a retry with the same idempo
   resumed = true
   const id = await within(s.chat.publish({ data: 1 }, { idempotencyKey: 'order-1' }), 5000, 'the retry')
   const marker = await s.chat.publish({ data: 2 })
-  t.same((await pull(sub, 2)).map(i => i.id), [id, marker], 'delivered once')
+  t.same((await take(sub, 2)).map(i => i.id), [id, marker], 'delivered once')
   t.equal(await admin.xlen('sse:chat'), 3, 'stored once')
 })
 
@@ -207,7 +191,7 @@ t.test('the reader closes while it waits to reconnect; a Redis that refuses XREA
   const s = await server(t, await redis.client({ retryStrategy: () => 10_000 }))
   const sub = s.chat.subscribe()
   const id = await s.chat.publish({ data: 1 })
-  t.equal((await pull(sub, 1))[0]?.id, id)
+  t.equal((await take(sub, 1))[0]?.id, id)
   await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes')
   await within(s.logs.waitFor(l => l.level === WARN && /reader lost its connection/.test(l.msg)), 5000, 'waiting')
   await within(s.app.close(), 2000, 'app.close() while the reader waits to reconnect')
@@ -257,12 +241,12 @@ t.test('a channel without local subscribers is not read: XREAD names only stream
   t.same(await within(readingAB, 5000, 'a and b'), ['sse:a', 'sse:b'], 'b joined')
   await c.publish({ data: 1 }) // no subscriber to c here: stored, never read
   const idA = await a.publish({ data: 2 })
-  t.equal((await pull(subA, 1))[0]?.id, idA)
+  t.equal((await take(subA, 1))[0]?.id, idA)
   await subB.return?.()
   // the read in flight still names b; the next one (once a has an item) does not
   const readingOnlyA = nextRead(streams => !streams.includes('sse:b'))
   const idA2 = await a.publish({ data: 3 })
   t.same(await within(readingOnlyA, 5000, 'after b left'), ['sse:a'], 'b left: not read any more')
-  t.equal((await pull(subA, 1))[0]?.id, idA2)
+  t.equal((await take(subA, 1))[0]?.id, idA2)
   t.ok(reads.every(streams => !streams.includes('sse:c')), 'c never read')
 })

@@ -11,7 +11,7 @@ import { redisChannels, type RedisChannels } from '../../lib/channel/redis.js'
 import type { ChannelItem } from '../../lib/channel/backend.js'
 import { kFrame } from '../../lib/encode.js'
 import { SseRuntimeError, type Channel, type SseError, type SseItem, type SseResetData } from '../../lib/index.js'
-import { ERROR, open, startApp, take, WARN, type LogCapture } from '../helpers.js'
+import { ERROR, open, startApp, take, WARN, within, type LogCapture } from '../helpers.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const INFO = 30
@@ -90,21 +90,6 @@ async function readerId (admin: Redis, name: string): Promise<string | undefined
   return line === undefined ? undefined : /id=(\d+)/.exec(line)?.[1]
 }
 
-async function pull<T> (sub: AsyncIterator<SseItem<T>>, n: number): Promise<Array<SseItem<T>>> {
-  const out: Array<SseItem<T>> = []
-  while (out.length < n) {
-    const step = await sub.next()
-    if (step.done === true) throw new Error(`subscription ended after ${out.length} of ${n} items`)
-    out.push(step.value)
-  }
-  return out
-}
-
-/** Rejects (instead of hanging) when `promise` takes longer than `ms`. */
-function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([promise, sleep(ms, undefined, { ref: false }).then(() => { throw new Error(`timed out: ${what}`) })])
-}
-
 /** A TCP port with nothing listening on it. */
 async function closedPort (): Promise<number> {
   const s = createServer()
@@ -180,7 +165,7 @@ t.test('one reader connection per backend whatever the number of channels (1, th
   const published = await Promise.all(Array.from({ length: 1000 }, (_, n) => room(n).publish({ data: n })))
   const overHttp = await within(Promise.all(clients.map(async c => (await take(c.events, 1))[0])), 20_000, 'ten rooms over HTTP')
   t.same(overHttp, published.slice(0, 10).map((id, n) => ({ id, data: String(n) })), 'each room its own item')
-  const inProcess = await within(Promise.all(subs.map(async sub => (await pull(sub, 1))[0])), 20_000, '990 rooms in process')
+  const inProcess = await within(Promise.all(subs.map(async sub => (await take(sub, 1))[0])), 20_000, '990 rooms in process')
   t.ok(inProcess.every((item, i) => item?.id === published[i + 10] && item?.data === i + 10), 'each of 990 rooms its own item, once')
   t.ok(await connections() <= 3, '1,000 channels: still at most 3 connections')
   t.equal(await connections(), 2)
@@ -188,7 +173,7 @@ t.test('one reader connection per backend whatever the number of channels (1, th
   // one more room while the reader blocks on 1,000 streams: it is read at once
   const late = room(1000).subscribe()
   const lateId = await room(1000).publish({ data: 1000 })
-  t.equal((await within(pull(late, 1), 5000, 'a room that joined a blocked reader'))[0]?.id, lateId)
+  t.equal((await within(take(late, 1), 5000, 'a room that joined a blocked reader'))[0]?.id, lateId)
   for (const c of clients) c.res.body.destroy()
 })
 
@@ -242,11 +227,11 @@ t.test('the reader connection killed mid-stream: it reconnects and resumes, no l
   for (let n = 20; n < 25; n++) ids.push(await a.chat.publish({ data: { n } }))
   const after = await within(receivingAfter, 10_000, 'fifteen items after the kill')
   t.same([...before, ...after].map(i => i.id), ids, 'the stream stayed open: every item once, in order')
-  t.same((await within(pull(resumed, 15), 5000, 'the resumed subscriber')).map(i => i.id), ids.slice(10), 'replay then live: once each')
+  t.same((await within(take(resumed, 15), 5000, 'the resumed subscriber')).map(i => i.id), ids.slice(10), 'replay then live: once each')
   await within(b.logs.waitFor(l => l.level === INFO && /reconnected; resuming/.test(l.msg)), 5000, 'logged')
   t.not(await readerId(admin, 'server-b:' + ctx.prefix), reader, 'a new reader connection')
   const last = await a.chat.publish({ data: { n: 25 } })
-  t.same((await pull(resumed, 1))[0]?.id, last, 'and live after that')
+  t.same((await take(resumed, 1))[0]?.id, last, 'and live after that')
   await resumed.return?.()
   client.res.body.destroy()
 })
@@ -292,51 +277,51 @@ t.test('sse-reset: malformed, newer than the stream, trimmed away, too old; resu
   const s = await server(ctx, { history: 3 })
   const key = ctx.prefix + 'chat'
   const reset = async (lastEventId: string) =>
-    (await pull(s.chat.subscribe({ lastEventId }), 1))[0] as SseItem<SseResetData>
+    (await take(s.chat.subscribe({ lastEventId }), 1))[0] as SseItem<SseResetData>
 
   // a channel whose reader does not know yet where the stream is: the reset waits for it, never says 0-0
   const stored = await admin.call('XADD', ctx.prefix + 'fresh', '*', 'h', '', 't', 'data: 1\n\n', 'j', '{"data":1}') as string
   const fresh = s.app.sse.channel('fresh', { backend: redisChannels({ redis: admin, prefix: ctx.prefix }) })
-  t.same((await pull(fresh.subscribe({ lastEventId: 'garbage' }), 1))[0], { id: stored, event: 'sse-reset', data: { reason: 'unknown' } }, 'malformed')
+  t.same((await take(fresh.subscribe({ lastEventId: 'garbage' }), 1))[0], { id: stored, event: 'sse-reset', data: { reason: 'unknown' } }, 'malformed')
   fresh.close()
   const again = s.app.sse.channel('fresh', { backend: redisChannels({ redis: admin, prefix: ctx.prefix }) })
-  t.same((await pull(again.subscribe({ lastEventId: 'x'.repeat(300) }), 1))[0], { id: stored, event: 'sse-reset', data: { reason: 'invalid' } }, 'too long')
+  t.same((await take(again.subscribe({ lastEventId: 'x'.repeat(300) }), 1))[0], { id: stored, event: 'sse-reset', data: { reason: 'invalid' } }, 'too long')
   // no stream yet: the origin resumes, anything else is unknown
   const empty = s.chat.subscribe({ lastEventId: '0-0' })
   t.same(await reset('5-0'), { id: '0-0', event: 'sse-reset', data: { reason: 'unknown' } }, 'nothing issued yet')
   await readerReady(s.chat)
-  const warmup = (await pull(empty, 1))[0]
+  const warmup = (await take(empty, 1))[0]
   t.equal(warmup?.event, 'warmup', 'from 0-0: everything')
 
   const ids: string[] = []
   const live = s.chat.subscribe()
   for (let n = 0; n < 6; n++) ids.push(await s.chat.publish({ data: { n } }))
   const newest = ids.at(-1) as string
-  await pull(live, 6) // the reader has handed them on: its position is the newest
+  await take(live, 6) // the reader has handed them on: its position is the newest
   t.same(await reset('garbage'), { id: newest, event: 'sse-reset', data: { reason: 'unknown' } }, 'malformed: the reader\'s position')
   t.same(await reset('1-99999999999999999999'), { id: newest, event: 'sse-reset', data: { reason: 'unknown' } }, 'beyond 64 bits')
   t.same(await reset(`${Date.now() + 60_000}-0`), { id: newest, event: 'sse-reset', data: { reason: 'unknown' } }, 'newer than the stream (another stream, a flushed Redis)')
-  t.same((await pull(s.chat.subscribe({ lastEventId: ids[1] as string }), 4)).map(i => i.id), ids.slice(2), 'still kept: replayed')
+  t.same((await take(s.chat.subscribe({ lastEventId: ids[1] as string }), 4)).map(i => i.id), ids.slice(2), 'still kept: replayed')
 
   await admin.call('XTRIM', key, 'MAXLEN', 2) // exact: what MAXLEN ~ does in whole nodes
   t.same(await reset(ids[1] as string), { id: newest, event: 'sse-reset', data: { reason: 'expired' } }, 'what follows it was trimmed')
   t.same(await reset(ids[3] as string), { id: newest, event: 'sse-reset', data: { reason: 'expired' } }, 'the last trimmed one: Redis does not say which ids it trimmed')
-  t.same((await pull(s.chat.subscribe({ lastEventId: ids[4] as string }), 1)).map(i => i.id), ids.slice(5), 'the oldest kept one: replayed')
+  t.same((await take(s.chat.subscribe({ lastEventId: ids[4] as string }), 1)).map(i => i.id), ids.slice(5), 'the oldest kept one: replayed')
   const after = s.chat.subscribe({ lastEventId: newest })
   const next = await s.chat.publish({ data: { n: 6 } })
-  t.same((await pull(after, 1)).map(i => i.id), [next], 'from the reset\'s id: live, nothing missed')
+  t.same((await take(after, 1)).map(i => i.id), [next], 'from the reset\'s id: live, nothing missed')
   const later = await s.chat.publish({ data: { n: 7 } })
   await admin.call('XDEL', key, next)
   t.same(await reset(newest), { id: later, event: 'sse-reset', data: { reason: 'expired' } }, 'what follows it was deleted (XDEL)')
-  t.same((await pull(s.chat.subscribe({ lastEventId: next }), 1)).map(i => i.id), [later], 'the deleted one itself: nothing missed after it')
+  t.same((await take(s.chat.subscribe({ lastEventId: next }), 1)).map(i => i.id), [later], 'the deleted one itself: nothing missed after it')
 
   // the stream lost and started again (a Redis that restarted without its data): newer ids, nothing trimmed,
   // but the client's id is not in it and nothing was deleted there: never a silent gap
   await admin.del(key)
   const reborn = [await s.chat.publish({ data: { n: 8 } }), await s.chat.publish({ data: { n: 9 } })]
   t.same(await reset(later), { id: reborn[1], event: 'sse-reset', data: { reason: 'unknown' } }, 'an id of the lost stream')
-  t.same((await pull(s.chat.subscribe({ lastEventId: '0-0' }), 2)).map(i => i.id), reborn, 'the origin: everything')
-  t.same((await pull(s.chat.subscribe({ lastEventId: reborn[0] as string }), 1)).map(i => i.id), reborn.slice(1), 'its own ids resume')
+  t.same((await take(s.chat.subscribe({ lastEventId: '0-0' }), 2)).map(i => i.id), reborn, 'the origin: everything')
+  t.same((await take(s.chat.subscribe({ lastEventId: reborn[0] as string }), 1)).map(i => i.id), reborn.slice(1), 'its own ids resume')
 
   // MAXLEN ~ bounds the stream
   await Promise.all(Array.from({ length: 400 }, (_, n) => s.chat.publish({ data: { n } })))
@@ -350,9 +335,9 @@ t.test('historyMaxAge: an item older than that is not replayed (sse-reset expire
   await readerReady(s.chat)
   const from = await s.chat.publish({ data: { n: 0 } })
   const old = await s.chat.publish({ data: { n: 1 } })
-  t.same((await pull(s.chat.subscribe({ lastEventId: from }), 1)).map(i => i.id), [old], 'young: replayed')
+  t.same((await take(s.chat.subscribe({ lastEventId: from }), 1)).map(i => i.id), [old], 'young: replayed')
   await sleep(150) // the age is the event here
-  t.same((await pull(s.chat.subscribe({ lastEventId: from }), 1))[0], { id: old, event: 'sse-reset', data: { reason: 'expired' } })
+  t.same((await take(s.chat.subscribe({ lastEventId: from }), 1))[0], { id: old, event: 'sse-reset', data: { reason: 'expired' } })
 })
 
 t.test('historyMaxAge is measured on Redis\'s clock (the stream ids\' clock), not on this server\'s', async t => {
@@ -365,7 +350,7 @@ t.test('historyMaxAge is measured on Redis\'s clock (the stream ids\' clock), no
   const now = Date.now
   t.teardown(() => { Date.now = now })
   Date.now = () => now() + 3_600_000 // this server's clock an hour ahead
-  t.same((await pull(s.chat.subscribe({ lastEventId: from }), 1)).map(i => i.id), [young], 'a second old: replayed')
+  t.same((await take(s.chat.subscribe({ lastEventId: from }), 1)).map(i => i.id), [young], 'a second old: replayed')
 })
 
 t.test('bad items and refusals reject, store nothing and reach no subscriber', async t => {
@@ -387,7 +372,7 @@ t.test('bad items and refusals reject, store nothing and reach no subscriber', a
   t.ok(error instanceof TypeError)
   t.equal(Number(await admin.call('XLEN', key)), length, 'nothing stored')
   const good = await s.chat.publish({ data: { n: 1 } })
-  t.equal((await pull(sub, 1))[0]?.id, good, 'the first thing the subscriber sees is the good item')
+  t.equal((await take(sub, 1))[0]?.id, good, 'the first thing the subscriber sees is the good item')
 
   // Redis refuses (the key holds something else): the rejection says so; the reader and replays log it
   await admin.del(key)
@@ -417,14 +402,14 @@ t.test('bad items and refusals reject, store nothing and reach no subscriber', a
   t.ok(otherIds.includes(delivered), 'once the key is a stream, its reader starts and delivers')
   await admin.del(key)
   const back = await s.chat.publish({ data: { n: 3 } })
-  t.equal((await within(pull(sub, 1), 5000, 'the reader is back'))[0]?.id, back)
+  t.equal((await within(take(sub, 1), 5000, 'the reader is back'))[0]?.id, back)
 
   // entries no channel wrote are skipped (and logged), live and in a replay
   await admin.call('XADD', key, '*', 'foo', 'bar')
   await admin.call('XADD', key, '*', 'h', '', 't', 'data: x\n\n', 'j', '{broken')
   const fine = await s.chat.publish({ data: { n: 4 } })
-  t.equal((await pull(sub, 1))[0]?.id, fine, 'the subscriber skips them')
-  t.same((await pull(s.chat.subscribe({ lastEventId: back }), 1)).map(i => i.id), [fine], 'so does a replay')
+  t.equal((await take(sub, 1))[0]?.id, fine, 'the subscriber skips them')
+  t.same((await take(s.chat.subscribe({ lastEventId: back }), 1)).map(i => i.id), [fine], 'so does a replay')
   t.ok(s.logs.at(WARN).filter(l => /no channel wrote/.test(l.msg)).length >= 2)
 
   s.chat.close()
@@ -444,7 +429,7 @@ t.test('publish with an idempotencyKey: stored once within the window, whatever 
   t.same(new Set([...tries, again]).size, 1, 'one id for every try')
   const other = await s.chat.publish({ data: { n: 2 } }, { idempotencyKey: 'order-2' })
   t.not(other, again, 'another key: another item')
-  t.same((await pull(sub, 2)).map(i => i.id), [again, other], 'delivered once each')
+  t.same((await take(sub, 2)).map(i => i.id), [again, other], 'delivered once each')
   t.equal(Number(await admin.call('XLEN', key)), 2, 'stored once each')
   t.ok(Number(await admin.call('PTTL', key + ':idempotent:order-1')) <= 200, 'remembered for the window')
   // past the window (the key expires in Redis: wait for that, bounded), the same key stores again
@@ -478,7 +463,7 @@ t.test('a backend serves one channel of a name at a time; a channel that goes qu
   await bad.subscribe().return?.()
   const sub = again.subscribe()
   const id = await again.publish({ data: 1 })
-  t.equal((await pull(sub, 1))[0]?.id, id, 'the channel works')
+  t.equal((await take(sub, 1))[0]?.id, id, 'the channel works')
   t.equal(other.logs.lines.filter(l => /reader failed/.test(l.msg)).length, 0, 'nothing logged for the channel that went quiet')
 })
 
