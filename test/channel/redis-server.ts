@@ -39,6 +39,7 @@ async function ready (proc: ChildProcess): Promise<void> {
       if (output.includes('Ready to accept connections')) resolve()
     })
     proc.once('exit', code => reject(new Error(`redis-server exited (${String(code)}): ${output.slice(-500)}`)))
+    proc.once('error', err => reject(new Error(`redis-server could not be started (is it installed?): ${err.message}`)))
   })
   const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000)
   try {
