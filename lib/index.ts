@@ -6,10 +6,10 @@ import type {
 } from 'fastify'
 import { ChannelRegistry, type SseChannels } from './channel/index.js'
 import type { FastifyReplyType, ResolveFastifyReplyType } from './fastify-internals.js'
+import { StreamRegistry, type SseStats } from './metrics.js'
 import { DEFAULTS, resolveLimits, resolveOptions } from './options.js'
 import { sseDecorator, type StreamHost } from './reply.js'
 import { wrapStreamingRoute } from './route.js'
-import type { EventStream } from './stream.js'
 import type { SseItemOfReply } from './typed/schema.js'
 import type { SsePluginOptions, SseSource, SseStreamOptions } from './types.js'
 
@@ -45,8 +45,8 @@ declare module 'fastify' {
     sse<T = unknown>(source: SseSourceFor<ReplyType, T>, options?: SseStreamOptions): FastifyReply
   }
   interface FastifyInstance {
-    /** Broadcast channels: `app.sse.channel<T>(name, { history })`, closed with the app. */
-    sse: SseChannels
+    /** Broadcast channels (`app.sse.channel<T>(name, { history })`, closed with the app) and `app.sse.stats()`. */
+    sse: SseChannels & { stats: () => SseStats }
   }
 }
 
@@ -54,10 +54,10 @@ async function ssePluginCallback (fastify: FastifyInstance, options: SsePluginOp
   const host: StreamHost = {
     defaults: resolveOptions(options, DEFAULTS),
     limits: resolveLimits(options),
-    open: new Set<EventStream>(),
+    open: new StreamRegistry(),
     closing: false
   }
-  const channels = new ChannelRegistry(fastify.log, host.defaults.serialize)
+  const channels = new ChannelRegistry(fastify.log, host.defaults.serialize, undefined, host.open)
 
   fastify.decorate('sse', channels)
   fastify.decorateReply('sse', sseDecorator(host))
@@ -96,3 +96,10 @@ export type {
 export type { ChannelBackendFactory, PublishOptions, ResetReason } from './channel/backend.js'
 export { parseEventStream, type ParseOptions } from './client/parse.js'
 export type { SseItem, SsePluginOptions, SseSerializer, SseSource, SseStreamOptions } from './types.js'
+export { SSE_DIAGNOSTICS, subscribeSseDiagnostic } from './diagnostics.js'
+export type {
+  SseCutOffMessage, SseDiagnosticMessages, SseDiagnosticName, SseItemRefusedMessage, SsePublishFailedMessage,
+  SseReaderMessage, SseReplayMessage, SseResetMessage, SseStreamCloseMessage, SseStreamOpenMessage
+} from './diagnostics.js'
+export type { SseChannelStats, SseStats } from './metrics.js'
+export type { EndReason } from './stream.js'

@@ -2,6 +2,7 @@ import type { FastifyReply } from 'fastify'
 import { alreadySent, invalidSource, notAcceptable, routeName } from './errors.js'
 import { clearHandlerTimeout, sendPipedBody } from './fastify-internals.js'
 import { resolveOptions, type Limits, type ResolvedOptions } from './options.js'
+import type { StreamRegistry } from './metrics.js'
 import { dropSource, EventStream, isSource } from './stream.js'
 import { typedItemHook } from './typed/items.js'
 import type { SseStreamOptions } from './types.js'
@@ -14,7 +15,7 @@ export interface StreamHost {
   readonly defaults: ResolvedOptions
   readonly limits: Limits
   /** The open streams: counted against `maxConnections`, ended on close. */
-  readonly open: Set<EventStream>
+  readonly open: StreamRegistry
   /** Set once the app is closing: new streams are refused. */
   closing: boolean
 }
@@ -27,11 +28,12 @@ function describe (value: unknown): string {
 
 /** No stream now (too many open, or the server is closing): 503 with Retry-After, and the source stopped. */
 function refuseStream (
-  reply: FastifyReply, source: unknown, why: string, retryAfter: number, context: object = {}
+  host: StreamHost, reply: FastifyReply, source: unknown, why: string, context: object = {}
 ): FastifyReply {
   dropSource(reply, source)
+  host.open.rejected++
   reply.log.warn(context, `SSE stream refused: ${why}`)
-  return reply.code(503).header('retry-after', String(retryAfter))
+  return reply.code(503).header('retry-after', String(host.limits.retryAfter))
     .send({ statusCode: 503, error: 'Service Unavailable', message: `No event stream now (${why}); retry later` })
 }
 
@@ -81,12 +83,12 @@ export function sseDecorator (host: StreamHost) {
       dropSource(this, source)
       return this.code(406).send(notAcceptable(routeName(this.request)))
     }
-    const { maxConnections, retryAfter } = host.limits
+    const { maxConnections } = host.limits
     // a request that reached its handler while app.close() ran: its stream would be left open
-    if (host.closing) return refuseStream(this, source, 'the server is closing', retryAfter)
+    if (host.closing) return refuseStream(host, this, source, 'the server is closing')
     if (host.open.size >= maxConnections) {
       const why = `the limit of ${maxConnections} open streams (maxConnections) is reached`
-      return refuseStream(this, source, why, retryAfter, { maxConnections })
+      return refuseStream(host, this, source, why, { maxConnections })
     }
     // on a route with an sseSchema() response: compiled serializers, and checks with `validate`
     const compileSerializers = streamOptions?.serialize === undefined
@@ -97,7 +99,7 @@ export function sseDecorator (host: StreamHost) {
 
 /** Headers, then the stream handed to Fastify as the body. */
 function startStream (
-  reply: FastifyReply, source: unknown, options: ResolvedOptions, open: Set<EventStream>
+  reply: FastifyReply, source: unknown, options: ResolvedOptions, open: StreamRegistry
 ): FastifyReply {
   const route = `${reply.request.method} ${reply.request.url}`
   if (!isSource(source)) throw invalidSource(route, describe(source))

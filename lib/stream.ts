@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events'
-import type { FastifyReply } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { HEARTBEAT_FRAME, encodeItem, frameOf, retryFrame, type Frame } from './encode.js'
 import { closeHttp2Session, onConnectionClose, resetConnection, type PipedBody } from './fastify-internals.js'
+import type { StreamRegistry } from './metrics.js'
 import { streamController } from './signal.js'
 import type { SseItem, SseSerializer, SseSource } from './types.js'
 
@@ -54,6 +55,9 @@ function attach (source: object, stream: StreamLink): void {
   if (typeof method === 'function') method.call(source, stream)
 }
 
+/** The route of a stream opened by the not-found handler, which has no URL pattern (no route can be named so). */
+export const NOT_FOUND_ROUTE = '(not found)'
+
 /** How long `close()` lets a response that is still flushing end cleanly before it resets the connection. */
 const CLOSE_GRACE_MS = 1000
 
@@ -103,7 +107,8 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   readonly #serialize: SseSerializer
   readonly #itemHook: ItemHook | undefined
   readonly #heartbeat: number | false
-  readonly #registry: Set<EventStream>
+  readonly #registry: StreamRegistry
+  readonly #route: string
   readonly #startedAt = Date.now()
   readonly #responseClosed: Promise<void>
   #unwatch: (() => void) | undefined
@@ -119,9 +124,10 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   #closed = false
   #reason: EndReason = 'client closed'
   #items = 0
+  #bytes = 0
 
   constructor (
-    reply: FastifyReply, source: SseSource<unknown>, options: ResolvedStreamOptions, registry: Set<EventStream>
+    reply: FastifyReply, source: SseSource<unknown>, options: ResolvedStreamOptions, registry: StreamRegistry
   ) {
     super()
     this.#reply = reply
@@ -130,6 +136,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     this.#itemHook = options.item
     this.#heartbeat = options.heartbeat
     this.#registry = registry
+    this.#route = reply.request.routeOptions.url ?? NOT_FOUND_ROUTE
     this.#iterator = Symbol.asyncIterator in source
       ? source[Symbol.asyncIterator]()
       : fromSync(source)[Symbol.asyncIterator]()
@@ -194,10 +201,12 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
       frame = frameOf(step.value) ?? encodeItem(step.value, this.#itemHook?.(step.value) ?? this.#serialize)
     } catch (err) {
       this.#reply.log.error({ err }, 'SSE item refused; stream ended')
+      this.#registry.itemRefused(this, err as Error)
       this.#finish('item refused')
       return
     }
     this.#items++
+    this.#registry.items++
     if (typeof frame === 'string') {
       this.#batch += frame
       if (this.#batch.length >= BATCH_CHARS) this.#flush()
@@ -227,6 +236,9 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   /** Writes whole frames; a full destination stops the pulling until it drains. */
   #write (frame: Frame): void {
     this.#lastWrite = Date.now()
+    const bytes = typeof frame === 'string' ? Buffer.byteLength(frame) : frame.byteLength
+    this.#bytes += bytes
+    this.#registry.bytes += bytes
     if (!(this.#dest as Destination).write(frame) && this.#wantMore) {
       this.#wantMore = false
       ;(this.#dest as Destination).once('drain', this.#onDrain)
@@ -253,7 +265,10 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     const hb = this.#heartbeat as number
     const idle = Date.now() - this.#lastWrite
     // a stream not yet piped, or whose destination is full, is not idle: it is waiting
-    if (idle >= hb && this.#dest !== undefined && this.#wantMore) this.#write(HEARTBEAT_FRAME)
+    if (idle >= hb && this.#dest !== undefined && this.#wantMore) {
+      this.#write(HEARTBEAT_FRAME)
+      this.#registry.heartbeats++
+    }
     this.#timer = setTimeout(this.#onIdle, idle >= hb ? hb : hb - idle).unref()
   }
 
@@ -311,6 +326,33 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     }
     closeHttp2Session(this.#reply.raw)
     return this.#responseClosed
+  }
+
+  get request (): FastifyRequest {
+    return this.#reply.request
+  }
+
+  /** The route's URL pattern (`/rooms/:room`). */
+  get route (): string {
+    return this.#route
+  }
+
+  get reason (): EndReason {
+    return this.#reason
+  }
+
+  /** Items written so far. */
+  get items (): number {
+    return this.#items
+  }
+
+  /** Bytes of frames written so far. */
+  get bytes (): number {
+    return this.#bytes
+  }
+
+  get durationMs (): number {
+    return Date.now() - this.#startedAt
   }
 
   /** Stops everything at once (Fastify calls it when the response closes before the body ended). */

@@ -1,4 +1,9 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import type { Test } from 'tap'
 import { Writable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request, type Dispatcher } from 'undici'
@@ -109,4 +114,30 @@ export function deferred<T = void> (): { promise: Promise<T>, resolve: (value: T
   let resolve!: (value: T) => void
   const promise = new Promise<T>(_resolve => { resolve = _resolve })
   return { promise, resolve }
+}
+
+/** Runs `tsx <example>` as a user would, on a free port; resolves with its URL once it listens. */
+export async function runExample (t: Test, example: string, env: Record<string, string> = {}): Promise<string> {
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  // tap follows child processes for coverage: this one runs lib/ through tsx, whose line maps differ from
+  // ts-node's, so its coverage is turned off (the example is checked by what it serves)
+  const child = spawn(process.execPath, ['--import', 'tsx', example], {
+    cwd: root,
+    env: { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0', PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  t.teardown(async () => {
+    if (child.exitCode === null) {
+      child.kill('SIGTERM')
+      await once(child, 'exit')
+    }
+  })
+  for await (const line of createInterface({ input: child.stdout })) {
+    const match = /"msg":"Server listening at (http:\/\/127\.0\.0\.1:\d+)"/.exec(line)
+    if (match?.[1] !== undefined) {
+      child.stdout.resume() // its later log lines are drained, so a full pipe never blocks it
+      return match[1]
+    }
+  }
+  throw new Error(`${example} exited before listening`)
 }

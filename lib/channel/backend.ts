@@ -89,6 +89,23 @@ export interface ChannelBackend<Id extends string | Promise<string> = string | P
   subscribed?: (active: boolean) => void
   /** Releases what the backend holds (history, connections); a promise when that takes a while (a connection). */
   close: () => void | Promise<void>
+  /**
+   * What `app.sse.stats()` shows of this backend: its history length, a shared one's connection state. Never
+   * waits: a backend whose `position()` may answer a promise gives here the newest id it knows now.
+   */
+  stats?: () => BackendStats
+}
+
+/** A backend's part of a channel's `app.sse.stats()` entry. */
+export interface BackendStats {
+  /** The newest id known now, when `position()` may have to wait for it. */
+  position?: string
+  /** Items kept for replay now, when the backend knows it without asking elsewhere. */
+  history?: number
+  /** A backend with a connection (Redis): whether it is up. */
+  connected?: boolean
+  /** A backend that stores elsewhere: publishes that were not stored. */
+  publishFailures?: number
 }
 
 /** The history bounds of a channel, validated. */

@@ -1,11 +1,13 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type {
-  ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, HistoryOptions, PublishOptions
+  ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, HistoryOptions, PublishOptions, Replay
 } from './backend.js'
 import { memoryBackend } from './memory.js'
 import { Subscriber, type ChannelSubscription, type SubscribeOptions, type SubscriberHost } from './subscription.js'
 import { encodeAhead, encodeItem, encodeParts } from '../encode.js'
+import { cutOff, replayServed, resetServed } from '../diagnostics.js'
 import { channelClosed, invalidOption } from '../errors.js'
+import { StreamRegistry, type ChannelCounters, type SseChannelStats, type SseStats } from '../metrics.js'
 import type { SseItem, SseSerializer } from '../types.js'
 
 export { MAX_LAST_EVENT_ID, type ChannelSubscription, type SseResetData, type SubscribeOptions } from './subscription.js'
@@ -124,7 +126,12 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
   readonly #serialize: SseSerializer
   readonly #subscribers = new Set<Subscriber>()
   readonly #onClose: (channel: SseChannel<T>) => void
+  readonly #counters: ChannelCounters
   #closed = false
+  #items = 0
+  #cutOffs = 0
+  #replays = 0
+  #resets = 0
 
   constructor (
     name: string, limits: ResolvedChannelOptions, context: ChannelContext, backend: ChannelBackendFactory,
@@ -136,6 +143,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
     this.backendFactory = backend
     this.#serialize = context.serialize
     this.#onClose = onClose
+    this.#counters = context.counters
     const history = { history: limits.history, historyMaxAge: limits.historyMaxAge }
     this.#backend = backend(name, history, this.#deliver, context.log)
   }
@@ -185,9 +193,42 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
 
   /** @internal A subscriber's queue is full: it is about to be cut off. */
   overflowed (items: number, bytes: number): void {
+    this.#cutOffs++
+    this.#counters.cutOffs++
+    if (cutOff.hasSubscribers) cutOff.publish({ channel: this.name, queuedItems: items, queuedBytes: bytes })
     const { queueItems, queueBytes } = this.limits
     this.log.warn({ channel: this.name, queuedItems: items, queuedBytes: bytes, queueItems, queueBytes },
       'SSE channel subscriber too slow (queue full); disconnected')
+  }
+
+  /** @internal A subscriber with a Last-Event-ID got its replay, or a reset. */
+  resumed ({ reset, items, position }: Replay): void {
+    if (reset === undefined) {
+      this.#replays++
+      this.#counters.replays++
+      if (replayServed.hasSubscribers) replayServed.publish({ channel: this.name, items: items.length, position })
+    } else {
+      this.#resets++
+      this.#counters.resets[reset]++
+      if (resetServed.hasSubscribers) resetServed.publish({ channel: this.name, reason: reset, position })
+    }
+  }
+
+  /** @internal This channel's entry in `app.sse.stats()`. */
+  stats (): SseChannelStats {
+    const backend = this.#backend.stats?.()
+    return {
+      name: this.name,
+      subscribers: this.#subscribers.size,
+      history: undefined,
+      // a backend whose position() may wait (Redis) gives its position in stats(): this one never waits
+      position: backend?.position ?? this.#backend.position() as string,
+      items: this.#items,
+      cutOffs: this.#cutOffs,
+      replays: this.#replays,
+      resets: this.#resets,
+      ...backend
+    }
   }
 
   /**
@@ -211,6 +252,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
   }
 
   #deliver = (item: ChannelItem): void => {
+    this.#items++
     for (const subscriber of this.#subscribers) subscriber.push(item)
   }
 }
@@ -221,15 +263,31 @@ export interface ChannelContext {
   serialize: SseSerializer
   /** The backend of channels created without a `backend` option. */
   backend: ChannelBackendFactory
+  /** Totals over every channel, closed ones included. */
+  counters: ChannelCounters
 }
 
 /** `app.sse`: creates channels on first use and closes them all with the app. */
 export class ChannelRegistry implements SseChannels {
   readonly #channels = new Map<string, SseChannel<unknown>>()
   readonly #context: ChannelContext
+  readonly #streams: StreamRegistry
 
-  constructor (log: FastifyBaseLogger, serialize: SseSerializer, backend: ChannelBackendFactory = memoryBackend) {
-    this.#context = { log, serialize, backend }
+  constructor (
+    log: FastifyBaseLogger, serialize: SseSerializer, backend: ChannelBackendFactory = memoryBackend,
+    streams = new StreamRegistry()
+  ) {
+    const counters = { cutOffs: 0, replays: 0, resets: { expired: 0, unknown: 0, invalid: 0 } }
+    this.#context = { log, serialize, backend, counters }
+    this.#streams = streams
+  }
+
+  /** `app.sse.stats()`: the streams' counters, the channels' totals, and each open channel. */
+  stats (): SseStats {
+    const { cutOffs, replays, resets } = this.#context.counters
+    const channels: SseChannelStats[] = []
+    for (const channel of this.#channels.values()) channels.push(channel.stats())
+    return { ...this.#streams.snapshot(), cutOffs, replays, resets: { ...resets }, channels }
   }
 
   channel<T = unknown>(name: string, options: SharedChannelOptions): Channel<T, Promise<string>>

@@ -1,4 +1,4 @@
-import type { ChannelBackend, ChannelEncoder, ChannelItem, Deliver, HistoryOptions, Replay } from './backend.js'
+import type { BackendStats, ChannelBackend, ChannelEncoder, ChannelItem, Deliver, HistoryOptions, Replay } from './backend.js'
 import type { SseItem } from '../types.js'
 
 // The in-process history: a ring of the last `history` items (optionally younger than `historyMaxAge`).
@@ -71,6 +71,11 @@ export class MemoryBackend implements ChannelBackend<string> {
   position (): string {
     const newest = this.#last >= this.#first ? this.#ring[this.#last % this.#capacity] : undefined
     return newest?.id ?? this.#epoch + '-' + this.#last
+  }
+
+  stats (): BackendStats {
+    this.#expire(this.#now())
+    return { history: this.#last - this.#first + 1 }
   }
 
   close (): void {

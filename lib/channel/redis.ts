@@ -2,10 +2,12 @@ import type { FastifyBaseLogger } from 'fastify'
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import type {
-  ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, Deliver, HistoryOptions, PublishOptions, Replay
+  BackendStats, ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, Deliver, HistoryOptions,
+  PublishOptions, Replay
 } from './backend.js'
+import { publishFailed, readerDown, readerUp } from '../diagnostics.js'
 import { joinFrame, withFrame } from '../encode.js'
-import { channelUnavailable, invalidItem, invalidOption } from '../errors.js'
+import { channelUnavailable, invalidItem, invalidOption, type SseRuntimeError } from '../errors.js'
 import type { SseItem } from '../types.js'
 
 // Channels shared by every server process through one Redis stream per channel: `XADD … MAXLEN ~ N` per publish
@@ -151,9 +153,13 @@ class StreamReader {
   #closed = false
   readonly #ended: Promise<void>
 
-  constructor (settings: Settings, log: FastifyBaseLogger) {
+  /** Every channel of its backend in this process, read or not: what its connection state is told to. */
+  readonly #served: () => Iterable<RedisBackend>
+
+  constructor (settings: Settings, log: FastifyBaseLogger, served: () => Iterable<RedisBackend>) {
     this.#settings = settings
     this.#log = log
+    this.#served = served
     this.#control = settings.prefix + 'reader:' + randomUUID()
     this.#channels = settings.prefix + '*'
     this.#newLost()
@@ -188,6 +194,11 @@ class StreamReader {
       .call('XADD', this.#control, 'MAXLEN', '1', '*', 'w', '1')
       .call('PEXPIRE', this.#control, this.#settings.blockTimeout * 2)
       .exec()
+  }
+
+  /** Whether its connection is up (false while it connects or reconnects). */
+  get connected (): boolean {
+    return this.#connection.status === 'ready'
   }
 
   /** Stops reading this channel's stream (what the XREAD in flight brings for it is dropped). */
@@ -268,19 +279,27 @@ class StreamReader {
     if (this.#down) return
     this.#down = true
     this.#log.warn({ streams: this.#reading.size }, 'SSE Redis channel reader lost its connection; reconnecting')
+    this.#tell(readerDown)
   }
 
   #onReady = (): void => {
     if (!this.#down) return
     this.#down = false
     this.#log.info({ streams: this.#reading.size }, 'SSE Redis channel reader reconnected; resuming')
+    this.#tell(readerUp)
+  }
+
+  /** One diagnostics message per channel it serves: each channel's connection state changed with it. */
+  #tell (event: typeof readerDown): void {
+    if (!event.hasSubscribers) return
+    for (const backend of this.#served()) event.publish({ channel: backend.name, after: backend.last })
   }
 }
 
 /** What the channels of one `redisChannels()` backend share: the settings, the one reader, the names in use. */
 class Backends {
   readonly settings: Settings
-  readonly #channels = new Set<string>()
+  readonly #channels = new Map<string, RedisBackend>()
   #reader: StreamReader | undefined
 
   constructor (settings: Settings) {
@@ -288,18 +307,23 @@ class Backends {
   }
 
   /** A channel of this backend is created: one per name (its reader reads each stream once). */
-  open (name: string): void {
+  open (name: string, backend: RedisBackend): void {
     if (this.#channels.has(name)) {
       throw invalidOption('backend', `of channel "${name}" already serves a channel of that name ` +
         '(another app of this process?): give each app its own redisChannels()')
     }
-    this.#channels.add(name)
+    this.#channels.set(name, backend)
   }
 
   /** The reader, started on first need. */
   reader (log: FastifyBaseLogger): StreamReader {
-    this.#reader ??= new StreamReader(this.settings, log)
+    this.#reader ??= new StreamReader(this.settings, log, () => this.#channels.values())
     return this.#reader
+  }
+
+  /** Whether the reader's connection is up; undefined while there is no reader (no channel was read yet). */
+  connected (): boolean | undefined {
+    return this.#reader?.connected
   }
 
   /** Stops reading a channel's stream (there is nothing to stop without a reader). */
@@ -338,9 +362,12 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
   #starts = 0
   #failures = 0
   #retry: NodeJS.Timeout | undefined
+  /** The newest id handed on before the channel last went quiet ('0-0': none yet), for `stats()`. */
+  #known = '0-0'
+  #publishFailures = 0
 
   constructor (name: string, options: HistoryOptions, deliver: Deliver, log: FastifyBaseLogger, backends: Backends) {
-    backends.open(name)
+    backends.open(name, this)
     this.#name = name
     this.key = backends.settings.prefix + name
     this.#backends = backends
@@ -379,7 +406,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     const status = redis.status
     if (DISCONNECTED.has(status)) {
       const problem = `Redis is not connected (${status}); the item was not published`
-      return Promise.reject(channelUnavailable(this.#name, problem))
+      return Promise.reject(this.#failed(channelUnavailable(this.#name, problem)))
     }
     const stored = idempotencyKey === undefined
       ? redis.call('XADD', this.key, 'MAXLEN', '~', this.#maxLen, '*', 'h', head, 't', tail, 'j', fields)
@@ -390,15 +417,16 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
       : ' (publish it again with the same idempotencyKey: it is stored once)'
     return new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => {
-        reject(channelUnavailable(this.#name, `Redis did not answer within ${this.#settings.publishTimeout} ms; ` +
-          `the item may or may not have been published${retry}`))
+        reject(this.#failed(channelUnavailable(this.#name,
+          `Redis did not answer within ${this.#settings.publishTimeout} ms; ` +
+          `the item may or may not have been published${retry}`)))
       }, this.#settings.publishTimeout)
       stored.then(id => {
         clearTimeout(timer)
         resolve(id as string)
       }, (err: Error) => {
         clearTimeout(timer)
-        reject(channelUnavailable(this.#name, `Redis did not store the item: ${err.message}`, err))
+        reject(this.#failed(channelUnavailable(this.#name, `Redis did not store the item: ${err.message}`, err)))
       })
     })
   }
@@ -411,6 +439,19 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
 
   position (): string | Promise<string> {
     return this.last ?? this.#reset('invalid').then(replay => replay.position)
+  }
+
+  get name (): string {
+    return this.#name
+  }
+
+  /** Never waits: the position is the newest id handed on so far, the connection that of the shared reader. */
+  stats (): BackendStats {
+    return {
+      position: this.last ?? this.#known,
+      connected: this.#backends.connected(),
+      publishFailures: this.#publishFailures
+    }
   }
 
   close (): Promise<void> {
@@ -506,9 +547,17 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     this.#starts++
     clearTimeout(this.#retry)
     this.#failures = 0
+    this.#known = this.last ?? this.#known
     this.last = undefined
     this.#waiting = []
     this.#backends.remove(this)
+  }
+
+  /** A publish Redis did not take: counted, and reported to diagnostics subscribers. */
+  #failed (error: SseRuntimeError): SseRuntimeError {
+    this.#publishFailures++
+    if (publishFailed.hasSubscribers) publishFailed.publish({ channel: this.#name, error })
+    return error
   }
 
   /** Settles once the reader has handed on the entry at `at` (or a newer one). */

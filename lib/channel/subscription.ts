@@ -50,6 +50,8 @@ export interface SubscriberHost {
   detach: (subscriber: Subscriber) => void
   /** A subscriber's queue is full: it is about to be cut off. */
   overflowed: (items: number, bytes: number) => void
+  /** A subscriber with a Last-Event-ID got its replay, or a reset. */
+  resumed: (replay: Replay) => void
 }
 
 /** One subscriber: a replay backlog, then a bounded queue of live items, pulled one at a time. Internal. */
@@ -195,6 +197,7 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
   /** Replay answered: its items (or a reset) first, then the live items that came after `position`. */
   #resume (replay: Replay): void {
     this.#replaying = false
+    this.#channel.resumed(replay)
     // live items up to `position` were read by the replay already (an asynchronous read raced them)
     for (let i = this.#head; i < this.#queue.length; i++) {
       if ((this.#queue[i] as ChannelItem).id !== replay.position) continue

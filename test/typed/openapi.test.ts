@@ -1,14 +1,10 @@
-import t, { type Test } from 'tap'
+import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import swagger from '@fastify/swagger'
 import { Type } from '@sinclair/typebox'
 import { request } from 'undici'
 import ssePlugin, { sseSchema, sseSwaggerTransform, type SwaggerTransformInput } from '../../lib/index.js'
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
-import { all, open } from '../helpers.js'
+import { all, open, runExample } from '../helpers.js'
 
 // Asserted against @fastify/swagger's real output, field by field.
 
@@ -118,33 +114,9 @@ t.test('sseSwaggerTransform composes with another transform and leaves Swagger 2
   t.equal(sseSwaggerTransform({ schema: {}, url: '/x', openapiObject: { openapi: '3.2.0' } }).schema.response, undefined)
 })
 
-/** Runs `tsx examples/openapi.ts` as a user would, on a free port; resolves with its URL once it listens. */
-async function runExample (t: Test, env: Record<string, string>): Promise<string> {
-  const root = fileURLToPath(new URL('../..', import.meta.url))
-  // tap follows child processes for coverage: this one runs lib/ through tsx, whose line maps differ from
-  // ts-node's, so its coverage is turned off (the example is checked here by what it serves)
-  const child = spawn(process.execPath, ['--import', 'tsx', 'examples/openapi.ts'], {
-    cwd: root, env: { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0', PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'inherit']
-  })
-  t.teardown(async () => {
-    if (child.exitCode === null) {
-      child.kill('SIGTERM')
-      await once(child, 'exit')
-    }
-  })
-  for await (const line of createInterface({ input: child.stdout })) {
-    const match = /"msg":"Server listening at (http:\/\/127\.0\.0\.1:\d+)"/.exec(line)
-    if (match?.[1] !== undefined) {
-      child.stdout.resume() // its later log lines are drained, so a full pipe never blocks it
-      return match[1]
-    }
-  }
-  throw new Error('examples/openapi.ts exited before listening')
-}
-
 t.test('examples/openapi.ts serves the JSON and swagger-ui, and its routes stream', async t => {
   for (const version of ['3.1.0', '3.2.0']) {
-    const url = await runExample(t, { OPENAPI: version })
+    const url = await runExample(t, 'examples/openapi.ts', { OPENAPI: version })
 
     const json = await request(`${url}/docs/json`)
     t.equal(json.statusCode, 200)
