@@ -1,3 +1,4 @@
+import type { OutgoingHttpHeaders } from 'node:http'
 import type { Http2ServerResponse, ServerHttp2Session } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
@@ -13,15 +14,17 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 export type { FastifyReplyType, ResolveFastifyReplyType } from 'fastify/types/type-provider.js'
 
 /**
- * Makes `request.signal` the given signal on this request. Fastify's own `request.signal` (5.8 and later: a lazy
- * getter on the Request prototype, created up front when `handlerTimeout` is set; 5.0–5.7 have none) aborts on the
- * raw request's `close`: as soon as a request body has been read (fastify#6725, open in 5.12), and not on
+ * Makes `request.signal` read through `getter` on this request. Fastify's own `request.signal` (5.8 and later: a
+ * lazy getter on the Request prototype, created up front when `handlerTimeout` is set; 5.0–5.7 have none) aborts on
+ * the raw request's `close`: as soon as a request body has been read (fastify#6725, open in 5.12), and not on
  * `app.close()` once a logger or onResponse hook exists (its listener is removed when the response finishes). An
- * SSE response needs a signal that means the stream's life. An own property shadows the prototype's getter (or
- * adds the property before 5.8); it must be defined before the handler reads `request.signal`.
+ * SSE response needs a signal that means the stream's life. An own accessor shadows the prototype's getter (or
+ * adds the property before 5.8); it must be defined before the handler reads `request.signal`. The same getter
+ * function for every request keeps them all on one hidden class (V8 shares the shape), so the property costs no
+ * memory per request until it is read.
  */
-export function replaceRequestSignal (request: FastifyRequest, signal: AbortSignal): void {
-  Object.defineProperty(request, 'signal', { value: signal, configurable: true, enumerable: true })
+export function shadowRequestSignal (request: FastifyRequest, getter: (this: never) => AbortSignal): void {
+  Object.defineProperty(request, 'signal', { get: getter, configurable: true, enumerable: true })
 }
 
 /**
@@ -47,6 +50,46 @@ export function clearHandlerTimeout (request: FastifyRequest): void {
 export interface PipedBody {
   pipe: (dest: never, options?: { end?: boolean }) => unknown
   destroy: () => void
+}
+
+/** A symbol of Fastify's found by its description on an object that has it; cached once found. */
+const symbols = new Map<string, symbol>()
+
+function fastifySymbol (target: object, description: string): symbol | undefined {
+  const known = symbols.get(description)
+  if (known !== undefined && known in target) return known
+  const found = Object.getOwnPropertySymbols(target).find(symbol => symbol.description === description)
+  if (found !== undefined) symbols.set(description, found)
+  return found
+}
+
+/**
+ * Whether Fastify's stream-send path has nothing to do for this reply, so the plugin may write the head and the
+ * body itself: the route has no onSend hook (Fastify 5, checked on 5.12.8, keeps them on the request's route
+ * context, `request[Symbol(fastify.context)].onSend`, null when there is none) and no trailer was set
+ * (`reply[Symbol(fastify.reply.trailers)]`, null when none). That path would otherwise keep two `finished()`
+ * watchers and their closures per response (about 3 KB of heap per idle stream). When either cannot be found
+ * (another Fastify version), false: the stream takes Fastify's path, as it always did.
+ */
+export function sendPathIdle (reply: FastifyReply): boolean {
+  const contextKey = fastifySymbol(reply.request, 'fastify.context')
+  const trailersKey = fastifySymbol(reply, 'fastify.reply.trailers')
+  if (contextKey === undefined || trailersKey === undefined) return false
+  const context = (reply.request as unknown as Record<symbol, { onSend?: unknown } | undefined>)[contextKey]
+  return context?.onSend === null && (reply as unknown as Record<symbol, unknown>)[trailersKey] === null
+}
+
+/**
+ * Writes the head as Fastify's send path would (the status, and every header set so far by `reply.header()`,
+ * hooks or plugins such as cors and helmet) and takes the response over with `reply.hijack()`: Fastify sends
+ * nothing more, still runs onResponse hooks and logs the request when the response finishes.
+ */
+export function writeHeadDirectly (reply: FastifyReply): void {
+  const headers = reply.getHeaders()
+  reply.hijack()
+  reply.raw.writeHead(reply.statusCode, headers as OutgoingHttpHeaders)
+  // the client sees the stream open before the first event, as on Fastify's path (lib/stream's pipe)
+  reply.raw.flushHeaders()
 }
 
 /** Hands the stream to Fastify as the reply's body (see `PipedBody`), so onSend hooks and headers work. */

@@ -1,6 +1,6 @@
 import type { FastifyReply } from 'fastify'
 import { alreadySent, invalidSource, notAcceptable, routeName } from './errors.js'
-import { clearHandlerTimeout, sendPipedBody } from './fastify-internals.js'
+import { clearHandlerTimeout, sendPathIdle, sendPipedBody, writeHeadDirectly } from './fastify-internals.js'
 import { resolveOptions, type Limits, type ResolvedOptions } from './options.js'
 import type { StreamRegistry } from './metrics.js'
 import { dropSource, EventStream, isSource } from './stream.js'
@@ -126,6 +126,13 @@ function startStream (
   }
   clearHandlerTimeout(reply.request)
   const stream = new EventStream(reply, source, options, open)
-  reply.log.debug('SSE stream opened')
+  if (sendPathIdle(reply)) {
+    // nothing for Fastify's stream path to do (no onSend hook, no trailer): the same head, written here
+    reply.log.debug({ direct: true }, 'SSE stream opened')
+    writeHeadDirectly(reply)
+    stream.pipe(reply.raw)
+    return reply
+  }
+  reply.log.debug({ direct: false }, 'SSE stream opened')
   return sendPipedBody(reply, stream)
 }

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod, RouteOptions } from 'fastify'
 import { notAStream, routeName } from './errors.js'
-import { streamController } from './signal.js'
+import { bindStreamSignal } from './signal.js'
 import { isSource } from './stream.js'
 import { streamAt, streamsOf, type RouteStreams } from './typed/schema.js'
 
@@ -19,7 +19,7 @@ type GeneratorHandler = (this: FastifyInstance, request: FastifyRequest, reply: 
 function generatorHandler (generator: GeneratorHandler): RouteHandlerMethod {
   const handler = function sseGeneratorHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
     // Before the generator's body runs, so `request.signal` in it is the stream's.
-    streamController(request, reply)
+    bindStreamSignal(request, reply)
     reply.sse(generator.call(this, request, reply))
     // Not the reply: Fastify would watch a returned reply's end with one more finished() per stream.
   }
@@ -63,7 +63,7 @@ function streamingHandler (route: RouteOptions): RouteHandlerMethod | undefined 
     this: FastifyInstance, request: FastifyRequest, reply: FastifyReply
   ): unknown {
     // Before the handler reads request.signal (for a subscription, say): on an SSE route it is the stream's.
-    streamController(request, reply)
+    bindStreamSignal(request, reply)
     const result: unknown = original.call(this, request, reply)
     // a thenable is awaited as Fastify awaits it; a plain value is settled at once
     return typeof (result as PromiseLike<unknown> | null)?.then === 'function'

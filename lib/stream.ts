@@ -2,8 +2,9 @@ import { EventEmitter } from 'node:events'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { HEARTBEAT_FRAME, encodeItem, frameOf, retryFrame, type Frame } from './encode.js'
 import { closeHttp2Session, onConnectionClose, resetConnection, type PipedBody } from './fastify-internals.js'
+import { joinHeartbeats, leaveHeartbeats, type HeartbeatMember } from './heartbeat.js'
 import type { StreamRegistry } from './metrics.js'
-import { streamController } from './signal.js'
+import { abortStreamSignal, bindStreamSignal } from './signal.js'
 import type { SseItem, SseSerializer, SseSource } from './types.js'
 
 // One SSE response, from its first byte to its last. It never formats a field (lib/encode does), it pulls one
@@ -74,6 +75,11 @@ async function * fromSync<T> (iterable: Iterable<SseItem<T>>): AsyncGenerator<Ss
 
 function noop (): void {}
 
+/** `process.nextTick` calls it with the stream as argument: no closure per burst or per stream. */
+function flushBurst (stream: EventStream): void {
+  stream.flushBurst()
+}
+
 /**
  * Asks a source to stop (a generator runs its `finally`). Not awaited: a generator busy in an await that
  * ignores the signal stops when it next yields, and nobody (least of all app.close) waits for that.
@@ -100,21 +106,23 @@ interface Destination {
  * the pipe's closures and one copy of every chunk (the cost of an idle stream was mostly that machinery).
  * It emits what Fastify's end-of-stream watch needs: `end` once the body is complete, then `close`.
  */
-export class EventStream extends EventEmitter implements PipedBody, StreamLink {
+export class EventStream extends EventEmitter implements PipedBody, StreamLink, HeartbeatMember {
   readonly #reply: FastifyReply
   readonly #iterator: AsyncIterator<SseItem<unknown>>
-  readonly #controller: AbortController
   readonly #serialize: SseSerializer
   readonly #itemHook: ItemHook | undefined
   readonly #heartbeat: number | false
   readonly #registry: StreamRegistry
   readonly #route: string
   readonly #startedAt = Date.now()
-  readonly #responseClosed: Promise<void>
+  /** Settles once the response has closed; made only when `close()` waits for it. */
+  #responseClosed: Promise<void> | undefined
+  #resolveResponseClosed: (() => void) | undefined
   #unwatch: (() => void) | undefined
   #dest: Destination | undefined
   #endDest = true
-  #timer: NodeJS.Timeout | undefined
+  /** @internal Where the heartbeat wheel keeps this stream. */
+  heartbeatSlot = -1
   #lastWrite = this.#startedAt
   #pulling = false
   #wantMore = true
@@ -131,7 +139,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   ) {
     super()
     this.#reply = reply
-    this.#controller = streamController(reply.request, reply)
+    bindStreamSignal(reply.request, reply)
     this.#serialize = options.serialize
     this.#itemHook = options.item
     this.#heartbeat = options.heartbeat
@@ -142,18 +150,13 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
       : fromSync(source)[Symbol.asyncIterator]()
     attach(source, this)
     registry.add(this)
-    let responseClosed!: () => void
-    this.#responseClosed = new Promise(resolve => { responseClosed = resolve })
-    const onClose = (): void => {
-      responseClosed()
-      this.destroy()
-    }
-    reply.raw.once('close', onClose)
+    // `on`, not `once`: a response closes once, and once's wrapper would cost a closure and a record per stream
+    reply.raw.on('close', this.#onResponseClose)
     // Queued behind another response on a pipelining connection: no socket yet, and no 'close' if the client
     // leaves before it gets one. The connection's own close tells.
-    if (reply.raw.socket === null) this.#unwatch = onConnectionClose(reply.request, onClose)
+    if (reply.raw.socket === null) this.#unwatch = onConnectionClose(reply.request, this.#onResponseClose)
     if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
-    if (this.#heartbeat !== false) this.#timer = setTimeout(this.#onIdle, this.#heartbeat).unref()
+    if (this.#heartbeat !== false) joinHeartbeats(this, this.#heartbeat)
   }
 
   /**
@@ -212,7 +215,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
       if (this.#batch.length >= BATCH_CHARS) this.#flush()
       else if (!this.#flushQueued) {
         this.#flushQueued = true
-        process.nextTick(this.#onTick)
+        process.nextTick(flushBurst, this)
       }
     } else {
       this.#flush()
@@ -221,7 +224,8 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     if (this.#wantMore) this.#pull()
   }
 
-  #onTick = (): void => {
+  /** @internal The end of a burst of string frames (see `flushBurst`). */
+  flushBurst (): void {
     this.#flushQueued = false
     if (!this.#closed) this.#flush()
   }
@@ -241,18 +245,19 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     this.#registry.bytes += bytes
     if (!(this.#dest as Destination).write(frame) && this.#wantMore) {
       this.#wantMore = false
-      ;(this.#dest as Destination).once('drain', this.#onDrain)
+      // a closure made only when the socket is full, not one held by every stream
+      ;(this.#dest as Destination).once('drain', () => { this.#onDrain() })
     }
   }
 
-  #onDrain = (): void => {
+  #onDrain (): void {
     this.#wantMore = true
     if (!this.#pulling && !this.#finished) this.#pull()
   }
 
   #onError = (err: unknown): void => {
     this.#pulling = false
-    if (this.#finished || this.#controller.signal.aborted) {
+    if (this.#finished) {
       // the usual way a generator waiting on request.signal ends once the stream is closed: not an error
       this.#reply.log.debug({ err }, 'SSE source stopped after the stream closed')
       return
@@ -261,15 +266,17 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     this.#finish('source failed')
   }
 
-  #onIdle = (): void => {
+  /** @internal Called by the heartbeat wheel when the stream is due: ms until it is due again. */
+  heartbeat (now: number): number {
     const hb = this.#heartbeat as number
-    const idle = Date.now() - this.#lastWrite
+    const idle = now - this.#lastWrite
+    if (idle < hb) return hb - idle
     // a stream not yet piped, or whose destination is full, is not idle: it is waiting
-    if (idle >= hb && this.#dest !== undefined && this.#wantMore) {
+    if (this.#dest !== undefined && this.#wantMore) {
       this.#write(HEARTBEAT_FRAME)
       this.#registry.heartbeats++
     }
-    this.#timer = setTimeout(this.#onIdle, idle >= hb ? hb : hb - idle).unref()
+    return hb
   }
 
   /** No more pulls; end the body cleanly once piped; stop the source unless it stopped by itself. */
@@ -306,7 +313,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
   }
 
   #stopSource (): void {
-    if (!this.#controller.signal.aborted) this.#controller.abort()
+    abortStreamSignal(this.#reply.request)
     stopIterator(this.#iterator, this.#reply)
   }
 
@@ -316,15 +323,26 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
    * response has closed.
    */
   close (): Promise<void> {
+    // made first: resetting the connection may close the response at once
+    const responseClosed = this.#whenResponseClosed()
     if (!this.#finished) this.#reason = 'server closing'
     if (this.#stuck()) resetConnection(this.#reply, true)
     else {
       if (!this.#finished) this.#finish('server closing')
       // a client can stop reading with less in flight than fills the socket: it does not hold the close
       const grace = setTimeout(() => resetConnection(this.#reply, true), CLOSE_GRACE_MS).unref()
-      void this.#responseClosed.then(() => clearTimeout(grace))
+      void responseClosed.then(() => clearTimeout(grace))
     }
     closeHttp2Session(this.#reply.raw)
+    return responseClosed
+  }
+
+  /**
+   * Called by `close()` first, on an open stream only (a closed one has left the registry): its response has not
+   * closed yet, and `#onResponseClose` settles the promise when it does.
+   */
+  #whenResponseClosed (): Promise<void> {
+    this.#responseClosed ??= new Promise(resolve => { this.#resolveResponseClosed = resolve })
     return this.#responseClosed
   }
 
@@ -355,11 +373,16 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink {
     return Date.now() - this.#startedAt
   }
 
+  #onResponseClose = (): void => {
+    this.#resolveResponseClosed?.()
+    this.destroy()
+  }
+
   /** Stops everything at once (Fastify calls it when the response closes before the body ended). */
   destroy (): void {
     if (this.#closed) return
     this.#closed = true
-    clearTimeout(this.#timer)
+    if (this.#heartbeat !== false) leaveHeartbeats(this, this.#heartbeat)
     this.#registry.delete(this)
     this.#unwatch?.()
     if (!this.#finished) {

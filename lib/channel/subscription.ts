@@ -55,10 +55,13 @@ export interface SubscriberHost {
 }
 
 /** One subscriber: a replay backlog, then a bounded queue of live items, pulled one at a time. Internal. */
+/** The empty backlog, shared: most subscribers never have one. */
+const NO_ITEMS: ReadonlyArray<SseItem<unknown>> = Object.freeze([])
+
 export class Subscriber implements ChannelSubscription<unknown>, AttachableSource {
   readonly #channel: SubscriberHost
   readonly #signal: AbortSignal | undefined
-  #backlog: ReadonlyArray<SseItem<unknown>> = []
+  #backlog: ReadonlyArray<SseItem<unknown>> = NO_ITEMS
   #backlogAt = 0
   #queue: Array<ChannelItem | undefined> = []
   #head = 0
@@ -84,7 +87,7 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
       this.#done = true
       return
     }
-    this.#signal?.addEventListener('abort', this.#onAbort)
+    this.#signal?.addEventListener('abort', this)
     this.#channel.attach(this)
     if (lastEventId === undefined || lastEventId === '') return
     const replay = typeof lastEventId !== 'string' || lastEventId.length > MAX_LAST_EVENT_ID
@@ -95,7 +98,8 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
       return
     }
     this.#replaying = true
-    replay.then(this.#onReplay, this.#onReplayFailed)
+    // closures made for an asynchronous replay only, not held by every subscriber
+    replay.then(replay => { this.#onReplay(replay) }, (err: unknown) => { this.#onReplayFailed(err) })
   }
 
   get queued (): number {
@@ -157,11 +161,11 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
     if (this.#done) return
     this.#done = true
     this.#channel.detach(this)
-    this.#signal?.removeEventListener('abort', this.#onAbort)
+    this.#signal?.removeEventListener('abort', this)
     this.#queue = []
     this.#head = 0
     this.#bytes = 0
-    this.#backlog = []
+    this.#backlog = NO_ITEMS
     this.#settle(DONE)
   }
 
@@ -178,7 +182,7 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
     if (this.#backlogAt < this.#backlog.length) {
       const item = this.#backlog[this.#backlogAt++]
       if (this.#backlogAt === this.#backlog.length) {
-        this.#backlog = []
+        this.#backlog = NO_ITEMS
         this.#backlogAt = 0
       }
       return item
@@ -211,18 +215,19 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
     if (item !== undefined) this.#settle({ value: item, done: false })
   }
 
-  #onReplay = (replay: Replay): void => {
+  #onReplay (replay: Replay): void {
     if (!this.#done) this.#resume(replay)
   }
 
-  #onReplayFailed = (err: unknown): void => {
+  #onReplayFailed (err: unknown): void {
     // the backend's own error (Redis's, say) is the cause: what is logged carries the catalogue's code
     const failure = channelUnavailable(this.#channel.name, `the replay failed: ${(err as Error).message}`, err)
     this.#channel.log.error({ err: failure, channel: this.#channel.name }, 'SSE channel replay failed; subscription ended')
     this.end()
   }
 
-  #onAbort = (): void => {
+  /** @internal The `signal` aborted: the subscriber is its own listener object, so it holds no closure for it. */
+  handleEvent (): void {
     this.end()
   }
 }

@@ -128,61 +128,68 @@ t.test('sse-reset over HTTP: garbage and over-long Last-Event-ID, and what an Ev
   t.equal(event.lastEventId, position, 'carries the channel position as its id')
 })
 
-t.test('a raw socket that never reads is cut off at its bound; the others keep receiving', async t => {
-  t.setTimeout(60_000)
-  let slow!: Channel<string>
-  const arrived = deferred()
-  const { app, url, logs } = await startApp(app => {
-    slow = app.sse.channel<string>('slow', { queueItems: 4 })
-    app.get('/slow', (req, reply) => {
-      reply.sse(slow.subscribe({ signal: req.signal }))
-      arrived.resolve()
-      return reply
+// On both paths: the head written directly, and Fastify's stream-send path (an onSend hook)
+for (const path of ['direct', 'send'] as const) {
+  t.test(`${path} path: a raw socket that never reads is cut off at its bound; the others keep receiving`, async t => {
+    t.setTimeout(60_000)
+    let slow!: Channel<string>
+    const arrived = deferred()
+    const { app, url, logs } = await startApp(app => {
+      // an onSend hook puts the stream on Fastify's stream-send path; without one its head is written directly
+      if (path === 'send') app.addHook('onSend', async (_request, _reply, payload) => payload)
+      slow = app.sse.channel<string>('slow', { queueItems: 4 })
+      app.get('/slow', (req, reply) => {
+        reply.sse(slow.subscribe({ signal: req.signal }))
+        arrived.resolve()
+        return reply
+      })
+    }, { heartbeat: false })
+    t.teardown(() => app.close())
+    const reader = await open(`${url}/slow`)
+    const { port } = new URL(url)
+    const raw = connect(Number(port), '127.0.0.1')
+    t.teardown(() => raw.destroy())
+    raw.pause() // reads nothing: the kernel buffers fill, then the server's, then the subscriber's queue
+    raw.write('GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n')
+    await arrived.promise
+    await until(() => slow.size === 2, 'two subscribers')
+    const payload = 'x'.repeat(32 * 1024)
+    const ids: string[] = []
+    const read: Array<string | undefined> = []
+    let cut = false
+    for (let i = 0; i < 3000 && !cut; i++) {
+      ids.push(slow.publish({ data: payload }))
+      read.push((await take(reader.events, 1))[0]?.id)
+      cut = logs.lines.some(l => l.level === WARN)
+    }
+    t.same(read, ids, 'the reader got every item, in order')
+    t.ok(cut, `cut off after ${ids.length} items (${ids.length * 32} KiB)`)
+    t.match(logs.at(WARN)[0], { channel: 'slow', queuedItems: 4, queueItems: 4, msg: /too slow/ })
+    t.equal(slow.size, 1, 'only the reader is left')
+    for (let round = 0; round < 3; round++) {
+      // bursts up to the queue bound are fine for a client that reads
+      for (let i = 0; i < 4; i++) ids.push(slow.publish({ data: 'after' }))
+      t.same((await take(reader.events, 4)).map(e => e.id), ids.slice(-4), 'the reader keeps receiving')
+    }
+    t.equal(slow.size, 1)
+    // the stuck client's connection was closed at once, not left open behind its full socket
+    t.match(await logs.waitFor(l => l.msg === 'SSE stream closed' && l.reason === 'too slow'), { reason: 'too slow' })
+    // when it finally reads: a gapless prefix of what the kernel had buffered, then the closed connection
+    let text = ''
+    const closed = new Promise<void>(resolve => {
+      raw.on('data', (chunk: Buffer) => { text += chunk.toString('latin1') })
+      raw.on('error', () => {}) // a reset is one way to learn that the server closed
+      raw.on('close', () => resolve())
     })
-  }, { heartbeat: false })
-  t.teardown(() => app.close())
-  const reader = await open(`${url}/slow`)
-  const { port } = new URL(url)
-  const raw = connect(Number(port), '127.0.0.1')
-  t.teardown(() => raw.destroy())
-  raw.pause() // reads nothing: the kernel buffers fill, then the server's, then the subscriber's queue
-  raw.write('GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n')
-  await arrived.promise
-  await until(() => slow.size === 2, 'two subscribers')
-  const payload = 'x'.repeat(32 * 1024)
-  const ids: string[] = []
-  const read: Array<string | undefined> = []
-  let cut = false
-  for (let i = 0; i < 3000 && !cut; i++) {
-    ids.push(slow.publish({ data: payload }))
-    read.push((await take(reader.events, 1))[0]?.id)
-    cut = logs.lines.some(l => l.level === WARN)
-  }
-  t.same(read, ids, 'the reader got every item, in order')
-  t.ok(cut, `cut off after ${ids.length} items (${ids.length * 32} KiB)`)
-  t.match(logs.at(WARN)[0], { channel: 'slow', queuedItems: 4, queueItems: 4, msg: /too slow/ })
-  t.equal(slow.size, 1, 'only the reader is left')
-  for (let round = 0; round < 3; round++) {
-    // bursts up to the queue bound are fine for a client that reads
-    for (let i = 0; i < 4; i++) ids.push(slow.publish({ data: 'after' }))
-    t.same((await take(reader.events, 4)).map(e => e.id), ids.slice(-4), 'the reader keeps receiving')
-  }
-  t.equal(slow.size, 1)
-  // the stuck client's connection was closed at once, not left open behind its full socket
-  t.match(await logs.waitFor(l => l.msg === 'SSE stream closed' && l.reason === 'too slow'), { reason: 'too slow' })
-  // when it finally reads: a gapless prefix of what the kernel had buffered, then the closed connection
-  let text = ''
-  const closed = new Promise<void>(resolve => {
-    raw.on('data', (chunk: Buffer) => { text += chunk.toString('latin1') })
-    raw.on('error', () => {}) // a reset is one way to learn that the server closed
-    raw.on('close', () => resolve())
+    raw.resume()
+    await closed
+    const got = Array.from(text.matchAll(/^id: (.+)$/gm), m => m[1])
+    t.ok(got.length > 0 && got.length < ids.length - 12, `it got ${got.length} of ${ids.length} items`)
+    t.same(got, ids.slice(0, got.length), 'in order, no gap, then nothing')
+    const paths = logs.lines.filter(l => l.msg === 'SSE stream opened').map(l => l.direct)
+    t.same(paths, [path === 'direct', path === 'direct'])
   })
-  raw.resume()
-  await closed
-  const got = Array.from(text.matchAll(/^id: (.+)$/gm), m => m[1])
-  t.ok(got.length > 0 && got.length < ids.length - 12, `it got ${got.length} of ${ids.length} items`)
-  t.same(got, ids.slice(0, got.length), 'in order, no gap, then nothing')
-})
+}
 
 t.test('disconnects release everything: size 0, no abort listener left, over 200 HTTP connections', async t => {
   t.setTimeout(60_000)
