@@ -111,8 +111,8 @@ function commentLines (comment: unknown): string {
   return prefixLines(': ', comment)
 }
 
-/** The event, retry and data lines: what comes after the id line. */
-function bodyLines (event: unknown, retry: unknown, data: unknown, serialize: SseSerializer): string {
+/** The event, retry and data lines: what comes after the id line. `text`: a string `data` is written as is. */
+function bodyLines (event: unknown, retry: unknown, data: unknown, serialize: SseSerializer, text: boolean): string {
   let lines = ''
   if (event !== undefined) lines += singleLine('event', event)
   if (retry !== undefined) {
@@ -120,22 +120,24 @@ function bodyLines (event: unknown, retry: unknown, data: unknown, serialize: Ss
     lines += 'retry: ' + retry + '\n'
   }
   if (data !== undefined) {
-    lines += prefixLines('data: ', typeof data === 'string' ? data : serializeData(data, serialize))
+    lines += prefixLines('data: ', text && typeof data === 'string' ? data : serializeData(data, serialize))
   }
   return lines
 }
 
 /**
  * Encodes one item into one complete event frame, ending with the blank line that dispatches it; `''` for an
- * item with no field at all (nothing to send). Throws an `SseError` (a TypeError) naming the field for
- * anything that could let a client see a field or event the item did not contain. Fields are written in one
- * order: comment, id, event, retry, data.
+ * item with no field at all (nothing to send). String data is written as the text itself unless `text` is false
+ * (a typed route whose data schema admits more than strings: there a string is JSON like any value, so a client
+ * decodes every event alike). Throws an `SseError` (a TypeError) naming the field for anything that could let a
+ * client see a field or event the item did not contain. Fields are written in one order: comment, id, event,
+ * retry, data.
  */
-export function encodeItem (item: unknown, serialize: SseSerializer = JSON.stringify): string {
+export function encodeItem (item: unknown, serialize: SseSerializer = JSON.stringify, text = true): string {
   const { comment, id, event, retry, data } = checkObject(item)
   let frame = commentLines(comment)
   if (id !== undefined) frame += singleLine('id', id)
-  frame += bodyLines(event, retry, data, serialize)
+  frame += bodyLines(event, retry, data, serialize, text)
   return frame === '' ? '' : frame + '\n'
 }
 
@@ -144,7 +146,7 @@ export function encodeParts (item: SseItem<unknown>, serialize: SseSerializer = 
   const { comment, id, event, retry, data } = checkObject(item)
   if (id !== undefined) throw invalidItem('id', 'is given by the store; encode the item without one')
   const head = commentLines(comment)
-  return { head, tail: bodyLines(event, retry, data, serialize) + '\n' }
+  return { head, tail: bodyLines(event, retry, data, serialize, true) + '\n' }
 }
 
 /** The frame of `parts` with `id` (a valid id: no CR, LF or NUL) on its line. */

@@ -84,7 +84,7 @@ export { encodeItem } from './encode.js'
 export { sseSchema } from './typed/schema.js'
 export { sseSwaggerTransform, type SwaggerTransformInput } from './typed/openapi.js'
 export type {
-  JsonSchema, SseControlItem, SseEventItem, SseEventSchemas, SseItemOf, SseItemOfReply, SseSchema,
+  JsonSchema, SseControlItem, SseEventItem, SseEventSchemas, SseGenerator, SseItemOf, SseItemOfReply, SseSchema,
   SseSchemaInfo, SseSchemaOptions, SseStream
 } from './typed/schema.js'
 export { SseError, SseRuntimeError, SseParseError } from './errors.js'

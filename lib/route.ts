@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod,
 import { notAStream, routeName } from './errors.js'
 import { bindStreamSignal } from './signal.js'
 import { isSource } from './stream.js'
+import { noteRoute } from './typed/openapi.js'
 import { streamAt, streamsOf, type RouteStreams } from './typed/schema.js'
 
 // The onRoute hook: the handlers that stream. An `async function*` handler becomes a stream of what it yields;
@@ -27,8 +28,10 @@ function generatorHandler (generator: GeneratorHandler): RouteHandlerMethod {
 }
 
 /** Wraps the route's handler when it streams; leaves every other route alone. */
-export function wrapStreamingRoute (route: RouteOptions): void {
-  if (isAsyncGeneratorFunction(route.handler)) {
+export function wrapStreamingRoute (this: FastifyInstance, route: RouteOptions): void {
+  const generator = isAsyncGeneratorFunction(route.handler)
+  noteRoute(route, this, generator)
+  if (generator) {
     route.handler = generatorHandler(route.handler as unknown as GeneratorHandler)
     return
   }

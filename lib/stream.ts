@@ -20,11 +20,18 @@ export interface ResolvedStreamOptions {
   item?: ItemHook | undefined
 }
 
+/** How a typed route encodes an item's data: its serializer (undefined: the stream's own), and string data as text. */
+export interface ItemEncoding {
+  readonly serialize: SseSerializer | undefined
+  /** `false` where the data schema admits more than strings: a string is then JSON like any value. */
+  readonly text: boolean
+}
+
 /**
- * Checks an item before it is encoded and picks its data's serializer (undefined: the stream's own); throws an
+ * Checks an item before it is encoded and says how to encode it (undefined: as an untyped item); throws an
  * SseError to refuse it.
  */
-export type ItemHook = (item: unknown) => SseSerializer | undefined
+export type ItemHook = (item: unknown) => ItemEncoding | undefined
 
 /** Why a stream ended, as logged and as seen by `close()` callers. */
 export type EndReason = 'source ended' | 'source failed' | 'item refused' | 'client closed' | 'server closing' | 'too slow'
@@ -191,6 +198,13 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
     Promise.resolve(next).then(this.#onStep, this.#onError)
   }
 
+  #encode (item: unknown): string {
+    const typed = this.#itemHook?.(item)
+    return typed === undefined
+      ? encodeItem(item, this.#serialize)
+      : encodeItem(item, typed.serialize ?? this.#serialize, typed.text)
+  }
+
   #onStep = (step: IteratorResult<SseItem<unknown>>): void => {
     this.#pulling = false
     if (this.#finished) return // closed while the source was working: its item has nowhere to go
@@ -201,7 +215,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
     let frame: Frame
     try {
       // an item encoded ahead of time (a channel's, checked when it was published) is written as it is
-      frame = frameOf(step.value) ?? encodeItem(step.value, this.#itemHook?.(step.value) ?? this.#serialize)
+      frame = frameOf(step.value) ?? this.#encode(step.value)
     } catch (err) {
       this.#reply.log.error({ err }, 'SSE item refused; stream ended')
       this.#registry.itemRefused(this, err as Error)

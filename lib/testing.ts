@@ -1,7 +1,9 @@
 import type { FastifyInstance, HTTPMethods, InjectOptions } from 'fastify'
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
-import { TypeCompiler } from '@sinclair/typebox/compiler'
-import { decoder, lowerCaseKeys, mimeEssence, type ClientSchema, type DataOf, type ReceivedItem } from './client/connect.js'
+import type { TSchema } from '@sinclair/typebox'
+import {
+  decoder, headerValue, lowerCaseKeys, mimeEssence, type ClientSchema, type ItemsOf, type ReceivedItem
+} from './client/connect.js'
 import { SseClientError, SseRuntimeError } from './errors.js'
 import { parseEventStream } from './client/parse.js'
 
@@ -21,15 +23,20 @@ export interface InjectSseBaseOptions {
   payload?: InjectOptions['payload']
   /** Sent as the `Last-Event-ID` header, as a reconnecting browser does. */
   lastEventId?: string
-  /** `false` keeps `data` as the received string instead of decoding it as JSON. Default `true`. */
+  /**
+   * Without a schema: `false` keeps `data` as the received text; `true` decodes it as JSON (data that is not JSON
+   * is an error); unset, data that parses as JSON is decoded and any other is kept as text. Ignored with a schema.
+   */
   json?: boolean
   /** Longest line or event accepted, in characters. Default 4 MiB. */
   maxEventLength?: number
 }
 
 export interface InjectSseOptions extends InjectSseBaseOptions {
-  /** Validates each event's decoded `data` (a TypeBox schema). */
+  /** Decodes and validates each event as `connect` does: the route's `sseSchema(…)`, or a TypeBox data schema. */
   schema?: ClientSchema
+  /** The TypeBox schemas (with an `$id`) that `Type.Ref`s in `schema` name. */
+  references?: TSchema[]
 }
 
 /** The options of `collect` but `schema`. */
@@ -41,23 +48,25 @@ export interface CollectBaseOptions extends InjectSseBaseOptions {
 }
 
 export interface CollectOptions extends CollectBaseOptions {
-  /** Validates each event's decoded `data` (a TypeBox schema). */
+  /** Decodes and validates each event as `connect` does: the route's `sseSchema(…)`, or a TypeBox data schema. */
   schema?: ClientSchema
+  /** The TypeBox schemas (with an `$id`) that `Type.Ref`s in `schema` name. */
+  references?: TSchema[]
 }
 
-/** An open SSE response of an injected request. */
-export interface InjectedStream<T> {
+/** An open SSE response of an injected request; `Item` is what it yields (by default, items whose `data` is a `T`). */
+export interface InjectedStream<T, Item = ReceivedItem<T>> {
   statusCode: number
   headers: OutgoingHttpHeaders | IncomingHttpHeaders
   /** The stream's events, decoded, in order; ends when the route ends the stream or `close()` is called. */
-  events: AsyncIterableIterator<ReceivedItem<T>>
+  events: AsyncIterableIterator<Item>
   /** The text of every `:` comment line read so far (heartbeats are empty strings). */
   comments: string[]
   /**
    * Reads `count` more events (`Infinity`: all until the stream ends); fails, and closes the stream, when they
    * do not come within `timeout` ms (default 5000) or the stream ends first.
    */
-  take (count: number, timeout?: number): Promise<Array<ReceivedItem<T>>>
+  take (count: number, timeout?: number): Promise<Item[]>
   /** Closes the response as a client leaving would: the route's generator is stopped (its `finally` runs). */
   close (): void
 }
@@ -73,8 +82,8 @@ function describeRequest (options: InjectSseOptions): string {
  * when the answer is not a 200 `text/event-stream` response (its status and body are in the message).
  */
 export async function injectSse<S extends ClientSchema> (
-  app: FastifyInstance, options: InjectSseBaseOptions & { schema: S }
-): Promise<InjectedStream<DataOf<S>>>
+  app: FastifyInstance, options: InjectSseBaseOptions & { schema: S, references?: TSchema[] }
+): Promise<InjectedStream<unknown, ItemsOf<S>>>
 export async function injectSse (
   app: FastifyInstance, options: InjectSseBaseOptions & { json: false, schema?: undefined }
 ): Promise<InjectedStream<string>>
@@ -87,7 +96,7 @@ export async function injectSse (app: FastifyInstance, options: InjectSseOptions
 
 async function openStream (app: FastifyInstance, options: InjectSseOptions): Promise<InjectedStream<unknown>> {
   const headers: Record<string, string> = { accept: 'text/event-stream', ...lowerCaseKeys(options.headers) }
-  if (options.lastEventId !== undefined) headers['last-event-id'] = options.lastEventId
+  if (options.lastEventId !== undefined) headers['last-event-id'] = headerValue(options.lastEventId)
   const request: InjectOptions = { method: options.method ?? 'GET', url: options.url, headers, payloadAsStream: true }
   if (options.query !== undefined) request.query = options.query
   if (options.payload !== undefined) request.payload = options.payload
@@ -110,8 +119,7 @@ async function openStream (app: FastifyInstance, options: InjectSseOptions): Pro
 
   let closed = false
   const comments: string[] = []
-  const check = options.schema === undefined ? undefined : TypeCompiler.Compile(options.schema)
-  const decode = decoder<unknown>(options.json !== false, check)
+  const decode = decoder(options)
   const close = (): void => {
     closed = true
     response.raw.res.destroy() // the 'close' a leaving client causes: the plugin stops the source
@@ -165,8 +173,8 @@ async function openStream (app: FastifyInstance, options: InjectSseOptions): Pro
  * until the route ends the stream. Fails with the events that did come when they take longer than `timeout`.
  */
 export async function collect<S extends ClientSchema> (
-  app: FastifyInstance, options: CollectBaseOptions & { schema: S }
-): Promise<Array<ReceivedItem<DataOf<S>>>>
+  app: FastifyInstance, options: CollectBaseOptions & { schema: S, references?: TSchema[] }
+): Promise<Array<ItemsOf<S>>>
 export async function collect (
   app: FastifyInstance, options: CollectBaseOptions & { json: false, schema?: undefined }
 ): Promise<Array<ReceivedItem<string>>>

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { expectTypeOf } from 'expect-type'
-import ssePlugin from '../lib/index.js'
+import ssePlugin, { sseSchema } from '../lib/index.js'
 import { collect, injectSse, type ReceivedItem } from '../lib/testing.js'
 import { SseClientError } from '../lib/client/index.js'
 import { deferred } from './helpers.js'
@@ -124,4 +124,57 @@ t.test('clear failures: not a stream, too few events, too slow, bad data', async
     'an endless body that is not an event stream: refused after its first bytes')
   await t.rejects(collect(app, { url: '/bad', schema: Tick }), { code: 'FST_SSE_CLIENT_DATA', message: /does not match the schema: data\/n Expected integer/ })
   await t.rejects(collect(app, { url: '/two', maxEventLength: 4, json: false }), { name: 'SseParseError' })
+})
+
+t.test('the route\'s own sseSchema decodes both ends: event map, string data as text, anything else JSON', async t => {
+  const Status = Type.Union([Type.Literal('up'), Type.Literal('down')])
+  const Pet = Type.Object({ name: Type.String() }, { $id: 'Pet' })
+  const Name = Type.String({ $id: 'Name' })
+  const feed = sseSchema({ status: Status, tick: Tick, pet: Type.Ref('Pet'), name: Type.Ref('Name'), message: Type.Number() })
+  const app = await build(t, app => {
+    app.addSchema(Pet)
+    app.addSchema(Name)
+    app.get('/feed', { schema: { response: { 200: feed } } }, async function * () {
+      yield { event: 'status' as const, data: 'up' as const }
+      yield { event: 'tick' as const, data: { n: 1 }, id: '1' }
+      yield { event: 'pet' as const, data: { name: 'rex' } }
+      yield { event: 'name' as const, data: 'ann' }
+      yield { data: 2 } as never // no event: the "message" event, as a browser names it
+    })
+    app.get('/untyped', async function * () {
+      yield { data: 'hi' }
+      yield { data: { a: 1 } }
+      yield { event: 'x', data: '{"not json' }
+    })
+    app.get('/unknown', async function * () { yield { event: 'left', data: '1' } })
+    app.get('/text', { schema: { response: { 200: sseSchema(Type.String()) } } }, async function * () { yield { data: '{"a":1}' } })
+  })
+  const items = await collect(app, { url: '/feed', schema: feed, references: [Pet, Name] })
+  t.same(items, [
+    { event: 'status', data: 'up' },
+    { event: 'tick', data: { n: 1 }, id: '1' },
+    { event: 'pet', data: { name: 'rex' } },
+    { event: 'name', data: 'ann' },
+    { event: 'message', data: 2 }
+  ])
+  t.same(await collect(app, { url: '/untyped' }), [{ data: 'hi' }, { data: { a: 1 } }, { event: 'x', data: '{"not json' }],
+    'no schema: JSON when it is JSON, else the text the route sent')
+  t.same(await collect(app, { url: '/text', schema: sseSchema(Type.String()) }), [{ data: '{"a":1}' }], 'a string schema: the text, even if it reads as JSON')
+  t.same(await collect(app, { url: '/text', schema: Type.String() }), [{ data: '{"a":1}' }], 'a TypeBox data schema: the same rule')
+  t.same(await collect(app, { url: '/text', schema: sseSchema({ type: 'string' }) }), [{ data: '{"a":1}' }],
+    'a plain JSON Schema: the same rule (not checked: the client checks TypeBox schemas)')
+  await t.rejects(collect(app, { url: '/unknown', schema: feed, references: [Pet, Name] }),
+    { code: 'FST_SSE_CLIENT_DATA', message: '"left" event is not an event of the schema (expected one of "status", "tick", "pet", "name", "message")' })
+  await t.rejects(collect(app, { url: '/feed', schema: sseSchema({ status: Type.Literal('down') }) }),
+    { code: 'FST_SSE_CLIENT_DATA', message: /^"status" event does not match the schema: data Expected 'down'/ })
+})
+
+t.test('lastEventId goes out as UTF-8 bytes, as a real client sends it', async t => {
+  const app = await build(t, app => {
+    app.get('/resume', async function * (request) {
+      const header = request.headers['last-event-id'] as string
+      yield { data: Buffer.from(header, 'latin1').toString('utf8') } // Node reads a header one character per byte
+    })
+  })
+  t.same(await collect(app, { url: '/resume', lastEventId: '✓ é 日本', json: false }), [{ data: '✓ é 日本' }])
 })

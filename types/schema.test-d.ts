@@ -2,7 +2,7 @@
 import { Type, type Static, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyReply } from 'fastify'
 import { expectTypeOf } from 'expect-type'
-import { sseSchema, type SseItem, type SseItemOf, type SseStream } from '../lib/index.js'
+import { sseSchema, type SseGenerator, type SseItem, type SseItemOf, type SseStream } from '../lib/index.js'
 
 const app = Fastify().withTypeProvider<TypeBoxTypeProvider>()
 
@@ -118,3 +118,32 @@ readmePlain.get<{ Reply: SseStream<SseItemOf<typeof chat>> }>('/readme-chat-repl
   expectTypeOf(reply.sse([{ event: 'message', data: { text: 'hi' } }])).toEqualTypeOf<FastifyReply>()
   return reply.sse([{ event: 'message', data: { text: 'hi' } }])
 })
+
+// ---- annotated generators: each wrong yield fails on its own line, and event names need no `as const`
+app.get('/chat-annotated', { schema: { response: { 200: chat } } }, async function * (request): SseGenerator<typeof chat> {
+  expectTypeOf(request.signal).toEqualTypeOf<AbortSignal>()
+  yield { event: 'message', data: { text: 'hi' } }
+  yield { event: 'joined', data: { user: 'ann' }, id: '1' }
+  yield { comment: 'keep-alive' }
+  // @ts-expect-error the data of "joined" is { user }, not { text }
+  yield { event: 'joined', data: { text: 'hi' } }
+  // @ts-expect-error "left" is not an event of the map
+  yield { event: 'left', data: { user: 'ann' } }
+  // @ts-expect-error an event of the map needs its name: an item with data but no event is refused
+  yield { data: { text: 'hi' } }
+  yield { event: 'message', data: { text: 'still fine after the errors above' } }
+})
+
+app.get('/clock-annotated', { schema: { response: { 200: clock } } }, async function * (): SseGenerator<typeof clock> {
+  yield { data: { now: 1 } }
+  // @ts-expect-error data does not match the schema
+  yield { data: { now: 'one' } }
+})
+
+// @ts-expect-error the annotation must name the route's schema: a clock generator on a chat route
+app.get('/chat-as-clock', { schema: { response: { 200: chat } } }, async function * (): SseGenerator<typeof clock> {
+  yield { data: { now: 1 } }
+})
+
+// @ts-expect-error SseGenerator takes an sseSchema(), not a data schema
+export type NotASchema = SseGenerator<typeof Tick>

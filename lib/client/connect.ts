@@ -3,6 +3,9 @@ import { TypeCompiler, type TypeCheck, type ValueError } from '@sinclair/typebox
 import { invalidOption, SseClientError, SseParseError } from '../errors.js'
 import { parseEventStream } from './parse.js'
 import type { SseItem } from '../types.js'
+import {
+  isTextSchema, refResolver, sseSchemaInfo, type JsonSchema, type RefResolver, type SseControlItem, type SseSchema
+} from '../typed/schema.js'
 
 // A typed, reconnecting event-stream client for Node, with the reconnection rules of the browser's
 // EventSource (WHATWG HTML §9.2): `Last-Event-ID` on every reconnection, the server's `retry:` as the delay,
@@ -21,16 +24,39 @@ export interface FetchResponseLike {
 export type FetchLike = (url: string, init: { method: 'GET', headers: Record<string, string>, signal: AbortSignal }) => Promise<FetchResponseLike>
 
 /**
- * The schemas `connect` validates `data` with: a TypeBox schema of the data (the one a route gives to
- * `sseSchema()`, so the route and its client share one type).
+ * What `connect` decodes and validates `data` with: the route's own response schema (`sseSchema(data)` or an
+ * `sseSchema({ event: data, … })` event map), or a TypeBox schema of the data.
  */
-export type ClientSchema = TSchema
+export type ClientSchema = TSchema | SseSchema<unknown>
 
-/** The type of `data` a schema describes. */
-export type DataOf<S extends ClientSchema> = Static<S>
+/** The type of `data` a TypeBox schema describes. */
+export type DataOf<S extends TSchema> = Static<S>
 
 /** An event as the client yields it: always with `data`, decoded. */
 export type ReceivedItem<T> = SseItem<T> & { data: T }
+
+/** An event of an event map as the client yields it: `event` names it (absent on the wire: `message`). */
+export interface ReceivedEvent<E extends string, D> {
+  event: E
+  data: D
+  id?: string
+  retry?: number
+}
+
+/** What the client yields for one item type a route may send (items without data are never yielded). */
+export type ReceivedOf<Item> = Item extends SseControlItem
+  ? never
+  : Item extends { event: infer E extends string, data?: infer D }
+    ? ReceivedEvent<E, Exclude<D, undefined>>
+    : Item extends SseItem<infer T> ? ReceivedItem<T> : never
+
+/**
+ * The events a client reads given a schema: for an event map, a union discriminated on `event` (narrow it with
+ * `if (item.event === 'tick')`); for one data schema, items whose `data` has its type.
+ */
+export type ItemsOf<S extends ClientSchema> = S extends SseSchema<infer Item>
+  ? ReceivedOf<Item>
+  : S extends TSchema ? ReceivedItem<Static<S>> : never
 
 /** The options of `connect` but `schema` (overloads add a typed one: an optional one here confuses inference). */
 export interface ConnectBaseOptions {
@@ -46,17 +72,33 @@ export interface ConnectBaseOptions {
   reconnect?: boolean
   /** Connection attempts in a row that may fail (network errors) before the client gives up. Default: no limit. */
   maxRetries?: number
-  /** `false` keeps `data` as the received string instead of decoding it as JSON. Default `true`. */
+  /**
+   * Without a schema: `false` keeps `data` as the received text; `true` decodes it as JSON (data that is not JSON
+   * is an error); unset, data that parses as JSON is decoded and any other is kept as text (so a string sent
+   * as text comes back as it was sent, unless it reads as JSON, such as `"42"` or `"true"`). Ignored with a schema.
+   */
   json?: boolean
   /** Longest line or event accepted, in characters (see `parseEventStream`). Default 4 MiB. */
   maxEventLength?: number
+  /**
+   * `true`: a `503` answer (a server at its connection limit, or shutting down) is retried after its `Retry-After`
+   * (else the reconnection delay), and counts toward `maxRetries`; `false`: it ends the iteration with an error, as
+   * any other status. Default `true` (with `reconnect: false`, a 503 is an error anyway).
+   */
+  retryUnavailable?: boolean
   /** The fetch to use. Default: the global `fetch`. */
   fetch?: FetchLike
 }
 
 export interface ConnectOptions extends ConnectBaseOptions {
-  /** Validates each event's decoded `data`; an event that does not match ends the iteration with an error. */
+  /**
+   * Decodes each event as the route encoded it (data whose schema admits only strings is the text; anything else
+   * JSON) and validates it; an event that does not decode or match, or (event map) whose name is not in the map,
+   * ends the iteration with an error.
+   */
   schema?: ClientSchema
+  /** The TypeBox schemas (with an `$id`) that `Type.Ref`s in `schema` name, as the route's shared schemas. */
+  references?: TSchema[]
 }
 
 const DEFAULT_RETRY = 3000
@@ -82,6 +124,25 @@ function wait (ms: number, signal: AbortSignal): Promise<boolean> {
   })
 }
 
+/**
+ * The wait a `Retry-After` header asks for, in ms (delay-seconds or an HTTP date), capped to what a timer can
+ * hold; undefined when it is absent or unreadable.
+ */
+export function retryAfterMs (value: string | null, now = Date.now()): number | undefined {
+  if (value === null) return undefined
+  const text = value.trim()
+  const ms = /^[0-9]+$/.test(text) ? Number(text) * 1000 : Date.parse(text) - now
+  return Number.isNaN(ms) ? undefined : Math.min(Math.max(ms, 0), MAX_DELAY)
+}
+
+/**
+ * A `Last-Event-ID` header value as `fetch` takes it: the id's UTF-8 bytes, one character per byte (a header is
+ * bytes, and fetch sends a string of characters up to U+00FF as those bytes); HTML sends the id as UTF-8.
+ */
+export function headerValue (text: string): string {
+  return Buffer.from(text, 'utf8').toString('latin1')
+}
+
 /** Lets go of a body we will not read, so its connection is freed. */
 async function discard (response: FetchResponseLike): Promise<void> {
   try {
@@ -95,26 +156,76 @@ function describeEvent (item: SseItem<string>): string {
   return (item.event === undefined ? 'message event' : `"${item.event}" event`) + (item.id === undefined ? '' : ` (id "${item.id}")`)
 }
 
+/** How one event's data is decoded and checked. */
+interface DataRule {
+  /** The data is the text as sent (its schema admits only strings); else it is JSON. */
+  readonly text: boolean
+  readonly check: TypeCheck<TSchema> | undefined
+}
+
+const TYPEBOX_KIND = Symbol.for('TypeBox.Kind')
+
+function ruleFor (schema: object, references: TSchema[], resolve: RefResolver): DataRule {
+  // a plain JSON Schema (no TypeBox kind) decides the decoding but is not compiled: TypeBox checks its own schemas
+  const check = TYPEBOX_KIND in schema ? TypeCompiler.Compile(schema as unknown as TSchema, references) : undefined
+  return { text: isTextSchema(schema, resolve), check }
+}
+
+function parseJson (item: SseItem<string>): unknown {
+  try {
+    return JSON.parse(item.data as string)
+  } catch (err) {
+    throw new SseClientError('FST_SSE_CLIENT_DATA', `${describeEvent(item)} data is not JSON: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+function checked (item: SseItem<string>, data: unknown, check: TypeCheck<TSchema> | undefined): unknown {
+  if (check !== undefined && !check.Check(data)) {
+    // TypeBox reports at least one error for a value that fails Check
+    const first = check.Errors(data).First() as ValueError
+    const where = first.path === '' ? 'data' : `data${first.path}`
+    throw new SseClientError('FST_SSE_CLIENT_DATA', `${describeEvent(item)} does not match the schema: ${where} ${first.message}`)
+  }
+  return data
+}
+
+/** What decodes events: the schema's rule, else the `json` option's. */
+export interface DecodeOptions {
+  schema?: ClientSchema | undefined
+  references?: TSchema[] | undefined
+  json?: boolean | undefined
+}
+
 /** Internal (lib/testing uses it too): decodes and checks one parsed event. */
-export function decoder<T> (
-  json: boolean, check: TypeCheck<TSchema> | undefined
-): (item: SseItem<string>) => ReceivedItem<T> {
-  return item => {
-    let data: unknown = item.data
-    if (json) {
+export function decoder (options: DecodeOptions): (item: SseItem<string>) => SseItem<unknown> & { data: unknown } {
+  const { schema, references = [], json } = options
+  if (schema === undefined) {
+    if (json === false) return item => item as SseItem<unknown> & { data: unknown }
+    if (json === true) return item => ({ ...item, data: parseJson(item) })
+    return item => {
       try {
-        data = JSON.parse(item.data as string)
-      } catch (err) {
-        throw new SseClientError('FST_SSE_CLIENT_DATA', `${describeEvent(item)} data is not JSON: ${(err as Error).message}`, { cause: err })
+        return { ...item, data: JSON.parse(item.data as string) }
+      } catch {
+        return item as SseItem<unknown> & { data: unknown }
       }
     }
-    if (check !== undefined && !check.Check(data)) {
-      // TypeBox reports at least one error for a value that fails Check
-      const first = check.Errors(data).First() as ValueError
-      const where = first.path === '' ? 'data' : `data${first.path}`
-      throw new SseClientError('FST_SSE_CLIENT_DATA', `${describeEvent(item)} does not match the schema: ${where} ${first.message}`)
+  }
+  const resolve = refResolver(id => references.find(reference => reference.$id === id))
+  const info = sseSchemaInfo(schema)
+  const decode = (item: SseItem<string>, rule: DataRule): unknown =>
+    checked(item, rule.text ? item.data : parseJson(item), rule.check)
+  if (info?.events === undefined) {
+    const rule = ruleFor(info === undefined ? schema : info.data as JsonSchema, references, resolve)
+    return item => ({ ...item, data: decode(item, rule) })
+  }
+  const rules = new Map(Object.entries(info.events).map(([name, data]) => [name, ruleFor(data, references, resolve)]))
+  return item => {
+    const event = item.event ?? 'message' // what a browser dispatches an event without a name as
+    const rule = rules.get(event)
+    if (rule === undefined) {
+      throw new SseClientError('FST_SSE_CLIENT_DATA', `${describeEvent(item)} is not an event of the schema (expected one of ${[...rules.keys()].map(name => JSON.stringify(name)).join(', ')})`)
     }
-    return { ...item, data: data as T }
+    return { ...item, event, data: decode(item, rule) }
   }
 }
 
@@ -139,8 +250,8 @@ export function mimeEssence (contentType: string | null | undefined): string {
  * longer than `maxEventLength`.
  */
 export function connect<S extends ClientSchema> (
-  url: string | URL, options: ConnectBaseOptions & { schema: S }
-): AsyncGenerator<ReceivedItem<DataOf<S>>, void, undefined>
+  url: string | URL, options: ConnectBaseOptions & { schema: S, references?: TSchema[] }
+): AsyncGenerator<ItemsOf<S>, void, undefined>
 export function connect (
   url: string | URL, options: ConnectBaseOptions & { json: false, schema?: undefined }
 ): AsyncGenerator<ReceivedItem<string>, void, undefined>
@@ -149,7 +260,7 @@ export function connect<T = unknown> (
 ): AsyncGenerator<ReceivedItem<T>, void, undefined>
 export function connect (
   url: string | URL, options: ConnectOptions = {}
-): AsyncGenerator<ReceivedItem<unknown>, void, undefined> {
+): AsyncGenerator<SseItem<unknown>, void, undefined> {
   const { retry = DEFAULT_RETRY, maxRetries = Infinity } = options
   if (!isDelay(retry)) {
     throw invalidOption('retry', `must be a non-negative whole number of milliseconds, got ${String(retry)}`, 'connect()')
@@ -158,8 +269,7 @@ export function connect (
     const problem = `must be a non-negative whole number or Infinity, got ${String(maxRetries)}`
     throw invalidOption('maxRetries', problem, 'connect()')
   }
-  const check = options.schema === undefined ? undefined : TypeCompiler.Compile(options.schema)
-  return run(String(url), options, retry, maxRetries, decoder(options.json !== false, check))
+  return run(String(url), options, retry, maxRetries, decoder(options))
 }
 
 async function * run (
@@ -167,8 +277,8 @@ async function * run (
   options: ConnectOptions,
   initialDelay: number,
   maxRetries: number,
-  decode: (item: SseItem<string>) => ReceivedItem<unknown>
-): AsyncGenerator<ReceivedItem<unknown>, void, undefined> {
+  decode: (item: SseItem<string>) => SseItem<unknown>
+): AsyncGenerator<SseItem<unknown>, void, undefined> {
   const fetchImpl: FetchLike = options.fetch ?? globalThis.fetch
   const { signal, reconnect = true } = options
   const controller = new AbortController()
@@ -190,7 +300,7 @@ async function * run (
   try {
     for (;;) {
       const headers: Record<string, string> = { accept: 'text/event-stream', 'cache-control': 'no-cache', ...extraHeaders }
-      if (lastEventId !== '') headers['last-event-id'] = lastEventId
+      if (lastEventId !== '') headers['last-event-id'] = headerValue(lastEventId)
       let response: FetchResponseLike
       try {
         response = await fetchImpl(url, { method: 'GET', headers, signal: controller.signal })
@@ -206,6 +316,15 @@ async function * run (
       if (response.status === 204) {
         await discard(response) // the server's way to say: do not reconnect
         return
+      }
+      if (response.status === 503 && reconnect && options.retryUnavailable !== false) {
+        await discard(response)
+        failures++
+        if (failures > maxRetries) {
+          throw new SseClientError('FST_SSE_CLIENT_STATUS', `${url} answered 503 ${failures} times in a row`, { status: 503 })
+        }
+        if (!await wait(retryAfterMs(response.headers.get('retry-after')) ?? delay, controller.signal)) return
+        continue
       }
       if (response.status !== 200) {
         await discard(response)

@@ -9,6 +9,9 @@ export {
   type DataOf,
   type FetchLike,
   type FetchResponseLike,
-  type ReceivedItem
+  type ItemsOf,
+  type ReceivedEvent,
+  type ReceivedItem,
+  type ReceivedOf
 } from './connect.js'
 export type { SseItem } from '../types.js'

@@ -38,6 +38,12 @@ export type SseEventItem<M extends SseEventSchemas> = {
 /** The item type of a route whose response schema is `S` (built by `sseSchema`). */
 export type SseItemOf<S> = S extends SseSchema<infer Item> ? Item : never
 
+/**
+ * The return type to annotate a typed route's `async function *` handler with (`async function * ():
+ * SseGenerator<typeof schema>`): each `yield` is then checked on its own line, and an event name needs no `as const`.
+ */
+export type SseGenerator<S extends SseSchema<unknown>> = AsyncGenerator<SseItemOf<S>, void, undefined>
+
 /** The item type `reply.sse()` accepts given a reply type: the route's items when it is a typed SSE route. */
 export type SseItemOfReply<R> = R extends AsyncIterable<infer Item> ? Item : never
 
@@ -64,6 +70,54 @@ export interface SseSchemaInfo {
   readonly events: Readonly<Record<string, JsonSchema>> | undefined
   /** The OpenAPI 3.2 `itemSchema`: data as the string it is on the wire, with its JSON described as content. */
   readonly itemSchema: Record<string, unknown>
+}
+
+// The one rule for what `data` is on the wire, read by the encoder, the OpenAPI document and the client alike:
+// data whose schema only admits strings is the text itself; any other data is JSON.
+
+/** Finds the schema a `$ref` names (a shared schema's `$id`, with an optional `#/json/pointer`), or undefined. */
+export type RefResolver = (ref: string) => unknown
+
+/** Follows a `$ref` this deep at most: a cycle of references admits no string and ends as JSON. */
+const MAX_DEPTH = 32
+
+/**
+ * Whether data with this schema is written as the text itself (the schema admits only strings: `type: 'string'`,
+ * a string `const`, an `enum` of strings, a union of such, an `allOf` with one, or a `$ref` to one); any other
+ * schema's data is JSON text, a string value included (`"a"`), so a client can tell which it got.
+ */
+export function isTextSchema (schema: unknown, resolve?: RefResolver, depth = 0): boolean {
+  if (schema === null || typeof schema !== 'object' || depth > MAX_DEPTH) return false
+  const s = schema as Record<string, unknown>
+  if (s.nullable === true) return false // OpenAPI 3.0: null admitted too
+  if (typeof s.$ref === 'string') return resolve !== undefined && isTextSchema(resolve(s.$ref), resolve, depth + 1)
+  const type = s.type
+  if (type !== undefined) return type === 'string' || (Array.isArray(type) && type.length > 0 && type.every(t => t === 'string'))
+  if ('const' in s) return typeof s.const === 'string'
+  if (Array.isArray(s.enum)) return s.enum.length > 0 && s.enum.every(value => typeof value === 'string')
+  const union = s.anyOf ?? s.oneOf
+  if (Array.isArray(union)) return union.length > 0 && union.every(branch => isTextSchema(branch, resolve, depth + 1))
+  if (Array.isArray(s.allOf)) return s.allOf.some(branch => isTextSchema(branch, resolve, depth + 1))
+  return false
+}
+
+/**
+ * A resolver over schemas that carry an `$id` (TypeBox references, Fastify shared schemas): `Pet`, `Pet#` and
+ * `Pet#/properties/name` resolve; anything else is undefined.
+ */
+export function refResolver (find: (id: string) => unknown): RefResolver {
+  return ref => {
+    const hash = ref.indexOf('#')
+    const target = find(hash === -1 ? ref : ref.slice(0, hash))
+    if (hash === -1 || hash === ref.length - 1) return target
+    if (ref[hash + 1] !== '/') return undefined // a named anchor: not followed
+    let at: unknown = target
+    for (const token of ref.slice(hash + 2).split('/')) {
+      if (at === null || typeof at !== 'object') return undefined
+      at = (at as Record<string, unknown>)[decodeURIComponent(token).replace(/~1/g, '/').replace(/~0/g, '~')]
+    }
+    return at
+  }
 }
 
 // The names of JSON Schema keywords: an object with one of them is a data schema, not an event map (unless all
@@ -98,12 +152,12 @@ function checkSchema (schema: unknown, what: string): JsonSchema {
 const RETRY = { type: 'integer', minimum: 0 }
 const ID = { type: 'string' }
 
-/** The 3.2 `data` field: strings as they are; anything else is JSON text whose parsed value has the schema. */
-function wireData (schema: JsonSchema): JsonSchema {
-  return schema.type === 'string' ? schema : { type: 'string', contentMediaType: 'application/json', contentSchema: schema }
+/** The 3.2 `data` field: text data as it is; anything else is JSON text whose parsed value has the schema. */
+export function wireData (schema: JsonSchema, resolve?: RefResolver): JsonSchema {
+  return isTextSchema(schema, resolve) ? schema : { type: 'string', contentMediaType: 'application/json', contentSchema: schema }
 }
 
-function itemShape (data: JsonSchema, event: string | undefined): Record<string, unknown> {
+export function itemShape (data: JsonSchema, event: string | undefined): Record<string, unknown> {
   return {
     type: 'object',
     properties: { data, event: event === undefined ? { type: 'string' } : { type: 'string', const: event }, id: ID, retry: RETRY },
@@ -111,7 +165,7 @@ function itemShape (data: JsonSchema, event: string | undefined): Record<string,
   }
 }
 
-function describeItems (
+export function describeItems (
   data: JsonSchema | undefined, events: Record<string, JsonSchema> | undefined, field: (s: JsonSchema) => JsonSchema
 ): Record<string, unknown> {
   if (events === undefined) return itemShape(field(data as JsonSchema), undefined)

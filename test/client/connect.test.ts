@@ -7,6 +7,7 @@ import { expectTypeOf } from 'expect-type'
 import { Agent, fetch as undiciFetch } from 'undici'
 import { connect, SseClientError, SseParseError, type FetchLike, type ReceivedItem, type SseItem } from '../../lib/client/index.js'
 import ssePlugin from '../../lib/index.js'
+import { retryAfterMs } from '../../lib/client/connect.js'
 import { deferred, startApp } from '../helpers.js'
 import { selfSignedCertificate } from '../tls.js'
 
@@ -259,7 +260,8 @@ t.test('refusals: clear errors, never a hang', async t => {
   await t.rejects(rest(connect(`${url}/500`)), { name: 'SseClientError', code: 'FST_SSE_CLIENT_STATUS', status: 500, message: /answered 500 instead of 200/ })
   await t.rejects(rest(connect(`${url}/json`)), { code: 'FST_SSE_CLIENT_CONTENT_TYPE', message: /content-type "application\/json; charset=utf-8" instead of text\/event-stream/ })
   await t.rejects(rest(connect(`${url}/untyped`)), { code: 'FST_SSE_CLIENT_CONTENT_TYPE', message: /content-type \(none\)/ })
-  await t.rejects(rest(connect(`${url}/notjson`)), { code: 'FST_SSE_CLIENT_DATA', message: /^"tick" event \(id "9"\) data is not JSON/ })
+  await t.rejects(rest(connect(`${url}/notjson`, { json: true })),
+    { code: 'FST_SSE_CLIENT_DATA', message: /^"tick" event \(id "9"\) data is not JSON/ })
   await t.rejects(rest(connect(`${url}/mismatch`, { schema: Tick })), { code: 'FST_SSE_CLIENT_DATA', message: /^message event does not match the schema: data\/n Expected integer/ })
   await t.rejects(rest(connect(`${url}/wrongroot`, { schema: Tick })), { message: /does not match the schema: data Expected object/ })
   await t.rejects(rest(connect(`${url}/huge`, { maxEventLength: 100_000 })), SseParseError, 'a line over the limit: the parser refuses it')
@@ -390,4 +392,87 @@ t.test('a retry beyond what a timer can hold waits as long as one can, not at on
   t.equal(connections, 1, 'no reconnect storm')
   controller.abort()
   t.same(await pending, { value: undefined, done: true })
+})
+
+t.test('Last-Event-ID goes out as UTF-8, whatever the id', async t => {
+  t.setTimeout(10_000)
+  const ids = ['✓ done…', 'é', '日本', 'plain']
+  const received: string[] = []
+  const { app, url } = await serve(app => {
+    app.get('/ids', (request, reply) => {
+      const header = request.headers['last-event-id']
+      // Node reads header bytes one character per byte: the UTF-8 bytes of the id
+      if (typeof header === 'string') received.push(Buffer.from(header, 'latin1').toString('utf8'))
+      if (received.length > ids.length) return reply.code(204).send()
+      return reply.sse([{ retry: 0, id: ids[received.length - 1]!, data: received.length }])
+    })
+  })
+  t.teardown(() => app.close())
+  const got = await rest(connect<number>(`${url}/ids`, { lastEventId: '→ start', maxRetries: 0 }))
+  t.same(got.map(e => e.id), ids, 'every id, reconnecting after each')
+  t.same(received, ['→ start', ...ids], 'each id came back byte for byte in UTF-8, the first one too')
+})
+
+t.test('503 with Retry-After: waited for and retried (retryUnavailable), the plugin\'s own limit included', async t => {
+  t.setTimeout(15_000)
+  const refused503 = deferred()
+  let busy = 0
+  const { app, url } = await startApp(app => {
+    app.addHook('onResponse', async (_request, reply) => { if (reply.statusCode === 503) refused503.resolve() })
+    app.get('/busy', (_request, reply) => ++busy === 1 ? reply.code(503).send() : reply.sse([{ data: 'after' }]))
+    app.get('/one', async function * (request) {
+      yield { data: 'in' }
+      await waitForAbort(request.signal)
+    })
+  }, { maxConnections: 1, retryAfter: 0 }, { forceCloseConnections: true })
+  t.teardown(() => app.close())
+
+  const holder = new AbortController()
+  const first1 = connect(`${url}/one`, { json: false, signal: holder.signal })
+  t.same(await first(first1, 1), [{ data: 'in' }])
+  const waiter = new AbortController()
+  const second = connect(`${url}/one`, { json: false, signal: waiter.signal, retry: 50 })
+  const next = second.next()
+  // the slot is taken: the second client is refused at least once, then gets in once the first leaves
+  await refused503.promise
+  holder.abort()
+  t.same((await next).value, { data: 'in' }, 'in after the 503')
+  waiter.abort()
+
+  const refused = connect(`${url}/one`, { json: false, retryUnavailable: false })
+  const holder2 = new AbortController()
+  t.same(await first(connect(`${url}/one`, { json: false, signal: holder2.signal }), 1), [{ data: 'in' }])
+  await t.rejects(refused.next(), { code: 'FST_SSE_CLIENT_STATUS', status: 503 }, 'retryUnavailable: false: a 503 is fatal')
+  await t.rejects(rest(connect(`${url}/one`, { json: false, maxRetries: 2, retry: 1 })),
+    { code: 'FST_SSE_CLIENT_STATUS', status: 503, message: /answered 503 3 times in a row/ }, 'counts toward maxRetries')
+  holder2.abort()
+  const afterBusy = connect(`${url}/busy`, { json: false, retry: 1 })
+  t.same(await first(afterBusy, 1), [{ data: 'after' }], 'no Retry-After: the reconnection delay')
+  await afterBusy.return()
+  const leaving = new AbortController()
+  const asked = deferred()
+  const unavailable: FetchLike = async () => ({
+    status: 503,
+    body: null,
+    headers: {
+      get: (name: string) => {
+        if (name === 'retry-after') asked.resolve() // read just before the wait starts
+        return name === 'retry-after' ? '3600' : null
+      }
+    }
+  })
+  const waiting = connect(url, { signal: leaving.signal, fetch: unavailable }).next()
+  await asked.promise
+  leaving.abort()
+  t.same(await waiting, { done: true, value: undefined }, 'aborted while waiting out a Retry-After: ends quietly')
+})
+
+t.test('Retry-After: seconds or an HTTP date, bounded; absent or unreadable: undefined (the reconnection delay)', async t => {
+  t.equal(retryAfterMs('2'), 2000)
+  t.equal(retryAfterMs(' 0 '), 0)
+  t.equal(retryAfterMs('99999999999'), 2 ** 31 - 1)
+  t.equal(retryAfterMs('Thu, 01 Jan 1970 00:00:10 GMT', 4000), 6000)
+  t.equal(retryAfterMs('Thu, 01 Jan 1970 00:00:01 GMT', 4000), 0, 'a date in the past: at once')
+  t.equal(retryAfterMs('soon'), undefined)
+  t.equal(retryAfterMs(null), undefined)
 })

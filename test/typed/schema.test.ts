@@ -3,7 +3,7 @@ import Fastify from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { request } from 'undici'
 import ssePlugin, { SseError, sseSchema, type SseItem } from '../../lib/index.js'
-import { sseSchemaInfo } from '../../lib/typed/schema.js'
+import { isTextSchema, refResolver, sseSchemaInfo } from '../../lib/typed/schema.js'
 import { all, deferred, ERROR, open, startApp, take } from '../helpers.js'
 
 const Tick = Type.Object({ n: Type.Number() })
@@ -78,14 +78,23 @@ t.test('a generator route streams with the serializer compiled from its data sch
     app.get('/ticks', { schema: { response: { 200: sseSchema(Tick) } } }, async function * () {
       // a compiled serializer writes what the schema names; JSON.stringify would also write `secret`
       yield { id: '1', data: { n: 1, secret: 'x' } }
-      yield { data: 'text is written as is' }
       yield { comment: 'no data' }
+    })
+    app.get('/either', { schema: { response: { 200: sseSchema(Type.Union([Type.String(), Type.Number()])) } } }, async function * () {
+      yield { data: 'a string' }
+      yield { data: 1 }
+    })
+    app.get('/text', { schema: { response: { 200: sseSchema(Type.String()) } } }, async function * () {
+      yield { data: '"as is"' }
     })
   })
   t.teardown(() => app.close())
   const { res, events } = await open(`${url}/ticks`)
   t.equal(res.headers['content-type'], 'text/event-stream; charset=utf-8', 'Fastify did not serialize the stream with the schema')
-  t.same(await all(events), [{ id: '1', data: '{"n":1}' }, { data: 'text is written as is' }])
+  t.same(await all(events), [{ id: '1', data: '{"n":1}' }])
+  t.same(await all((await open(`${url}/either`)).events), [{ data: '"a string"' }, { data: '1' }],
+    'a schema admitting more than strings: a string is JSON too, so a client decodes every event alike')
+  t.same(await all((await open(`${url}/text`)).events), [{ data: '"as is"' }], 'a string schema: the text itself')
 })
 
 t.test('an event map picks the serializer by event; an unknown event falls back to the stream\'s', async t => {
@@ -176,8 +185,8 @@ t.test('validate: an event the map does not name is refused; validate per call; 
   t.match(line.err?.message, /"jump" is not an event of route GET \/unknown \(expected one of "move", "note"\)/)
 
   t.equal(await (await request(`${url}/no-event`)).body.text(), '')
-  line = await logs.waitFor(l => l.level === ERROR && /undefined is not an event/.test(l.err?.message ?? ''))
-  t.equal(line.err?.field, 'event', 'data without an event is a "message" event, which the map does not name')
+  line = await logs.waitFor(l => l.level === ERROR && /"event" is required on route GET \/no-event/.test(l.err?.message ?? ''))
+  t.equal(line.err?.field, 'event', 'data without an event is none of the map\'s events')
 
   t.equal(await (await request(`${url}/per-call`)).body.text(), '')
   line = await logs.waitFor(l => l.level === ERROR && /route GET \/per-call/.test(l.err?.message ?? ''))
@@ -340,4 +349,26 @@ t.test('sse-reset reaches a client of a typed route whole, whatever the data sch
     t.equal(reset?.event, 'sse-reset', path)
     t.same(JSON.parse(reset?.data ?? ''), { reason: 'unknown' }, `${path}: the reason survives the route's serializer`)
   }
+})
+
+t.test('isTextSchema: the one rule of what data is on the wire (text, or JSON), $refs followed', async t => {
+  const shared: Record<string, unknown> = {
+    Name: { type: 'string' },
+    Pet: { type: 'object', properties: { name: { type: 'string' }, 'a/b~c': { type: 'string' } } },
+    Loop: { $ref: 'Loop' }
+  }
+  const resolve = refResolver(id => shared[id])
+  const text = [
+    Type.String(), Type.Literal('a'), Type.Union([Type.Literal('a'), Type.Literal('b')]), { enum: ['a', 'b'] },
+    { const: 'a' }, { type: ['string'] }, { oneOf: [{ type: 'string' }, { const: 'x' }] }, { allOf: [{ minLength: 1 }, { type: 'string' }] },
+    { $ref: 'Name' }, { $ref: 'Name#' }, { $ref: 'Pet#/properties/name' }, { $ref: 'Pet#/properties/a~1b~0c' }
+  ]
+  const json = [
+    Type.Number(), Type.Object({}), Type.Any(), {}, Type.Union([Type.String(), Type.Null()]), { type: 'string', nullable: true },
+    { type: ['string', 'null'] }, { type: [] }, { enum: ['a', 1] }, { enum: [] }, { const: 1 }, { anyOf: [] }, { allOf: [{ minLength: 1 }] },
+    { $ref: 'Pet' }, { $ref: 'Missing' }, { $ref: 'Pet#name' }, { $ref: 'Pet#/properties/name/deeper/still' }, { $ref: 'Loop' }, null, 'string'
+  ]
+  for (const schema of text) t.equal(isTextSchema(schema, resolve), true, `text: ${JSON.stringify(schema)}`)
+  for (const schema of json) t.equal(isTextSchema(schema, resolve), false, `JSON: ${JSON.stringify(schema)}`)
+  t.equal(isTextSchema({ $ref: 'Name' }), false, 'a $ref with nothing to resolve it: JSON')
 })

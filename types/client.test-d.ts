@@ -1,0 +1,41 @@
+// Type tests: the client and the test helpers take the route's own schema and type what they yield from it.
+import { Type } from '@sinclair/typebox'
+import Fastify from 'fastify'
+import { expectTypeOf } from 'expect-type'
+import { sseSchema } from '../lib/index.js'
+import { connect, type ReceivedEvent, type ReceivedItem } from '../lib/client/index.js'
+import { collect, injectSse } from '../lib/testing.js'
+
+const chat = sseSchema({ message: Type.Object({ text: Type.String() }), joined: Type.Object({ user: Type.String() }) })
+const clock = sseSchema(Type.Object({ now: Type.Number() }))
+const status = sseSchema(Type.Union([Type.Literal('up'), Type.Literal('down')]))
+
+type Chat = ReceivedEvent<'message', { text: string }> | ReceivedEvent<'joined', { user: string }>
+
+export async function client (): Promise<void> {
+  for await (const item of connect('http://127.0.0.1/chat', { schema: chat })) {
+    expectTypeOf(item).toEqualTypeOf<Chat>()
+    if (item.event === 'joined') expectTypeOf(item.data).toEqualTypeOf<{ user: string }>()
+    else expectTypeOf(item.data).toEqualTypeOf<{ text: string }>()
+    // @ts-expect-error narrowed to "message": no user
+    if (item.event === 'message') console.log(item.data.user)
+  }
+  for await (const item of connect('http://127.0.0.1/clock', { schema: clock })) {
+    expectTypeOf(item).toEqualTypeOf<ReceivedItem<{ now: number }>>()
+  }
+  for await (const item of connect('http://127.0.0.1/status', { schema: status })) {
+    expectTypeOf(item.data).toEqualTypeOf<'up' | 'down'>()
+  }
+  for await (const item of connect('http://127.0.0.1/tick', { schema: Type.Object({ n: Type.Number() }) })) {
+    expectTypeOf(item).toEqualTypeOf<ReceivedItem<{ n: number }>>()
+  }
+}
+
+export async function testing (): Promise<void> {
+  const app = Fastify()
+  expectTypeOf(await collect(app, { url: '/chat', schema: chat })).toEqualTypeOf<Chat[]>()
+  expectTypeOf(await collect(app, { url: '/clock', count: 1, schema: clock })).toEqualTypeOf<Array<ReceivedItem<{ now: number }>>>()
+  const stream = await injectSse(app, { url: '/chat', schema: chat })
+  expectTypeOf(await stream.take(1)).toEqualTypeOf<Chat[]>()
+  for await (const item of stream.events) expectTypeOf(item).toEqualTypeOf<Chat>()
+}
