@@ -110,7 +110,7 @@ export { MAX_LAST_EVENT_ID } from './channel/index.js'
 export type {
   Channel, ChannelOptions, ChannelSubscription, SharedChannelOptions, SseChannels, SseResetData, SubscribeOptions
 } from './channel/index.js'
-export type { ChannelBackendFactory, ResetReason } from './channel/backend.js'
+export type { ChannelBackendFactory, PublishOptions, ResetReason } from './channel/backend.js'
 export { parseEventStream, type ParseOptions } from './client/parse.js'
 export type { SseErrorMapper, SseItem, SsePluginOptions, SseSerializer, SseSource, SseStreamOptions } from './types.js'
 export { SSE_DIAGNOSTICS, subscribeSseDiagnostic } from './diagnostics.js'

@@ -5,6 +5,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
 import { Writable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { request, type Dispatcher } from 'undici'
 import { parseEventStream } from '../lib/index.js'
 import type { SseItem } from '../lib/index.js'
@@ -84,15 +85,21 @@ export async function open (url: string, options: Partial<Dispatcher.RequestOpti
   return { res, events: parseEventStream(res.body)[Symbol.asyncIterator]() }
 }
 
-/** Reads `n` events, failing instead of hanging when the stream ends first. */
-export async function take (events: AsyncIterator<SseItem<string>>, n: number): Promise<Array<SseItem<string>>> {
-  const out: Array<SseItem<string>> = []
+/** Reads `n` events (or items of a subscription), failing instead of hanging when the stream ends first. */
+export async function take<T = SseItem<string>> (events: AsyncIterator<T>, n: number): Promise<T[]> {
+  const out: T[] = []
   while (out.length < n) {
     const step = await events.next()
     if (step.done === true) throw new Error(`stream ended after ${out.length} of ${n} events`)
     out.push(step.value)
   }
   return out
+}
+
+/** Rejects (instead of hanging) when `promise` takes longer than `ms`. */
+export function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  const late = sleep(ms, undefined, { ref: false }).then(() => { throw new Error(`timed out: ${what}`) })
+  return Promise.race([promise, late])
 }
 
 /** Every event until the stream ends. */

@@ -212,40 +212,59 @@ t.test('Redis channels: reader down and up, publishes Redis did not store, in ev
   const { app } = await startApp(app => {
     const backend = redisChannels({ redis, prefix, readerName: `metrics-${process.pid}` })
     chat = app.sse.channel<number>('chat', { backend })
+    // no subscriber: not read, yet served by the same reader once it runs
+    app.sse.channel<number>('news', { backend })
   })
   t.teardown(() => app.close())
-  const seen = (name: SseDiagnosticName): Promise<void> => until(() => events.some(e => e.name === name), name)
+  t.match(app.sse.stats().channels, [
+    { name: 'chat', position: '0-0', connected: undefined, publishFailures: 0 },
+    { name: 'news', position: '0-0', connected: undefined, publishFailures: 0 }
+  ], 'no reader before a channel has a subscriber')
+  const seen = (name: SseDiagnosticName, n: number): Promise<void> =>
+    until(() => events.filter(e => e.name === name).length >= n, name)
   // the reader is connected once a subscriber sees what is published
   const sub = chat.subscribe()
   const first = sub.next()
   const id = await chat.publish({ data: 1 })
   await first
   t.match(app.sse.stats().channels, [
-    { name: 'chat', subscribers: 1, history: undefined, position: id, items: 1, connected: true, publishFailures: 0 }
+    { name: 'chat', subscribers: 1, history: undefined, position: id, items: 1, connected: true, publishFailures: 0 },
+    { name: 'news', subscribers: 0, history: undefined, position: '0-0', items: 0, connected: true }
   ])
   t.same(events, [], 'nothing to report while all is well')
 
-  const connectedWhenDown: Array<boolean | undefined> = []
+  const connectedWhenDown: Array<Array<boolean | undefined>> = []
   t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.readerDown, () => {
-    connectedWhenDown.push(app.sse.stats().channels[0]?.connected)
+    connectedWhenDown.push(app.sse.stats().channels.map(c => c.connected))
   }))
-  const list = await admin.call('CLIENT', 'LIST') as string
-  const reader = /id=(\d+)/.exec(list.split('\n').find(l => l.includes(` name=metrics-${process.pid}:`)) ?? '')?.[1]
+  // one reader connection for the backend, named after it
+  const list = (await admin.call('CLIENT', 'LIST') as string).split('\n')
+  const readers = list.filter(l => l.includes(` name=metrics-${process.pid}:`))
+  t.equal(readers.length, 1, 'one reader for both channels')
+  t.match(readers[0], ` name=metrics-${process.pid}:${prefix} `)
+  const reader = /id=(\d+)/.exec(readers[0] ?? '')?.[1]
   await admin.call('CLIENT', 'KILL', 'ID', reader as string)
-  await seen(SSE_DIAGNOSTICS.readerDown)
-  t.match(events[0], { name: SSE_DIAGNOSTICS.readerDown, message: { channel: 'chat', after: id } })
-  t.same(connectedWhenDown, [false], 'not connected while it is down')
-  await seen(SSE_DIAGNOSTICS.readerUp)
-  t.match(events[1], { name: SSE_DIAGNOSTICS.readerUp, message: { channel: 'chat', after: id } })
-  t.match(app.sse.stats().channels, [{ connected: true }])
+  await seen(SSE_DIAGNOSTICS.readerDown, 2)
+  t.same(events.map(e => [e.name, e.message]), [
+    [SSE_DIAGNOSTICS.readerDown, { channel: 'chat', after: id }],
+    [SSE_DIAGNOSTICS.readerDown, { channel: 'news', after: undefined }]
+  ], 'every channel the reader serves, each with where it is')
+  t.same(connectedWhenDown, [[false, false], [false, false]], 'not connected while it is down')
+  await seen(SSE_DIAGNOSTICS.readerUp, 2)
+  t.same(events.slice(2).map(e => [e.name, e.message]), [
+    [SSE_DIAGNOSTICS.readerUp, { channel: 'chat', after: id }],
+    [SSE_DIAGNOSTICS.readerUp, { channel: 'news', after: undefined }]
+  ])
+  t.match(app.sse.stats().channels, [{ connected: true }, { connected: true }])
 
   // Redis itself away: the publish fails and is reported
   redis.disconnect()
   await t.rejects(chat.publish({ data: 2 }), { code: 'FST_SSE_CHANNEL_UNAVAILABLE' })
   t.match(events.at(-1), { name: SSE_DIAGNOSTICS.publishFailed, message: { channel: 'chat', error: { code: 'FST_SSE_CHANNEL_UNAVAILABLE' } } })
-  t.match(app.sse.stats().channels, [{ publishFailures: 1 }])
+  t.match(app.sse.stats().channels, [{ publishFailures: 1 }, { publishFailures: 0 }])
   t.equal(events.filter(e => e.name === SSE_DIAGNOSTICS.publishFailed).length, 1)
   await sub.return?.()
+  t.match(app.sse.stats().channels, [{ subscribers: 0, position: id }], 'no longer read: the newest id it knew')
 })
 
 /** The value of one series in Prometheus text (undefined when absent). */

@@ -47,3 +47,14 @@ const options: SharedChannelOptions = { backend: shared, queueItems: 100 }
 expectTypeOf(app.sse.channel('x', options)).toEqualTypeOf<Channel<unknown, Promise<string>>>()
 // @ts-expect-error a backend is a factory such as redisChannels({ redis })
 app.sse.channel('bad', { backend: 'redis' })
+
+// a shared channel's publish takes an idempotency key, to retry safely; an in-memory one has nothing to retry
+const once = chat.publish({ data: { name: 'a', text: 'b' } }, { idempotencyKey: 'message-42' })
+expectTypeOf(once).toEqualTypeOf<Promise<string>>()
+// @ts-expect-error the key is a string
+void chat.publish({ data: { name: 'a', text: 'b' } }, { idempotencyKey: 42 })
+// @ts-expect-error an in-memory publish takes no options
+app.sse.channel<ChatMessage>('memory').publish({ data: { name: 'a', text: 'b' } }, { idempotencyKey: 'k' })
+redisChannels({ redis, idempotencyWindow: 60_000 })
+// @ts-expect-error idempotencyWindow is a number of milliseconds
+redisChannels({ redis, idempotencyWindow: '1m' })

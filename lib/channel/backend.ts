@@ -3,8 +3,9 @@ import type { EncodedItem, FrameParts } from '../encode.js'
 import type { SseItem } from '../types.js'
 
 // What a channel needs from the place its history lives: the in-memory ring (./memory), or a Redis stream
-// (./redis: one XADD per publish, one XREAD BLOCK reader per channel per process). The replay rules (reset, the
-// merge of live items with a replay that is still being read, the queue bounds) live in ./subscription, once.
+// (./redis: one XADD per publish; one XREAD BLOCK reader per backend per process, over the channels that have
+// local subscribers). The replay rules (reset, the merge of live items with a replay that is still being read,
+// the queue bounds) live in ./subscription, once.
 
 /** A published item as every subscriber receives it: its fields with its final id, and its frame encoded once. */
 export type ChannelItem = EncodedItem<SseItem<unknown> & { id: string }>
@@ -42,6 +43,17 @@ export interface Replay {
   readonly position: string
 }
 
+/** Options of a shared channel's `publish(item, options)`. */
+export interface PublishOptions {
+  /**
+   * Makes a retry safe: a publish with the key of one stored within the backend's idempotency window stores
+   * nothing more and resolves to that one's id. Give one key per item (e.g. the id of the message in your
+   * database) and publish again with it after a rejection that says the item may or may not have been published.
+   * A non-empty string of at most 256 characters.
+   */
+  idempotencyKey?: string
+}
+
 /** Hands a stored item to the channel for fan-out to this process's subscribers. */
 export type Deliver = (item: ChannelItem) => void
 
@@ -56,7 +68,7 @@ export interface ChannelBackend<Id extends string | Promise<string> = string | P
    * it with `encode` (a refusal then stores and delivers nothing). A backend that stores elsewhere (Redis)
    * returns a promise of the id, and says so with `asynchronous`.
    */
-  append: (item: SseItem<unknown>, encode: ChannelEncoder) => Id
+  append: (item: SseItem<unknown>, encode: ChannelEncoder, options?: PublishOptions) => Id
   /**
    * `append` returns a promise: the channel then turns its refusals (a bad item, a closed channel) into a
    * rejection of that promise instead of throwing them.
@@ -66,17 +78,28 @@ export interface ChannelBackend<Id extends string | Promise<string> = string | P
   replay: (lastEventId: string) => Replay | Promise<Replay>
   /**
    * The newest id: the `id` the newest item was delivered with (so an asynchronous replay's `position` can be
-   * matched against live items), or any id `replay` accepts as "nothing missed" when there is no such item.
+   * matched against live items), or any id `replay` accepts as "nothing missed" when there is no such item. A
+   * promise while the backend does not know it yet (a Redis reader that has not found where its stream is).
    */
-  position: () => string
+  position: () => string | Promise<string>
+  /**
+   * Called with `true` when the channel gets its first local subscriber and with `false` when it loses its last:
+   * a backend that reads a shared store reads this channel only in between.
+   */
+  subscribed?: (active: boolean) => void
   /** Releases what the backend holds (history, connections); a promise when that takes a while (a connection). */
   close: () => void | Promise<void>
-  /** What `app.sse.stats()` shows of this backend: its history length, and a shared one's connection state. */
+  /**
+   * What `app.sse.stats()` shows of this backend: its history length, a shared one's connection state. Never
+   * waits: a backend whose `position()` may answer a promise gives here the newest id it knows now.
+   */
   stats?: () => BackendStats
 }
 
 /** A backend's part of a channel's `app.sse.stats()` entry. */
 export interface BackendStats {
+  /** The newest id known now, when `position()` may have to wait for it. */
+  position?: string
   /** Items kept for replay now, when the backend knows it without asking elsewhere. */
   history?: number
   /** A backend with a connection (Redis): whether it is up. */

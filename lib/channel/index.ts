@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type {
-  ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, HistoryOptions, Replay
+  ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, HistoryOptions, PublishOptions, Replay
 } from './backend.js'
 import { memoryBackend } from './memory.js'
 import { Subscriber, type ChannelSubscription, type SubscribeOptions, type SubscriberHost } from './subscription.js'
@@ -56,7 +56,9 @@ export interface Channel<T = unknown, Published extends string | Promise<string>
    * no subscriber. Never waits for a subscriber. On a shared channel (Redis) it returns a promise of the id
    * (the stream's), resolved once the item is stored, and rejects instead of throwing.
    */
-  publish: (item: SseItem<T>) => Published
+  publish: [Published] extends [Promise<string>]
+    ? (item: SseItem<T>, options?: PublishOptions) => Published
+    : (item: SseItem<T>) => Published
   /** Items published from now on, after those missed since `lastEventId`. Ends when `signal` aborts. */
   subscribe: (options?: SubscribeOptions) => ChannelSubscription<T>
   /** Ends every subscription (their streams end) and forgets the history; the name can be used again. */
@@ -154,10 +156,10 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
     return this.#closed
   }
 
-  publish (item: SseItem<T>): string | Promise<string> {
+  publish (item: SseItem<T>, options?: PublishOptions): string | Promise<string> {
     if (this.#backend.asynchronous !== true) return this.#append(item)
     try {
-      return this.#append(item)
+      return this.#append(item, options)
     } catch (err) {
       return Promise.reject(err)
     }
@@ -181,11 +183,12 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
   /** @internal */
   attach (subscriber: Subscriber): void {
     this.#subscribers.add(subscriber)
+    if (this.#subscribers.size === 1) this.#backend.subscribed?.(true)
   }
 
   /** @internal */
   detach (subscriber: Subscriber): void {
-    this.#subscribers.delete(subscriber)
+    if (this.#subscribers.delete(subscriber) && this.#subscribers.size === 0) this.#backend.subscribed?.(false)
   }
 
   /** @internal A subscriber's queue is full: it is about to be cut off. */
@@ -213,16 +216,18 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
 
   /** @internal This channel's entry in `app.sse.stats()`. */
   stats (): SseChannelStats {
+    const backend = this.#backend.stats?.()
     return {
       name: this.name,
       subscribers: this.#subscribers.size,
       history: undefined,
-      position: this.#backend.position(),
+      // a backend whose position() may wait (Redis) gives its position in stats(): this one never waits
+      position: backend?.position ?? this.#backend.position() as string,
       items: this.#items,
       cutOffs: this.#cutOffs,
       replays: this.#replays,
       resets: this.#resets,
-      ...this.#backend.stats?.()
+      ...backend
     }
   }
 
@@ -234,11 +239,11 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
     return OPTION_NAMES.find(key => options[key] !== undefined && options[key] !== this.limits[key])
   }
 
-  #append (item: SseItem<T>): string | Promise<string> {
+  #append (item: SseItem<T>, options?: PublishOptions): string | Promise<string> {
     // a non-object is refused by the encoder, with the message every other refusal has
     if (!isItemObject(item)) encodeItem(item)
     if (this.#closed) throw channelClosed(this.name)
-    return this.#backend.append(item, this.#encode)
+    return this.#backend.append(item, this.#encode, options)
   }
 
   #encode: ChannelEncoder = {

@@ -1,23 +1,29 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import type { BackendStats, ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, Deliver, HistoryOptions, Replay } from './backend.js'
+import type {
+  BackendStats, ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, Deliver, HistoryOptions,
+  PublishOptions, Replay
+} from './backend.js'
 import { publishFailed, readerDown, readerUp } from '../diagnostics.js'
 import { joinFrame, withFrame } from '../encode.js'
 import { channelUnavailable, invalidItem, invalidOption, type SseRuntimeError } from '../errors.js'
 import type { SseItem } from '../types.js'
 
 // Channels shared by every server process through one Redis stream per channel: `XADD … MAXLEN ~ N` per publish
-// (its id is the item's id: `<ms>-<seq>`, exactly what a browser sends back as Last-Event-ID), one `XREAD BLOCK`
-// reader per channel per process on a connection of its own, fanning out locally through the channel's shared
-// frame. The stream entry holds the frame around its id line and the item's fields as JSON, so each process
-// rebuilds the frame by concatenation, never by serializing the data again. Only this module uses ioredis, and
-// only by type: the main entry never loads it.
+// (its id is the item's id: `<ms>-<seq>`, exactly what a browser sends back as Last-Event-ID). Each process reads
+// every stream it has local subscribers for with one `XREAD BLOCK` on one connection per backend, whatever the
+// number of channels; a channel joins that read by unblocking it (`CLIENT UNBLOCK` from the publishing
+// connection), and a channel without local subscribers is not read at all. The stream entry holds the frame
+// around its id line and the item's fields as JSON, so each process rebuilds the frame by concatenation, never
+// by serializing the data again. Only this module uses ioredis, and only by type: the main entry never loads it.
 
 /** Options of `redisChannels()`. */
 export interface RedisChannelsOptions {
   /**
-   * Your ioredis client (also what `@fastify/redis` gives you). Publishes and replays use it; each channel's
-   * reader uses `redis.duplicate()`, closed with the channel. Your client is never closed by the plugin.
+   * Your ioredis client (also what `@fastify/redis` gives you). Publishes and replays use it; the reader of
+   * every channel of this backend is one `redis.duplicate()`, closed with the last channel. Your client is
+   * never closed by the plugin.
    */
   redis: Redis
   /** Prefix of the stream keys: a channel `chat` lives at `<prefix>chat`. Default `'sse:'`. */
@@ -27,10 +33,15 @@ export interface RedisChannelsOptions {
   /** Milliseconds one `XREAD BLOCK` waits before the reader asks again. Default 5000. */
   blockTimeout?: number
   /**
-   * The reader connections' name in `CLIENT LIST`: `<readerName>:<stream key>`. Default `'fastify-typed-sse'`;
+   * The reader connection's name in `CLIENT LIST`: `<readerName>:<prefix>`. Default `'fastify-typed-sse'`;
    * give each server its own (its host name) to tell them apart.
    */
   readerName?: string
+  /**
+   * Milliseconds a publish's `idempotencyKey` is remembered: a publish with the same key within that time
+   * stores nothing and resolves to the first one's id. Default 300000 (5 minutes).
+   */
+  idempotencyWindow?: number
 }
 
 /** What `redisChannels()` returns: pass it as the `backend` option of `app.sse.channel(name, { backend })`. */
@@ -40,8 +51,23 @@ const MAX_ID_PART = 2n ** 64n - 1n
 const STREAM_ID = /^(0|[1-9][0-9]{0,19})-(0|[1-9][0-9]{0,19})$/
 /** ioredis states in which a command would wait in the offline queue for a connection that was lost. */
 const DISCONNECTED = new Set(['reconnecting', 'close', 'end'])
-/** Entries one XREAD returns at most. */
+/** Entries one XREAD returns at most, per stream. */
 const READ_BATCH = 512
+/** An idempotency key longer than this is refused (it is part of a Redis key). */
+const MAX_IDEMPOTENCY_KEY = 256
+/**
+ * Stores the item unless its idempotency key was seen within the window: then it answers the id stored with it.
+ * KEYS: stream, idempotency key. ARGV: MAXLEN, head, tail, fields, window in ms.
+ */
+const IDEMPOTENT_XADD = `local id = redis.call('GET', KEYS[2])
+if id then return id end
+id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'h', ARGV[2], 't', ARGV[3], 'j', ARGV[4])
+redis.call('SET', KEYS[2], id, 'PX', ARGV[5])
+return id`
+
+function isIdempotencyKey (key: unknown): boolean {
+  return typeof key === 'string' && key !== '' && key.length <= MAX_IDEMPOTENCY_KEY
+}
 
 /** A stream id as one comparable number; undefined when it is not a stream id Redis could have issued. */
 function idKey (id: string): bigint | undefined {
@@ -68,11 +94,13 @@ interface StreamInfo {
    * client exactly at the last trimmed entry gets a reset it could have done without, never a silent gap.
    */
   removedBefore: string
+  /** The newest id deleted by XDEL ('0-0' when none): an id that is no entry but may have been one. */
+  deleted: string
   /** The newest entry still kept. */
   lastEntry: string | undefined
 }
 
-const NO_STREAM: StreamInfo = { lastGenerated: '0-0', removedBefore: '0-0', lastEntry: undefined }
+const NO_STREAM: StreamInfo = { lastGenerated: '0-0', removedBefore: '0-0', deleted: '0-0', lastEntry: undefined }
 
 /** The reply of `XINFO STREAM` (a flat list of names and values), from Redis 7 or later. */
 function streamInfo (reply: unknown): StreamInfo {
@@ -86,56 +114,286 @@ function streamInfo (reply: unknown): StreamInfo {
   const deleted = info.get('max-deleted-entry-id') as string
   const trimmed = Number(info.get('entries-added')) > Number(info.get('length'))
   const removedBefore = trimmed && firstEntry !== undefined && keyOf(firstEntry) > keyOf(deleted) ? firstEntry : deleted
-  return { lastGenerated, removedBefore, lastEntry }
+  return { lastGenerated, removedBefore, deleted, lastEntry }
+}
+
+/** Milliseconds since the epoch on Redis's clock, from the reply of `TIME`. */
+function redisNow (reply: unknown): number {
+  const [seconds, micros] = reply as [string, string]
+  return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+}
+
+interface Settings extends Required<Omit<RedisChannelsOptions, 'redis'>> {
+  redis: Redis
+}
+
+/**
+ * One backend's reader: one connection, one `XREAD BLOCK` over the streams of every channel with local
+ * subscribers, plus a control stream of its own that a joining channel writes to, to cut the block short (an XADD
+ * that reaches Redis before the XREAD does is still seen by it: no race, and no `CLIENT UNBLOCK` permission).
+ * It lives from the first channel that needs it to the close of the last channel of its backend.
+ */
+class StreamReader {
+  readonly #settings: Settings
+  readonly #log: FastifyBaseLogger
+  readonly #connection: Redis
+  /** The channels read, by stream key: each has local subscribers and knows where it is (`last`). */
+  readonly #reading = new Map<string, RedisBackend>()
+  readonly #control: string
+  /** How its errors name the channels it reads: all those of its prefix. */
+  readonly #channels: string
+  #controlLast = '0-0'
+  /** Whether the XREAD in flight (if any) was asked to return already: one wake-up per XREAD. */
+  #woken = true
+  #idle: (() => void) | undefined
+  /** Settles when the connection is lost: the XREAD in flight then never answers (it is not resent). */
+  #lost!: Promise<'lost'>
+  #onLost!: () => void
+  #down = false
+  #closed = false
+  readonly #ended: Promise<void>
+
+  /** Every channel of its backend in this process, read or not: what its connection state is told to. */
+  readonly #served: () => Iterable<RedisBackend>
+
+  constructor (settings: Settings, log: FastifyBaseLogger, served: () => Iterable<RedisBackend>) {
+    this.#settings = settings
+    this.#log = log
+    this.#served = served
+    this.#control = settings.prefix + 'reader:' + randomUUID()
+    this.#channels = settings.prefix + '*'
+    this.#newLost()
+    // No retry limit: a command waits for the reconnection. Not resent after one: the loop asks again itself,
+    // from the ids it has handed on. RESP2 keeps XREAD's reply one shape on ioredis 5 and 6.
+    const name = settings.readerName + ':' + settings.prefix.replace(/[^\w:.-]/g, '_')
+    this.#connection = settings.redis.duplicate({
+      connectionName: name,
+      maxRetriesPerRequest: null,
+      enableOfflineQueue: true,
+      autoResendUnfulfilledCommands: false,
+      lazyConnect: false,
+      protocol: 2
+    })
+    this.#connection.on('error', this.#onError)
+    this.#connection.on('close', this.#onClose)
+    this.#connection.on('reconnecting', this.#onReconnecting)
+    this.#connection.on('ready', this.#onReady)
+    this.#ended = new Promise(resolve => this.#connection.once('end', resolve))
+    void this.#run()
+  }
+
+  /** Reads this channel's stream after its `last`; the XREAD in flight does not cover it, so it is cut short. */
+  add (backend: RedisBackend): void {
+    this.#reading.set(backend.key, backend)
+    this.#idle?.()
+    if (this.#woken) return
+    this.#woken = true
+    // a pipeline answers its errors instead of rejecting; a wake-up lost with the connection is not needed (the
+    // read after a reconnection is a new one); the key expires on its own once no reader writes to it
+    void this.#settings.redis.pipeline()
+      .call('XADD', this.#control, 'MAXLEN', '1', '*', 'w', '1')
+      .call('PEXPIRE', this.#control, this.#settings.blockTimeout * 2)
+      .exec()
+  }
+
+  /** Whether its connection is up (false while it connects or reconnects). */
+  get connected (): boolean {
+    return this.#connection.status === 'ready'
+  }
+
+  /** Stops reading this channel's stream (what the XREAD in flight brings for it is dropped). */
+  remove (backend: RedisBackend): void {
+    if (this.#reading.get(backend.key) === backend) this.#reading.delete(backend.key)
+  }
+
+  close (): Promise<void> {
+    this.#closed = true
+    this.#idle?.()
+    // waiting to reconnect, it has no connection to close and says nothing more
+    const ended = this.#connection.status === 'reconnecting' ? Promise.resolve() : this.#ended
+    this.#connection.disconnect()
+    return ended
+  }
+
+  async #run (): Promise<void> {
+    let failures = 0
+    while (!this.#closed) {
+      if (this.#reading.size === 0) {
+        await new Promise<void>(resolve => { this.#idle = resolve })
+        this.#idle = undefined
+        continue
+      }
+      const reading = Array.from(this.#reading.values())
+      const keys: string[] = [this.#control]
+      const ids: string[] = [this.#controlLast]
+      for (const backend of reading) {
+        keys.push(backend.key)
+        ids.push(backend.last as string)
+      }
+      this.#woken = false
+      try {
+        const read = this.#connection.call('XREAD', 'COUNT', READ_BATCH, 'BLOCK', this.#settings.blockTimeout,
+          'STREAMS', ...keys, ...ids)
+        const reply = await Promise.race([read, this.#lost]) as Array<[string, Entry[]]> | null | 'lost'
+        this.#woken = true
+        failures = 0
+        if (reply === 'lost' || reply === null) continue
+        const sent = new Map(keys.map((key, i) => [key, ids[i]]))
+        for (const [key, entries] of reply) {
+          if (key === this.#control) {
+            this.#controlLast = (entries.at(-1) as Entry)[0]
+            continue
+          }
+          // still read from where this XREAD started (not gone quiet, nor restarted meanwhile)
+          const backend = this.#reading.get(key)
+          if (backend !== undefined && backend.last === sent.get(key)) backend.handOn(entries)
+        }
+      } catch (err) {
+        this.#woken = true
+        if (this.#closed) break
+        failures++
+        const failure = channelUnavailable(this.#channels, `the reader failed: ${(err as Error).message}`, err)
+        this.#log.error({ err: failure, streams: reading.length }, 'SSE Redis channel reader failed; retrying')
+        // a key that holds no stream fails the read for every channel: each finds its stream again first
+        for (const backend of reading) if (this.#reading.get(backend.key) === backend) backend.recheck()
+        await new Promise(resolve => setTimeout(resolve, Math.min(2000, 50 * 2 ** failures)).unref())
+      }
+    }
+  }
+
+  #newLost (): void {
+    this.#lost = new Promise(resolve => { this.#onLost = () => resolve('lost') })
+  }
+
+  #onError = (err: Error): void => {
+    const failure = channelUnavailable(this.#channels, `the reader's connection failed: ${err.message}`, err)
+    this.#log.debug({ err: failure }, 'SSE Redis channel reader connection error')
+  }
+
+  #onClose = (): void => {
+    this.#onLost()
+    this.#newLost()
+  }
+
+  #onReconnecting = (): void => {
+    if (this.#down) return
+    this.#down = true
+    this.#log.warn({ streams: this.#reading.size }, 'SSE Redis channel reader lost its connection; reconnecting')
+    this.#tell(readerDown)
+  }
+
+  #onReady = (): void => {
+    if (!this.#down) return
+    this.#down = false
+    this.#log.info({ streams: this.#reading.size }, 'SSE Redis channel reader reconnected; resuming')
+    this.#tell(readerUp)
+  }
+
+  /** One diagnostics message per channel it serves: each channel's connection state changed with it. */
+  #tell (event: typeof readerDown): void {
+    if (!event.hasSubscribers) return
+    for (const backend of this.#served()) event.publish({ channel: backend.name, after: backend.last })
+  }
+}
+
+/** What the channels of one `redisChannels()` backend share: the settings, the one reader, the names in use. */
+class Backends {
+  readonly settings: Settings
+  readonly #channels = new Map<string, RedisBackend>()
+  #reader: StreamReader | undefined
+
+  constructor (settings: Settings) {
+    this.settings = settings
+  }
+
+  /** A channel of this backend is created: one per name (its reader reads each stream once). */
+  open (name: string, backend: RedisBackend): void {
+    if (this.#channels.has(name)) {
+      throw invalidOption('backend', `of channel "${name}" already serves a channel of that name ` +
+        '(another app of this process?): give each app its own redisChannels()')
+    }
+    this.#channels.set(name, backend)
+  }
+
+  /** The reader, started on first need. */
+  reader (log: FastifyBaseLogger): StreamReader {
+    this.#reader ??= new StreamReader(this.settings, log, () => this.#channels.values())
+    return this.#reader
+  }
+
+  /** Whether the reader's connection is up; undefined while there is no reader (no channel was read yet). */
+  connected (): boolean | undefined {
+    return this.#reader?.connected
+  }
+
+  /** Stops reading a channel's stream (there is nothing to stop without a reader). */
+  remove (backend: RedisBackend): void {
+    this.#reader?.remove(backend)
+  }
+
+  /** A channel of this backend closed: the last one closes the reader. */
+  close (name: string): Promise<void> {
+    this.#channels.delete(name)
+    const reader = this.#reader
+    if (this.#channels.size > 0 || reader === undefined) return Promise.resolve()
+    this.#reader = undefined
+    return reader.close()
+  }
 }
 
 class RedisBackend implements ChannelBackend<Promise<string>> {
   readonly asynchronous = true
+  readonly key: string
   readonly #name: string
-  readonly #key: string
-  readonly #redis: Redis
-  readonly #reader: Redis
+  readonly #backends: Backends
+  readonly #settings: Settings
   readonly #maxLen: string
   readonly #maxAge: number
-  readonly #publishTimeout: number
-  readonly #blockTimeout: number
   readonly #deliver: Deliver
   readonly #log: FastifyBaseLogger
-  /** Where the reader starts: the newest entry, read on the publishing connection (so before its next XADD). */
-  #start: Promise<unknown>
-  /** The id of the newest entry the reader has handed on (undefined until it knows where the stream is). */
-  #last: string | undefined
-  /** Replays waiting for the reader to reach their position, so live items and replay meet exactly there. */
+  /**
+   * The id of the newest entry handed on to this process's subscribers: defined while the channel has some
+   * and the reader knows where its stream is.
+   */
+  last: string | undefined
+  /** Replays (and resets) waiting for the reader to reach their position, so live items and replay meet there. */
   #waiting: Array<{ at: bigint, resolve: () => void }> = []
-  #closed = false
-  #down = false
+  /** Bumped when the channel goes quiet, so a start that answers afterwards is ignored. */
+  #starts = 0
+  #failures = 0
+  #retry: NodeJS.Timeout | undefined
+  /** The newest id handed on before the channel last went quiet ('0-0': none yet), for `stats()`. */
+  #known = '0-0'
   #publishFailures = 0
-  #wake: (() => void) | undefined
-  readonly #ended: Promise<void>
 
-  constructor (name: string, options: HistoryOptions, deliver: Deliver, log: FastifyBaseLogger, settings: Required<Omit<RedisChannelsOptions, 'redis'>> & { redis: Redis }) {
+  constructor (name: string, options: HistoryOptions, deliver: Deliver, log: FastifyBaseLogger, backends: Backends) {
+    backends.open(name, this)
     this.#name = name
-    this.#key = settings.prefix + name
-    this.#redis = settings.redis
+    this.key = backends.settings.prefix + name
+    this.#backends = backends
+    this.#settings = backends.settings
     this.#maxLen = String(Math.max(1, options.history))
     this.#maxAge = options.historyMaxAge
-    this.#publishTimeout = settings.publishTimeout
-    this.#blockTimeout = settings.blockTimeout
     this.#deliver = deliver
     this.#log = log
-    this.#start = this.#newest()
-    // Its own connection: XREAD BLOCK holds it. No retry limit: a command waits for the reconnection, and the
-    // reader resumes from the last id it handed on. RESP2 keeps XREAD's reply one shape on ioredis 5 and 6.
-    this.#reader = this.#redis.duplicate({ connectionName: settings.readerName + ':' + this.#key.replace(/[^\w:.-]/g, '_'), maxRetriesPerRequest: null, enableOfflineQueue: true, lazyConnect: false, protocol: 2 })
-    this.#reader.on('error', this.#onReaderError)
-    this.#reader.on('reconnecting', this.#onReaderLost)
-    this.#reader.on('ready', this.#onReaderReady)
-    this.#ended = new Promise(resolve => this.#reader.once('end', resolve))
-    void this.#read()
   }
 
-  append (item: SseItem<unknown>, encode: ChannelEncoder): Promise<string> {
-    if (item.id !== undefined) throw invalidItem('id', 'is given by the Redis stream on a Redis channel; publish the item without one')
+  /** The channel got its first local subscriber (read its stream from now on) or lost its last (stop). */
+  subscribed (active: boolean): void {
+    if (active) this.#start(false)
+    else this.#quiet()
+  }
+
+  append (item: SseItem<unknown>, encode: ChannelEncoder, options?: PublishOptions): Promise<string> {
+    if (item.id !== undefined) {
+      throw invalidItem('id', 'is given by the Redis stream on a Redis channel; publish the item without one')
+    }
+    const idempotencyKey = options?.idempotencyKey
+    if (idempotencyKey !== undefined && !isIdempotencyKey(idempotencyKey)) {
+      const got = JSON.stringify(idempotencyKey)
+      const problem = `must be a non-empty string of at most ${MAX_IDEMPOTENCY_KEY} characters, got ${got}`
+      throw invalidOption('idempotencyKey', problem)
+    }
     // encoded (and refused) once, here, around its id line; every reader joins the parts with the entry's id
     const { head, tail } = encode.parts(item)
     let fields: string
@@ -144,13 +402,25 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     } catch (err) {
       throw invalidItem('data', 'must be JSON-serializable on a Redis channel', err)
     }
-    const status = this.#redis.status
-    if (DISCONNECTED.has(status)) return Promise.reject(this.#failed(channelUnavailable(this.#name, `Redis is not connected (${status}); the item was not published`)))
-    const stored = this.#redis.call('XADD', this.#key, 'MAXLEN', '~', this.#maxLen, '*', 'h', head, 't', tail, 'j', fields)
+    const redis = this.#settings.redis
+    const status = redis.status
+    if (DISCONNECTED.has(status)) {
+      const problem = `Redis is not connected (${status}); the item was not published`
+      return Promise.reject(this.#failed(channelUnavailable(this.#name, problem)))
+    }
+    const stored = idempotencyKey === undefined
+      ? redis.call('XADD', this.key, 'MAXLEN', '~', this.#maxLen, '*', 'h', head, 't', tail, 'j', fields)
+      : redis.call('EVAL', IDEMPOTENT_XADD, 2, this.key, this.key + ':idempotent:' + idempotencyKey,
+        this.#maxLen, head, tail, fields, this.#settings.idempotencyWindow)
+    const retry = idempotencyKey === undefined
+      ? ''
+      : ' (publish it again with the same idempotencyKey: it is stored once)'
     return new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => {
-        reject(this.#failed(channelUnavailable(this.#name, `Redis did not answer within ${this.#publishTimeout} ms; the item may or may not have been published`)))
-      }, this.#publishTimeout)
+        reject(this.#failed(channelUnavailable(this.#name,
+          `Redis did not answer within ${this.#settings.publishTimeout} ms; ` +
+          `the item may or may not have been published${retry}`)))
+      }, this.#settings.publishTimeout)
       stored.then(id => {
         clearTimeout(timer)
         resolve(id as string)
@@ -161,45 +431,81 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     })
   }
 
-  replay (lastEventId: string): Replay | Promise<Replay> {
+  replay (lastEventId: string): Promise<Replay> {
     const at = idKey(lastEventId)
-    if (at === undefined) return { reset: 'unknown', items: [], position: this.position() }
+    if (at === undefined) return this.#reset('unknown')
     return this.#replay(lastEventId, at)
   }
 
-  position (): string {
-    return this.#last ?? '0-0'
+  position (): string | Promise<string> {
+    return this.last ?? this.#reset('invalid').then(replay => replay.position)
   }
 
+  get name (): string {
+    return this.#name
+  }
+
+  /** Never waits: the position is the newest id handed on so far, the connection that of the shared reader. */
   stats (): BackendStats {
-    return { connected: this.#reader.status === 'ready', publishFailures: this.#publishFailures }
+    return {
+      position: this.last ?? this.#known,
+      connected: this.#backends.connected(),
+      publishFailures: this.#publishFailures
+    }
   }
 
   close (): Promise<void> {
-    this.#closed = true
-    this.#waiting = []
-    this.#wake?.()
-    // waiting to reconnect, it has no connection to close and says nothing more
-    const ended = this.#reader.status === 'reconnecting' ? Promise.resolve() : this.#ended
-    this.#reader.disconnect()
-    return ended
+    this.#quiet()
+    return this.#backends.close(this.#name)
+  }
+
+  /** Entries the reader read from this channel's stream after `last`, oldest first. */
+  handOn (entries: Entry[]): void {
+    for (const [id, fields] of entries) {
+      this.last = id
+      const item = this.#item(id, fields)
+      if (item !== undefined) this.#deliver(item)
+    }
+    this.#caughtUp()
+  }
+
+  /** The shared read failed (perhaps for this channel's key): out of it until its stream is found again. */
+  recheck (): void {
+    this.#backends.remove(this)
+    this.#start(true)
+  }
+
+  /** A reset to the reader's position, once it knows it (never `0-0` for a stream that has entries). */
+  async #reset (reset: 'unknown' | 'invalid'): Promise<Replay> {
+    await this.#reached(0n)
+    return { reset, items: [], position: this.last as string }
   }
 
   async #replay (lastEventId: string, at: bigint): Promise<Replay> {
-    // one snapshot: what the stream issued and trimmed, and what follows the id
-    const replies = await this.#redis.multi()
-      .call('XINFO', 'STREAM', this.#key)
-      .call('XRANGE', this.#key, '(' + lastEventId, '+')
+    // one snapshot: what the stream issued and removed, what follows the id (and whether it is still there), and
+    // the time on Redis's clock (the stream ids' clock: this server's may be off)
+    const replies = await this.#settings.redis.multi()
+      .call('XINFO', 'STREAM', this.key)
+      .call('XRANGE', this.key, lastEventId, '+')
+      .call('TIME')
       .exec() as Array<[Error | null, unknown]>
-    const [[infoError, info], [rangeError, range]] = replies as [[Error | null, unknown], [Error | null, unknown]]
+    type Reply = [Error | null, unknown]
+    const [[infoError, info], [rangeError, range], [, time]] = replies as [Reply, Reply, Reply]
     if (rangeError !== null) throw rangeError
     // XRANGE worked, so XINFO only fails when there is no stream (yet, or any more)
     const stream = infoError === null ? streamInfo(info) : NO_STREAM
-    const entries = range as Entry[]
+    let entries = range as Entry[]
+    const found = entries[0]?.[0] === lastEventId
+    if (found) entries = entries.slice(1)
+    // Not in the stream, not deleted from it, neither its origin nor its newest id: the stream the id came from is
+    // gone (a Redis that lost its data started it again, with newer ids and nothing trimmed).
+    const gone = !found && at > keyOf(stream.deleted) && at !== 0n && lastEventId !== stream.lastGenerated
+    const tooOld = entries.length > 0 && Number(entries[0]?.[0].split('-')[0]) <= redisNow(time) - this.#maxAge
     let reset: Replay['reset']
     if (at > keyOf(stream.lastGenerated)) reset = 'unknown'
     else if (at < keyOf(stream.removedBefore)) reset = 'expired'
-    else if (entries.length > 0 && Number(entries[0]?.[0].split('-')[0]) <= Date.now() - this.#maxAge) reset = 'expired'
+    else if (gone) reset = 'unknown'
+    else if (tooOld) reset = 'expired'
     // the replay ends at the newest entry it covers; live items up to there are dropped by the subscription
     const position = reset === undefined
       ? entries.at(-1)?.[0] ?? stream.lastEntry ?? lastEventId
@@ -214,6 +520,39 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     return { items, position }
   }
 
+  /**
+   * Finds the stream's newest entry on the publishing connection (so before any XADD this process sends
+   * afterwards), then joins the shared read: from there, or from `last` when it resumes after a failed read.
+   * A key that holds no stream fails here, alone, and is tried again after a while.
+   */
+  #start (resume: boolean): void {
+    const start = this.#starts
+    this.#settings.redis.call('XREVRANGE', this.key, '+', '-', 'COUNT', 1).then(newest => {
+      if (start !== this.#starts) return
+      this.#failures = 0
+      if (!resume) this.last = (newest as Entry[])[0]?.[0] ?? '0-0'
+      this.#caughtUp()
+      this.#backends.reader(this.#log).add(this)
+    }, (err: Error) => {
+      if (start !== this.#starts) return
+      // a new reader that could not start starts where the stream is once it can (what came before is not live)
+      const failure = channelUnavailable(this.#name, `the reader failed: ${err.message}`, err)
+      this.#log.error({ err: failure, channel: this.#name }, 'SSE Redis channel reader failed; retrying')
+      this.#retry = setTimeout(() => this.#start(resume), Math.min(2000, 50 * 2 ** ++this.#failures)).unref()
+    })
+  }
+
+  /** No local subscriber any more (or closed): out of the shared read; waiting replays are dropped with it. */
+  #quiet (): void {
+    this.#starts++
+    clearTimeout(this.#retry)
+    this.#failures = 0
+    this.#known = this.last ?? this.#known
+    this.last = undefined
+    this.#waiting = []
+    this.#backends.remove(this)
+  }
+
   /** A publish Redis did not take: counted, and reported to diagnostics subscribers. */
   #failed (error: SseRuntimeError): SseRuntimeError {
     this.#publishFailures++
@@ -221,57 +560,14 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     return error
   }
 
-  /** The newest entry, asked on the publishing connection: every XADD this process sends afterwards comes after it. */
-  #newest (): Promise<unknown> {
-    const newest = this.#redis.call('XREVRANGE', this.#key, '+', '-', 'COUNT', 1)
-    newest.catch(() => {}) // awaited (and its failure handled) by the reader loop
-    return newest
-  }
-
   /** Settles once the reader has handed on the entry at `at` (or a newer one). */
   #reached (at: bigint): Promise<void> {
-    if (this.#last !== undefined && keyOf(this.#last) >= at) return Promise.resolve()
+    if (this.last !== undefined && keyOf(this.last) >= at) return Promise.resolve()
     return new Promise(resolve => this.#waiting.push({ at, resolve }))
   }
 
-  async #read (): Promise<void> {
-    let failures = 0
-    while (!this.#closed) {
-      try {
-        if (this.#last === undefined) {
-          const newest = await this.#start as Entry[]
-          this.#last = newest[0]?.[0] ?? '0-0'
-          this.#caughtUp()
-        }
-        const reply = await this.#reader.call('XREAD', 'COUNT', READ_BATCH, 'BLOCK', this.#blockTimeout, 'STREAMS', this.#key, this.#last) as Array<[string, Entry[]]> | null
-        failures = 0
-        if (reply !== null) this.#handOn((reply[0] as [string, Entry[]])[1])
-      } catch (err) {
-        if (this.#closed) break
-        // a reader that could not start starts where the stream is once it can (what was published before is not live)
-        this.#start = this.#newest()
-        failures++
-        const failure = channelUnavailable(this.#name, `the reader failed: ${(err as Error).message}`, err)
-        this.#log.error({ err: failure, channel: this.#name }, 'SSE Redis channel reader failed; retrying')
-        await new Promise<void>(resolve => {
-          this.#wake = resolve
-          setTimeout(resolve, Math.min(2000, 50 * 2 ** failures)).unref()
-        })
-      }
-    }
-  }
-
-  #handOn (entries: Entry[]): void {
-    for (const [id, fields] of entries) {
-      this.#last = id
-      const item = this.#item(id, fields)
-      if (item !== undefined) this.#deliver(item)
-    }
-    this.#caughtUp()
-  }
-
   #caughtUp (): void {
-    const last = keyOf(this.#last as string)
+    const last = keyOf(this.last as string)
     const reached = this.#waiting.filter(waiter => waiter.at <= last)
     this.#waiting = this.#waiting.filter(waiter => waiter.at > last)
     for (const waiter of reached) waiter.resolve()
@@ -289,25 +585,6 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     this.#log.warn({ channel: this.#name, id }, 'SSE Redis channel: skipped a stream entry that no channel wrote')
     return undefined
   }
-
-  #onReaderError = (err: Error): void => {
-    const failure = channelUnavailable(this.#name, `the reader's connection failed: ${err.message}`, err)
-    this.#log.debug({ err: failure, channel: this.#name }, 'SSE Redis channel reader connection error')
-  }
-
-  #onReaderLost = (): void => {
-    if (this.#down) return
-    this.#down = true
-    if (readerDown.hasSubscribers) readerDown.publish({ channel: this.#name, after: this.#last })
-    this.#log.warn({ channel: this.#name, after: this.#last }, 'SSE Redis channel reader lost its connection; reconnecting')
-  }
-
-  #onReaderReady = (): void => {
-    if (!this.#down) return
-    this.#down = false
-    if (readerUp.hasSubscribers) readerUp.publish({ channel: this.#name, after: this.#last })
-    this.#log.info({ channel: this.#name, after: this.#last }, 'SSE Redis channel reader reconnected; resuming')
-  }
 }
 
 function positive (option: string, value: unknown): number {
@@ -323,7 +600,10 @@ function positive (option: string, value: unknown): number {
  * stream id; a browser can reconnect to any process with `Last-Event-ID` and gets exactly what it missed.
  */
 export function redisChannels (options: RedisChannelsOptions): RedisChannels {
-  const { redis, prefix = 'sse:', publishTimeout = 5000, blockTimeout = 5000, readerName = 'fastify-typed-sse' } = options
+  const {
+    redis, prefix = 'sse:', publishTimeout = 5000, blockTimeout = 5000, readerName = 'fastify-typed-sse',
+    idempotencyWindow = 300_000
+  } = options
   if (typeof (redis as Partial<Redis> | undefined)?.duplicate !== 'function') {
     throw invalidOption('redis', 'must be an ioredis client (new Redis(url), or fastify.redis from @fastify/redis)')
   }
@@ -331,6 +611,13 @@ export function redisChannels (options: RedisChannelsOptions): RedisChannels {
   if (typeof readerName !== 'string' || !/^[\w:.-]+$/.test(readerName)) {
     throw invalidOption('readerName', `must be letters, digits and _:.- only, got ${JSON.stringify(readerName)}`)
   }
-  const settings = { redis, prefix, readerName, publishTimeout: positive('publishTimeout', publishTimeout), blockTimeout: positive('blockTimeout', blockTimeout) }
-  return (name, history, deliver, log) => new RedisBackend(name, history, deliver, log, settings)
+  const backends = new Backends({
+    redis,
+    prefix,
+    readerName,
+    publishTimeout: positive('publishTimeout', publishTimeout),
+    blockTimeout: positive('blockTimeout', blockTimeout),
+    idempotencyWindow: positive('idempotencyWindow', idempotencyWindow)
+  })
+  return (name, history, deliver, log) => new RedisBackend(name, history, deliver, log, backends)
 }

@@ -90,13 +90,9 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
     this.#signal?.addEventListener('abort', this)
     this.#channel.attach(this)
     if (lastEventId === undefined || lastEventId === '') return
-    if (typeof lastEventId !== 'string' || lastEventId.length > MAX_LAST_EVENT_ID) {
-      const position = backend.position()
-      this.#channel.resumed({ reset: 'invalid', items: [], position })
-      this.#backlog = [resetItem('invalid', position)]
-      return
-    }
-    const replay = backend.replay(lastEventId)
+    const replay = typeof lastEventId !== 'string' || lastEventId.length > MAX_LAST_EVENT_ID
+      ? invalid(backend.position())
+      : backend.replay(lastEventId)
     if (!(replay instanceof Promise)) {
       this.#resume(replay)
       return
@@ -234,6 +230,12 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
   handleEvent (): void {
     this.end()
   }
+}
+
+/** The reset of a `lastEventId` refused before any lookup, at the backend's position (once it knows it). */
+function invalid (position: string | Promise<string>): Replay | Promise<Replay> {
+  if (typeof position === 'string') return { reset: 'invalid', items: [], position }
+  return position.then(at => ({ reset: 'invalid', items: [], position: at }))
 }
 
 /**

@@ -1,0 +1,231 @@
+// Many Redis channels benchmark (not part of `npm test`):
+//   npx tsx bench/redis-rooms.ts [rooms = 10000] [rounds = 3]
+// `rooms` channels with one subscriber each, spread over two server processes that share one Redis (REDIS_URL,
+// default redis://127.0.0.1:6379): rooms 0, 2, 4… have their subscriber on server A, 1, 3, 5… on server B. A
+// client process opens them all as raw TCP connections on loopback and timestamps every delivery. Each round,
+// server A publishes one item to every room (at most 256 publishes in flight); half of them reach server B's
+// subscribers through its reader. Measured: Redis connections per server process (`CLIENT LIST`), delivery
+// latency p50/p99/max (publish() called → parsed by the client process), and each server's heap per channel —
+// idle (created, no subscriber) and with its subscriber connected (the channel, its subscription, the SSE stream
+// and its socket).
+import { fork, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { connect, type Socket } from 'node:net'
+import { cpus } from 'node:os'
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+const now = (): number => performance.timeOrigin + performance.now()
+const IN_FLIGHT = 256
+
+type ToServer =
+  | { type: 'open', rooms: number[] }
+  | { type: 'heap' }
+  | { type: 'size' }
+  | { type: 'publish', round: number, rooms: number }
+  | { type: 'stop' }
+type FromServer =
+  | { type: 'ready', port: number }
+  | { type: 'heap', bytes: number }
+  | { type: 'size', subscribed: number }
+  | { type: 'published', ms: number }
+  | { type: 'stopped' }
+type ToClient = { type: 'connect', ports: number[], rooms: number, rounds: number }
+type FromClient =
+  | { type: 'connected', errors: number }
+  | { type: 'delivered', round: number }
+  | { type: 'done', latencies: number[], errors: number }
+
+const self = fileURLToPath(import.meta.url)
+if (process.argv[2] === 'server') await server(process.argv[3] as string, process.argv[4] as string)
+else if (process.argv[2] === 'client') await client()
+else await main(Number(process.argv[2] ?? 10_000), Number(process.argv[3] ?? 3))
+
+/** A child process and a way to wait for its next message of a type. */
+function child<From extends { type: string }> (args: string[], execArgv: string[] = []) {
+  const proc: ChildProcess = fork(self, args, { stdio: 'inherit', execArgv: [...process.execArgv, ...execArgv] })
+  const messages: From[] = []
+  let wake: (() => void) | undefined
+  proc.on('message', (m: From) => { messages.push(m); wake?.() })
+  const next = async <K extends From['type']>(type: K, ms = 300_000): Promise<Extract<From, { type: K }>> => {
+    const deadline = Date.now() + ms
+    for (;;) {
+      const i = messages.findIndex(m => m.type === type)
+      if (i !== -1) return messages.splice(i, 1)[0] as Extract<From, { type: K }>
+      if (Date.now() > deadline) throw new Error(`no "${type}" from ${args.join(' ')} within ${ms} ms`)
+      await Promise.race([new Promise<void>(resolve => { wake = resolve }), sleep(1000)])
+    }
+  }
+  return { proc, next, send: (m: ToServer | ToClient) => proc.send(m) }
+}
+
+async function main (rooms: number, rounds: number): Promise<void> {
+  const { Redis } = await import('ioredis')
+  const admin = new Redis(REDIS_URL)
+  const tag = `bench-rooms-${process.pid}`
+  const prefix = `bench:fastify-typed-sse:${process.pid}:`
+  const names = ['a', 'b']
+  const servers = names.map(name => child<FromServer>(['server', prefix, `${tag}-${name}`], ['--expose-gc']))
+  const ports = await Promise.all(servers.map(async s => (await s.next('ready')).port))
+  const connections = async (name: string): Promise<number> =>
+    (await admin.call('CLIENT', 'LIST') as string).split('\n')
+      .filter(line => line.includes(` name=${tag}-${name}`)).length
+
+  // heap: empty app → every room's channel created (idle) → a subscriber on each
+  const heap = async (): Promise<number[]> => Promise.all(servers.map(async s => {
+    s.send({ type: 'heap' })
+    return (await s.next('heap')).bytes
+  }))
+  const empty = await heap()
+  const all = Array.from({ length: rooms }, (_, n) => n)
+  servers.forEach((s, i) => s.send({ type: 'open', rooms: all.filter(n => n % 2 === i) }))
+  const idle = await heap()
+  const idleConnections = await Promise.all(names.map(connections))
+  const clients = child<FromClient>(['client'])
+  clients.send({ type: 'connect', ports, rooms, rounds })
+  const { errors: connectErrors } = await clients.next('connected')
+  for (const s of servers) {
+    for (let i = 0; i < 600; i++) {
+      s.send({ type: 'size' })
+      if ((await s.next('size')).subscribed >= Math.floor(rooms / 2)) break
+      await sleep(100)
+    }
+  }
+  const subscribed = await heap()
+  const subscribedConnections = await Promise.all(names.map(connections))
+
+  const publisher = servers[0] as (typeof servers)[number]
+  let publishMs = 0
+  for (let round = 0; round < rounds; round++) {
+    publisher.send({ type: 'publish', round, rooms })
+    publishMs += (await publisher.next('published')).ms
+    await clients.next('delivered')
+    await sleep(200)
+  }
+  const { latencies, errors } = await clients.next('done')
+  for (const s of servers) {
+    s.send({ type: 'stop' })
+    await s.next('stopped')
+  }
+  clients.proc.kill()
+  const keys = await admin.keys(prefix + '*')
+  for (let i = 0; i < keys.length; i += 1000) await admin.del(...keys.slice(i, i + 1000))
+  await admin.quit()
+
+  latencies.sort((a, b) => a - b)
+  const pct = (p: number): string =>
+    (latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN).toFixed(1) + ' ms'
+  const perChannel = (after: number[], before: number[]): string =>
+    after.map((bytes, i) => ((bytes - (before[i] as number)) / Math.floor(rooms / 2) / 1024).toFixed(2) + ' KiB')
+      .join(' / ')
+  const machine = `Node ${process.version}, ${cpus().length} cores`
+  console.log(`\n${rooms} Redis channels × 1 subscriber over 2 server processes, ${machine}, ${rounds} rounds\n`)
+  console.log('| | server A / server B |')
+  console.log('|---|---|')
+  console.log(`| Redis connections, channels created, no subscriber | ${idleConnections.join(' / ')} |`)
+  console.log(`| Redis connections, every channel subscribed | ${subscribedConnections.join(' / ')} |`)
+  console.log(`| heap per idle channel | ${perChannel(idle, empty)} |`)
+  console.log(`| heap per subscribed channel (channel, subscription, stream, socket) | ${perChannel(subscribed, idle)} |`)
+  console.log('\n| delivery | |\n|---|---|')
+  console.log(`| deliveries | ${rooms * rounds} (${latencies.length} timed, ${errors + connectErrors} errors) |`)
+  console.log(`| latency p50 | ${pct(0.5)} |`)
+  console.log(`| latency p99 | ${pct(0.99)} |`)
+  console.log(`| latency max | ${(latencies.at(-1) ?? NaN).toFixed(1)} ms |`)
+  console.log(`| one round (${rooms} publishes, ${IN_FLIGHT} in flight) on server A | ${(publishMs / rounds).toFixed(0)} ms |`)
+}
+
+async function server (prefix: string, name: string): Promise<void> {
+  const { default: Fastify } = await import('fastify')
+  const { default: ssePlugin } = await import('../lib/index.js')
+  const { Redis } = await import('ioredis')
+  const { redisChannels } = await import('../lib/channel/redis.js')
+  const redis = new Redis(REDIS_URL, { connectionName: `${name}-client` })
+  const backend = redisChannels({ redis, prefix, readerName: name })
+  const app = Fastify({ logger: false })
+  await app.register(ssePlugin, { heartbeat: 60_000 })
+  const room = (n: number | string) => app.sse.channel<{ t: number, n: number }>(`room:${n}`, { history: 10, backend })
+  let mine: number[] = []
+  app.get<{ Params: { n: string } }>('/room/:n', (request, reply) =>
+    reply.sse(room(request.params.n).subscribe({
+      lastEventId: request.headers['last-event-id'],
+      signal: request.signal
+    })))
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const gc = (globalThis as { gc?: () => void }).gc as () => void
+  process.on('message', (m: ToServer) => {
+    void (async () => {
+      if (m.type === 'heap') {
+        gc()
+        process.send?.({ type: 'heap', bytes: process.memoryUsage().heapUsed } satisfies FromServer)
+      } else if (m.type === 'open') {
+        mine = m.rooms
+        for (const n of mine) room(n)
+      } else if (m.type === 'size') {
+        let subscribed = 0
+        for (const n of mine) subscribed += room(n).size
+        process.send?.({ type: 'size', subscribed } satisfies FromServer)
+      } else if (m.type === 'publish') {
+        const t0 = now()
+        let next = 0
+        await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
+          while (next < m.rooms) {
+            const n = next++
+            await room(n).publish({ event: 'tick', data: { t: now(), n: m.round } })
+          }
+        }))
+        process.send?.({ type: 'published', ms: now() - t0 } satisfies FromServer)
+      } else {
+        await app.close()
+        await redis.quit()
+        process.send?.({ type: 'stopped' } satisfies FromServer, () => process.exit(0))
+      }
+    })()
+  })
+  process.send?.({ type: 'ready', port: (app.server.address() as { port: number }).port } satisfies FromServer)
+}
+
+async function client (): Promise<void> {
+  const [message] = await once(process, 'message') as [ToClient]
+  const { ports, rooms, rounds } = message
+  const latencies: number[] = []
+  const delivered = new Array<number>(rounds).fill(0)
+  let errors = 0
+  const FRAME = /data: \{"t":([0-9.]+),"n":([0-9]+)\}/g
+
+  function onData (this: Socket & { tail?: string }, chunk: Buffer): void {
+    const at = now()
+    let text = (this.tail ?? '') + chunk.toString('latin1')
+    const end = text.lastIndexOf('\n\n')
+    if (end === -1) { this.tail = text; return }
+    this.tail = text.slice(end + 2)
+    text = text.slice(0, end)
+    for (const m of text.matchAll(FRAME)) {
+      const round = Number(m[2])
+      latencies.push(at - Number(m[1]))
+      if (++(delivered[round] as number) === rooms) process.send?.({ type: 'delivered', round } satisfies FromClient)
+    }
+  }
+
+  const sockets: Socket[] = []
+  const BATCH = 250
+  for (let i = 0; i < rooms; i += BATCH) {
+    await Promise.all(Array.from({ length: Math.min(BATCH, rooms - i) }, (_, j) => new Promise<void>((resolve) => {
+      const n = i + j
+      const socket = connect(ports[n % 2] as number, '127.0.0.1')
+      sockets.push(socket)
+      socket.on('error', () => { errors++; resolve() })
+      socket.write(`GET /room/${n} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`)
+      socket.once('data', (head: Buffer) => {
+        if (!head.toString('latin1').startsWith('HTTP/1.1 200')) errors++
+        socket.on('data', onData)
+        resolve()
+      })
+    })))
+  }
+  process.send?.({ type: 'connected', errors } satisfies FromClient)
+  for (let i = 0; i < 6000 && (delivered[rounds - 1] as number) < rooms; i++) await sleep(50)
+  process.send?.({ type: 'done', latencies, errors } satisfies FromClient)
+  for (const s of sockets) s.destroy()
+}
