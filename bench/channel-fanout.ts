@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
+import { stampedFrameReader } from './stamped-frames.js'
 
 const SUBSCRIBERS = Number(process.argv[2] ?? 5000) // server side only; the client is told
 const PUBLISHES = Number(process.argv[3] ?? 20)
@@ -191,21 +192,10 @@ async function client (): Promise<void> {
   const latencies: number[] = []
   const delivered = new Array<number>(publishes).fill(0)
   let errors = 0
-  const FRAME = /data: \{"t":([0-9.]+),"n":([0-9]+)\}/g
-
-  function onData (this: Socket & { tail?: string }, chunk: Buffer): void {
-    const at = now()
-    let text = (this.tail ?? '') + chunk.toString('latin1')
-    const end = text.lastIndexOf('\n\n')
-    if (end === -1) { this.tail = text; return }
-    this.tail = text.slice(end + 2)
-    text = text.slice(0, end)
-    for (const m of text.matchAll(FRAME)) {
-      const n = Number(m[2])
-      latencies.push(at - Number(m[1]))
-      if (++delivered[n]! === subscribers) process.send?.({ type: 'delivered', n } satisfies ToServer)
-    }
-  }
+  const onData = stampedFrameReader(now, (n, latency) => {
+    latencies.push(latency)
+    if (++delivered[n]! === subscribers) process.send?.({ type: 'delivered', n } satisfies ToServer)
+  })
 
   const sockets: Socket[] = []
   const BATCH = 250

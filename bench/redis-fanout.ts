@@ -13,6 +13,7 @@ import { cpus } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
+import { stampedFrameReader } from './stamped-frames.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const now = (): number => performance.timeOrigin + performance.now()
@@ -164,21 +165,10 @@ async function client (): Promise<void> {
   const latencies: number[] = []
   const delivered = new Array<number>(publishes).fill(0)
   let errors = 0
-  const FRAME = /data: \{"t":([0-9.]+),"n":([0-9]+)\}/g
-
-  function onData (this: Socket & { tail?: string }, chunk: Buffer): void {
-    const at = now()
-    let text = (this.tail ?? '') + chunk.toString('latin1')
-    const end = text.lastIndexOf('\n\n')
-    if (end === -1) { this.tail = text; return }
-    this.tail = text.slice(end + 2)
-    text = text.slice(0, end)
-    for (const m of text.matchAll(FRAME)) {
-      const n = Number(m[2])
-      latencies.push(at - Number(m[1]))
-      if (++delivered[n]! === total) process.send?.({ type: 'delivered', n } satisfies FromClient)
-    }
-  }
+  const onData = stampedFrameReader(now, (n, latency) => {
+    latencies.push(latency)
+    if (++delivered[n]! === total) process.send?.({ type: 'delivered', n } satisfies FromClient)
+  })
 
   const sockets: Socket[] = []
   const BATCH = 250
