@@ -20,6 +20,7 @@ export type SseInputErrorCode =
 export type SseRuntimeErrorCode =
   | 'FST_SSE_CHANNEL_CLOSED'
   | 'FST_SSE_CHANNEL_UNAVAILABLE'
+  | 'FST_SSE_PUSH_OVERFLOW'
   | 'FST_SSE_PARSE'
   | SseClientErrorCode
   | 'FST_SSE_COLLECT_TIMEOUT'
@@ -145,6 +146,12 @@ export function channelClosed (name: string): SseRuntimeError {
 /** A publish the channel's shared store (Redis) did not take: unreachable, too slow to answer, or an error. */
 export function channelUnavailable (name: string, problem: string, cause?: unknown): SseRuntimeError {
   return new SseRuntimeError('FST_SSE_CHANNEL_UNAVAILABLE', `SSE channel "${name}": ${problem}`, causeOf(cause))
+}
+
+/** A push source's queue went over its bound: the client fell too far behind, and its stream ends. */
+export function pushOverflow (items: number, bytes: number, queueItems: number, queueBytes: number): SseRuntimeError {
+  return new SseRuntimeError('FST_SSE_PUSH_OVERFLOW',
+    `SSE push source: the client fell ${items} items (${bytes} bytes) behind, over queueItems ${queueItems} or queueBytes ${queueBytes}; stream ended`)
 }
 
 /** A value as a message shows it: a string quoted and called one (`"1000" (string)`), so it is not read as a number. */

@@ -57,7 +57,18 @@ export interface StreamLink {
    * queued (the stream then ends by itself once the socket takes it).
    */
   disconnect: () => boolean
+  /**
+   * The item's frame as this stream writes it: checked and encoded by the stream's own rules (a typed route's
+   * serializer, and its schema with `validate`). Throws the `SseError` that would refuse the item.
+   */
+  encode: (item: unknown) => Buffer
 }
+
+/**
+ * Marks a source that runs no user code before its first item (a channel subscription): nothing can fail early,
+ * so its stream sends the headers at once instead of waiting `headersDelay` for the first item.
+ */
+export const kOpensAtOnce = Symbol('fastify-typed-sse.opensAtOnce')
 
 /** A source that takes part in the attach handshake. */
 export interface AttachableSource {
@@ -177,8 +188,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
     if (reply.raw.socket === null) this.#unwatch = onConnectionClose(reply.request, this.#onResponseClose)
     if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
     if (this.#heartbeat !== false) joinHeartbeats(this, this.#heartbeat)
-    // a channel subscription runs no user code before its first item: nothing can fail early
-    this.#holdFor = kAttachStream in source ? 0 : options.headersDelay
+    this.#holdFor = kOpensAtOnce in source ? 0 : options.headersDelay
   }
 
   /**
@@ -252,6 +262,11 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
     return typed === undefined
       ? encodeItem(item, this.#serialize)
       : encodeItem(item, typed.serialize ?? this.#serialize, typed.text)
+  }
+
+  /** @internal The `StreamLink` side of `#encode`: a frame as bytes, for a source that queues encoded items. */
+  encode (item: unknown): Buffer {
+    return frameOf(item) ?? Buffer.from(this.#encode(item))
   }
 
   #onStep = (step: IteratorResult<SseItem<unknown>>): void => {

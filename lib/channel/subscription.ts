@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { encodeAhead, frameSize } from '../encode.js'
 import { channelUnavailable } from '../errors.js'
-import { kAttachStream, type AttachableSource, type StreamLink } from '../stream.js'
+import { kAttachStream, kOpensAtOnce, type AttachableSource, type StreamLink } from '../stream.js'
 import type { SseItem } from '../types.js'
 import type { ChannelBackend, ChannelItem, Replay, ResetReason } from './backend.js'
 
@@ -128,6 +128,11 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
 
   [kAttachStream] (stream: StreamLink): void {
     this.#stream = stream
+  }
+
+  /** It runs no user code before its first item: its stream opens at once. */
+  get [kOpensAtOnce] (): true {
+    return true
   }
 
   /** A live item, from the channel's fan-out. Never waits. */
