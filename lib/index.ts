@@ -109,7 +109,8 @@ export { SseError, SseRuntimeError, SseParseError } from './errors.js'
 export type { SseInputErrorCode, SseRuntimeErrorCode } from './errors.js'
 export { MAX_LAST_EVENT_ID } from './channel/index.js'
 export type {
-  Channel, ChannelOptions, ChannelSubscription, SharedChannelOptions, SseChannels, SseResetData, SubscribeOptions
+  Channel, ChannelOptions, ChannelSubscription, SharedChannelOptions, SseChannels, SseResetData, SubscribeOptions,
+  TargetOptions
 } from './channel/index.js'
 export type { ChannelBackendFactory, PublishOptions, ResetReason } from './channel/backend.js'
 export { parseEventStream, type ParseOptions } from './client/parse.js'

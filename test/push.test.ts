@@ -201,7 +201,7 @@ t.test('a client that never reads: push() returns false at half the bound, drain
 t.test('a reading client outrun by a burst over the bound: what is queued is written, then the stream fails too slow', async t => {
   const { app, url, logs } = await startApp(app => {
     app.get('/burst', (_req, reply) => {
-      const source = pushSource<number>({ queueItems: 4, queueBytes: 1 << 20 })
+      const source = pushSource<number | string>({ queueItems: 4, queueBytes: 1 << 20 })
       reply.sse(source, { onError: err => ({ event: 'error', data: (err as { code: string }).code }) })
       setImmediate(() => {
         const results: boolean[] = []
