@@ -65,8 +65,8 @@ export interface StreamLink {
 }
 
 /**
- * Marks a source that runs no user code before its first item (a channel subscription): nothing can fail early,
- * so its stream sends the headers at once instead of waiting `headersDelay` for the first item.
+ * True on a source that runs no user code before its first item (a channel subscription): nothing can fail
+ * early, so its stream sends the headers at once instead of waiting `headersDelay` for the first item.
  */
 export const kOpensAtOnce = Symbol('fastify-typed-sse.opensAtOnce')
 
@@ -188,7 +188,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
     if (reply.raw.socket === null) this.#unwatch = onConnectionClose(reply.request, this.#onResponseClose)
     if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
     if (this.#heartbeat !== false) joinHeartbeats(this, this.#heartbeat)
-    this.#holdFor = kOpensAtOnce in source ? 0 : options.headersDelay
+    this.#holdFor = (source as { [kOpensAtOnce]?: boolean })[kOpensAtOnce] === true ? 0 : options.headersDelay
   }
 
   /**
