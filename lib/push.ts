@@ -168,7 +168,8 @@ class Push implements PushSource<SseItem<unknown>>, AsyncIterator<SseItem<unknow
     const item = this.#shift()
     if (item !== undefined) return Promise.resolve({ value: item, done: false })
     if (this.#closed) return this.#last()
-    if (this.#waiting !== undefined) return this.#waiting.then(() => this.next())
+    // after the pending one, however it settles: a failure is handed out once
+    if (this.#waiting !== undefined) return this.#waiting.then(() => this.next(), () => this.next())
     const waiting = new Promise<Step>(resolve => { this.#wake = resolve })
     this.#waiting = waiting
     return waiting
