@@ -1,4 +1,4 @@
-import { encodeItem, frameOf, withFrame } from './encode.js'
+import { EncodedFrame, encodeItem } from './encode.js'
 import { invalidOption, pushOverflow } from './errors.js'
 import { kAttachStream, type AttachableSource, type StreamLink } from './stream.js'
 import type { SseSchema } from './typed/schema.js'
@@ -59,13 +59,16 @@ const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, 
 
 type Step = IteratorResult<SseItem<unknown>, undefined>
 
+/** Once streamed, the frames the stream's own rules encoded; before that, items as pushed. */
+type Queued = EncodedFrame | SseItem<unknown>
+
 /** Before the source is streamed only the fields are checked: the data is encoded by the stream's serializer. */
 function noData (): string {
   return ''
 }
 
-function bytesOf (item: SseItem<unknown>): number {
-  return frameOf(item)?.length ?? 0
+function bytesOf (item: Queued): number {
+  return item instanceof EncodedFrame ? item.bytes : 0
 }
 
 function checkBound (name: keyof typeof DEFAULTS, value: number | undefined): number {
@@ -79,8 +82,8 @@ function checkBound (name: keyof typeof DEFAULTS, value: number | undefined): nu
 class Push implements PushSource<SseItem<unknown>>, AsyncIterator<SseItem<unknown>, undefined>, AttachableSource {
   readonly #queueItems: number
   readonly #queueBytes: number
-  /** Encoded items once streamed; before that, items as pushed (encoded when the stream takes the source). */
-  #queue: Array<SseItem<unknown> | undefined> = []
+  /** Frames once streamed; before that, items as pushed (encoded when the stream takes the source). */
+  #queue: Array<Queued | undefined> = []
   #head = 0
   #bytes = 0
   #link: StreamLink | undefined
@@ -121,7 +124,7 @@ class Push implements PushSource<SseItem<unknown>>, AsyncIterator<SseItem<unknow
     const queued = this.#encode(item)
     if (this.#wake !== undefined) {
       // the stream is waiting for an item: straight to it
-      this.#settle({ value: queued, done: false })
+      this.#settle({ value: queued as SseItem<unknown>, done: false })
       return true
     }
     const size = bytesOf(queued)
@@ -189,11 +192,10 @@ class Push implements PushSource<SseItem<unknown>>, AsyncIterator<SseItem<unknow
     this.#link = link
     // what was pushed before the source was streamed is encoded now, by the stream's rules
     for (let i = this.#head; i < this.#queue.length; i++) {
-      const item = this.#queue[i] as SseItem<unknown>
       try {
-        const encoded = withFrame(item, link.encode(item))
+        const encoded = new EncodedFrame(link.encode(this.#queue[i]))
         this.#queue[i] = encoded
-        this.#bytes += bytesOf(encoded)
+        this.#bytes += encoded.bytes
       } catch (err) {
         // as a generator that yields a bad item: what came before it is written, then the stream fails
         this.#queue.length = i
@@ -204,8 +206,8 @@ class Push implements PushSource<SseItem<unknown>>, AsyncIterator<SseItem<unknow
   }
 
   /** Encoded by the stream's rules once it is streamed; before that, its fields are checked. Throws for a bad item. */
-  #encode (item: SseItem<unknown>): SseItem<unknown> {
-    if (this.#link !== undefined) return withFrame(item, this.#link.encode(item))
+  #encode (item: SseItem<unknown>): Queued {
+    if (this.#link !== undefined) return new EncodedFrame(this.#link.encode(item))
     encodeItem(item, noData)
     return item
   }
@@ -218,6 +220,7 @@ class Push implements PushSource<SseItem<unknown>>, AsyncIterator<SseItem<unknow
     else this.fail(pushOverflow(count, this.#bytes, this.#queueItems, this.#queueBytes))
   }
 
+  /** The next queued item; a frame is handed to the stream as an item it writes as it is (see `frameOf`). */
   #shift (): SseItem<unknown> | undefined {
     if (this.#head === this.#queue.length) return undefined
     const item = this.#queue[this.#head] as SseItem<unknown>

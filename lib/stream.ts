@@ -61,7 +61,7 @@ export interface StreamLink {
    * The item's frame as this stream writes it: checked and encoded by the stream's own rules (a typed route's
    * serializer, and its schema with `validate`). Throws the `SseError` that would refuse the item.
    */
-  encode: (item: unknown) => Buffer
+  encode: (item: unknown) => Frame
 }
 
 /**
@@ -264,9 +264,9 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
       : encodeItem(item, typed.serialize ?? this.#serialize, typed.text)
   }
 
-  /** @internal The `StreamLink` side of `#encode`: a frame as bytes, for a source that queues encoded items. */
-  encode (item: unknown): Buffer {
-    return frameOf(item) ?? Buffer.from(this.#encode(item))
+  /** @internal The `StreamLink` side of `#encode`, for a source that queues encoded frames. */
+  encode (item: unknown): Frame {
+    return frameOf(item) ?? this.#encode(item)
   }
 
   #onStep = (step: IteratorResult<SseItem<unknown>>): void => {
@@ -278,7 +278,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
     }
     let frame: Frame
     try {
-      // an item encoded ahead of time (a channel's, checked when it was published) is written as it is
+      // an item encoded ahead of time (a channel's, checked when it was published; a push source's) is written as it is
       frame = frameOf(step.value) ?? this.#encode(step.value)
     } catch (err) {
       if (this.#failEarly(err, 'item refused')) return

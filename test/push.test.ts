@@ -93,6 +93,25 @@ t.test('a bad item throws at the push call, naming the field, and the stream goe
     [[true, 'event'], [true, 'id'], [true, 'retry'], [true, 'data'], [true, 'item']])
 })
 
+t.test('a channel\'s item pushed on is written with the frame it was published with', async t => {
+  const { app, url } = await startApp(app => {
+    const news = app.sse.channel<string>('news')
+    app.get('/forward', async (_req, reply) => {
+      const subscription = news.subscribe()
+      news.publish({ id: 'n1', event: 'headline', data: 'one' })
+      const item = (await subscription.next()).value as SseItem<string>
+      await subscription.return?.()
+      const source = pushSource<string>()
+      reply.sse(source)
+      source.end(item)
+      return reply
+    })
+  })
+  t.teardown(() => app.close())
+  const { events } = await open(`${url}/forward`)
+  t.same(await all(events), [{ id: 'n1', event: 'headline', data: 'one' }])
+})
+
 t.test('typed route: the route\'s serializer and its validate check apply at the push call', async t => {
   const Tick = Type.Object({ n: Type.Number() })
   const refused = deferred<unknown>()
