@@ -278,7 +278,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
     }
     let frame: Frame
     try {
-      // an item encoded ahead of time (a channel's, checked when it was published; a push source's) is written as it is
+      // an item encoded ahead of time (a channel's when published, a push source's when pushed) is written as it is
       frame = frameOf(step.value) ?? this.#encode(step.value)
     } catch (err) {
       if (this.#failEarly(err, 'item refused')) return

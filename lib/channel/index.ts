@@ -251,7 +251,9 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
     if (this.#closed) throw channelClosed(this.name)
     if (target === undefined) return this.#backend.append(item, this.#encode, options)
     if (this.#backend.targeting !== true) {
-      throw invalidOption(options?.to === undefined ? 'exclude' : 'to', `is not supported by the backend of channel "${this.name}", which does not keep targeting with its items (Redis): use a channel per audience`, 'publish()')
+      const problem = `is not supported by the backend of channel "${this.name}", which does not keep targeting ` +
+        'with its items (Redis): use a channel per audience'
+      throw invalidOption(options?.to === undefined ? 'exclude' : 'to', problem, 'publish()')
     }
     this.#targeted = true
     return this.#backend.append(item, this.#targetedEncoder(target), options)
