@@ -197,9 +197,11 @@ class Push implements PushSource<SseItem<unknown>>, AsyncIterator<SseItem<unknow
         this.#queue[i] = encoded
         this.#bytes += encoded.bytes
       } catch (err) {
-        // as a generator that yields a bad item: what came before it is written, then the stream fails
+        // as a generator that yields a bad item: what came before it is written, then the stream fails, even
+        // when end() or fail() was called already (what came after the bad item is never written)
         this.#queue.length = i
-        this.fail(err)
+        this.#failure = { error: err }
+        this.#close()
         return
       }
     }

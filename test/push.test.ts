@@ -306,3 +306,30 @@ t.test('iterated by hand: next() waits for a push, a second next() queues behind
   t.same(await other[Symbol.asyncIterator]().return?.(), { value: undefined, done: true })
   t.equal(other.queued, 0, 'return() drops the queue')
 })
+
+t.test('an item pushed before it streams and refused then fails the stream even when end() was called', async t => {
+  const Tick = Type.Object({ n: Type.Number() })
+  const { app, url, logs } = await startApp(app => {
+    const route = { schema: { response: { 200: sseSchema(Tick) } }, config: { sse: { validate: true } } }
+    app.get('/ended-early', route, () => {
+      const source = pushSource<typeof Tick.static>()
+      source.push({ data: { n: 'one' } as unknown as { n: number } })
+      source.end()
+      return source
+    })
+    app.get('/ended-late', route, (_req, reply) => {
+      const source = pushSource<typeof Tick.static>()
+      source.push({ data: { n: 1 } })
+      source.push({ data: { n: 'two' } as unknown as { n: number } })
+      source.end({ data: { n: 3 } })
+      return reply.sse(source, { headersDelay: 0, onError: err => ({ event: 'error', data: (err as { code: string }).code }) })
+    })
+  })
+  t.teardown(() => app.close())
+  const early = await request(`${url}/ended-early`)
+  t.equal(early.statusCode, 500, 'the route\'s error, not an empty stream')
+  t.match(await early.body.json(), { code: 'FST_SSE_INVALID_ITEM' })
+  const { events } = await open(`${url}/ended-late`)
+  t.same(await all(events), [{ data: '{"n":1}' }, { event: 'error', data: 'FST_SSE_INVALID_ITEM' }])
+  t.match(logs.at(ERROR), [{ err: { code: 'FST_SSE_INVALID_ITEM' } }])
+})
