@@ -112,6 +112,11 @@ export function invalidSource (route: string, got: string): SseError {
   return new SseError('FST_SSE_INVALID_SOURCE', 'source', `reply.sse() on ${route} needs an async or sync iterable of SSE items, got ${got}`)
 }
 
+/** `reply.sse()` was given a push source that another stream takes its items from already. */
+export function sourceTaken (route: string): SseError {
+  return new SseError('FST_SSE_INVALID_SOURCE', 'source', `reply.sse() on ${route}: this push source feeds a stream already; one source feeds one stream (make one per request)`)
+}
+
 /** A handler of a route documented as SSE returned something that is neither a stream nor a reply. */
 export function notAStream (route: string, got: string): SseError {
   return new SseError('FST_SSE_NOT_A_STREAM', route, `route ${route} has an sseSchema() response but its handler neither yields nor calls reply.sse(): it returned ${got}`)

@@ -98,6 +98,11 @@ class Push implements PushSource<SseItem<unknown>>, AsyncIterator<SseItem<unknow
   #controller: AbortController | undefined
   #drained: { promise: Promise<void>, resolve: () => void } | undefined
 
+  /** Whether a stream took this source: its items are that stream's (see `feedsAStream`). */
+  static taken (source: Push): boolean {
+    return source.#link !== undefined
+  }
+
   constructor (options: PushSourceOptions) {
     this.#queueItems = checkBound('queueItems', options.queueItems)
     this.#queueBytes = checkBound('queueBytes', options.queueBytes)
@@ -265,6 +270,11 @@ class Push implements PushSource<SseItem<unknown>>, AsyncIterator<SseItem<unknow
     this.#drained = undefined
     drained?.resolve()
   }
+}
+
+/** A push source a stream takes its items from already: another would split them (and their accounting). */
+export function feedsAStream (source: unknown): boolean {
+  return source instanceof Push && Push.taken(source)
 }
 
 /**

@@ -333,3 +333,27 @@ t.test('an item pushed before it streams and refused then fails the stream even 
   t.same(await all(events), [{ data: '{"n":1}' }, { event: 'error', data: 'FST_SSE_INVALID_ITEM' }])
   t.match(logs.at(ERROR), [{ err: { code: 'FST_SSE_INVALID_ITEM' } }])
 })
+
+t.test('a push source that feeds a stream already is refused by a second reply.sse(), naming the source', async t => {
+  let shared: PushSource<SseItem<string>> | undefined
+  const { app, url } = await startApp(app => {
+    app.get('/shared', (_req, reply) => {
+      shared ??= pushSource<string>()
+      return reply.sse(shared)
+    })
+    app.get('/returned', () => shared)
+  }, { headersDelay: 0 })
+  t.teardown(() => app.close())
+  const first = await open(`${url}/shared`)
+  const source = shared as PushSource<SseItem<string>>
+  source.push({ data: 'queued' })
+  source.push({ data: 'queued too' })
+  for (const path of ['/shared', '/returned']) {
+    const second = await within(request(`${url}${path}`, { bodyTimeout: 5000 }), 5000, `${path} to be answered`)
+    t.equal(second.statusCode, 500, `${path}: refused`)
+    t.match(await second.body.json(), { code: 'FST_SSE_INVALID_SOURCE', message: /GET \/(shared|returned): this push source feeds a stream already/ })
+  }
+  t.notOk(source.closed, 'the first stream\'s source was left alone')
+  source.end({ data: 'last' })
+  t.same(await within(all(first.events), 5000, 'the first stream to end'), [{ data: 'queued' }, { data: 'queued too' }, { data: 'last' }])
+})
