@@ -80,9 +80,24 @@ export function encodeAhead<T extends SseItem<unknown>> (item: T, serialize?: Ss
   return withFrame(item, Buffer.from(encodeItem(item, serialize)))
 }
 
-/** The frame an item carries when it was encoded ahead of time, else undefined. */
-export function frameOf (item: unknown): Buffer | undefined {
-  return (item as { [kFrame]?: Buffer } | null | undefined)?.[kFrame]
+/**
+ * A frame on its own, with its size in bytes: what a push source hands the stream that encoded it (through
+ * `StreamLink.encode`, by that stream's rules). A string frame is gathered with the stream's other string frames
+ * into one write, as the stream's own are; no item fields are copied or frozen.
+ */
+export class EncodedFrame {
+  readonly [kFrame]: Frame
+  readonly bytes: number
+
+  constructor (frame: Frame) {
+    this[kFrame] = frame
+    this.bytes = typeof frame === 'string' ? Buffer.byteLength(frame) : frame.byteLength
+  }
+}
+
+/** The frame an item carries when it was encoded ahead of time (bytes, or a push source's string), else undefined. */
+export function frameOf (item: unknown): Frame | undefined {
+  return (item as { [kFrame]?: Frame } | null | undefined)?.[kFrame]
 }
 
 /** The size in bytes of an encoded item's frame. */

@@ -20,6 +20,7 @@ export type SseInputErrorCode =
 export type SseRuntimeErrorCode =
   | 'FST_SSE_CHANNEL_CLOSED'
   | 'FST_SSE_CHANNEL_UNAVAILABLE'
+  | 'FST_SSE_PUSH_OVERFLOW'
   | 'FST_SSE_PARSE'
   | SseClientErrorCode
   | 'FST_SSE_COLLECT_TIMEOUT'
@@ -111,6 +112,11 @@ export function invalidSource (route: string, got: string): SseError {
   return new SseError('FST_SSE_INVALID_SOURCE', 'source', `reply.sse() on ${route} needs an async or sync iterable of SSE items, got ${got}`)
 }
 
+/** `reply.sse()` was given a push source that another stream takes its items from already. */
+export function sourceTaken (route: string): SseError {
+  return new SseError('FST_SSE_INVALID_SOURCE', 'source', `reply.sse() on ${route}: this push source feeds a stream already; one source feeds one stream (make one per request)`)
+}
+
 /** A handler of a route documented as SSE returned something that is neither a stream nor a reply. */
 export function notAStream (route: string, got: string): SseError {
   return new SseError('FST_SSE_NOT_A_STREAM', route, `route ${route} has an sseSchema() response but its handler neither yields nor calls reply.sse(): it returned ${got}`)
@@ -145,6 +151,12 @@ export function channelClosed (name: string): SseRuntimeError {
 /** A publish the channel's shared store (Redis) did not take: unreachable, too slow to answer, or an error. */
 export function channelUnavailable (name: string, problem: string, cause?: unknown): SseRuntimeError {
   return new SseRuntimeError('FST_SSE_CHANNEL_UNAVAILABLE', `SSE channel "${name}": ${problem}`, causeOf(cause))
+}
+
+/** A push source's queue went over its bound: the client fell too far behind, and its stream ends. */
+export function pushOverflow (items: number, bytes: number, queueItems: number, queueBytes: number): SseRuntimeError {
+  return new SseRuntimeError('FST_SSE_PUSH_OVERFLOW',
+    `SSE push source: the client fell ${items} items (${bytes} bytes) behind, over queueItems ${queueItems} or queueBytes ${queueBytes}; stream ended`)
 }
 
 /** A value as a message shows it: a string quoted and called one (`"1000" (string)`), so it is not read as a number. */

@@ -1,3 +1,4 @@
+import { tracingChannel } from 'node:diagnostics_channel'
 import type { OutgoingHttpHeaders } from 'node:http'
 import type { Http2ServerResponse, ServerHttp2Session } from 'node:http2'
 import type { Socket } from 'node:net'
@@ -111,6 +112,25 @@ export function sendPathIdle (reply: FastifyReply): boolean {
   if (contextKey === undefined || trailersKey === undefined) return false
   const context = (reply.request as unknown as Record<symbol, { onSend?: unknown } | undefined>)[contextKey]
   return context?.onSend === null && (reply as unknown as Record<symbol, unknown>)[trailersKey] === null
+}
+
+/** Fastify's tracing channel of route handlers (5.x `handle-request.js`, `wrap-thenable.js`). */
+const handlerTracing = tracingChannel<unknown, object>('fastify.request.handler')
+
+/**
+ * Ends the `fastify.request.handler` span of an async handler whose reply streams. Fastify publishes its
+ * `asyncStart` and `asyncEnd` when the handler's promise fulfils, then sends what it fulfilled with; a streaming
+ * handler's promise is never fulfilled for Fastify (it would answer a second time while the head waits for the
+ * first item, and publishes nothing once the reply is hijacked), so they are published here, with the store
+ * Fastify made for the request (under `fastify.diagnosticsStore`, 5.x; only while the channel has subscribers).
+ * As for a handler that returns a Node stream, the span ends when the handler has handed the stream over.
+ */
+export function endHandlerSpan (reply: FastifyReply): void {
+  const key = fastifySymbol(reply, 'fastify.diagnosticsStore')
+  const store = key === undefined ? undefined : (reply as unknown as Record<symbol, object | undefined>)[key]
+  if (store === undefined) return
+  handlerTracing.asyncStart.publish(store)
+  handlerTracing.asyncEnd.publish(store)
 }
 
 /**

@@ -98,6 +98,7 @@ export const ssePlugin = fp(ssePluginCallback, { fastify: '5.x', name: 'fastify-
 export default ssePlugin
 
 export { encodeItem } from './encode.js'
+export { pushSource, type PushItemOf, type PushSource, type PushSourceOptions } from './push.js'
 export { sseSchema } from './typed/schema.js'
 export { sseSwaggerTransform, type SwaggerTransformInput } from './typed/openapi.js'
 export type {
@@ -108,7 +109,8 @@ export { SseError, SseRuntimeError, SseParseError } from './errors.js'
 export type { SseInputErrorCode, SseRuntimeErrorCode } from './errors.js'
 export { MAX_LAST_EVENT_ID } from './channel/index.js'
 export type {
-  Channel, ChannelOptions, ChannelSubscription, SharedChannelOptions, SseChannels, SseResetData, SubscribeOptions
+  Channel, ChannelOptions, ChannelSubscription, SharedChannelOptions, SseChannels, SseResetData, SubscribeOptions,
+  TargetOptions
 } from './channel/index.js'
 export type { ChannelBackendFactory, PublishOptions, ResetReason } from './channel/backend.js'
 export { parseEventStream, type ParseOptions } from './client/parse.js'

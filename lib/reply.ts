@@ -1,8 +1,9 @@
 import type { FastifyReply } from 'fastify'
-import { alreadySent, invalidSource, notAcceptable, routeName } from './errors.js'
+import { alreadySent, invalidSource, notAcceptable, routeName, sourceTaken } from './errors.js'
 import { clearHandlerTimeout, sendPathIdle, sendPipedBody } from './fastify-internals.js'
 import type { StreamRegistry } from './metrics.js'
 import { resolveOptions, routeStreamOptions, type Limits, type ResolvedOptions } from './options.js'
+import { feedsAStream } from './push.js'
 import { dropSource, EventStream, isSource, STREAM_HEADERS } from './stream.js'
 import { typedItemHook } from './typed/items.js'
 import type { SseStreamOptions } from './types.js'
@@ -86,6 +87,8 @@ function qOf (params: string[]): number {
 /** The `reply.sse` decorator of a plugin instance. */
 export function sseDecorator (host: StreamHost) {
   return function sse (this: FastifyReply, source: unknown, streamOptions?: SseStreamOptions): FastifyReply {
+    // before anything would stop it: it is the other stream's source
+    if (feedsAStream(source)) throw sourceTaken(`${this.request.method} ${this.request.url}`)
     let options: ResolvedOptions
     try {
       const base = routeStreamOptions(this.routeOptions.config) ?? host.defaults

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod, RouteOptions } from 'fastify'
 import { notAStream, routeName, sentIterator, unseenRoute } from './errors.js'
+import { endHandlerSpan } from './fastify-internals.js'
 import { resolveRouteOptions, type ResolvedOptions } from './options.js'
 import { isSeenRoute, isStreaming, kSeenRoute } from './reply.js'
 import { bindStreamSignal } from './signal.js'
@@ -61,7 +62,8 @@ function settle (result: unknown, reply: FastifyReply, streams: RouteStreams | u
 /**
  * The handler's promise, as Fastify reads it (`then()`, then it sends what it got). A promise that resolves
  * with nothing while the headers wait for the first item would make Fastify answer a second time; this
- * thenable passes on what to send, and nothing at all once the reply streams.
+ * thenable passes on what to send, and nothing at all once the reply streams (the handler's tracing span is
+ * ended instead, see `endHandlerSpan`).
  */
 function settleLater (
   result: PromiseLike<unknown>, reply: FastifyReply, streams: RouteStreams | undefined, route: string
@@ -77,6 +79,7 @@ function settleLater (
           return
         }
         if (!isStreaming(reply)) fulfil?.(out as never)
+        else endHandlerSpan(reply)
       }, reject)
       return undefined as never
     }

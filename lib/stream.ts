@@ -57,7 +57,18 @@ export interface StreamLink {
    * queued (the stream then ends by itself once the socket takes it).
    */
   disconnect: () => boolean
+  /**
+   * The item's frame as this stream writes it: checked and encoded by the stream's own rules (a typed route's
+   * serializer, and its schema with `validate`). Throws the `SseError` that would refuse the item.
+   */
+  encode: (item: unknown) => Frame
 }
+
+/**
+ * True on a source that runs no user code before its first item (a channel subscription): nothing can fail
+ * early, so its stream sends the headers at once instead of waiting `headersDelay` for the first item.
+ */
+export const kOpensAtOnce = Symbol('fastify-typed-sse.opensAtOnce')
 
 /** A source that takes part in the attach handshake. */
 export interface AttachableSource {
@@ -177,8 +188,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
     if (reply.raw.socket === null) this.#unwatch = onConnectionClose(reply.request, this.#onResponseClose)
     if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
     if (this.#heartbeat !== false) joinHeartbeats(this, this.#heartbeat)
-    // a channel subscription runs no user code before its first item: nothing can fail early
-    this.#holdFor = kAttachStream in source ? 0 : options.headersDelay
+    this.#holdFor = (source as { [kOpensAtOnce]?: boolean })[kOpensAtOnce] === true ? 0 : options.headersDelay
   }
 
   /**
@@ -254,6 +264,11 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
       : encodeItem(item, typed.serialize ?? this.#serialize, typed.text)
   }
 
+  /** @internal The `StreamLink` side of `#encode`, for a source that queues encoded frames. */
+  encode (item: unknown): Frame {
+    return frameOf(item) ?? this.#encode(item)
+  }
+
   #onStep = (step: IteratorResult<SseItem<unknown>>): void => {
     this.#pulling = false
     if (this.#finished) return // closed while the source was working: its item has nowhere to go
@@ -263,7 +278,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
     }
     let frame: Frame
     try {
-      // an item encoded ahead of time (a channel's, checked when it was published) is written as it is
+      // an item encoded ahead of time (a channel's when published, a push source's when pushed) is written as it is
       frame = frameOf(step.value) ?? this.#encode(step.value)
     } catch (err) {
       if (this.#failEarly(err, 'item refused')) return

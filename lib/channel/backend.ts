@@ -74,6 +74,14 @@ export interface ChannelBackend<Id extends string | Promise<string> = string | P
    * rejection of that promise instead of throwing them.
    */
   readonly asynchronous?: boolean
+  /**
+   * `deliver` and `replay` hand out the very objects `encode.item` made, so what the channel keeps with them (a
+   * publish's `to`/`exclude`) holds for live items and replays alike. A publish that targets is refused on a
+   * backend without it (one that rebuilds items from a store, as Redis does). Such a backend answers `replay`
+   * synchronously: an asynchronous replay is merged with live items by `position`, which a subscriber the item
+   * at `position` did not target never received live.
+   */
+  readonly targeting?: boolean
   /** What was published after `lastEventId` (a string of bounded length). Never throws for an unknown id. */
   replay: (lastEventId: string) => Replay | Promise<Replay>
   /**

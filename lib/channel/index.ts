@@ -4,6 +4,7 @@ import type {
 } from './backend.js'
 import { memoryBackend } from './memory.js'
 import { Subscriber, type ChannelSubscription, type SubscribeOptions, type SubscriberHost } from './subscription.js'
+import { reaches, resolveTags, resolveTarget, setTarget, type Target, type TargetOptions } from './target.js'
 import { encodeAhead, encodeItem, encodeParts } from '../encode.js'
 import { cutOff, replayServed, resetServed } from '../diagnostics.js'
 import { channelClosed, invalidOption } from '../errors.js'
@@ -11,6 +12,7 @@ import { StreamRegistry, type ChannelCounters, type SseChannelStats, type SseSta
 import type { SseItem, SseSerializer } from '../types.js'
 
 export { MAX_LAST_EVENT_ID, type ChannelSubscription, type SseResetData, type SubscribeOptions } from './subscription.js'
+export type { TargetOptions } from './target.js'
 
 // Broadcast: one writer, many listeners. Each published item is encoded once by the channel and the same
 // frame is handed to every subscriber's bounded queue; the stream writer (lib/stream) writes those bytes as they
@@ -54,11 +56,12 @@ export interface Channel<T = unknown, Published extends string | Promise<string>
    * Encodes the item once, keeps it in the history and hands it to every subscriber; returns its id (a new
    * monotonic one when the item has none). Throws the encoder's `TypeError` for a bad item, which then reaches
    * no subscriber. Never waits for a subscriber. On a shared channel (Redis) it returns a promise of the id
-   * (the stream's), resolved once the item is stored, and rejects instead of throwing.
+   * (the stream's), resolved once the item is stored, and rejects instead of throwing. An in-memory channel
+   * takes `{ to, exclude }`: only the subscribers whose `tags` match get the item, live and in replays.
    */
   publish: [Published] extends [Promise<string>]
     ? (item: SseItem<T>, options?: PublishOptions) => Published
-    : (item: SseItem<T>) => Published
+    : (item: SseItem<T>, options?: TargetOptions) => Published
   /** Items published from now on, after those missed since `lastEventId`. Ends when `signal` aborts. */
   subscribe: (options?: SubscribeOptions) => ChannelSubscription<T>
   /** Ends every subscription (their streams end) and forgets the history; the name can be used again. */
@@ -128,6 +131,8 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
   readonly #onClose: (channel: SseChannel<T>) => void
   readonly #counters: ChannelCounters
   #closed = false
+  /** Set by the first targeted publish: until then the fan-out checks no subscriber's tags. */
+  #targeted = false
   #items = 0
   #cutOffs = 0
   #replays = 0
@@ -156,8 +161,8 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
     return this.#closed
   }
 
-  publish (item: SseItem<T>, options?: PublishOptions): string | Promise<string> {
-    if (this.#backend.asynchronous !== true) return this.#append(item)
+  publish (item: SseItem<T>, options?: PublishOptions & TargetOptions): string | Promise<string> {
+    if (this.#backend.asynchronous !== true) return this.#append(item, options)
     try {
       return this.#append(item, options)
     } catch (err) {
@@ -166,7 +171,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
   }
 
   subscribe (options: SubscribeOptions = {}): ChannelSubscription<T> {
-    const subscriber = new Subscriber(this, options.signal)
+    const subscriber = new Subscriber(this, options.signal, resolveTags(options.tags))
     if (this.#closed) subscriber.end()
     else subscriber.start(options.lastEventId, this.#backend)
     return subscriber as ChannelSubscription<T>
@@ -239,11 +244,27 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
     return OPTION_NAMES.find(key => options[key] !== undefined && options[key] !== this.limits[key])
   }
 
-  #append (item: SseItem<T>, options?: PublishOptions): string | Promise<string> {
+  #append (item: SseItem<T>, options?: PublishOptions & TargetOptions): string | Promise<string> {
     // a non-object is refused by the encoder, with the message every other refusal has
     if (!isItemObject(item)) encodeItem(item)
+    const target = resolveTarget(options)
     if (this.#closed) throw channelClosed(this.name)
-    return this.#backend.append(item, this.#encode, options)
+    if (target === undefined) return this.#backend.append(item, this.#encode, options)
+    if (this.#backend.targeting !== true) {
+      const problem = `is not supported by the backend of channel "${this.name}", which does not keep targeting ` +
+        'with its items (Redis): use a channel per audience'
+      throw invalidOption(options?.to === undefined ? 'exclude' : 'to', problem, 'publish()')
+    }
+    this.#targeted = true
+    return this.#backend.append(item, this.#targetedEncoder(target), options)
+  }
+
+  /** The channel's encoder, keeping `target` with the item it encodes. */
+  #targetedEncoder (target: Target): ChannelEncoder {
+    return {
+      item: (item) => setTarget(encodeAhead(item, this.#serialize), target),
+      parts: this.#encode.parts
+    }
   }
 
   #encode: ChannelEncoder = {
@@ -253,7 +274,11 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
 
   #deliver = (item: ChannelItem): void => {
     this.#items++
-    for (const subscriber of this.#subscribers) subscriber.push(item)
+    if (!this.#targeted) {
+      for (const subscriber of this.#subscribers) subscriber.push(item)
+      return
+    }
+    for (const subscriber of this.#subscribers) if (reaches(item, subscriber.tags)) subscriber.push(item)
   }
 }
 

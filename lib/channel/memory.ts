@@ -9,6 +9,8 @@ const SEQ = /^(?:0|[1-9][0-9]{0,14})$/
 let instances = 0
 
 export class MemoryBackend implements ChannelBackend<string> {
+  /** The ring keeps the items `encode.item` made, targeting and all. */
+  readonly targeting = true
   readonly #epoch: string
   readonly #capacity: number
   readonly #maxAge: number

@@ -1,9 +1,10 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { encodeAhead, frameSize } from '../encode.js'
 import { channelUnavailable } from '../errors.js'
-import { kAttachStream, type AttachableSource, type StreamLink } from '../stream.js'
+import { kAttachStream, kOpensAtOnce, type AttachableSource, type StreamLink } from '../stream.js'
 import type { SseItem } from '../types.js'
 import type { ChannelBackend, ChannelItem, Replay, ResetReason } from './backend.js'
+import { NO_TAGS, reachable, type Tags } from './target.js'
 
 // A subscription: what one consumer of a channel (usually one stream) has still to receive. Live items are
 // pushed into a bounded queue and pulled one at a time; a subscriber that falls too far behind is cut off,
@@ -21,6 +22,12 @@ export interface SubscribeOptions {
   lastEventId?: string | readonly string[] | undefined
   /** Ends the subscription when aborted (pass `request.signal`). */
   signal?: AbortSignal | undefined
+  /**
+   * Who this subscriber is, for targeted publishes (`publish(item, { to, exclude })`): e.g. `user:42`,
+   * `role:admin`, the connection's own id. Non-empty strings. Default: none (only untargeted items, and those
+   * that only `exclude`, reach it).
+   */
+  tags?: string | readonly string[] | undefined
 }
 
 /**
@@ -61,6 +68,8 @@ const NO_ITEMS: ReadonlyArray<SseItem<unknown>> = Object.freeze([])
 export class Subscriber implements ChannelSubscription<unknown>, AttachableSource {
   readonly #channel: SubscriberHost
   readonly #signal: AbortSignal | undefined
+  /** @internal Its `subscribe({ tags })`, checked. */
+  readonly tags: Tags
   #backlog: ReadonlyArray<SseItem<unknown>> = NO_ITEMS
   #backlogAt = 0
   #queue: Array<ChannelItem | undefined> = []
@@ -76,9 +85,10 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
   /** The pending `next()`, so a second call made before it settles queues behind it instead of replacing it. */
   #waiting: Promise<unknown> | undefined
 
-  constructor (channel: SubscriberHost, signal: AbortSignal | undefined) {
+  constructor (channel: SubscriberHost, signal: AbortSignal | undefined, tags: Tags = NO_TAGS) {
     this.#channel = channel
     this.#signal = signal
+    this.tags = tags
   }
 
   /** Joins the channel's fan-out, then asks the backend for what was missed since `lastEventId`. */
@@ -128,6 +138,11 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
 
   [kAttachStream] (stream: StreamLink): void {
     this.#stream = stream
+  }
+
+  /** It runs no user code before its first item: its stream opens at once. */
+  get [kOpensAtOnce] (): true {
+    return true
   }
 
   /** A live item, from the channel's fan-out. Never waits. */
@@ -210,7 +225,9 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
       this.#head = 0
       break
     }
-    this.#backlog = replay.reset === undefined ? replay.items : [resetItem(replay.reset, replay.position)]
+    this.#backlog = replay.reset === undefined
+      ? reachable(replay.items, this.tags)
+      : [resetItem(replay.reset, replay.position)]
     const item = this.#wake === undefined ? undefined : this.#shift()
     if (item !== undefined) this.#settle({ value: item, done: false })
   }

@@ -1,0 +1,76 @@
+import { invalidOption } from '../errors.js'
+import type { ChannelItem } from './backend.js'
+
+// Targeted publish: subscribers carry tags (`subscribe({ tags })`), a publish names the tags it goes `to` or
+// `exclude`s. The targeting is kept with the stored item, so a replay honours it as the live fan-out does: a
+// reconnecting client never gets an item it was excluded from. Only plain strings travel, so a backend could
+// store them; the channel refuses them on a backend that does not keep them (`ChannelBackend.targeting`).
+
+/** Options of an in-memory channel's `publish(item, options)`: which subscribers get the item. */
+export interface TargetOptions {
+  /** Only subscribers with at least one of these tags get the item (`[]`: none does). Default: every subscriber. */
+  to?: string | readonly string[] | undefined
+  /** Subscribers with any of these tags do not get it (the sender's own connection, say). Wins over `to`. */
+  exclude?: string | readonly string[] | undefined
+}
+
+/** The targeting of one published item, checked. */
+export interface Target {
+  readonly to: ReadonlySet<string> | undefined
+  readonly exclude: ReadonlySet<string> | undefined
+}
+
+/** A subscriber's tags, checked: an empty array when it has none. */
+export type Tags = readonly string[]
+
+export const NO_TAGS: Tags = Object.freeze([])
+
+/** Where a published item's targeting is kept: the item object itself is what the history stores and replays. */
+const targets = new WeakMap<ChannelItem, Target>()
+
+function tagList (option: string, value: unknown, owner: string): string[] {
+  const list = typeof value === 'string' ? [value] : value
+  if (!Array.isArray(list) || !list.every(tag => typeof tag === 'string' && tag !== '')) {
+    throw invalidOption(option, 'must be a non-empty string or an array of them', owner)
+  }
+  return list
+}
+
+/** `subscribe({ tags })`, checked. */
+export function resolveTags (tags: unknown): Tags {
+  return tags === undefined ? NO_TAGS : Object.freeze(tagList('tags', tags, 'subscribe()'))
+}
+
+/** A publish's `to`/`exclude`, checked; undefined when it targets every subscriber. */
+export function resolveTarget (options: TargetOptions | undefined): Target | undefined {
+  if (options === undefined || (options.to === undefined && options.exclude === undefined)) return undefined
+  const { to, exclude } = options
+  return {
+    to: to === undefined ? undefined : new Set(tagList('to', to, 'publish()')),
+    exclude: exclude === undefined ? undefined : new Set(tagList('exclude', exclude, 'publish()'))
+  }
+}
+
+/** Keeps the targeting with the item (before it is stored or delivered). */
+export function setTarget (item: ChannelItem, target: Target): ChannelItem {
+  targets.set(item, target)
+  return item
+}
+
+/** Whether a subscriber with `tags` gets the item. */
+export function reaches (item: ChannelItem, tags: Tags): boolean {
+  const target = targets.get(item)
+  if (target === undefined) return true
+  const { to, exclude } = target
+  if (exclude !== undefined) {
+    for (const tag of tags) if (exclude.has(tag)) return false
+  }
+  if (to === undefined) return true
+  for (const tag of tags) if (to.has(tag)) return true
+  return false
+}
+
+/** The items of a replay that a subscriber with `tags` gets (the same array when it gets them all). */
+export function reachable (items: readonly ChannelItem[], tags: Tags): readonly ChannelItem[] {
+  return items.every(item => reaches(item, tags)) ? items : items.filter(item => reaches(item, tags))
+}
