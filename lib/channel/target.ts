@@ -57,10 +57,13 @@ export function setTarget (item: ChannelItem, target: Target): ChannelItem {
   return item
 }
 
-/** Whether a subscriber with `tags` gets the item. */
-export function reaches (item: ChannelItem, tags: Tags): boolean {
-  const target = targets.get(item)
-  if (target === undefined) return true
+/** The targeting kept with the item; undefined when it goes to every subscriber. Looked up once per item. */
+export function targetOf (item: ChannelItem): Target | undefined {
+  return targets.get(item)
+}
+
+/** Whether a subscriber with `tags` gets an item with this targeting. */
+export function reaches (target: Target, tags: Tags): boolean {
   const { to, exclude } = target
   if (exclude !== undefined) {
     for (const tag of tags) if (exclude.has(tag)) return false
@@ -72,5 +75,9 @@ export function reaches (item: ChannelItem, tags: Tags): boolean {
 
 /** The items of a replay that a subscriber with `tags` gets (the same array when it gets them all). */
 export function reachable (items: readonly ChannelItem[], tags: Tags): readonly ChannelItem[] {
-  return items.every(item => reaches(item, tags)) ? items : items.filter(item => reaches(item, tags))
+  const gets = (item: ChannelItem): boolean => {
+    const target = targetOf(item)
+    return target === undefined || reaches(target, tags)
+  }
+  return items.every(gets) ? items : items.filter(gets)
 }
