@@ -301,6 +301,8 @@ t.test('iterated by hand: next() waits for a push, a second next() queues behind
   t.same(await iterator.next(), { value: undefined, done: true }, 'a fail() after end() changes nothing')
   t.throws(() => pushSource({ queueItems: 0 }), { code: 'FST_SSE_INVALID_OPTION', field: 'queueItems', message: /pushSource\(\) option "queueItems"/ })
   t.throws(() => pushSource({ queueBytes: 1.5 }), { code: 'FST_SSE_INVALID_OPTION', field: 'queueBytes' })
+  t.throws(() => pushSource({ queueitems: 8 } as never), { field: 'queueitems', message: /"queueitems" is not an option of pushSource\(\)/ })
+  t.throws(() => pushSource(8 as never), { field: 'options', message: /pushSource\(\) option "options" must be an object/ })
   const other = pushSource()
   t.equal(other.push({ data: 'x' }), true)
   t.same(await other[Symbol.asyncIterator]().return?.(), { value: undefined, done: true })

@@ -1,4 +1,5 @@
 import { invalidOption } from '../errors.js'
+import { refuseNonObject, refuseUnknown } from '../options.js'
 import type { ChannelItem } from './backend.js'
 
 // Targeted publish: subscribers carry tags (`subscribe({ tags })`), a publish names the tags it goes `to` or
@@ -25,6 +26,9 @@ export type Tags = readonly string[]
 
 export const NO_TAGS: Tags = Object.freeze([])
 
+/** What `publish()` takes: targeting here, `idempotencyKey` for a shared backend (which checks it). */
+const PUBLISH_OPTIONS: readonly string[] = ['to', 'exclude', 'idempotencyKey']
+
 /** Where a published item's targeting is kept: the item object itself is what the history stores and replays. */
 const targets = new WeakMap<ChannelItem, Target>()
 
@@ -43,7 +47,11 @@ export function resolveTags (tags: unknown): Tags {
 
 /** A publish's `to`/`exclude`, checked; undefined when it targets every subscriber. */
 export function resolveTarget (options: TargetOptions | undefined): Target | undefined {
-  if (options === undefined || (options.to === undefined && options.exclude === undefined)) return undefined
+  if (options === undefined) return undefined
+  // an ignored targeting would send the item to every subscriber
+  refuseNonObject(options, '{ to, exclude }', 'publish()')
+  refuseUnknown(options, PUBLISH_OPTIONS, 'publish()')
+  if (options.to === undefined && options.exclude === undefined) return undefined
   const { to, exclude } = options
   return {
     to: to === undefined ? undefined : new Set(tagList('to', to, 'publish()')),

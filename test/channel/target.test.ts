@@ -82,6 +82,11 @@ t.test('targeting is refused where the backend does not keep it; bad tags and ta
   t.throws(() => memory.publish({ data: 'x' }, { exclude: 5 as never }), { field: 'exclude', message: /publish\(\) option "exclude" must be a non-empty string or an array of them/ })
   t.throws(() => memory.subscribe({ tags: [1] as never }), { field: 'tags', message: /subscribe\(\) option "tags"/ })
   t.equal(memory.size, 0, 'a refused subscription never joined')
+  // a targeting that would be ignored would send the item to everyone
+  t.throws(() => memory.publish({ data: 'x' }, 'user:1' as never), { code: 'FST_SSE_INVALID_OPTION', field: 'options', message: /publish\(\) option "options" must be an object \(\{ to, exclude \}\), got "user:1" \(string\)/ })
+  t.throws(() => memory.publish({ data: 'x' }, null as never), { code: 'FST_SSE_INVALID_OPTION', field: 'options' })
+  t.throws(() => memory.publish({ data: 'x' }, { only: 'user:1' } as never), { field: 'only', message: /"only" is not an option of publish\(\)/ })
+  t.ok(typeof await publish({ data: 'x' }, { idempotencyKey: 'k' }) === 'string', 'a shared channel\'s own option is taken')
 })
 
 t.test('once a channel has targeted, a publish looks its targeting up once, not once per subscriber', async t => {
