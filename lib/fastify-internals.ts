@@ -114,7 +114,7 @@ export function sendPathIdle (reply: FastifyReply): boolean {
   return context?.onSend === null && (reply as unknown as Record<symbol, unknown>)[trailersKey] === null
 }
 
-/** Fastify's tracing channel of route handlers (5.x `handle-request.js`, `wrap-thenable.js`). */
+/** Fastify's tracing channel of route handlers (5.x `handle-request.js`, `wrap-thenable.js`; 6.0 alphas too). */
 const handlerTracing = tracingChannel<unknown, object>('fastify.request.handler')
 
 /**
@@ -122,7 +122,9 @@ const handlerTracing = tracingChannel<unknown, object>('fastify.request.handler'
  * `asyncStart` and `asyncEnd` when the handler's promise fulfils, then sends what it fulfilled with; a streaming
  * handler's promise is never fulfilled for Fastify (it would answer a second time while the head waits for the
  * first item, and publishes nothing once the reply is hijacked), so they are published here, with the store
- * Fastify made for the request (under `fastify.diagnosticsStore`, 5.x; only while the channel has subscribers).
+ * Fastify made for the request: `reply[Symbol(fastify.diagnosticsStore)]`, set only while the channel has
+ * subscribers, and only by Fastify 5.9 and later (5.9–5.12, 6.0 alphas). Fastify 5.0–5.8 keep no handle on the
+ * store: nothing is published, and a streaming async handler's span stays open, as without the plugin.
  * As for a handler that returns a Node stream, the span ends when the handler has handed the stream over.
  */
 export function endHandlerSpan (reply: FastifyReply): void {

@@ -25,11 +25,18 @@ const REGISTER_OPTIONS: readonly string[] = ['prefix', 'logLevel', 'logSerialize
 const PLUGIN = 'the plugin'
 
 /** A misspelt option would otherwise be ignored without a word. */
-function refuseUnknown (options: object, known: readonly string[], where: string): void {
+export function refuseUnknown (options: object, known: readonly string[], where: string): void {
   for (const name of Object.keys(options)) {
     if (!known.includes(name) && !(known === PLUGIN_OPTIONS && REGISTER_OPTIONS.includes(name))) {
       throw invalidOption(name, `is not an option of ${where} (its options: ${known.join(', ')})`)
     }
+  }
+}
+
+/** An options argument that is not an object (a tag given as `publish(item, 'user:1')`, say). */
+export function refuseNonObject (options: unknown, shape: string, where: string): asserts options is object {
+  if (typeof options !== 'object' || options === null) {
+    throw invalidOption('options', `must be an object (${shape}), got ${shown(options)}`, where)
   }
 }
 

@@ -1,5 +1,6 @@
 import { EncodedFrame, encodeItem } from './encode.js'
 import { invalidOption, pushOverflow } from './errors.js'
+import { refuseNonObject, refuseUnknown } from './options.js'
 import { kAttachStream, type AttachableSource, type StreamLink } from './stream.js'
 import type { SseSchema } from './typed/schema.js'
 import type { SseItem } from './types.js'
@@ -54,6 +55,7 @@ export interface PushSource<Item = SseItem> extends AsyncIterable<Item> {
 }
 
 const DEFAULTS = { queueItems: 512, queueBytes: 1024 * 1024 }
+const OPTION_NAMES: readonly string[] = Object.keys(DEFAULTS)
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true })
 
@@ -104,6 +106,8 @@ class Push implements PushSource<SseItem<unknown>>, AsyncIterator<SseItem<unknow
   }
 
   constructor (options: PushSourceOptions) {
+    refuseNonObject(options, '{ queueItems, queueBytes }', 'pushSource()')
+    refuseUnknown(options, OPTION_NAMES, 'pushSource()')
     this.#queueItems = checkBound('queueItems', options.queueItems)
     this.#queueBytes = checkBound('queueBytes', options.queueBytes)
   }

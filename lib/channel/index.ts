@@ -4,7 +4,7 @@ import type {
 } from './backend.js'
 import { memoryBackend } from './memory.js'
 import { Subscriber, type ChannelSubscription, type SubscribeOptions, type SubscriberHost } from './subscription.js'
-import { reaches, resolveTags, resolveTarget, setTarget, type Target, type TargetOptions } from './target.js'
+import { reaches, resolveTags, resolveTarget, setTarget, targetOf, type Target, type TargetOptions } from './target.js'
 import { encodeAhead, encodeItem, encodeParts } from '../encode.js'
 import { cutOff, replayServed, resetServed } from '../diagnostics.js'
 import { channelClosed, invalidOption } from '../errors.js'
@@ -274,11 +274,13 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
 
   #deliver = (item: ChannelItem): void => {
     this.#items++
-    if (!this.#targeted) {
+    // the targeting is looked up once per item, not per subscriber: an untargeted item fans out as it always did
+    const target = this.#targeted ? targetOf(item) : undefined
+    if (target === undefined) {
       for (const subscriber of this.#subscribers) subscriber.push(item)
       return
     }
-    for (const subscriber of this.#subscribers) if (reaches(item, subscriber.tags)) subscriber.push(item)
+    for (const subscriber of this.#subscribers) if (reaches(target, subscriber.tags)) subscriber.push(item)
   }
 }
 

@@ -1,4 +1,5 @@
 import { invalidOption } from '../errors.js'
+import { refuseNonObject, refuseUnknown } from '../options.js'
 import type { ChannelItem } from './backend.js'
 
 // Targeted publish: subscribers carry tags (`subscribe({ tags })`), a publish names the tags it goes `to` or
@@ -25,6 +26,9 @@ export type Tags = readonly string[]
 
 export const NO_TAGS: Tags = Object.freeze([])
 
+/** What `publish()` takes: targeting here, `idempotencyKey` for a shared backend (which checks it). */
+const PUBLISH_OPTIONS: readonly string[] = ['to', 'exclude', 'idempotencyKey']
+
 /** Where a published item's targeting is kept: the item object itself is what the history stores and replays. */
 const targets = new WeakMap<ChannelItem, Target>()
 
@@ -43,7 +47,11 @@ export function resolveTags (tags: unknown): Tags {
 
 /** A publish's `to`/`exclude`, checked; undefined when it targets every subscriber. */
 export function resolveTarget (options: TargetOptions | undefined): Target | undefined {
-  if (options === undefined || (options.to === undefined && options.exclude === undefined)) return undefined
+  if (options === undefined) return undefined
+  // an ignored targeting would send the item to every subscriber
+  refuseNonObject(options, '{ to, exclude }', 'publish()')
+  refuseUnknown(options, PUBLISH_OPTIONS, 'publish()')
+  if (options.to === undefined && options.exclude === undefined) return undefined
   const { to, exclude } = options
   return {
     to: to === undefined ? undefined : new Set(tagList('to', to, 'publish()')),
@@ -57,10 +65,13 @@ export function setTarget (item: ChannelItem, target: Target): ChannelItem {
   return item
 }
 
-/** Whether a subscriber with `tags` gets the item. */
-export function reaches (item: ChannelItem, tags: Tags): boolean {
-  const target = targets.get(item)
-  if (target === undefined) return true
+/** The targeting kept with the item; undefined when it goes to every subscriber. Looked up once per item. */
+export function targetOf (item: ChannelItem): Target | undefined {
+  return targets.get(item)
+}
+
+/** Whether a subscriber with `tags` gets an item with this targeting. */
+export function reaches (target: Target, tags: Tags): boolean {
   const { to, exclude } = target
   if (exclude !== undefined) {
     for (const tag of tags) if (exclude.has(tag)) return false
@@ -72,5 +83,9 @@ export function reaches (item: ChannelItem, tags: Tags): boolean {
 
 /** The items of a replay that a subscriber with `tags` gets (the same array when it gets them all). */
 export function reachable (items: readonly ChannelItem[], tags: Tags): readonly ChannelItem[] {
-  return items.every(item => reaches(item, tags)) ? items : items.filter(item => reaches(item, tags))
+  const gets = (item: ChannelItem): boolean => {
+    const target = targetOf(item)
+    return target === undefined || reaches(target, tags)
+  }
+  return items.every(gets) ? items : items.filter(gets)
 }

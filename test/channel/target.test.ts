@@ -82,4 +82,31 @@ t.test('targeting is refused where the backend does not keep it; bad tags and ta
   t.throws(() => memory.publish({ data: 'x' }, { exclude: 5 as never }), { field: 'exclude', message: /publish\(\) option "exclude" must be a non-empty string or an array of them/ })
   t.throws(() => memory.subscribe({ tags: [1] as never }), { field: 'tags', message: /subscribe\(\) option "tags"/ })
   t.equal(memory.size, 0, 'a refused subscription never joined')
+  // a targeting that would be ignored would send the item to everyone
+  t.throws(() => memory.publish({ data: 'x' }, 'user:1' as never), { code: 'FST_SSE_INVALID_OPTION', field: 'options', message: /publish\(\) option "options" must be an object \(\{ to, exclude \}\), got "user:1" \(string\)/ })
+  t.throws(() => memory.publish({ data: 'x' }, null as never), { code: 'FST_SSE_INVALID_OPTION', field: 'options' })
+  t.throws(() => memory.publish({ data: 'x' }, { only: 'user:1' } as never), { field: 'only', message: /"only" is not an option of publish\(\)/ })
+  t.ok(typeof await publish({ data: 'x' }, { idempotencyKey: 'k' }) === 'string', 'a shared channel\'s own option is taken')
+})
+
+t.test('once a channel has targeted, a publish looks its targeting up once, not once per subscriber', async t => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  const channel = new ChannelRegistry(app.log, JSON.stringify).channel<string>('lookups')
+  channel.publish({ data: 'targeted' }, { to: 'user:1' })
+  /** WeakMap lookups made by one publish to `subscribers` subscribers. */
+  const lookups = (subscribers: number, options?: { to: string }): number => {
+    const controller = new AbortController()
+    for (let i = 0; i < subscribers; i++) channel.subscribe({ signal: controller.signal, tags: `user:${i}` })
+    const get = t.capture(WeakMap.prototype, 'get')
+    try {
+      channel.publish({ data: 'x' }, options)
+    } finally {
+      get.restore()
+      controller.abort()
+    }
+    return get.calls.length
+  }
+  t.equal(lookups(100), lookups(1), 'an untargeted publish: as many lookups for 100 subscribers as for 1')
+  t.equal(lookups(100, { to: 'user:7' }), lookups(1, { to: 'user:7' }), 'a targeted one too')
 })
