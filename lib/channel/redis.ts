@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { randomUUID } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import { once } from 'node:events'
+import type { Cluster, Redis } from 'ioredis'
 import type {
   BackendStats, ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, Deliver, HistoryOptions,
   PublishOptions, Replay
@@ -17,15 +18,20 @@ import type { SseItem } from '../types.js'
 // connection), and a channel without local subscribers is not read at all. The stream entry holds the frame
 // around its id line and the item's fields as JSON, so each process rebuilds the frame by concatenation, never
 // by serializing the data again. Only this module uses ioredis, and only by type: the main entry never loads it.
+//
+// On a Redis Cluster one XREAD may only name keys of one hash slot, so each channel's key carries a hash tag: its
+// own (a name like `{tenant}chat`) or its slot group's (`{<prefix><n>}<name>`, n a hash of the name), and there is
+// one reader per tag, a cluster client of its own that follows the slot wherever it moves.
 
 /** Options of `redisChannels()`. */
 export interface RedisChannelsOptions {
   /**
-   * Your ioredis client (also what `@fastify/redis` gives you). Publishes and replays use it; the reader of
-   * every channel of this backend is one `redis.duplicate()`, closed with the last channel. Your client is
-   * never closed by the plugin.
+   * Your ioredis client (also what `@fastify/redis` gives you), or an ioredis `Cluster` for a Redis Cluster.
+   * Publishes and replays use it; the reader of every channel of this backend is one `redis.duplicate()` (on a
+   * cluster: one per slot group or hash tag), closed with the last channel it reads. Your client is never closed by
+   * the plugin.
    */
-  redis: Redis
+  redis: Redis | Cluster
   /** Prefix of the stream keys: a channel `chat` lives at `<prefix>chat`. Default `'sse:'`. */
   prefix?: string
   /** Milliseconds after which a publish Redis has not answered rejects. Default 5000. */
@@ -42,6 +48,12 @@ export interface RedisChannelsOptions {
    * stores nothing and resolves to the first one's id. Default 300000 (5 minutes).
    */
   idempotencyWindow?: number
+  /**
+   * On a Redis Cluster: how many hash slots the channels without a hash tag of their own are spread over (each
+   * slot group has one reader connection in a process that has subscribers in it). Ignored without a cluster.
+   * Default 16.
+   */
+  slotGroups?: number
 }
 
 /** What `redisChannels()` returns: pass it as the `backend` option of `app.sse.channel(name, { backend })`. */
@@ -51,6 +63,8 @@ const MAX_ID_PART = 2n ** 64n - 1n
 const STREAM_ID = /^(0|[1-9][0-9]{0,19})-(0|[1-9][0-9]{0,19})$/
 /** ioredis states in which a command would wait in the offline queue for a connection that was lost. */
 const DISCONNECTED = new Set(['reconnecting', 'close', 'end'])
+/** ioredis states of a connection that is or will be open (not waiting to connect on first use, not closed). */
+const OPEN = new Set(['connecting', 'connect', 'ready'])
 /** Entries one XREAD returns at most, per stream. */
 const READ_BATCH = 512
 /** An idempotency key longer than this is refused (it is part of a Redis key). */
@@ -123,8 +137,40 @@ function redisNow (reply: unknown): number {
   return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
 }
 
+/** What a reader reads on: a connection, or on a cluster a cluster client of its own. */
+type Connection = Redis | Cluster
+
 interface Settings extends Required<Omit<RedisChannelsOptions, 'redis'>> {
-  redis: Redis
+  redis: Connection
+  /** Whether `redis` is a Cluster: every key then carries a hash tag, and each tag has its reader. */
+  cluster: boolean
+}
+
+/** The hash tag Redis Cluster hashes a key by (its first `{…}` with something inside), or undefined. */
+function hashTag (key: string): string | undefined {
+  const open = key.indexOf('{')
+  if (open === -1) return undefined
+  const close = key.indexOf('}', open + 1)
+  return close > open + 1 ? key.slice(open + 1, close) : undefined
+}
+
+/** The slot group of a channel name: FNV-1a (32 bits) over its UTF-16 code units, modulo the number of groups. */
+function slotGroup (name: string, groups: number): number {
+  let hash = 0x811c9dc5
+  for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 0x01000193)
+  return (hash >>> 0) % groups
+}
+
+/**
+ * Where a channel lives: its stream's key, and the reader's tag (`''` without a cluster: one reader for all; on a
+ * cluster `{tag}`, which every key of that reader starts with or carries, so that they share a slot).
+ */
+function place (settings: Settings, name: string): { key: string, tag: string } {
+  if (!settings.cluster) return { key: settings.prefix + name, tag: '' }
+  const own = hashTag(name)
+  if (own !== undefined) return { key: settings.prefix + name, tag: `{${own}}` }
+  const tag = `{${settings.prefix}${slotGroup(name, settings.slotGroups)}}`
+  return { key: tag + name, tag }
 }
 
 /**
@@ -136,7 +182,7 @@ interface Settings extends Required<Omit<RedisChannelsOptions, 'redis'>> {
 class StreamReader {
   readonly #settings: Settings
   readonly #log: FastifyBaseLogger
-  readonly #connection: Redis
+  readonly #connection: Connection
   /** The channels read, by stream key: each has local subscribers and knows where it is (`last`). */
   readonly #reading = new Map<string, RedisBackend>()
   readonly #control: string
@@ -156,24 +202,18 @@ class StreamReader {
   /** Every channel of its backend in this process, read or not: what its connection state is told to. */
   readonly #served: () => Iterable<RedisBackend>
 
-  constructor (settings: Settings, log: FastifyBaseLogger, served: () => Iterable<RedisBackend>) {
+  constructor (settings: Settings, log: FastifyBaseLogger, tag: string, served: () => Iterable<RedisBackend>) {
     this.#settings = settings
     this.#log = log
     this.#served = served
-    this.#control = settings.prefix + 'reader:' + randomUUID()
+    // the tag first: the control stream shares the slot of the streams read with it
+    this.#control = tag + settings.prefix + 'reader:' + randomUUID()
     this.#channels = settings.prefix + '*'
     this.#newLost()
-    // No retry limit: a command waits for the reconnection. Not resent after one: the loop asks again itself,
-    // from the ids it has handed on. RESP2 keeps XREAD's reply one shape on ioredis 5 and 6.
     const name = settings.readerName + ':' + settings.prefix.replace(/[^\w:.-]/g, '_')
-    this.#connection = settings.redis.duplicate({
-      connectionName: name,
-      maxRetriesPerRequest: null,
-      enableOfflineQueue: true,
-      autoResendUnfulfilledCommands: false,
-      lazyConnect: false,
-      protocol: 2
-    })
+    this.#connection = settings.cluster
+      ? clusterReader(settings.redis as Cluster, name)
+      : reader(settings.redis as Redis, name)
     this.#connection.on('error', this.#onError)
     this.#connection.on('close', this.#onClose)
     this.#connection.on('reconnecting', this.#onReconnecting)
@@ -211,8 +251,12 @@ class StreamReader {
     this.#idle?.()
     // waiting to reconnect, it has no connection to close and says nothing more
     const ended = this.#connection.status === 'reconnecting' ? Promise.resolve() : this.#ended
+    // a cluster client ends as it lets go of its node connections, before they have closed: wait for them too
+    const nodes = this.#settings.cluster
+      ? (this.#connection as Cluster).nodes().filter(node => OPEN.has(node.status)).map(node => once(node, 'end'))
+      : []
     this.#connection.disconnect()
-    return ended
+    return Promise.all([ended, ...nodes]).then(() => {})
   }
 
   async #run (): Promise<void> {
@@ -296,11 +340,43 @@ class StreamReader {
   }
 }
 
-/** What the channels of one `redisChannels()` backend share: the settings, the one reader, the names in use. */
+/** A reader's own connection to a Redis. */
+function reader (redis: Redis, name: string): Redis {
+  // No retry limit: a command waits for the reconnection. Not resent after one: the loop asks again itself,
+  // from the ids it has handed on. RESP2 keeps XREAD's reply one shape on ioredis 5 and 6.
+  return redis.duplicate({
+    connectionName: name,
+    maxRetriesPerRequest: null,
+    enableOfflineQueue: true,
+    autoResendUnfulfilledCommands: false,
+    lazyConnect: false,
+    protocol: 2
+  })
+}
+
+/**
+ * A reader's own cluster client: it connects to the node that serves its slot (and follows MOVED, ASK and a
+ * failover there); no ready check and no periodic slot refresh, whose connections would come and go beside it.
+ */
+function clusterReader (cluster: Cluster, name: string): Cluster {
+  return cluster.duplicate([], {
+    enableOfflineQueue: true,
+    enableReadyCheck: false,
+    lazyConnect: false,
+    slotsRefreshInterval: 0,
+    redisOptions: { ...cluster.options.redisOptions, connectionName: name, protocol: 2 }
+  })
+}
+
+/**
+ * What the channels of one `redisChannels()` backend share: the settings, the readers (one; on a cluster one per
+ * tag), the names in use.
+ */
 class Backends {
   readonly settings: Settings
   readonly #channels = new Map<string, RedisBackend>()
-  #reader: StreamReader | undefined
+  /** The readers by tag, each started on first need and closed with the last channel of its tag. */
+  readonly #readers = new Map<string, StreamReader>()
 
   constructor (settings: Settings) {
     this.settings = settings
@@ -315,35 +391,47 @@ class Backends {
     this.#channels.set(name, backend)
   }
 
-  /** The reader, started on first need. */
-  reader (log: FastifyBaseLogger): StreamReader {
-    this.#reader ??= new StreamReader(this.settings, log, () => this.#channels.values())
-    return this.#reader
+  /** The reader of a channel's tag, started on first need. */
+  reader (backend: RedisBackend, log: FastifyBaseLogger): StreamReader {
+    const tag = backend.tag
+    let reader = this.#readers.get(tag)
+    if (reader === undefined) {
+      reader = new StreamReader(this.settings, log, tag, () => this.#served(tag))
+      this.#readers.set(tag, reader)
+    }
+    return reader
   }
 
   /** Whether the reader's connection is up; undefined while there is no reader (no channel was read yet). */
-  connected (): boolean | undefined {
-    return this.#reader?.connected
+  connected (backend: RedisBackend): boolean | undefined {
+    return this.#readers.get(backend.tag)?.connected
   }
 
   /** Stops reading a channel's stream (there is nothing to stop without a reader). */
   remove (backend: RedisBackend): void {
-    this.#reader?.remove(backend)
+    this.#readers.get(backend.tag)?.remove(backend)
   }
 
-  /** A channel of this backend closed: the last one closes the reader. */
-  close (name: string): Promise<void> {
-    this.#channels.delete(name)
-    const reader = this.#reader
-    if (this.#channels.size > 0 || reader === undefined) return Promise.resolve()
-    this.#reader = undefined
+  /** A channel of this backend closed: the last one of its tag closes their reader. */
+  close (backend: RedisBackend): Promise<void> {
+    this.#channels.delete(backend.name)
+    const reader = this.#readers.get(backend.tag)
+    if (reader === undefined || !this.#served(backend.tag).next().done) return Promise.resolve()
+    this.#readers.delete(backend.tag)
     return reader.close()
+  }
+
+  /** The channels of a tag: those a reader's connection state is told to. */
+  * #served (tag: string): Generator<RedisBackend, void> {
+    for (const backend of this.#channels.values()) if (backend.tag === tag) yield backend
   }
 }
 
 class RedisBackend implements ChannelBackend<Promise<string>> {
   readonly asynchronous = true
   readonly key: string
+  /** Its reader's tag (see `place`). */
+  readonly tag: string
   readonly #name: string
   readonly #backends: Backends
   readonly #settings: Settings
@@ -369,7 +457,9 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
   constructor (name: string, options: HistoryOptions, deliver: Deliver, log: FastifyBaseLogger, backends: Backends) {
     backends.open(name, this)
     this.#name = name
-    this.key = backends.settings.prefix + name
+    const { key, tag } = place(backends.settings, name)
+    this.key = key
+    this.tag = tag
     this.#backends = backends
     this.#settings = backends.settings
     this.#maxLen = String(Math.max(1, options.history))
@@ -449,14 +539,14 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
   stats (): BackendStats {
     return {
       position: this.last ?? this.#known,
-      connected: this.#backends.connected(),
+      connected: this.#backends.connected(this),
       publishFailures: this.#publishFailures
     }
   }
 
   close (): Promise<void> {
     this.#quiet()
-    return this.#backends.close(this.#name)
+    return this.#backends.close(this)
   }
 
   /** Entries the reader read from this channel's stream after `last`, oldest first. */
@@ -532,7 +622,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
       this.#failures = 0
       if (!resume) this.last = (newest as Entry[])[0]?.[0] ?? '0-0'
       this.#caughtUp()
-      this.#backends.reader(this.#log).add(this)
+      this.#backends.reader(this, this.#log).add(this)
     }, (err: Error) => {
       if (start !== this.#starts) return
       // a new reader that could not start starts where the stream is once it can (what came before is not live)
@@ -602,19 +692,31 @@ function positive (option: string, value: unknown): number {
 export function redisChannels (options: RedisChannelsOptions): RedisChannels {
   const {
     redis, prefix = 'sse:', publishTimeout = 5000, blockTimeout = 5000, readerName = 'fastify-typed-sse',
-    idempotencyWindow = 300_000
+    idempotencyWindow = 300_000, slotGroups = 16
   } = options
   if (typeof (redis as Partial<Redis> | undefined)?.duplicate !== 'function') {
-    throw invalidOption('redis', 'must be an ioredis client (new Redis(url), or fastify.redis from @fastify/redis)')
+    throw invalidOption('redis', 'must be an ioredis client (new Redis(url), new Cluster(nodes), ' +
+      'or fastify.redis from @fastify/redis)')
   }
   if (typeof prefix !== 'string') throw invalidOption('prefix', `must be a string, got ${typeof prefix}`)
+  const cluster = (redis as Partial<Cluster>).isCluster === true
+  // a channel's own tag is in its name, so the prefix holds none: then no two names can share a key
+  if (cluster && (prefix === '' || /[{}]/.test(prefix))) {
+    throw invalidOption('prefix', 'must be non-empty and without { or } on a Redis Cluster (a channel name ' +
+      `"{tag}…" chooses its slot itself), got ${JSON.stringify(prefix)}`)
+  }
+  if (!(Number.isSafeInteger(slotGroups) && slotGroups >= 1 && slotGroups <= 16384)) {
+    throw invalidOption('slotGroups', `must be a whole number from 1 to 16384, got ${String(slotGroups)}`)
+  }
   if (typeof readerName !== 'string' || !/^[\w:.-]+$/.test(readerName)) {
     throw invalidOption('readerName', `must be letters, digits and _:.- only, got ${JSON.stringify(readerName)}`)
   }
   const backends = new Backends({
     redis,
+    cluster,
     prefix,
     readerName,
+    slotGroups,
     publishTimeout: positive('publishTimeout', publishTimeout),
     blockTimeout: positive('blockTimeout', blockTimeout),
     idempotencyWindow: positive('idempotencyWindow', idempotencyWindow)

@@ -1,0 +1,96 @@
+// A Redis Cluster of a test's own: three masters without replicas, each a redis-server on a free loopback port in
+// its own temporary directory (no persistence), joined with `redis-cli --cluster create`. A test can move a hash
+// slot, with its keys, from one node to another while clients use it.
+import { execFile } from 'node:child_process'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { promisify } from 'node:util'
+import { Redis } from 'ioredis'
+import { startRedis, type RedisServer } from './redis-server.js'
+
+const run = promisify(execFile)
+
+export interface RedisCluster {
+  /** The nodes' loopback addresses, as a `Cluster` takes them. */
+  readonly nodes: Array<{ host: string, port: number }>
+  /** A plain connection to each node (by port), for CLUSTER and CLIENT commands; closed by `stop()`. */
+  readonly admin: Map<number, Redis>
+  /** The port of the node that serves a key now. */
+  owner: (key: string) => Promise<number>
+  /** Moves the slot of a key, with every key in it, to the node on that port (MIGRATING/IMPORTING, MIGRATE). */
+  moveSlot: (key: string, to: number) => Promise<void>
+  /** Stops every node and removes their directories. */
+  stop: () => Promise<void>
+}
+
+/** Polls `check` every 50 ms until it holds; rejects after `ms` saying what it waited for. */
+async function until (check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`the test cluster: ${what} within ${ms} ms`)
+    await sleep(50)
+  }
+}
+
+/** Starts `size` masters and makes them one cluster covering every slot; resolves once every node says `ok`. */
+export async function startCluster (size = 3): Promise<RedisCluster> {
+  const servers: RedisServer[] = []
+  const admin = new Map<number, Redis>()
+  const stop = async (): Promise<void> => {
+    for (const connection of admin.values()) connection.disconnect()
+    await Promise.all(servers.map(async server => await server.stop()))
+  }
+  try {
+    for (let i = 0; i < size; i++) {
+      servers.push(await startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
+        '--appendonly', 'no', '--cluster-node-timeout', '5000']))
+    }
+    const addresses = servers.map(server => `127.0.0.1:${server.port}`)
+    await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'],
+      { timeout: 20_000 })
+    for (const server of servers) admin.set(server.port, new Redis(server.port, '127.0.0.1'))
+    const ok = async (node: Redis): Promise<boolean> =>
+      (await node.call('CLUSTER', 'INFO') as string).includes('cluster_state:ok')
+    await until(async () => (await Promise.all(Array.from(admin.values(), ok))).every(Boolean), 10_000,
+      'cluster_state:ok on every node')
+  } catch (err) {
+    await stop()
+    throw err
+  }
+  const first = admin.values().next().value as Redis
+  const slotOf = async (key: string): Promise<number> => Number(await first.call('CLUSTER', 'KEYSLOT', key))
+  /** The port serving a slot, as a node sees it. */
+  const ownerOf = async (node: Redis, slot: number): Promise<number> => {
+    const ranges = await node.call('CLUSTER', 'SLOTS') as Array<[number, number, [string, number]]>
+    const range = ranges.find(([from, to]) => from <= slot && slot <= to)
+    return range === undefined ? 0 : range[2][1]
+  }
+  const nodeId = async (port: number): Promise<string> => await (admin.get(port) as Redis).call('CLUSTER', 'MYID') as string
+  return {
+    nodes: servers.map(server => ({ host: '127.0.0.1', port: server.port })),
+    admin,
+    owner: async key => await ownerOf(first, await slotOf(key)),
+    moveSlot: async (key, to) => {
+      const slot = await slotOf(key)
+      const from = await ownerOf(first, slot)
+      if (from === to) return
+      const source = admin.get(from) as Redis
+      const target = admin.get(to) as Redis
+      const [fromId, toId] = await Promise.all([nodeId(from), nodeId(to)])
+      await target.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', fromId)
+      await source.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', toId)
+      for (;;) {
+        const keys = await source.call('CLUSTER', 'GETKEYSINSLOT', slot, 100) as string[]
+        if (keys.length === 0) break
+        await source.call('MIGRATE', '127.0.0.1', to, '', 0, 5000, 'KEYS', ...keys)
+      }
+      // the target first, then the source (its clients get MOVED), then the others; gossip would do it too
+      for (const node of [target, source, ...Array.from(admin.values()).filter(n => n !== source && n !== target)]) {
+        await node.call('CLUSTER', 'SETSLOT', slot, 'NODE', toId)
+      }
+      const moved = async (node: Redis): Promise<boolean> => await ownerOf(node, slot) === to
+      await until(async () => (await Promise.all(Array.from(admin.values(), moved))).every(Boolean), 10_000,
+        `every node sees slot ${slot} on port ${to}`)
+    },
+    stop
+  }
+}
