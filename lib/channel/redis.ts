@@ -83,6 +83,16 @@ function isIdempotencyKey (key: unknown): boolean {
   return typeof key === 'string' && key !== '' && key.length <= MAX_IDEMPOTENCY_KEY
 }
 
+/**
+ * The start of a channel's idempotency keys: `#<length of the stream key>:<stream key>:` (`!` instead of `#` when
+ * the prefix starts with `#`). No channel key starts with it (they start with the prefix, or on a cluster with `{`),
+ * the length keeps two channels' keys apart whatever their names and keys hold, and the stream key's hash tag comes
+ * first on a cluster: the script's two keys share a slot.
+ */
+function idempotencyPrefix (prefix: string, key: string): string {
+  return (prefix.startsWith('#') ? '!' : '#') + key.length + ':' + key + ':'
+}
+
 /** A stream id as one comparable number; undefined when it is not a stream id Redis could have issued. */
 function idKey (id: string): bigint | undefined {
   const match = STREAM_ID.exec(id)
@@ -436,6 +446,8 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
   readonly #backends: Backends
   readonly #settings: Settings
   readonly #maxLen: string
+  /** What the keys of its publishes' idempotency keys start with. */
+  readonly #idempotent: string
   readonly #maxAge: number
   readonly #deliver: Deliver
   readonly #log: FastifyBaseLogger
@@ -460,6 +472,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     const { key, tag } = place(backends.settings, name)
     this.key = key
     this.tag = tag
+    this.#idempotent = idempotencyPrefix(backends.settings.prefix, key)
     this.#backends = backends
     this.#settings = backends.settings
     this.#maxLen = String(Math.max(1, options.history))
@@ -500,7 +513,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     }
     const stored = idempotencyKey === undefined
       ? redis.call('XADD', this.key, 'MAXLEN', '~', this.#maxLen, '*', 'h', head, 't', tail, 'j', fields)
-      : redis.call('EVAL', IDEMPOTENT_XADD, 2, this.key, this.key + ':idempotent:' + idempotencyKey,
+      : redis.call('EVAL', IDEMPOTENT_XADD, 2, this.key, this.#idempotent + idempotencyKey,
         this.#maxLen, head, tail, fields, this.#settings.idempotencyWindow)
     const retry = idempotencyKey === undefined
       ? ''
@@ -699,11 +712,13 @@ export function redisChannels (options: RedisChannelsOptions): RedisChannels {
       'or fastify.redis from @fastify/redis)')
   }
   if (typeof prefix !== 'string') throw invalidOption('prefix', `must be a string, got ${typeof prefix}`)
+  // every channel key starts with it (or on a cluster with `{`); the backend's other keys never do
+  if (prefix === '') throw invalidOption('prefix', 'must be non-empty: the keys of channels start with it')
   const cluster = (redis as Partial<Cluster>).isCluster === true
   // a channel's own tag is in its name, so the prefix holds none: then no two names can share a key
-  if (cluster && (prefix === '' || /[{}]/.test(prefix))) {
-    throw invalidOption('prefix', 'must be non-empty and without { or } on a Redis Cluster (a channel name ' +
-      `"{tag}…" chooses its slot itself), got ${JSON.stringify(prefix)}`)
+  if (cluster && /[{}]/.test(prefix)) {
+    throw invalidOption('prefix', 'must be without { or } on a Redis Cluster (a channel name "{tag}…" chooses ' +
+      `its slot itself), got ${JSON.stringify(prefix)}`)
   }
   if (!(Number.isSafeInteger(slotGroups) && slotGroups >= 1 && slotGroups <= 16384)) {
     throw invalidOption('slotGroups', `must be a whole number from 1 to 16384, got ${String(slotGroups)}`)

@@ -431,9 +431,10 @@ t.test('publish with an idempotencyKey: stored once within the window, whatever 
   t.not(other, again, 'another key: another item')
   t.same((await take(sub, 2)).map(i => i.id), [again, other], 'delivered once each')
   t.equal(Number(await admin.call('XLEN', key)), 2, 'stored once each')
-  t.ok(Number(await admin.call('PTTL', key + ':idempotent:order-1')) <= 200, 'remembered for the window')
+  const remembered = `#${key.length}:${key}:order-1`
+  t.ok(Number(await admin.call('PTTL', remembered)) <= 200, 'remembered for the window')
   // past the window (the key expires in Redis: wait for that, bounded), the same key stores again
-  for (let i = 0; i < 100 && await admin.exists(key + ':idempotent:order-1') === 1; i++) await sleep(10)
+  for (let i = 0; i < 100 && await admin.exists(remembered) === 1; i++) await sleep(10)
   const later = await s.chat.publish({ data: { n: 1 } }, { idempotencyKey: 'order-1' })
   t.not(later, again, 'a new item once the window is over')
   const publish = s.chat.publish.bind(s.chat) as (item: unknown, options: unknown) => Promise<string>
@@ -442,6 +443,33 @@ t.test('publish with an idempotencyKey: stored once within the window, whatever 
   }
   t.throws(() => redisChannels({ redis, idempotencyWindow: -1 }), { code: 'FST_SSE_INVALID_OPTION', field: 'idempotencyWindow' })
   t.equal(Number(await admin.call('XLEN', key)), 3, 'nothing stored by a refused publish')
+})
+
+t.test('an idempotency key is no channel\'s key, and two channels\' idempotency keys never meet', async t => {
+  t.setTimeout(10_000)
+  const ctx = context(t)
+  const redis = await ctx.client()
+  const backend = redisChannels({ redis, prefix: ctx.prefix })
+  const { app } = await startApp(() => {})
+  ctx.later(() => app.close())
+  const channel = (name: string): Channel<number, Promise<string>> => app.sse.channel<number>(name, { backend })
+  // a channel named like where another channel's publish remembers its key
+  const first = await channel('chat').publish({ data: 1 }, { idempotencyKey: 'k' })
+  const named = channel('chat:idempotent:k')
+  const sub = named.subscribe()
+  const id = await named.publish({ data: 2 })
+  t.equal((await within(take(sub, 1), 5000, 'the channel named like a key'))[0]?.id, id, 'a channel like any other')
+  t.equal(await channel('chat').publish({ data: 1 }, { idempotencyKey: 'k' }), first, 'and the key still remembered')
+  // names and keys that would spell the same key when joined
+  await channel('a').publish({ data: 3 }, { idempotencyKey: 'b:idempotent:c' })
+  await channel('a:idempotent:b').publish({ data: 4 }, { idempotencyKey: 'c' })
+  t.same([await redis.xlen(ctx.prefix + 'a'), await redis.xlen(ctx.prefix + 'a:idempotent:b')], [1, 1], 'two channels, two items')
+  const hashed = app.sse.channel<number>('hashed', { backend: redisChannels({ redis, prefix: '#' + ctx.prefix }) })
+  t.match(await hashed.publish({ data: 5 }, { idempotencyKey: 'k' }), /^\d+-\d+$/, 'a prefix that starts with #')
+  const stream = `#${ctx.prefix}hashed`
+  t.equal(await redis.exists(`!${stream.length}:${stream}:k`), 1, 'its idempotency keys start with !')
+  await redis.del(stream, `!${stream.length}:${stream}:k`)
+  t.throws(() => redisChannels({ redis, prefix: '' }), { code: 'FST_SSE_INVALID_OPTION', field: 'prefix', message: /non-empty/ })
 })
 
 t.test('a backend serves one channel of a name at a time; a channel that goes quiet before its reader started is left alone', async t => {
