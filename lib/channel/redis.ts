@@ -462,7 +462,10 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
   #starts = 0
   #failures = 0
   #retry: NodeJS.Timeout | undefined
-  /** The newest id handed on before the channel last went quiet ('0-0': none yet), for `stats()`. */
+  /**
+   * For `stats()` while the channel is not read: the newest id this process published on it or handed on before
+   * it went quiet ('0-0': neither yet).
+   */
   #known = '0-0'
   #publishFailures = 0
 
@@ -526,6 +529,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
       }, this.#settings.publishTimeout)
       stored.then(id => {
         clearTimeout(timer)
+        this.#know(id as string)
         resolve(id as string)
       }, (err: Error) => {
         clearTimeout(timer)
@@ -650,10 +654,15 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     this.#starts++
     clearTimeout(this.#retry)
     this.#failures = 0
-    this.#known = this.last ?? this.#known
+    if (this.last !== undefined) this.#know(this.last)
     this.last = undefined
     this.#waiting = []
     this.#backends.remove(this)
+  }
+
+  /** An id of its stream this process saw (read or published): `stats()` shows the newest. */
+  #know (id: string): void {
+    if (keyOf(id) > keyOf(this.#known)) this.#known = id
   }
 
   /** A publish Redis did not take: counted, and reported to diagnostics subscribers. */

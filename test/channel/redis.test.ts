@@ -472,6 +472,23 @@ t.test('an idempotency key is no channel\'s key, and two channels\' idempotency 
   t.throws(() => redisChannels({ redis, prefix: '' }), { code: 'FST_SSE_INVALID_OPTION', field: 'prefix', message: /non-empty/ })
 })
 
+t.test('stats() of a channel this server does not read: the newest id it published or read, \'0-0\' before either', async t => {
+  t.setTimeout(10_000)
+  const ctx = context(t)
+  const s = await server(ctx)
+  const position = (): string | undefined => s.app.sse.stats().channels.find(c => c.name === 'chat')?.position
+  t.equal(position(), '0-0', 'nothing published or read here yet')
+  const first = await s.chat.publish({ data: { n: 1 } })
+  t.equal(position(), first, 'not read, but published here: that id')
+  const ids = await Promise.all([2, 3, 4].map(async n => await s.chat.publish({ data: { n } })))
+  t.equal(position(), ids.sort().at(-1), 'the newest of publishes that answered in any order')
+  const older = await s.chat.publish({ data: { n: 5 } }, { idempotencyKey: 'k' })
+  t.equal(await s.chat.publish({ data: { n: 5 } }, { idempotencyKey: 'k' }), older, 'a repeated publish answers the first id')
+  t.equal(position(), older)
+  await readerReady(s.chat)
+  t.not(position(), older, 'read: the reader\'s position')
+})
+
 t.test('a backend serves one channel of a name at a time; a channel that goes quiet before its reader started is left alone', async t => {
   t.setTimeout(10_000)
   const ctx = context(t)
