@@ -365,14 +365,16 @@ function reader (redis: Redis, name: string): Redis {
 }
 
 /**
- * A reader's own cluster client: it connects to the node that serves its slot (and follows MOVED, ASK and a
- * failover there); no ready check and no periodic slot refresh, whose connections would come and go beside it.
+ * A reader's own cluster client: it connects to the master that serves its slot (and follows MOVED, ASK and a
+ * failover there; a replica could be behind what was published); no ready check and no periodic slot refresh,
+ * whose connections would come and go beside it.
  */
 function clusterReader (cluster: Cluster, name: string): Cluster {
   return cluster.duplicate([], {
     enableOfflineQueue: true,
     enableReadyCheck: false,
     lazyConnect: false,
+    scaleReads: 'master',
     slotsRefreshInterval: 0,
     redisOptions: { ...cluster.options.redisOptions, connectionName: name, protocol: 2 }
   })
