@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify'
 import { redisChannels, type RedisChannelsOptions } from '../../lib/channel/redis.js'
 import type { Channel, SseItem, SseResetData } from '../../lib/index.js'
 import { open, startApp, take, within } from '../helpers.js'
-import { startCluster } from './redis-cluster.js'
+import { startCluster, type RedisCluster } from './redis-cluster.js'
 
 const cluster = await startCluster()
 t.teardown(() => cluster.stop())
@@ -21,7 +21,7 @@ interface Context {
   later: (fn: () => unknown) => void
 }
 
-function context (t: Test): Context {
+function context (t: Test, on: RedisCluster = cluster): Context {
   // the cluster is this file's own: a prefix of the test alone, so the slots its groups land on are always the same
   const prefix = `t${++tests}:`
   const clients: Cluster[] = []
@@ -34,7 +34,7 @@ function context (t: Test): Context {
     prefix,
     later: fn => { cleanups.push(fn) },
     client: async (options = {}) => {
-      const c = new Cluster(cluster.nodes, options)
+      const c = new Cluster(on.nodes, options)
       clients.push(c)
       if (c.status !== 'ready') await new Promise(resolve => c.once('ready', resolve))
       return c
@@ -78,8 +78,8 @@ async function keysByNode (prefix: string): Promise<Map<number, string[]>> {
 }
 
 /** How many connections of that name each node has (CLIENT LIST), in the nodes' order. */
-async function connections (name: string): Promise<number[]> {
-  return await Promise.all(Array.from(cluster.admin.values(), async node =>
+async function connections (name: string, on: RedisCluster = cluster): Promise<number[]> {
+  return await Promise.all(Array.from(on.admin.values(), async node =>
     (await node.call('CLIENT', 'LIST') as string).split('\n').filter(line => line.includes(` name=${name} `)).length))
 }
 
@@ -188,6 +188,37 @@ t.test('a channel joins a reader blocked on the cluster at once; a slot moved to
   t.equal(readers[ports.indexOf(from)], 1, 'the reader was on the slot\'s node')
   t.equal(after[ports.indexOf(to)], 1, 'it followed the slot: MOVED, handled by its cluster client')
   t.same((await take(a.room('{move}chat').subscribe({ lastEventId: first }), 6)).map(item => item.id), ids.slice(1), 'replay from before the move')
+  await sub.return?.()
+  onB.res.body.destroy()
+})
+
+t.test('a master fails over to its replica under blocked readers: nothing lost, nothing twice, read on the new master', async t => {
+  t.setTimeout(30_000)
+  const replicated = await startCluster(1)
+  t.teardown(() => replicated.stop())
+  const ctx = context(t, replicated)
+  const name = `failover-${process.pid}`
+  const a = await server(ctx, { blockTimeout: 60_000, readerName: name })
+  const b = await server(ctx, { blockTimeout: 60_000 })
+  const room = '{failover}chat'
+  await readerReady(a.room(room))
+  await readerReady(b.room(room))
+  const sub = a.room(room).subscribe()
+  const onB = await open(`${b.url}/room/${encodeURIComponent(room)}`)
+  const receiving = take(sub, 6)
+  const receivingB = take(onB.events, 6)
+  const ids: string[] = []
+  for (let n = 0; n < 3; n++) ids.push(await b.room(room).publish({ data: { n } }))
+  const key = `${ctx.prefix}${room}`
+  const master = await replicated.owner(key)
+  const promoted = await replicated.failover(key)
+  t.not(promoted, master, 'the replica serves the slot now')
+  for (let n = 3; n < 6; n++) ids.push(await a.room(room).publish({ data: { n } }))
+  t.same((await within(receiving, 10_000, 'on A')).map(item => item.id), ids, 'every item once, in order, on A')
+  t.same((await within(receivingB, 10_000, 'on B')).map(item => item.id), ids, 'and on B')
+  const ports = replicated.nodes.map(node => node.port)
+  t.equal((await connections(`${name}:${ctx.prefix}`, replicated))[ports.indexOf(promoted)], 1, 'the reader reads on the new master')
+  t.same((await take(b.room(room).subscribe({ lastEventId: ids[0] as string }), 5)).map(item => item.id), ids.slice(1), 'replay from before the failover')
   await sub.return?.()
   onB.res.body.destroy()
 })

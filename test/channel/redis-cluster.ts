@@ -1,6 +1,7 @@
-// A Redis Cluster of a test's own: three masters without replicas, each a redis-server on a free loopback port in
-// its own temporary directory (no persistence), joined with `redis-cli --cluster create`. A test can move a hash
-// slot, with its keys, from one node to another while clients use it.
+// A Redis Cluster of a test's own: three masters, with or without a replica each, each node a redis-server on a
+// free loopback port in its own temporary directory (no persistence), joined with `redis-cli --cluster create`. A
+// test can move a hash slot, with its keys, from one node to another, or fail a master over to its replica, while
+// clients use it.
 import { execFile } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
@@ -18,6 +19,8 @@ export interface RedisCluster {
   owner: (key: string) => Promise<number>
   /** Moves the slot of a key, with every key in it, to the node on that port (MIGRATING/IMPORTING, MIGRATE). */
   moveSlot: (key: string, to: number) => Promise<void>
+  /** `CLUSTER FAILOVER` on a replica of the master of a key's slot; resolves with its port once all see it serve. */
+  failover: (key: string) => Promise<number>
   /** Stops every node and removes their directories. */
   stop: () => Promise<void>
 }
@@ -31,10 +34,24 @@ async function until (check: () => Promise<boolean>, ms: number, what: string): 
   }
 }
 
-/** Starts `size` masters and makes them one cluster covering every slot; resolves once every node says `ok`. */
-export async function startCluster (size = 3): Promise<RedisCluster> {
+/** The port serving a slot, as a node sees it (0: none). */
+async function ownerOf (node: Redis, slot: number): Promise<number> {
+  const ranges = await node.call('CLUSTER', 'SLOTS') as Array<[number, number, [string, number]]>
+  const range = ranges.find(([from, to]) => from <= slot && slot <= to)
+  return range === undefined ? 0 : range[2][1]
+}
+
+/**
+ * Starts three masters (and `replicas` replicas of each) and makes them one cluster covering every slot; resolves
+ * once every node says `ok` and every replica is in step with its master.
+ */
+export async function startCluster (replicas = 0): Promise<RedisCluster> {
+  const size = 3 * (1 + replicas)
   const servers: RedisServer[] = []
   const admin = new Map<number, Redis>()
+  /** Until the check holds on every node, for 10 s at most. */
+  const everyNode = async (check: (node: Redis) => Promise<boolean>, what: string): Promise<void> =>
+    await until(async () => (await Promise.all(Array.from(admin.values(), check))).every(Boolean), 10_000, what)
   const stop = async (): Promise<void> => {
     for (const connection of admin.values()) connection.disconnect()
     await Promise.all(servers.map(async server => await server.stop()))
@@ -42,28 +59,31 @@ export async function startCluster (size = 3): Promise<RedisCluster> {
   try {
     for (let i = 0; i < size; i++) {
       servers.push(await startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
-        '--appendonly', 'no', '--cluster-node-timeout', '5000']))
+        '--appendonly', 'no', '--cluster-node-timeout', '5000', '--repl-diskless-sync-delay', '0']))
     }
     const addresses = servers.map(server => `127.0.0.1:${server.port}`)
-    await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'],
-      { timeout: 20_000 })
+    await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', String(replicas),
+      '--cluster-yes'], { timeout: 20_000 })
     for (const server of servers) admin.set(server.port, new Redis(server.port, '127.0.0.1'))
     const ok = async (node: Redis): Promise<boolean> =>
       (await node.call('CLUSTER', 'INFO') as string).includes('cluster_state:ok')
-    await until(async () => (await Promise.all(Array.from(admin.values(), ok))).every(Boolean), 10_000,
-      'cluster_state:ok on every node')
+    await everyNode(ok, 'cluster_state:ok on every node')
+    // a manual failover needs the master to know its replica: every node's view has every replica
+    const inStep = async (node: Redis): Promise<boolean> => {
+      const info = await node.info('replication')
+      const view = (await node.call('CLUSTER', 'NODES') as string).split('\n')
+      const known = view.filter(line => line.split(' ')[2]?.split(',').includes('slave') === true).length
+      return known === 3 * replicas && (info.includes('role:master') || info.includes('master_link_status:up'))
+    }
+    await everyNode(inStep, 'every replica in step with its master, and known to every node')
   } catch (err) {
     await stop()
     throw err
   }
   const first = admin.values().next().value as Redis
   const slotOf = async (key: string): Promise<number> => Number(await first.call('CLUSTER', 'KEYSLOT', key))
-  /** The port serving a slot, as a node sees it. */
-  const ownerOf = async (node: Redis, slot: number): Promise<number> => {
-    const ranges = await node.call('CLUSTER', 'SLOTS') as Array<[number, number, [string, number]]>
-    const range = ranges.find(([from, to]) => from <= slot && slot <= to)
-    return range === undefined ? 0 : range[2][1]
-  }
+  const servedBy = async (slot: number, port: number): Promise<void> =>
+    await everyNode(async node => await ownerOf(node, slot) === port, `every node sees slot ${slot} on port ${port}`)
   const nodeId = async (port: number): Promise<string> => await (admin.get(port) as Redis).call('CLUSTER', 'MYID') as string
   return {
     nodes: servers.map(server => ({ host: '127.0.0.1', port: server.port })),
@@ -87,9 +107,19 @@ export async function startCluster (size = 3): Promise<RedisCluster> {
       for (const node of [target, source, ...Array.from(admin.values()).filter(n => n !== source && n !== target)]) {
         await node.call('CLUSTER', 'SETSLOT', slot, 'NODE', toId)
       }
-      const moved = async (node: Redis): Promise<boolean> => await ownerOf(node, slot) === to
-      await until(async () => (await Promise.all(Array.from(admin.values(), moved))).every(Boolean), 10_000,
-        `every node sees slot ${slot} on port ${to}`)
+      await servedBy(slot, to)
+    },
+    failover: async key => {
+      const slot = await slotOf(key)
+      const master = await ownerOf(first, slot)
+      let port = 0
+      for (const [candidate, node] of admin) {
+        if ((await node.info('replication')).includes(`master_port:${master}\r\n`)) port = candidate
+      }
+      if (port === 0) throw new Error(`the test cluster: no replica of the master on port ${master}`)
+      await (admin.get(port) as Redis).call('CLUSTER', 'FAILOVER')
+      await servedBy(slot, port)
+      return port
     },
     stop
   }
