@@ -3,11 +3,11 @@
 // for two servers, a slot moved to another node under a blocked reader, connections counted on every node.
 import t from 'tap'
 import type { Test } from 'tap'
-import { Cluster, type ClusterOptions } from 'ioredis'
+import { Cluster, type ClusterOptions, type Redis } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
 import { redisChannels, type RedisChannelsOptions } from '../../lib/channel/redis.js'
 import type { Channel, SseItem, SseResetData } from '../../lib/index.js'
-import { open, startApp, take, within } from '../helpers.js'
+import { open, startApp, take, within, type LogCapture } from '../helpers.js'
 import { startCluster, type RedisCluster } from './redis-cluster.js'
 
 const cluster = await startCluster()
@@ -43,20 +43,20 @@ function context (t: Test, on: RedisCluster = cluster): Context {
 }
 
 type Room = Channel<{ n: number }, Promise<string>>
-interface Server1 { app: FastifyInstance, url: string, room: (name: string) => Room }
+interface Server1 { app: FastifyInstance, url: string, logs: LogCapture, room: (name: string) => Room }
 
 /** One "server": an app with its own cluster client and backend, and GET /room/:name. */
 async function server (ctx: Context, options: Partial<RedisChannelsOptions> = {}): Promise<Server1> {
   const redis = options.redis ?? await ctx.client()
   const backend = redisChannels({ prefix: ctx.prefix, ...options, redis })
   let room!: Server1['room']
-  const { app, url } = await startApp(app => {
+  const { app, url, logs } = await startApp(app => {
     room = name => app.sse.channel<{ n: number }>(name, { backend, history: 100 })
     app.get<{ Params: { name: string } }>('/room/:name', (req, reply) =>
       reply.sse(room(req.params.name).subscribe({ lastEventId: req.headers['last-event-id'], signal: req.signal })))
   })
   ctx.later(() => app.close())
-  return { app, url, room }
+  return { app, url, logs, room }
 }
 
 /** Resolves once the channel's reader reads its stream (a subscriber gets an item published now). */
@@ -221,6 +221,36 @@ t.test('a master fails over to its replica under blocked readers: nothing lost, 
   t.same((await take(b.room(room).subscribe({ lastEventId: ids[0] as string }), 5)).map(item => item.id), ids.slice(1), 'replay from before the failover')
   await sub.return?.()
   onB.res.body.destroy()
+})
+
+t.test('a reader\'s connection killed on the cluster: its cluster client connects again and resends the read, nothing lost or twice', async t => {
+  t.setTimeout(30_000)
+  const ctx = context(t)
+  const name = `killed-${process.pid}`
+  const a = await server(ctx, { readerName: name })
+  const room = a.room('{killed}chat')
+  await readerReady(room)
+  const sub = room.subscribe()
+  const ids = [await room.publish({ data: { n: 0 } })]
+  const receiving = take(sub, 6)
+  /** The node and client id of the reader's connection. */
+  const reader = async (): Promise<[Redis, string] | undefined> => {
+    for (const node of cluster.admin.values()) {
+      const line = (await node.call('CLIENT', 'LIST') as string).split('\n').find(l => l.includes(` name=${name}:${ctx.prefix} `))
+      const id = /id=(\d+)/.exec(line ?? '')?.[1]
+      if (id !== undefined) return [node, id]
+    }
+    return undefined
+  }
+  const [node, killed] = await reader() as [Redis, string]
+  await node.call('CLIENT', 'KILL', 'ID', killed)
+  for (let n = 1; n < 6; n++) ids.push(await room.publish({ data: { n } }))
+  t.same((await within(receiving, 10_000, 'after the kill')).map(item => item.id), ids, 'every item once, in order')
+  const [, id] = await reader() as [Redis, string]
+  t.not(id, killed, 'read on a new connection')
+  t.match(a.app.sse.stats().channels.find(c => c.name === '{killed}chat'), { connected: true })
+  t.equal(a.logs.lines.filter(l => /reader/.test(l.msg)).length, 0, 'nothing to say: its cluster client took care of it')
+  await sub.return?.()
 })
 
 t.test('connections per process on the cluster: one reader per slot group in use, whatever the number of channels', async t => {
