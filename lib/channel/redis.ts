@@ -32,7 +32,11 @@ export interface RedisChannelsOptions {
    * the plugin.
    */
   redis: Redis | Cluster
-  /** Prefix of the stream keys: a channel `chat` lives at `<prefix>chat`. Default `'sse:'`. */
+  /**
+   * Prefix of the stream keys, not empty: a channel `chat` lives at `<prefix>chat` (on a Redis Cluster at
+   * `{<prefix><n>}chat`, n its slot group, or `<prefix>{tag}chat` for a name with a hash tag of its own; the prefix
+   * then holds no `{` or `}`). Default `'sse:'`.
+   */
   prefix?: string
   /** Milliseconds after which a publish Redis has not answered rejects. Default 5000. */
   publishTimeout?: number
@@ -389,6 +393,8 @@ class Backends {
   readonly #channels = new Map<string, RedisBackend>()
   /** The readers by tag, each started on first need and closed with the last channel of its tag. */
   readonly #readers = new Map<string, StreamReader>()
+  /** How many channels each tag has. */
+  readonly #tags = new Map<string, number>()
 
   constructor (settings: Settings) {
     this.settings = settings
@@ -401,6 +407,7 @@ class Backends {
         '(another app of this process?): give each app its own redisChannels()')
     }
     this.#channels.set(name, backend)
+    this.#tags.set(backend.tag, (this.#tags.get(backend.tag) ?? 0) + 1)
   }
 
   /** The reader of a channel's tag, started on first need. */
@@ -427,8 +434,14 @@ class Backends {
   /** A channel of this backend closed: the last one of its tag closes their reader. */
   close (backend: RedisBackend): Promise<void> {
     this.#channels.delete(backend.name)
+    const left = (this.#tags.get(backend.tag) as number) - 1
+    if (left > 0) {
+      this.#tags.set(backend.tag, left)
+      return Promise.resolve()
+    }
+    this.#tags.delete(backend.tag)
     const reader = this.#readers.get(backend.tag)
-    if (reader === undefined || !this.#served(backend.tag).next().done) return Promise.resolve()
+    if (reader === undefined) return Promise.resolve()
     this.#readers.delete(backend.tag)
     return reader.close()
   }
@@ -472,11 +485,11 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
   #publishFailures = 0
 
   constructor (name: string, options: HistoryOptions, deliver: Deliver, log: FastifyBaseLogger, backends: Backends) {
-    backends.open(name, this)
-    this.#name = name
     const { key, tag } = place(backends.settings, name)
     this.key = key
     this.tag = tag
+    backends.open(name, this)
+    this.#name = name
     this.#idempotent = idempotencyPrefix(backends.settings.prefix, key)
     this.#backends = backends
     this.#settings = backends.settings
@@ -723,7 +736,7 @@ export function redisChannels (options: RedisChannelsOptions): RedisChannels {
       'or fastify.redis from @fastify/redis)')
   }
   if (typeof prefix !== 'string') throw invalidOption('prefix', `must be a string, got ${typeof prefix}`)
-  // every channel key starts with it (or on a cluster with `{`); the backend's other keys never do
+  // every channel key starts with it (or on a cluster with `{`); idempotency keys never do
   if (prefix === '') throw invalidOption('prefix', 'must be non-empty: the keys of channels start with it')
   const cluster = (redis as Partial<Cluster>).isCluster === true
   // a channel's own tag is in its name, so the prefix holds none: then no two names can share a key
