@@ -1,6 +1,7 @@
 // Redis channels on a Redis Cluster of the tests' own (test/channel/redis-cluster.ts: three masters on free ports):
 // channels spread over slots and nodes, two Fastify instances each with its own ioredis Cluster client standing
-// for two servers, a slot moved to another node under a blocked reader, connections counted on every node.
+// for two servers, a slot moved to another node under blocked readers, a reader's connection killed, a failover
+// (on a second cluster, with a replica per master), connections counted on every node.
 import t from 'tap'
 import type { Test } from 'tap'
 import { Cluster, type ClusterOptions, type Redis } from 'ioredis'
