@@ -298,4 +298,14 @@ t.test('options on a cluster: the prefix holds no hash tag, slotGroups is a numb
     t.throws(() => redisChannels({ redis, slotGroups: slotGroups as number }), { code: 'FST_SSE_INVALID_OPTION', field: 'slotGroups', message: /whole number from 1 to 16384/ })
   }
   t.doesNotThrow(() => redisChannels({ redis, slotGroups: 1, prefix: 'one:' }))
+
+  // where a name lives must never change (a channel would lose its history): FNV-1a 32, modulo slotGroups
+  const s = await server(ctx, { redis })
+  const one = await server(ctx, { redis, slotGroups: 1, prefix: ctx.prefix + 'one:' })
+  for (const name of ['chat', 'a', 'room:42']) await s.room(name).publish({ data: { n: 0 } })
+  await one.room('chat').publish({ data: { n: 0 } })
+  const keys = Array.from((await keysByNode(ctx.prefix)).values()).flat().sort()
+  // FNV-1a of "a" is 0xe40c292c: 12 modulo 16
+  const p = ctx.prefix
+  t.same(keys, [`{${p}10}room:42`, `{${p}11}chat`, `{${p}12}a`, `{${p}one:0}chat`], 'the same keys in every version')
 })
