@@ -200,6 +200,8 @@ class StreamReader {
   /** The channels read, by stream key: each has local subscribers and knows where it is (`last`). */
   readonly #reading = new Map<string, RedisBackend>()
   readonly #control: string
+  /** The length of the client's `keyPrefix`: ioredis adds it to the keys sent, XREAD answers with full names. */
+  readonly #keyPrefix: number
   /** How its errors name the channels it reads: all those of its prefix. */
   readonly #channels: string
   #controlLast = '0-0'
@@ -223,6 +225,7 @@ class StreamReader {
     // the tag first: the control stream shares the slot of the streams read with it
     this.#control = tag + settings.prefix + 'reader:' + randomUUID()
     this.#channels = settings.prefix + '*'
+    this.#keyPrefix = String(settings.redis.options.keyPrefix ?? '').length
     this.#newLost()
     const name = settings.readerName + ':' + settings.prefix.replace(/[^\w:.-]/g, '_')
     this.#connection = settings.cluster
@@ -297,7 +300,8 @@ class StreamReader {
         failures = 0
         if (reply === 'lost' || reply === null) continue
         const sent = new Map(keys.map((key, i) => [key, ids[i]]))
-        for (const [key, entries] of reply) {
+        for (const [prefixed, entries] of reply) {
+          const key = prefixed.slice(this.#keyPrefix)
           if (key === this.#control) {
             this.#controlLast = (entries.at(-1) as Entry)[0]
             continue
@@ -743,6 +747,11 @@ export function redisChannels (options: RedisChannelsOptions): RedisChannels {
   if (cluster && /[{}]/.test(prefix)) {
     throw invalidOption('prefix', 'must be without { or } on a Redis Cluster (a channel name "{tag}…" chooses ' +
       `its slot itself), got ${JSON.stringify(prefix)}`)
+  }
+  // ioredis puts the client's keyPrefix before each key: a hash tag there would be the tag of every key
+  if (cluster && /[{}]/.test(String(redis.options.keyPrefix ?? ''))) {
+    throw invalidOption('redis', 'must have a keyPrefix without { or } on a Redis Cluster (it comes before the ' +
+      `hash tags of the channels' keys), got ${JSON.stringify(String(redis.options.keyPrefix))}`)
   }
   if (!(Number.isSafeInteger(slotGroups) && slotGroups >= 1 && slotGroups <= 16384)) {
     throw invalidOption('slotGroups', `must be a whole number from 1 to 16384, got ${String(slotGroups)}`)

@@ -298,6 +298,8 @@ t.test('options on a cluster: the prefix holds no hash tag, slotGroups is a numb
     t.throws(() => redisChannels({ redis, slotGroups: slotGroups as number }), { code: 'FST_SSE_INVALID_OPTION', field: 'slotGroups', message: /whole number from 1 to 16384/ })
   }
   t.doesNotThrow(() => redisChannels({ redis, slotGroups: 1, prefix: 'one:' }))
+  const tagged = await ctx.client({ keyPrefix: '{app}:' })
+  t.throws(() => redisChannels({ redis: tagged }), { code: 'FST_SSE_INVALID_OPTION', field: 'redis', message: /keyPrefix without \{ or \}/ })
 
   // where a name lives must never change (a channel would lose its history): FNV-1a 32, modulo slotGroups
   const s = await server(ctx, { redis })
@@ -308,4 +310,13 @@ t.test('options on a cluster: the prefix holds no hash tag, slotGroups is a numb
   // FNV-1a of "a" is 0xe40c292c: 12 modulo 16
   const p = ctx.prefix
   t.same(keys, [`{${p}10}room:42`, `{${p}11}chat`, `{${p}12}a`, `{${p}one:0}chat`], 'the same keys in every version')
+
+  // a keyPrefix of the client's comes before every key; the reader finds its streams in XREAD's answer all the same
+  const prefixed = await server(ctx, { redis: await ctx.client({ keyPrefix: ctx.prefix + 'kp:' }), prefix: 'sse:' })
+  const sub = prefixed.room('chat').subscribe()
+  const live = take(sub, 1)
+  const id = await prefixed.room('chat').publish({ data: { n: 1 } })
+  t.same((await within(live, 5000, 'live on a prefixed client')).map(item => item.id), [id], 'delivered live')
+  t.ok(Array.from((await keysByNode(ctx.prefix + 'kp:')).values()).flat().includes(`${ctx.prefix}kp:{sse:11}chat`), 'at <keyPrefix>{<prefix><n>}<name>')
+  await sub.return?.()
 })

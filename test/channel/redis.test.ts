@@ -445,6 +445,24 @@ t.test('publish with an idempotencyKey: stored once within the window, whatever 
   t.equal(Number(await admin.call('XLEN', key)), 3, 'nothing stored by a refused publish')
 })
 
+t.test('a client with a keyPrefix: its keys carry it, and the reader still hands on what it reads', async t => {
+  t.setTimeout(10_000)
+  const ctx = context(t)
+  // ioredis prefixes every key it sends; XREAD answers with the full key names
+  const redis = await ctx.client({ keyPrefix: ctx.prefix })
+  const backend = redisChannels({ redis, prefix: 'kp:' })
+  const { app } = await startApp(() => {})
+  ctx.later(() => app.close())
+  const chat = app.sse.channel<number>('chat', { backend })
+  const sub = chat.subscribe()
+  const got = take(sub, 2)
+  const ids = [await chat.publish({ data: 1 })]
+  ids.push(await chat.publish({ data: 2 }))
+  t.same((await within(got, 5000, 'live items')).map(item => item.id), ids, 'delivered live')
+  t.equal(await (await ctx.client()).xlen(ctx.prefix + 'kp:chat'), 2, 'stored under the client\'s keyPrefix')
+  t.same((await take(chat.subscribe({ lastEventId: ids[0] }), 1)).map(item => item.id), [ids[1]], 'replayed')
+})
+
 t.test('an idempotency key is no channel\'s key, and two channels\' idempotency keys never meet', async t => {
   t.setTimeout(10_000)
   const ctx = context(t)
