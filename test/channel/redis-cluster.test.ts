@@ -309,6 +309,11 @@ t.test('options on a cluster: the prefix holds no hash tag, slotGroups is a numb
   const keys = Array.from((await keysByNode(ctx.prefix)).values()).flat().sort()
   // FNV-1a of "a" is 0xe40c292c: 12 modulo 16
   const p = ctx.prefix
+  // each node's bus on a free port of its own, not port + 10000 (past 65535 for a node above 55535)
+  for (const [port, node] of cluster.admin) {
+    const busPort = Number((await node.call('CONFIG', 'GET', 'cluster-port') as string[])[1])
+    t.ok(busPort > 0 && busPort !== port + 10_000, `node ${port}: its bus on a port chosen free (${busPort})`)
+  }
   t.same(keys, [`{${p}10}room:42`, `{${p}11}chat`, `{${p}12}a`, `{${p}one:0}chat`], 'the same keys in every version')
 
   // a keyPrefix of the client's comes before every key; the reader finds its streams in XREAD's answer all the same

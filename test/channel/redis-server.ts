@@ -56,15 +56,18 @@ async function ready (proc: ChildProcess): Promise<void> {
 export async function startRedis (args: string[] = []): Promise<RedisServer> {
   const dir = await mkdtemp(join(tmpdir(), 'fastify-typed-sse-redis-'))
   let port = 0
+  // a cluster node's bus listens on port + 10000 unless told: none above 55535, and that port may be taken
+  let bus: string[] = []
   let proc: ChildProcess | undefined
   const launch = async (): Promise<void> => {
     const config = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
-      '--appendonly', 'yes', '--appendfsync', 'always', '--logfile', '', ...args]
+      '--appendonly', 'yes', '--appendfsync', 'always', '--logfile', '', ...bus, ...args]
     proc = spawn('redis-server', config, { stdio: ['ignore', 'pipe', 'inherit'] })
     await ready(proc)
   }
   for (let attempt = 0; ; attempt++) {
     port = await freePort()
+    if (args.includes('--cluster-enabled')) bus = ['--cluster-port', String(await freePort())]
     try {
       await launch()
       break
