@@ -61,7 +61,7 @@ export async function startRedis (args: string[] = []): Promise<RedisServer> {
   let proc: ChildProcess | undefined
   const launch = async (): Promise<void> => {
     const config = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
-      '--appendonly', 'yes', '--appendfsync', 'always', '--logfile', '', ...bus, ...args]
+      '--pidfile', join(dir, 'pid'), '--appendonly', 'yes', '--appendfsync', 'always', '--logfile', '', ...bus, ...args]
     proc = spawn('redis-server', config, { stdio: ['ignore', 'pipe', 'inherit'] })
     await ready(proc)
   }
@@ -85,6 +85,12 @@ export async function startRedis (args: string[] = []): Promise<RedisServer> {
     running.kill('SIGKILL')
     await exited
   }
+  // A test process that times out or is killed ends without its teardown: a watchdog outside it (its own process
+  // group) then kills the server, whatever pid a restart gave it, and removes the directory.
+  const watchdog = spawn('sh', ['-c', 'while kill -0 "$1" 2>/dev/null; do sleep 0.2; done; ' +
+    'kill -9 "$(cat "$2/pid")" 2>/dev/null; rm -rf "$2"', 'watchdog', String(process.pid), dir],
+  { detached: true, stdio: 'ignore' })
+  watchdog.unref()
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
@@ -95,6 +101,7 @@ export async function startRedis (args: string[] = []): Promise<RedisServer> {
     stop: async () => {
       await kill()
       await rm(dir, { recursive: true, force: true })
+      watchdog.kill('SIGKILL')
     }
   }
 }
