@@ -316,8 +316,11 @@ class StreamReader {
         failures++
         const failure = channelUnavailable(this.#channels, `the reader failed: ${(err as Error).message}`, err)
         this.#log.error({ err: failure, streams: reading.length }, 'SSE Redis channel reader failed; retrying')
-        // a key that holds no stream fails the read for every channel: each finds its stream again first
-        for (const backend of reading) if (this.#reading.get(backend.key) === backend) backend.recheck()
+        // a key that holds no stream fails the read for every channel: each finds its stream again first; any
+        // other failure (a node down on a cluster) is the read's, retried as it was, and said once, not per channel
+        if ((err as Error).message.startsWith('WRONGTYPE')) {
+          for (const backend of reading) if (this.#reading.get(backend.key) === backend) backend.recheck()
+        }
         await new Promise(resolve => setTimeout(resolve, Math.min(2000, 50 * 2 ** failures)).unref())
       }
     }

@@ -325,3 +325,32 @@ t.test('options on a cluster: the prefix holds no hash tag, slotGroups is a numb
   t.ok(Array.from((await keysByNode(ctx.prefix + 'kp:')).values()).flat().includes(`${ctx.prefix}kp:{sse:11}chat`), 'at <keyPrefix>{<prefix><n>}<name>')
   await sub.return?.()
 })
+
+t.test('a master down under a reader of many channels: the reader says it retries, once per try, not once per channel; all resume', async t => {
+  t.setTimeout(30_000)
+  const ctx = context(t)
+  const s = await server(ctx, { slotGroups: 1 })
+  const rooms = Array.from({ length: 20 }, (_, n) => s.room(`room:${n}`))
+  const subs = rooms.map(room => room.subscribe())
+  const first = Promise.all(subs.map(async sub => await take(sub, 1)))
+  await Promise.all(rooms.map(async room => await room.publish({ data: { n: 0 } })))
+  await within(first, 5000, 'every room read')
+  const port = await cluster.owner(`{${ctx.prefix}0}room:0`)
+  const failures = (): LogCapture['lines'] => s.logs.lines.filter(l => /reader failed/.test(l.msg))
+  await cluster.kill(port)
+  try {
+    await within(s.logs.waitFor(() => failures().length >= 2), 15_000, 'the reader failing twice')
+  } finally {
+    await cluster.restart(port)
+  }
+  t.same(new Set(failures().map(l => /^SSE channel "([^"]*)"/.exec(String(l.err?.message))?.[1])), new Set([`${ctx.prefix}*`]), 'only the reader says so, not each of its 20 channels')
+  // the node is back (with no data: no persistence), the cluster whole again; the reader reads on
+  const admin = cluster.admin.get(port) as Redis
+  for (let i = 0; i < 200 && !String(await admin.call('CLUSTER', 'INFO').catch(() => '')).includes('cluster_state:ok'); i++) {
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  const next = Promise.all(subs.map(async sub => (await take(sub, 1))[0]?.id))
+  const ids = await Promise.all(rooms.map(async room => await room.publish({ data: { n: 1 } })))
+  t.same(await within(next, 10_000, 'every room after the restart'), ids, 'every room gets what is published after')
+  for (const sub of subs) await sub.return?.()
+})

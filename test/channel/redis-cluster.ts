@@ -21,6 +21,9 @@ export interface RedisCluster {
   moveSlot: (key: string, to: number) => Promise<void>
   /** `CLUSTER FAILOVER` on a replica of the master of a key's slot; resolves with its port once all see it serve. */
   failover: (key: string) => Promise<number>
+  /** `kill -9` of the node on that port (its clients see their connections fail), and its start again. */
+  kill: (port: number) => Promise<void>
+  restart: (port: number) => Promise<void>
   /** Stops every node and removes their directories. */
   stop: () => Promise<void>
 }
@@ -121,6 +124,8 @@ export async function startCluster (replicas = 0): Promise<RedisCluster> {
       await servedBy(slot, port)
       return port
     },
+    kill: async port => { await (servers.find(server => server.port === port) as RedisServer).kill() },
+    restart: async port => { await (servers.find(server => server.port === port) as RedisServer).restart() },
     stop
   }
 }
