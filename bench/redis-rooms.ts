@@ -1,5 +1,5 @@
 // Many Redis channels benchmark (not part of `npm test`):
-//   npx tsx bench/redis-rooms.ts [rooms = 10000] [rounds = 3]
+//   npx tsx bench/redis-rooms.ts [rooms = 10000] [rounds = 3] [--cluster]
 // `rooms` channels with one subscriber each, spread over two server processes that share one Redis (REDIS_URL,
 // default redis://127.0.0.1:6379): rooms 0, 2, 4… have their subscriber on server A, 1, 3, 5… on server B. A
 // client process opens them all as raw TCP connections on loopback and timestamps every delivery. Each round,
@@ -7,7 +7,8 @@
 // subscribers through its reader. Measured: Redis connections per server process (`CLIENT LIST`), delivery
 // latency p50/p99/max (publish() called → parsed by the client process), and each server's heap per channel —
 // idle (created, no subscriber) and with its subscriber connected (the channel, its subscription, the SSE stream
-// and its socket).
+// and its socket). With `--cluster`, the Redis is a 3-node Redis Cluster the bench starts on free loopback ports
+// (redis-server and redis-cli on PATH) and stops at the end; connections are then counted on every node.
 import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { connect, type Socket } from 'node:net'
@@ -40,9 +41,12 @@ type FromClient =
   | { type: 'done', latencies: number[], errors: number }
 
 const self = fileURLToPath(import.meta.url)
-if (process.argv[2] === 'server') await server(process.argv[3] as string, process.argv[4] as string)
+if (process.argv[2] === 'server') await server(process.argv[3] as string, process.argv[4] as string, process.argv[5])
 else if (process.argv[2] === 'client') await client()
-else await main(Number(process.argv[2] ?? 10_000), Number(process.argv[3] ?? 3))
+else {
+  const args = process.argv.slice(2).filter(arg => arg !== '--cluster')
+  await main(Number(args[0] ?? 10_000), Number(args[1] ?? 3), process.argv.includes('--cluster'))
+}
 
 /** A child process and a way to wait for its next message of a type. */
 function child<From extends { type: string }> (args: string[], execArgv: string[] = []) {
@@ -62,17 +66,23 @@ function child<From extends { type: string }> (args: string[], execArgv: string[
   return { proc, next, send: (m: ToServer | ToClient) => proc.send(m) }
 }
 
-async function main (rooms: number, rounds: number): Promise<void> {
+async function main (rooms: number, rounds: number, onCluster: boolean): Promise<void> {
   const { Redis } = await import('ioredis')
-  const admin = new Redis(REDIS_URL)
+  const cluster = onCluster ? await (await import('../test/channel/redis-cluster.js')).startCluster() : undefined
+  // every node of the cluster, or the one Redis
+  const admins = cluster === undefined ? [new Redis(REDIS_URL)] : Array.from(cluster.admin.values())
+  const admin = admins[0] as InstanceType<typeof Redis>
   const tag = `bench-rooms-${process.pid}`
   const prefix = `bench:fastify-typed-sse:${process.pid}:`
   const names = ['a', 'b']
-  const servers = names.map(name => child<FromServer>(['server', prefix, `${tag}-${name}`], ['--expose-gc']))
+  const nodes = cluster?.nodes.map(node => node.port).join(',')
+  const servers = names.map(name =>
+    child<FromServer>(['server', prefix, `${tag}-${name}`, ...(nodes === undefined ? [] : [nodes])], ['--expose-gc']))
   const ports = await Promise.all(servers.map(async s => (await s.next('ready')).port))
-  const connections = async (name: string): Promise<number> =>
-    (await admin.call('CLIENT', 'LIST') as string).split('\n')
-      .filter(line => line.includes(` name=${tag}-${name}`)).length
+  // on a cluster, per node: `n1+n2+n3`
+  const connections = async (name: string): Promise<string> => (await Promise.all(admins.map(async node =>
+    (await node.call('CLIENT', 'LIST') as string).split('\n')
+      .filter(line => line.includes(` name=${tag}-${name}`)).length))).join('+')
 
   // heap: empty app → every room's channel created (idle) → a subscriber on each
   const heap = async (): Promise<number[]> => Promise.all(servers.map(async s => {
@@ -111,9 +121,13 @@ async function main (rooms: number, rounds: number): Promise<void> {
     await s.next('stopped')
   }
   clients.proc.kill()
-  const keys = await admin.keys(prefix + '*')
-  for (let i = 0; i < keys.length; i += 1000) await admin.del(...keys.slice(i, i + 1000))
-  await admin.quit()
+  if (cluster === undefined) {
+    const keys = await admin.keys(prefix + '*')
+    for (let i = 0; i < keys.length; i += 1000) await admin.del(...keys.slice(i, i + 1000))
+    await admin.quit()
+  } else {
+    await cluster.stop()
+  }
 
   latencies.sort((a, b) => a - b)
   const pct = (p: number): string =>
@@ -122,7 +136,8 @@ async function main (rooms: number, rounds: number): Promise<void> {
     after.map((bytes, i) => ((bytes - (before[i] as number)) / Math.floor(rooms / 2) / 1024).toFixed(2) + ' KiB')
       .join(' / ')
   const machine = `Node ${process.version}, ${cpus().length} cores`
-  console.log(`\n${rooms} Redis channels × 1 subscriber over 2 server processes, ${machine}, ${rounds} rounds\n`)
+  const redis = cluster === undefined ? 'one Redis' : 'a 3-master Redis Cluster (connections per node: n1+n2+n3)'
+  console.log(`\n${rooms} channels × 1 subscriber over 2 server processes on ${redis}, ${machine}, ${rounds} rounds\n`)
   console.log('| | server A / server B |')
   console.log('|---|---|')
   console.log(`| Redis connections, channels created, no subscriber | ${idleConnections.join(' / ')} |`)
@@ -137,12 +152,15 @@ async function main (rooms: number, rounds: number): Promise<void> {
   console.log(`| one round (${rooms} publishes, ${IN_FLIGHT} in flight) on server A | ${(publishMs / rounds).toFixed(0)} ms |`)
 }
 
-async function server (prefix: string, name: string): Promise<void> {
+async function server (prefix: string, name: string, nodes: string | undefined): Promise<void> {
   const { default: Fastify } = await import('fastify')
   const { default: ssePlugin } = await import('../lib/index.js')
-  const { Redis } = await import('ioredis')
+  const { Cluster, Redis } = await import('ioredis')
   const { redisChannels } = await import('../lib/channel/redis.js')
-  const redis = new Redis(REDIS_URL, { connectionName: `${name}-client` })
+  const redis = nodes === undefined
+    ? new Redis(REDIS_URL, { connectionName: `${name}-client` })
+    : new Cluster(nodes.split(',').map(port => ({ host: '127.0.0.1', port: Number(port) })),
+      { redisOptions: { connectionName: `${name}-client` } })
   const backend = redisChannels({ redis, prefix, readerName: name })
   const app = Fastify({ logger: false })
   await app.register(ssePlugin, { heartbeat: 60_000 })

@@ -6,6 +6,8 @@
 //   with the openssl CLI. When either is missing on Debian and we are root, they are installed with apt-get.
 // - The Redis channel tests use the Redis at REDIS_URL (default redis://127.0.0.1:6379). When none answers on a
 //   loopback address and redis-server exists, one is started for the run on that port and stopped afterwards.
+// - The Redis fault and Redis Cluster tests start redis-servers of their own and join a cluster with redis-cli:
+//   when either is missing on Debian and we are root, they are installed with apt-get (redis-server brings both).
 //
 // Quiet when all is well: anything that is missing is said in one line, with how to provide it.
 import { spawn } from 'node:child_process'
@@ -96,12 +98,13 @@ function run (command, args, options = {}) {
   })
 }
 
-// ---- Chromium and openssl --------------------------------------------------------------------------------------
+// ---- Chromium, openssl, redis-server and redis-cli -------------------------------------------------------------
 async function checkTools () {
   const chromium = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
   const missing = () => [
     ...(executable(chromium) ? [] : ['chromium']),
-    ...(which('openssl') === null ? ['openssl'] : [])
+    ...(which('openssl') === null ? ['openssl'] : []),
+    ...(which('redis-server') === null || which('redis-cli') === null ? ['redis-server'] : [])
   ]
   let lacking = missing()
   if (lacking.length === 0) return
@@ -123,9 +126,12 @@ async function checkTools () {
     ...(lacking.includes('chromium')
       ? [`Chromium at ${chromium} (apt-get install chromium, or set CHROMIUM_PATH)`]
       : []),
-    ...(lacking.includes('openssl') ? ['the openssl CLI (apt-get install openssl)'] : [])
+    ...(lacking.includes('openssl') ? ['the openssl CLI (apt-get install openssl)'] : []),
+    ...(lacking.includes('redis-server')
+      ? ['redis-server and redis-cli for the Redis fault and cluster tests (apt-get install redis-server)']
+      : [])
   ]
-  return fail(`the browser tests need ${how.join(' and ')}`)
+  return fail(`the tests need ${how.join(' and ')}`)
 }
 
 // ---- Redis -----------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 // Type tests of the Redis channels (fastify-typed-sse/redis), checked by `npm run typecheck` (tsc), never run.
 import Fastify from 'fastify'
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import { expectTypeOf } from 'expect-type'
 import ssePlugin, { type Channel, type ChannelSubscription, type SharedChannelOptions } from '../lib/index.js'
 import { redisChannels, type RedisChannels, type RedisChannelsOptions } from '../lib/channel/redis.js'
@@ -18,7 +18,12 @@ redisChannels({})
 redisChannels({ redis: 'redis://127.0.0.1' })
 // @ts-expect-error publishTimeout is a number
 redisChannels({ redis, publishTimeout: '5s' })
-expectTypeOf<RedisChannelsOptions['redis']>().toEqualTypeOf<Redis>()
+expectTypeOf<RedisChannelsOptions['redis']>().toEqualTypeOf<Redis | Cluster>()
+// a Redis Cluster: the same backend type, channels spread over slot groups
+const onCluster = redisChannels({ redis: new Cluster([{ host: '127.0.0.1', port: 7000 }]), slotGroups: 32 })
+expectTypeOf(onCluster).toEqualTypeOf<RedisChannels>()
+// @ts-expect-error slotGroups is a number
+redisChannels({ redis, slotGroups: '32' })
 
 interface ChatMessage { name: string, text: string }
 const chat = app.sse.channel<ChatMessage>('chat', { backend: shared, history: 1000 })

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { randomUUID } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import { once } from 'node:events'
+import type { Cluster, Redis } from 'ioredis'
 import type {
   BackendStats, ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, Deliver, HistoryOptions,
   PublishOptions, Replay
@@ -17,16 +18,25 @@ import type { SseItem } from '../types.js'
 // connection), and a channel without local subscribers is not read at all. The stream entry holds the frame
 // around its id line and the item's fields as JSON, so each process rebuilds the frame by concatenation, never
 // by serializing the data again. Only this module uses ioredis, and only by type: the main entry never loads it.
+//
+// On a Redis Cluster one XREAD may only name keys of one hash slot, so each channel's key carries a hash tag: its
+// own (a name like `{tenant}chat`) or its slot group's (`{<prefix><n>}<name>`, n a hash of the name), and there is
+// one reader per tag, a cluster client of its own that follows the slot wherever it moves.
 
 /** Options of `redisChannels()`. */
 export interface RedisChannelsOptions {
   /**
-   * Your ioredis client (also what `@fastify/redis` gives you). Publishes and replays use it; the reader of
-   * every channel of this backend is one `redis.duplicate()`, closed with the last channel. Your client is
-   * never closed by the plugin.
+   * Your ioredis client (also what `@fastify/redis` gives you), or an ioredis `Cluster` for a Redis Cluster.
+   * Publishes and replays use it; the reader of every channel of this backend is one `redis.duplicate()` (on a
+   * cluster: one per slot group or hash tag), closed with the last channel it reads. Your client is never closed by
+   * the plugin.
    */
-  redis: Redis
-  /** Prefix of the stream keys: a channel `chat` lives at `<prefix>chat`. Default `'sse:'`. */
+  redis: Redis | Cluster
+  /**
+   * Prefix of the stream keys, not empty: a channel `chat` lives at `<prefix>chat` (on a Redis Cluster at
+   * `{<prefix><n>}chat`, n its slot group, or `<prefix>{tag}chat` for a name with a hash tag of its own; the prefix
+   * then holds no `{` or `}`). Default `'sse:'`.
+   */
   prefix?: string
   /** Milliseconds after which a publish Redis has not answered rejects. Default 5000. */
   publishTimeout?: number
@@ -42,6 +52,12 @@ export interface RedisChannelsOptions {
    * stores nothing and resolves to the first one's id. Default 300000 (5 minutes).
    */
   idempotencyWindow?: number
+  /**
+   * On a Redis Cluster: how many hash slots the channels without a hash tag of their own are spread over (each
+   * slot group has one reader connection in a process that has subscribers in it). Ignored without a cluster.
+   * Default 16.
+   */
+  slotGroups?: number
 }
 
 /** What `redisChannels()` returns: pass it as the `backend` option of `app.sse.channel(name, { backend })`. */
@@ -51,6 +67,8 @@ const MAX_ID_PART = 2n ** 64n - 1n
 const STREAM_ID = /^(0|[1-9][0-9]{0,19})-(0|[1-9][0-9]{0,19})$/
 /** ioredis states in which a command would wait in the offline queue for a connection that was lost. */
 const DISCONNECTED = new Set(['reconnecting', 'close', 'end'])
+/** ioredis states of a connection that is or will be open (not waiting to connect on first use, not closed). */
+const OPEN = new Set(['connecting', 'connect', 'ready'])
 /** Entries one XREAD returns at most, per stream. */
 const READ_BATCH = 512
 /** An idempotency key longer than this is refused (it is part of a Redis key). */
@@ -67,6 +85,16 @@ return id`
 
 function isIdempotencyKey (key: unknown): boolean {
   return typeof key === 'string' && key !== '' && key.length <= MAX_IDEMPOTENCY_KEY
+}
+
+/**
+ * The start of a channel's idempotency keys: `#<length of the stream key>:<stream key>:` (`!` instead of `#` when
+ * the prefix starts with `#`). No channel key starts with it (they start with the prefix, or on a cluster with `{`),
+ * the length keeps two channels' keys apart whatever their names and keys hold, and the stream key's hash tag comes
+ * first on a cluster: the script's two keys share a slot.
+ */
+function idempotencyPrefix (prefix: string, key: string): string {
+  return (prefix.startsWith('#') ? '!' : '#') + key.length + ':' + key + ':'
 }
 
 /** A stream id as one comparable number; undefined when it is not a stream id Redis could have issued. */
@@ -123,8 +151,40 @@ function redisNow (reply: unknown): number {
   return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
 }
 
+/** What a reader reads on: a connection, or on a cluster a cluster client of its own. */
+type Connection = Redis | Cluster
+
 interface Settings extends Required<Omit<RedisChannelsOptions, 'redis'>> {
-  redis: Redis
+  redis: Connection
+  /** Whether `redis` is a Cluster: every key then carries a hash tag, and each tag has its reader. */
+  cluster: boolean
+}
+
+/** The hash tag Redis Cluster hashes a key by (its first `{…}` with something inside), or undefined. */
+function hashTag (key: string): string | undefined {
+  const open = key.indexOf('{')
+  if (open === -1) return undefined
+  const close = key.indexOf('}', open + 1)
+  return close > open + 1 ? key.slice(open + 1, close) : undefined
+}
+
+/** The slot group of a channel name: FNV-1a (32 bits) over its UTF-16 code units, modulo the number of groups. */
+function slotGroup (name: string, groups: number): number {
+  let hash = 0x811c9dc5
+  for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 0x01000193)
+  return (hash >>> 0) % groups
+}
+
+/**
+ * Where a channel lives: its stream's key, and the reader's tag (`''` without a cluster: one reader for all; on a
+ * cluster `{tag}`, which every key of that reader starts with or carries, so that they share a slot).
+ */
+function place (settings: Settings, name: string): { key: string, tag: string } {
+  if (!settings.cluster) return { key: settings.prefix + name, tag: '' }
+  const own = hashTag(name)
+  if (own !== undefined) return { key: settings.prefix + name, tag: `{${own}}` }
+  const tag = `{${settings.prefix}${slotGroup(name, settings.slotGroups)}}`
+  return { key: tag + name, tag }
 }
 
 /**
@@ -136,10 +196,12 @@ interface Settings extends Required<Omit<RedisChannelsOptions, 'redis'>> {
 class StreamReader {
   readonly #settings: Settings
   readonly #log: FastifyBaseLogger
-  readonly #connection: Redis
+  readonly #connection: Connection
   /** The channels read, by stream key: each has local subscribers and knows where it is (`last`). */
   readonly #reading = new Map<string, RedisBackend>()
   readonly #control: string
+  /** The length of the client's `keyPrefix`: ioredis adds it to the keys sent, XREAD answers with full names. */
+  readonly #keyPrefix: number
   /** How its errors name the channels it reads: all those of its prefix. */
   readonly #channels: string
   #controlLast = '0-0'
@@ -156,24 +218,19 @@ class StreamReader {
   /** Every channel of its backend in this process, read or not: what its connection state is told to. */
   readonly #served: () => Iterable<RedisBackend>
 
-  constructor (settings: Settings, log: FastifyBaseLogger, served: () => Iterable<RedisBackend>) {
+  constructor (settings: Settings, log: FastifyBaseLogger, tag: string, served: () => Iterable<RedisBackend>) {
     this.#settings = settings
     this.#log = log
     this.#served = served
-    this.#control = settings.prefix + 'reader:' + randomUUID()
+    // the tag first: the control stream shares the slot of the streams read with it
+    this.#control = tag + settings.prefix + 'reader:' + randomUUID()
     this.#channels = settings.prefix + '*'
+    this.#keyPrefix = String(settings.redis.options.keyPrefix ?? '').length
     this.#newLost()
-    // No retry limit: a command waits for the reconnection. Not resent after one: the loop asks again itself,
-    // from the ids it has handed on. RESP2 keeps XREAD's reply one shape on ioredis 5 and 6.
     const name = settings.readerName + ':' + settings.prefix.replace(/[^\w:.-]/g, '_')
-    this.#connection = settings.redis.duplicate({
-      connectionName: name,
-      maxRetriesPerRequest: null,
-      enableOfflineQueue: true,
-      autoResendUnfulfilledCommands: false,
-      lazyConnect: false,
-      protocol: 2
-    })
+    this.#connection = settings.cluster
+      ? clusterReader(settings.redis as Cluster, name)
+      : reader(settings.redis as Redis, name)
     this.#connection.on('error', this.#onError)
     this.#connection.on('close', this.#onClose)
     this.#connection.on('reconnecting', this.#onReconnecting)
@@ -211,8 +268,12 @@ class StreamReader {
     this.#idle?.()
     // waiting to reconnect, it has no connection to close and says nothing more
     const ended = this.#connection.status === 'reconnecting' ? Promise.resolve() : this.#ended
+    // a cluster client ends as it lets go of its node connections, before they have closed: wait for them too
+    const nodes = this.#settings.cluster
+      ? (this.#connection as Cluster).nodes().filter(node => OPEN.has(node.status)).map(node => once(node, 'end'))
+      : []
     this.#connection.disconnect()
-    return ended
+    return Promise.all([ended, ...nodes]).then(() => {})
   }
 
   async #run (): Promise<void> {
@@ -239,7 +300,8 @@ class StreamReader {
         failures = 0
         if (reply === 'lost' || reply === null) continue
         const sent = new Map(keys.map((key, i) => [key, ids[i]]))
-        for (const [key, entries] of reply) {
+        for (const [prefixed, entries] of reply) {
+          const key = prefixed.slice(this.#keyPrefix)
           if (key === this.#control) {
             this.#controlLast = (entries.at(-1) as Entry)[0]
             continue
@@ -254,8 +316,11 @@ class StreamReader {
         failures++
         const failure = channelUnavailable(this.#channels, `the reader failed: ${(err as Error).message}`, err)
         this.#log.error({ err: failure, streams: reading.length }, 'SSE Redis channel reader failed; retrying')
-        // a key that holds no stream fails the read for every channel: each finds its stream again first
-        for (const backend of reading) if (this.#reading.get(backend.key) === backend) backend.recheck()
+        // a key that holds no stream fails the read for every channel: each finds its stream again first; any
+        // other failure (a node down on a cluster) is the read's, retried as it was, and said once, not per channel
+        if ((err as Error).message.startsWith('WRONGTYPE')) {
+          for (const backend of reading) if (this.#reading.get(backend.key) === backend) backend.recheck()
+        }
         await new Promise(resolve => setTimeout(resolve, Math.min(2000, 50 * 2 ** failures)).unref())
       }
     }
@@ -296,11 +361,47 @@ class StreamReader {
   }
 }
 
-/** What the channels of one `redisChannels()` backend share: the settings, the one reader, the names in use. */
+/** A reader's own connection to a Redis. */
+function reader (redis: Redis, name: string): Redis {
+  // No retry limit: a command waits for the reconnection. Not resent after one: the loop asks again itself,
+  // from the ids it has handed on. RESP2 keeps XREAD's reply one shape on ioredis 5 and 6.
+  return redis.duplicate({
+    connectionName: name,
+    maxRetriesPerRequest: null,
+    enableOfflineQueue: true,
+    autoResendUnfulfilledCommands: false,
+    lazyConnect: false,
+    protocol: 2
+  })
+}
+
+/**
+ * A reader's own cluster client: it connects to the master that serves its slot (and follows MOVED, ASK and a
+ * failover there; a replica could be behind what was published); no ready check and no periodic slot refresh,
+ * whose connections would come and go beside it.
+ */
+function clusterReader (cluster: Cluster, name: string): Cluster {
+  return cluster.duplicate([], {
+    enableOfflineQueue: true,
+    enableReadyCheck: false,
+    lazyConnect: false,
+    scaleReads: 'master',
+    slotsRefreshInterval: 0,
+    redisOptions: { ...cluster.options.redisOptions, connectionName: name, protocol: 2 }
+  })
+}
+
+/**
+ * What the channels of one `redisChannels()` backend share: the settings, the readers (one; on a cluster one per
+ * tag), the names in use.
+ */
 class Backends {
   readonly settings: Settings
   readonly #channels = new Map<string, RedisBackend>()
-  #reader: StreamReader | undefined
+  /** The readers by tag, each started on first need and closed with the last channel of its tag. */
+  readonly #readers = new Map<string, StreamReader>()
+  /** How many channels each tag has. */
+  readonly #tags = new Map<string, number>()
 
   constructor (settings: Settings) {
     this.settings = settings
@@ -313,41 +414,62 @@ class Backends {
         '(another app of this process?): give each app its own redisChannels()')
     }
     this.#channels.set(name, backend)
+    this.#tags.set(backend.tag, (this.#tags.get(backend.tag) ?? 0) + 1)
   }
 
-  /** The reader, started on first need. */
-  reader (log: FastifyBaseLogger): StreamReader {
-    this.#reader ??= new StreamReader(this.settings, log, () => this.#channels.values())
-    return this.#reader
+  /** The reader of a channel's tag, started on first need. */
+  reader (backend: RedisBackend, log: FastifyBaseLogger): StreamReader {
+    const tag = backend.tag
+    let reader = this.#readers.get(tag)
+    if (reader === undefined) {
+      reader = new StreamReader(this.settings, log, tag, () => this.#served(tag))
+      this.#readers.set(tag, reader)
+    }
+    return reader
   }
 
   /** Whether the reader's connection is up; undefined while there is no reader (no channel was read yet). */
-  connected (): boolean | undefined {
-    return this.#reader?.connected
+  connected (backend: RedisBackend): boolean | undefined {
+    return this.#readers.get(backend.tag)?.connected
   }
 
   /** Stops reading a channel's stream (there is nothing to stop without a reader). */
   remove (backend: RedisBackend): void {
-    this.#reader?.remove(backend)
+    this.#readers.get(backend.tag)?.remove(backend)
   }
 
-  /** A channel of this backend closed: the last one closes the reader. */
-  close (name: string): Promise<void> {
-    this.#channels.delete(name)
-    const reader = this.#reader
-    if (this.#channels.size > 0 || reader === undefined) return Promise.resolve()
-    this.#reader = undefined
+  /** A channel of this backend closed: the last one of its tag closes their reader. */
+  close (backend: RedisBackend): Promise<void> {
+    this.#channels.delete(backend.name)
+    const left = (this.#tags.get(backend.tag) as number) - 1
+    if (left > 0) {
+      this.#tags.set(backend.tag, left)
+      return Promise.resolve()
+    }
+    this.#tags.delete(backend.tag)
+    const reader = this.#readers.get(backend.tag)
+    if (reader === undefined) return Promise.resolve()
+    this.#readers.delete(backend.tag)
     return reader.close()
+  }
+
+  /** The channels of a tag: those a reader's connection state is told to. */
+  * #served (tag: string): Generator<RedisBackend, void> {
+    for (const backend of this.#channels.values()) if (backend.tag === tag) yield backend
   }
 }
 
 class RedisBackend implements ChannelBackend<Promise<string>> {
   readonly asynchronous = true
   readonly key: string
+  /** Its reader's tag (see `place`). */
+  readonly tag: string
   readonly #name: string
   readonly #backends: Backends
   readonly #settings: Settings
   readonly #maxLen: string
+  /** What the keys of its publishes' idempotency keys start with. */
+  readonly #idempotent: string
   readonly #maxAge: number
   readonly #deliver: Deliver
   readonly #log: FastifyBaseLogger
@@ -362,14 +484,20 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
   #starts = 0
   #failures = 0
   #retry: NodeJS.Timeout | undefined
-  /** The newest id handed on before the channel last went quiet ('0-0': none yet), for `stats()`. */
+  /**
+   * For `stats()` while the channel is not read: the newest id this process published on it or handed on before
+   * it went quiet ('0-0': neither yet).
+   */
   #known = '0-0'
   #publishFailures = 0
 
   constructor (name: string, options: HistoryOptions, deliver: Deliver, log: FastifyBaseLogger, backends: Backends) {
+    const { key, tag } = place(backends.settings, name)
+    this.key = key
+    this.tag = tag
     backends.open(name, this)
     this.#name = name
-    this.key = backends.settings.prefix + name
+    this.#idempotent = idempotencyPrefix(backends.settings.prefix, key)
     this.#backends = backends
     this.#settings = backends.settings
     this.#maxLen = String(Math.max(1, options.history))
@@ -410,7 +538,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     }
     const stored = idempotencyKey === undefined
       ? redis.call('XADD', this.key, 'MAXLEN', '~', this.#maxLen, '*', 'h', head, 't', tail, 'j', fields)
-      : redis.call('EVAL', IDEMPOTENT_XADD, 2, this.key, this.key + ':idempotent:' + idempotencyKey,
+      : redis.call('EVAL', IDEMPOTENT_XADD, 2, this.key, this.#idempotent + idempotencyKey,
         this.#maxLen, head, tail, fields, this.#settings.idempotencyWindow)
     const retry = idempotencyKey === undefined
       ? ''
@@ -423,6 +551,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
       }, this.#settings.publishTimeout)
       stored.then(id => {
         clearTimeout(timer)
+        this.#know(id as string)
         resolve(id as string)
       }, (err: Error) => {
         clearTimeout(timer)
@@ -449,14 +578,14 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
   stats (): BackendStats {
     return {
       position: this.last ?? this.#known,
-      connected: this.#backends.connected(),
+      connected: this.#backends.connected(this),
       publishFailures: this.#publishFailures
     }
   }
 
   close (): Promise<void> {
     this.#quiet()
-    return this.#backends.close(this.#name)
+    return this.#backends.close(this)
   }
 
   /** Entries the reader read from this channel's stream after `last`, oldest first. */
@@ -532,7 +661,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
       this.#failures = 0
       if (!resume) this.last = (newest as Entry[])[0]?.[0] ?? '0-0'
       this.#caughtUp()
-      this.#backends.reader(this.#log).add(this)
+      this.#backends.reader(this, this.#log).add(this)
     }, (err: Error) => {
       if (start !== this.#starts) return
       // a new reader that could not start starts where the stream is once it can (what came before is not live)
@@ -547,10 +676,15 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     this.#starts++
     clearTimeout(this.#retry)
     this.#failures = 0
-    this.#known = this.last ?? this.#known
+    if (this.last !== undefined) this.#know(this.last)
     this.last = undefined
     this.#waiting = []
     this.#backends.remove(this)
+  }
+
+  /** An id of its stream this process saw (read or published): `stats()` shows the newest. */
+  #know (id: string): void {
+    if (keyOf(id) > keyOf(this.#known)) this.#known = id
   }
 
   /** A publish Redis did not take: counted, and reported to diagnostics subscribers. */
@@ -602,19 +736,38 @@ function positive (option: string, value: unknown): number {
 export function redisChannels (options: RedisChannelsOptions): RedisChannels {
   const {
     redis, prefix = 'sse:', publishTimeout = 5000, blockTimeout = 5000, readerName = 'fastify-typed-sse',
-    idempotencyWindow = 300_000
+    idempotencyWindow = 300_000, slotGroups = 16
   } = options
   if (typeof (redis as Partial<Redis> | undefined)?.duplicate !== 'function') {
-    throw invalidOption('redis', 'must be an ioredis client (new Redis(url), or fastify.redis from @fastify/redis)')
+    throw invalidOption('redis', 'must be an ioredis client (new Redis(url), new Cluster(nodes), ' +
+      'or fastify.redis from @fastify/redis)')
   }
   if (typeof prefix !== 'string') throw invalidOption('prefix', `must be a string, got ${typeof prefix}`)
+  // every channel key starts with it (or on a cluster with `{`); idempotency keys never do
+  if (prefix === '') throw invalidOption('prefix', 'must be non-empty: the keys of channels start with it')
+  const cluster = (redis as Partial<Cluster>).isCluster === true
+  // a channel's own tag is in its name, so the prefix holds none: then no two names can share a key
+  if (cluster && /[{}]/.test(prefix)) {
+    throw invalidOption('prefix', 'must be without { or } on a Redis Cluster (a channel name "{tag}…" chooses ' +
+      `its slot itself), got ${JSON.stringify(prefix)}`)
+  }
+  // ioredis puts the client's keyPrefix before each key: a hash tag there would be the tag of every key
+  if (cluster && /[{}]/.test(String(redis.options.keyPrefix ?? ''))) {
+    throw invalidOption('redis', 'must have a keyPrefix without { or } on a Redis Cluster (it comes before the ' +
+      `hash tags of the channels' keys), got ${JSON.stringify(String(redis.options.keyPrefix))}`)
+  }
+  if (!(Number.isSafeInteger(slotGroups) && slotGroups >= 1 && slotGroups <= 16384)) {
+    throw invalidOption('slotGroups', `must be a whole number from 1 to 16384, got ${String(slotGroups)}`)
+  }
   if (typeof readerName !== 'string' || !/^[\w:.-]+$/.test(readerName)) {
     throw invalidOption('readerName', `must be letters, digits and _:.- only, got ${JSON.stringify(readerName)}`)
   }
   const backends = new Backends({
     redis,
+    cluster,
     prefix,
     readerName,
+    slotGroups,
     publishTimeout: positive('publishTimeout', publishTimeout),
     blockTimeout: positive('blockTimeout', blockTimeout),
     idempotencyWindow: positive('idempotencyWindow', idempotencyWindow)

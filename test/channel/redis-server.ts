@@ -56,15 +56,18 @@ async function ready (proc: ChildProcess): Promise<void> {
 export async function startRedis (args: string[] = []): Promise<RedisServer> {
   const dir = await mkdtemp(join(tmpdir(), 'fastify-typed-sse-redis-'))
   let port = 0
+  // a cluster node's bus listens on port + 10000 unless told: none above 55535, and that port may be taken
+  let bus: string[] = []
   let proc: ChildProcess | undefined
   const launch = async (): Promise<void> => {
     const config = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
-      '--appendonly', 'yes', '--appendfsync', 'always', '--logfile', '', ...args]
+      '--pidfile', join(dir, 'pid'), '--appendonly', 'yes', '--appendfsync', 'always', '--logfile', '', ...bus, ...args]
     proc = spawn('redis-server', config, { stdio: ['ignore', 'pipe', 'inherit'] })
     await ready(proc)
   }
   for (let attempt = 0; ; attempt++) {
     port = await freePort()
+    if (args.includes('--cluster-enabled')) bus = ['--cluster-port', String(await freePort())]
     try {
       await launch()
       break
@@ -82,6 +85,12 @@ export async function startRedis (args: string[] = []): Promise<RedisServer> {
     running.kill('SIGKILL')
     await exited
   }
+  // A test process that times out or is killed ends without its teardown: a watchdog outside it (its own process
+  // group) then kills the server, whatever pid a restart gave it, and removes the directory.
+  const watchdog = spawn('sh', ['-c', 'while kill -0 "$1" 2>/dev/null; do sleep 0.2; done; ' +
+    'kill -9 "$(cat "$2/pid")" 2>/dev/null; rm -rf "$2"', 'watchdog', String(process.pid), dir],
+  { detached: true, stdio: 'ignore' })
+  watchdog.unref()
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
@@ -92,6 +101,7 @@ export async function startRedis (args: string[] = []): Promise<RedisServer> {
     stop: async () => {
       await kill()
       await rm(dir, { recursive: true, force: true })
+      watchdog.kill('SIGKILL')
     }
   }
 }

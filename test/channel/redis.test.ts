@@ -431,9 +431,10 @@ t.test('publish with an idempotencyKey: stored once within the window, whatever 
   t.not(other, again, 'another key: another item')
   t.same((await take(sub, 2)).map(i => i.id), [again, other], 'delivered once each')
   t.equal(Number(await admin.call('XLEN', key)), 2, 'stored once each')
-  t.ok(Number(await admin.call('PTTL', key + ':idempotent:order-1')) <= 200, 'remembered for the window')
+  const remembered = `#${key.length}:${key}:order-1`
+  t.ok(Number(await admin.call('PTTL', remembered)) <= 200, 'remembered for the window')
   // past the window (the key expires in Redis: wait for that, bounded), the same key stores again
-  for (let i = 0; i < 100 && await admin.exists(key + ':idempotent:order-1') === 1; i++) await sleep(10)
+  for (let i = 0; i < 100 && await admin.exists(remembered) === 1; i++) await sleep(10)
   const later = await s.chat.publish({ data: { n: 1 } }, { idempotencyKey: 'order-1' })
   t.not(later, again, 'a new item once the window is over')
   const publish = s.chat.publish.bind(s.chat) as (item: unknown, options: unknown) => Promise<string>
@@ -442,6 +443,68 @@ t.test('publish with an idempotencyKey: stored once within the window, whatever 
   }
   t.throws(() => redisChannels({ redis, idempotencyWindow: -1 }), { code: 'FST_SSE_INVALID_OPTION', field: 'idempotencyWindow' })
   t.equal(Number(await admin.call('XLEN', key)), 3, 'nothing stored by a refused publish')
+})
+
+t.test('a client with a keyPrefix: its keys carry it, and the reader still hands on what it reads', async t => {
+  t.setTimeout(10_000)
+  const ctx = context(t)
+  // ioredis prefixes every key it sends; XREAD answers with the full key names
+  const redis = await ctx.client({ keyPrefix: ctx.prefix })
+  const backend = redisChannels({ redis, prefix: 'kp:' })
+  const { app } = await startApp(() => {})
+  ctx.later(() => app.close())
+  const chat = app.sse.channel<number>('chat', { backend })
+  const sub = chat.subscribe()
+  const got = take(sub, 2)
+  const ids = [await chat.publish({ data: 1 })]
+  ids.push(await chat.publish({ data: 2 }))
+  t.same((await within(got, 5000, 'live items')).map(item => item.id), ids, 'delivered live')
+  t.equal(await (await ctx.client()).xlen(ctx.prefix + 'kp:chat'), 2, 'stored under the client\'s keyPrefix')
+  t.same((await take(chat.subscribe({ lastEventId: ids[0] }), 1)).map(item => item.id), [ids[1]], 'replayed')
+})
+
+t.test('an idempotency key is no channel\'s key, and two channels\' idempotency keys never meet', async t => {
+  t.setTimeout(10_000)
+  const ctx = context(t)
+  const redis = await ctx.client()
+  const backend = redisChannels({ redis, prefix: ctx.prefix })
+  const { app } = await startApp(() => {})
+  ctx.later(() => app.close())
+  const channel = (name: string): Channel<number, Promise<string>> => app.sse.channel<number>(name, { backend })
+  // a channel named like where another channel's publish remembers its key
+  const first = await channel('chat').publish({ data: 1 }, { idempotencyKey: 'k' })
+  const named = channel('chat:idempotent:k')
+  const sub = named.subscribe()
+  const id = await named.publish({ data: 2 })
+  t.equal((await within(take(sub, 1), 5000, 'the channel named like a key'))[0]?.id, id, 'a channel like any other')
+  t.equal(await channel('chat').publish({ data: 1 }, { idempotencyKey: 'k' }), first, 'and the key still remembered')
+  // names and keys that would spell the same key when joined
+  await channel('a').publish({ data: 3 }, { idempotencyKey: 'b:idempotent:c' })
+  await channel('a:idempotent:b').publish({ data: 4 }, { idempotencyKey: 'c' })
+  t.same([await redis.xlen(ctx.prefix + 'a'), await redis.xlen(ctx.prefix + 'a:idempotent:b')], [1, 1], 'two channels, two items')
+  const hashed = app.sse.channel<number>('hashed', { backend: redisChannels({ redis, prefix: '#' + ctx.prefix }) })
+  t.match(await hashed.publish({ data: 5 }, { idempotencyKey: 'k' }), /^\d+-\d+$/, 'a prefix that starts with #')
+  const stream = `#${ctx.prefix}hashed`
+  t.equal(await redis.exists(`!${stream.length}:${stream}:k`), 1, 'its idempotency keys start with !')
+  await redis.del(stream, `!${stream.length}:${stream}:k`)
+  t.throws(() => redisChannels({ redis, prefix: '' }), { code: 'FST_SSE_INVALID_OPTION', field: 'prefix', message: /non-empty/ })
+})
+
+t.test('stats() of a channel this server does not read: the newest id it published or read, \'0-0\' before either', async t => {
+  t.setTimeout(10_000)
+  const ctx = context(t)
+  const s = await server(ctx)
+  const position = (): string | undefined => s.app.sse.stats().channels.find(c => c.name === 'chat')?.position
+  t.equal(position(), '0-0', 'nothing published or read here yet')
+  const first = await s.chat.publish({ data: { n: 1 } })
+  t.equal(position(), first, 'not read, but published here: that id')
+  const ids = await Promise.all([2, 3, 4].map(async n => await s.chat.publish({ data: { n } })))
+  t.equal(position(), ids.sort().at(-1), 'the newest of publishes that answered in any order')
+  const older = await s.chat.publish({ data: { n: 5 } }, { idempotencyKey: 'k' })
+  t.equal(await s.chat.publish({ data: { n: 5 } }, { idempotencyKey: 'k' }), older, 'a repeated publish answers the first id')
+  t.equal(position(), older)
+  await readerReady(s.chat)
+  t.not(position(), older, 'read: the reader\'s position')
 })
 
 t.test('a backend serves one channel of a name at a time; a channel that goes quiet before its reader started is left alone', async t => {
