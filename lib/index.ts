@@ -120,5 +120,5 @@ export type {
   SseCutOffMessage, SseDiagnosticMessages, SseDiagnosticName, SseItemRefusedMessage, SsePublishFailedMessage,
   SseReaderMessage, SseReplayMessage, SseResetMessage, SseStreamCloseMessage, SseStreamOpenMessage
 } from './diagnostics.js'
-export type { SseChannelStats, SseStats } from './metrics.js'
+export type { RejectReason, SseChannelStats, SseStats } from './metrics.js'
 export type { EndReason } from './stream.js'
