@@ -100,7 +100,8 @@ async function server (): Promise<void> {
     while (consumed < SUBSCRIBERS * (n + 1)) await new Promise(resolve => setImmediate(resolve))
   }
   const bareCpuUs = process.cpuUsage(bareCpu)
-  for (const sub of bare) await sub.return()
+  // return() is optional on an AsyncIterator; a subscription has one (and ends its loop)
+  for (const sub of bare) await sub.return?.()
   await Promise.all(loops)
 
   // 2. the floor: idle open responses without the plugin

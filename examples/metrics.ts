@@ -46,7 +46,9 @@ fromStats('counter', 'sse_streams_opened_total', 'SSE streams opened', [], set =
 fromStats('counter', 'sse_streams_closed_total', 'SSE streams closed, by reason', ['reason'], set => {
   for (const [reason, closed] of Object.entries(stats.closed)) set(closed, { reason })
 })
-fromStats('counter', 'sse_streams_rejected_total', 'SSE streams answered 503 (maxConnections, or closing)', [], set => set(stats.rejected))
+fromStats('counter', 'sse_streams_rejected_total', 'SSE requests answered 503 or 406 instead of streamed, by reason', ['reason'], set => {
+  for (const [reason, rejected] of Object.entries(stats.rejectedByReason)) set(rejected, { reason })
+})
 fromStats('counter', 'sse_items_total', 'SSE items written', [], set => set(stats.items))
 fromStats('counter', 'sse_bytes_total', 'Bytes of SSE frames written', [], set => set(stats.bytes))
 fromStats('counter', 'sse_items_refused_total', 'SSE items refused (each ended its stream)', [], set => set(stats.refused))

@@ -10,7 +10,7 @@ import { StreamRegistry, type SseStats } from './metrics.js'
 import { resolvePluginOptions } from './options.js'
 import { sseDecorator, type StreamHost } from './reply.js'
 import { refuseSerializedStream, routeHook } from './route.js'
-import type { SseItemOfReply } from './typed/schema.js'
+import type { SseItemOfReply, WithResetData } from './typed/schema.js'
 import type { SseItem, SsePluginOptions, SseSource, SseStreamOptions } from './types.js'
 
 // The plugin: options, the `reply.sse` and `app.sse` decorators, the hook that makes streaming handlers stream,
@@ -18,11 +18,13 @@ import type { SseItem, SsePluginOptions, SseSource, SseStreamOptions } from './t
 
 /**
  * What `reply.sse()` accepts: on a typed SSE route (an `sseSchema()` response with a type provider, or a
- * `Reply: SseStream<Item>` route generic) a source of the route's items; elsewhere a source of any items.
+ * `Reply: SseStream<Item>` route generic) a source of the route's items, or on a route typed by one data schema a
+ * channel subscription of that data; elsewhere a source of any items.
  */
 export type SseSourceFor<ReplyType, T> = [SseItemOfReply<ReplyType>] extends [never]
   ? SseSource<T>
-  : AsyncIterable<SseItemOfReply<ReplyType>> | Iterable<SseItemOfReply<ReplyType>>
+  : AsyncIterable<SseItemOfReply<ReplyType>> | Iterable<SseItemOfReply<ReplyType>> |
+  AsyncIterableIterator<WithResetData<SseItemOfReply<ReplyType>>>
 
 /** The items of such a source: what `onError` given to `reply.sse()` may return. */
 export type SseItemFor<ReplyType, T> = [SseItemOfReply<ReplyType>] extends [never]
@@ -98,12 +100,13 @@ export const ssePlugin = fp(ssePluginCallback, { fastify: '5.x', name: 'fastify-
 export default ssePlugin
 
 export { encodeItem } from './encode.js'
+export { lastEventId, type RequestWithHeaders } from './last-event-id.js'
 export { pushSource, type PushItemOf, type PushSource, type PushSourceOptions } from './push.js'
 export { sseSchema } from './typed/schema.js'
 export { sseSwaggerTransform, type SwaggerTransformInput } from './typed/openapi.js'
 export type {
   JsonSchema, SseControlItem, SseEventItem, SseEventSchemas, SseGenerator, SseItemOf, SseItemOfReply, SseSchema,
-  SseSchemaInfo, SseSchemaOptions, SseStream
+  SseSchemaInfo, SseSchemaOptions, SseStream, WithResetData
 } from './typed/schema.js'
 export { SseError, SseRuntimeError, SseParseError } from './errors.js'
 export type { SseInputErrorCode, SseRuntimeErrorCode } from './errors.js'
@@ -120,5 +123,5 @@ export type {
   SseCutOffMessage, SseDiagnosticMessages, SseDiagnosticName, SseItemRefusedMessage, SsePublishFailedMessage,
   SseReaderMessage, SseReplayMessage, SseResetMessage, SseStreamCloseMessage, SseStreamOpenMessage
 } from './diagnostics.js'
-export type { SseChannelStats, SseStats } from './metrics.js'
+export type { RejectReason, SseChannelStats, SseStats } from './metrics.js'
 export type { EndReason } from './stream.js'

@@ -5,6 +5,12 @@ import type { EndReason, EventStream } from './stream.js'
 // The open streams of one plugin instance and what they have done: plain counters that streams add to as they
 // write, so a snapshot costs the same with ten streams open or a hundred thousand.
 
+/**
+ * Why a request got an answer instead of a stream: `maxConnections` reached, the server closing (both 503), or
+ * an `Accept` header that rules out `text/event-stream` (406).
+ */
+export type RejectReason = 'max connections' | 'server closing' | 'not acceptable'
+
 /** A channel as `app.sse.stats()` shows it. */
 export interface SseChannelStats {
   name: string
@@ -38,8 +44,10 @@ export interface SseStats {
   opened: number
   /** Streams closed, by why. */
   closed: Record<EndReason, number>
-  /** Streams answered 503 instead (`maxConnections` reached, or the server closing). */
+  /** Requests answered instead of streamed: 503 (`maxConnections` reached, or the server closing) and 406. */
   rejected: number
+  /** The same requests, by why. */
+  rejectedByReason: Record<RejectReason, number>
   /** Items written (heartbeats and the `retry:` line are not items). */
   items: number
   /** Bytes of frames written: items, heartbeats and `retry:` lines, before compression, TLS and HTTP framing. */
@@ -69,6 +77,10 @@ export class StreamRegistry {
   readonly #byRoute = new Map<string, number>()
   opened = 0
   rejected = 0
+  readonly rejectedByReason: Record<RejectReason, number> = {
+    'max connections': 0, 'server closing': 0, 'not acceptable': 0
+  }
+
   items = 0
   bytes = 0
   refused = 0
@@ -110,6 +122,12 @@ export class StreamRegistry {
     }
   }
 
+  /** A request answered instead of streamed. */
+  reject (reason: RejectReason): void {
+    this.rejected++
+    this.rejectedByReason[reason]++
+  }
+
   /** An item the stream could not encode; it ends with reason 'item refused'. */
   itemRefused (stream: EventStream, error: Error): void {
     this.refused++
@@ -124,6 +142,7 @@ export class StreamRegistry {
       opened: this.opened,
       closed: { ...this.closed },
       rejected: this.rejected,
+      rejectedByReason: { ...this.rejectedByReason },
       items: this.items,
       bytes: this.bytes,
       refused: this.refused,

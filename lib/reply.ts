@@ -1,7 +1,7 @@
 import type { FastifyReply } from 'fastify'
 import { alreadySent, invalidSource, notAcceptable, routeName, sourceTaken } from './errors.js'
 import { clearHandlerTimeout, sendPathIdle, sendPipedBody } from './fastify-internals.js'
-import type { StreamRegistry } from './metrics.js'
+import type { RejectReason, StreamRegistry } from './metrics.js'
 import { resolveOptions, routeStreamOptions, type Limits, type ResolvedOptions } from './options.js'
 import { feedsAStream } from './push.js'
 import { dropSource, EventStream, isSource, STREAM_HEADERS } from './stream.js'
@@ -43,10 +43,10 @@ export function isStreaming (reply: FastifyReply): boolean {
 
 /** No stream now (too many open, or the server is closing): 503 with Retry-After, and the source stopped. */
 function refuseStream (
-  host: StreamHost, reply: FastifyReply, source: unknown, why: string, context: object = {}
+  host: StreamHost, reply: FastifyReply, source: unknown, reason: RejectReason, why: string, context: object = {}
 ): FastifyReply {
   dropSource(reply, source)
-  host.open.rejected++
+  host.open.reject(reason)
   reply.log.warn(context, `SSE stream refused: ${why}`)
   return reply.code(503).header('retry-after', String(host.limits.retryAfter))
     .send({ statusCode: 503, error: 'Service Unavailable', message: `No event stream now (${why}); retry later` })
@@ -99,14 +99,15 @@ export function sseDecorator (host: StreamHost) {
     }
     if (!acceptsEventStream(this.request.headers.accept)) {
       dropSource(this, source)
+      host.open.reject('not acceptable')
       return this.code(406).send(notAcceptable(routeName(this.request)))
     }
     const { maxConnections } = host.limits
     // a request that reached its handler while app.close() ran: its stream would be left open
-    if (host.closing) return refuseStream(host, this, source, 'the server is closing')
+    if (host.closing) return refuseStream(host, this, source, 'server closing', 'the server is closing')
     if (host.open.size >= maxConnections) {
       const why = `the limit of ${maxConnections} open streams (maxConnections) is reached`
-      return refuseStream(host, this, source, why, { maxConnections })
+      return refuseStream(host, this, source, 'max connections', why, { maxConnections })
     }
     // on a route with an sseSchema() response: compiled serializers, and checks with `validate`
     const compileSerializers = streamOptions?.serialize === undefined

@@ -5,7 +5,7 @@ import {
   decoder, headerValue, lowerCaseKeys, mimeEssence, type ClientSchema, type ItemsOf, type ReceivedItem
 } from './client/connect.js'
 import { SseClientError, SseRuntimeError } from './errors.js'
-import { parseEventStream } from './client/parse.js'
+import { checkParseOptions, parseEventStream } from './client/parse.js'
 
 // `fastify-typed-sse/testing`: test an SSE route in three lines, through `app.inject` (no port, no socket):
 //   const events = await collect(app, { url: '/clock', count: 3 })
@@ -91,10 +91,13 @@ export async function injectSse<T = unknown> (
   app: FastifyInstance, options: InjectSseBaseOptions & { schema?: undefined }
 ): Promise<InjectedStream<T>>
 export async function injectSse (app: FastifyInstance, options: InjectSseOptions): Promise<InjectedStream<unknown>> {
-  return openStream(app, options)
+  return openStream(app, options, 'injectSse()')
 }
 
-async function openStream (app: FastifyInstance, options: InjectSseOptions): Promise<InjectedStream<unknown>> {
+async function openStream (
+  app: FastifyInstance, options: InjectSseOptions, owner: string
+): Promise<InjectedStream<unknown>> {
+  checkParseOptions({ maxEventLength: options.maxEventLength }, owner)
   const headers: Record<string, string> = { accept: 'text/event-stream', ...lowerCaseKeys(options.headers) }
   if (options.lastEventId !== undefined) headers['last-event-id'] = headerValue(options.lastEventId)
   const request: InjectOptions = { method: options.method ?? 'GET', url: options.url, headers, payloadAsStream: true }
@@ -182,7 +185,7 @@ export async function collect<T = unknown> (
   app: FastifyInstance, options: CollectBaseOptions & { schema?: undefined }
 ): Promise<Array<ReceivedItem<T>>>
 export async function collect (app: FastifyInstance, options: CollectOptions): Promise<Array<ReceivedItem<unknown>>> {
-  const stream = await openStream(app, options)
+  const stream = await openStream(app, options, 'collect()')
   try {
     return await stream.take(options.count ?? Infinity, options.timeout)
   } finally {

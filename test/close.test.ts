@@ -160,6 +160,7 @@ t.test('a stream that would open while app.close() runs is refused with 503, its
   t.match(await res.body.json(), { message: /the server is closing/ })
   await closed
   t.equal(bodyRan, false, 'the generator never ran')
+  t.match(app.sse.stats(), { rejected: 1, rejectedByReason: { 'server closing': 1, 'max connections': 0 }, opened: 0 })
 })
 
 t.test('channels stay open for publishers until the server has closed', async t => {

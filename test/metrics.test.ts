@@ -31,6 +31,7 @@ async function until (check: () => boolean, what: string, ms = 5000): Promise<vo
 }
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+const ZERO_REJECTED = { 'max connections': 0, 'server closing': 0, 'not acceptable': 0 }
 const ZERO_CLOSED = { 'source ended': 0, 'source failed': 0, 'item refused': 0, 'client closed': 0, 'server closing': 0, 'too slow': 0 }
 
 t.test('a stream: open and close events, items and exact bytes, by route, and the reason it closed', async t => {
@@ -45,7 +46,7 @@ t.test('a stream: open and close events, items and exact bytes, by route, and th
     })
   }, { heartbeat: false })
   t.teardown(() => app.close())
-  t.same(app.sse.stats(), { open: 0, openByRoute: {}, opened: 0, closed: ZERO_CLOSED, rejected: 0, items: 0, bytes: 0, refused: 0, heartbeats: 0, cutOffs: 0, replays: 0, resets: { expired: 0, unknown: 0, invalid: 0 }, channels: [] }, 'all zero before any stream')
+  t.same(app.sse.stats(), { open: 0, openByRoute: {}, opened: 0, closed: ZERO_CLOSED, rejected: 0, rejectedByReason: ZERO_REJECTED, items: 0, bytes: 0, refused: 0, heartbeats: 0, cutOffs: 0, replays: 0, resets: { expired: 0, unknown: 0, invalid: 0 }, channels: [] }, 'all zero before any stream')
   const a = await open(`${url}/rooms/a`)
   const b = await open(`${url}/rooms/b`)
   await take(a.events, 2)
@@ -72,7 +73,7 @@ t.test('a stream: open and close events, items and exact bytes, by route, and th
   t.ok(closes.every(c => c.durationMs >= 0 && c.durationMs < 5000))
 })
 
-t.test('a refused item, heartbeats and streams answered 503: each counted when it happens, and only then', async t => {
+t.test('a refused item, heartbeats and streams answered 503 or 406: each counted when it happens, and only then', async t => {
   const events = record(t, [SSE_DIAGNOSTICS.itemRefused, SSE_DIAGNOSTICS.streamClose])
   const quiet = deferred()
   const { app, url } = await startApp(app => {
@@ -106,6 +107,11 @@ t.test('a refused item, heartbeats and streams answered 503: each counted when i
   t.equal(refused.statusCode, 503)
   await refused.body.dump()
   t.equal(app.sse.stats().rejected, 1, 'the 503 counted')
+  // an Accept that rules out text/event-stream: 406, before the limit is looked at
+  const unacceptable = await request(`${url}/quiet`, { headers: { accept: 'application/json' } })
+  t.equal(unacceptable.statusCode, 406)
+  await unacceptable.body.dump()
+  t.match(app.sse.stats(), { rejected: 2, rejectedByReason: { ...ZERO_REJECTED, 'max connections': 1, 'not acceptable': 1 } }, 'the 406 counted, by its reason')
   await twoBeats
   stats = app.sse.stats()
   t.ok(stats.heartbeats >= 2, `heartbeats written (${stats.heartbeats}) at least as many as read`)
@@ -117,7 +123,7 @@ t.test('a refused item, heartbeats and streams answered 503: each counted when i
   stats = app.sse.stats()
   t.equal(stats.heartbeats, beats(), 'every heartbeat written was read')
   t.equal(stats.bytes, Buffer.byteLength('data: fine\n\n') + Buffer.byteLength(text), 'bytes written are the bytes read')
-  t.equal(stats.opened, 2, 'a 503 is not a stream')
+  t.equal(stats.opened, 2, 'a 503 or a 406 is not a stream')
 })
 
 t.test('channels: cut-offs, replays and resets over HTTP, counted per channel and in total', async t => {
@@ -304,6 +310,13 @@ t.test('examples/metrics.ts: /metrics in Prometheus text follows the streams and
   t.equal(series(text, closed), 1, 'the closed stream in the histogram')
   t.equal(series(text, 'sse_streams_closed_total{reason="client closed"}'), 1)
   t.equal(series(text, 'sse_streams_open{route="/clock"}'), undefined, 'a route with no open stream has no series')
+  t.equal(series(text, 'sse_streams_rejected_total{reason="not acceptable"}'), 0)
+  const unacceptable = await request(`${url}/clock`, { headers: { accept: 'application/json' } })
+  t.equal(unacceptable.statusCode, 406)
+  await unacceptable.body.dump()
+  text = await scrape()
+  t.equal(series(text, 'sse_streams_rejected_total{reason="not acceptable"}'), 1, 'a 406, by its reason')
+  t.equal(series(text, 'sse_streams_rejected_total{reason="max connections"}'), 0)
   news.res.body.destroy()
 })
 

@@ -16,7 +16,7 @@ async function node (args: string[]): Promise<string> {
 
 t.test('import by name: default and named plugin, parser, client subpath', async t => {
   const out = await node(['--input-type=module', '-e', `
-    import plugin, { ssePlugin, parseEventStream, encodeItem, SseError, sseSchema, sseSwaggerTransform } from 'fastify-typed-sse'
+    import plugin, { ssePlugin, parseEventStream, encodeItem, lastEventId, SseError, sseSchema, sseSwaggerTransform } from 'fastify-typed-sse'
     import * as client from 'fastify-typed-sse/client'
     import * as testing from 'fastify-typed-sse/testing'
     console.log(JSON.stringify({
@@ -24,7 +24,8 @@ t.test('import by name: default and named plugin, parser, client subpath', async
       name: plugin[Symbol.for('plugin-meta')].name,
       parser: typeof parseEventStream, client: [typeof client.parseEventStream, typeof client.connect],
       testing: [typeof testing.collect, typeof testing.injectSse], schema: [typeof sseSchema, typeof sseSwaggerTransform],
-      encode: encodeItem({ data: 1 }), error: SseError.prototype instanceof TypeError
+      encode: encodeItem({ data: 1 }), error: SseError.prototype instanceof TypeError,
+      lastEventId: lastEventId({ headers: { 'last-event-id': Buffer.from('✓').toString('latin1') } })
     }))`])
   t.same(JSON.parse(out), {
     same: true,
@@ -34,7 +35,8 @@ t.test('import by name: default and named plugin, parser, client subpath', async
     testing: ['function', 'function'],
     schema: ['function', 'function'],
     encode: 'data: 1\n\n',
-    error: true
+    error: true,
+    lastEventId: '✓'
   })
 })
 

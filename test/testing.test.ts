@@ -96,8 +96,9 @@ t.test('injectSse: status, headers, comments, events step by step, close()', asy
   t.same(await stream.events.next(), { done: true, value: undefined }, 'after close() the events end')
 })
 
-t.test('clear failures: not a stream, too few events, too slow, bad data', async t => {
+t.test('clear failures: not a stream, too few events, too slow, bad data, a bad option', async t => {
   t.setTimeout(10_000)
+  let ran = false
   const app = await build(t, app => {
     app.get('/missing', async (_request, reply) => reply.code(404).send({ message: 'no such stream' }))
     app.get('/json', async () => ({ hello: 'world' }))
@@ -108,6 +109,7 @@ t.test('clear failures: not a stream, too few events, too slow, bad data', async
       await waitForAbort(request.signal)
     })
     app.get('/bad', async function * () { yield { data: { n: 'x' } } })
+    app.get('/counted', async function * () { ran = true; yield { data: 1 } })
     app.get('/endless-text', async (_request, reply) => reply.type('text/plain').send(Readable.from((function * () {
       for (;;) yield 'text that is not an event stream and never ends '
     })())))
@@ -124,6 +126,9 @@ t.test('clear failures: not a stream, too few events, too slow, bad data', async
     'an endless body that is not an event stream: refused after its first bytes')
   await t.rejects(collect(app, { url: '/bad', schema: Tick }), { code: 'FST_SSE_CLIENT_DATA', message: /does not match the schema: data\/n Expected integer/ })
   await t.rejects(collect(app, { url: '/two', maxEventLength: 4, json: false }), { name: 'SseParseError' })
+  await t.rejects(collect(app, { url: '/counted', maxEventLength: NaN }), { name: 'SseError', code: 'FST_SSE_INVALID_OPTION', field: 'maxEventLength', message: /^collect\(\) option "maxEventLength" must be a whole number of characters >= 1 \(or Infinity\), got NaN$/ })
+  await t.rejects(injectSse(app, { url: '/counted', maxEventLength: -1 }), { field: 'maxEventLength', message: /^injectSse\(\) option "maxEventLength" .* got -1$/ })
+  t.notOk(ran, 'a bad option: no request made')
 })
 
 t.test('the route\'s own sseSchema decodes both ends: event map, string data as text, anything else JSON', async t => {

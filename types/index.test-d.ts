@@ -2,7 +2,7 @@
 import Fastify, { type FastifyReply } from 'fastify'
 import { expectTypeOf } from 'expect-type'
 import ssePlugin, {
-  encodeItem, parseEventStream, ssePlugin as named, type SseItem, type SseSource
+  encodeItem, lastEventId, parseEventStream, ssePlugin as named, type SseItem, type SseSource
 } from '../lib/index.js'
 import { parseEventStream as clientParse } from '../lib/client/index.js'
 
@@ -64,3 +64,14 @@ expectTypeOf(parseEventStream).toEqualTypeOf(clientParse)
 expectTypeOf(parseEventStream([])).toEqualTypeOf<AsyncGenerator<SseItem<string>, void, undefined>>()
 // @ts-expect-error the body must be an iterable of bytes or strings
 parseEventStream([1, 2])
+
+// lastEventId(request): the Last-Event-ID decoded as UTF-8, from a Fastify request or a Node IncomingMessage
+app.get('/resume', async function * (request) {
+  expectTypeOf(lastEventId(request)).toEqualTypeOf<string | undefined>()
+  expectTypeOf(lastEventId(request.raw)).toEqualTypeOf<string | undefined>()
+  yield { id: lastEventId(request) ?? '0' }
+})
+// @ts-expect-error it reads a request, not a header value
+lastEventId('✓')
+// @ts-expect-error a header is text
+lastEventId({ headers: { 'last-event-id': 5 } })

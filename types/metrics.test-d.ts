@@ -4,7 +4,8 @@ import Fastify from 'fastify'
 import dc from 'node:diagnostics_channel'
 import { expectTypeOf } from 'expect-type'
 import ssePlugin, {
-  SSE_DIAGNOSTICS, subscribeSseDiagnostic, type EndReason, type ResetReason, type SseChannelStats, type SseStats
+  SSE_DIAGNOSTICS, subscribeSseDiagnostic, type EndReason, type RejectReason, type ResetReason, type SseChannelStats,
+  type SseStats
 } from '../lib/index.js'
 
 const app = Fastify()
@@ -16,11 +17,16 @@ expectTypeOf(stats.open).toEqualTypeOf<number>()
 expectTypeOf(stats.openByRoute).toEqualTypeOf<Record<string, number>>()
 expectTypeOf(stats.closed).toEqualTypeOf<Record<EndReason, number>>()
 expectTypeOf(stats.resets).toEqualTypeOf<Record<ResetReason, number>>()
+expectTypeOf(stats.rejected).toEqualTypeOf<number>()
+expectTypeOf(stats.rejectedByReason).toEqualTypeOf<Record<RejectReason, number>>()
+expectTypeOf<RejectReason>().toEqualTypeOf<'max connections' | 'server closing' | 'not acceptable'>()
 expectTypeOf(stats.channels).toEqualTypeOf<SseChannelStats[]>()
 expectTypeOf(stats.channels[0]?.history).toEqualTypeOf<number | undefined>()
 expectTypeOf(stats.channels[0]?.connected).toEqualTypeOf<boolean | undefined>()
 // @ts-expect-error not a reason a stream closes for
 stats.closed['timed out'] = 1
+// @ts-expect-error not a reason a request is answered instead of streamed
+stats.rejectedByReason['bad request'] = 1
 // @ts-expect-error stats() takes no argument
 app.sse.stats('chat')
 

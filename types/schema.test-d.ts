@@ -2,7 +2,7 @@
 import { Type, type Static, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyReply } from 'fastify'
 import { expectTypeOf } from 'expect-type'
-import { sseSchema, type SseGenerator, type SseItem, type SseItemOf, type SseStream } from '../lib/index.js'
+import { sseSchema, type SseGenerator, type SseItem, type SseItemOf, type SseResetData, type SseStream } from '../lib/index.js'
 
 const app = Fastify().withTypeProvider<TypeBoxTypeProvider>()
 
@@ -147,3 +147,53 @@ app.get('/chat-as-clock', { schema: { response: { 200: chat } } }, async functio
 
 // @ts-expect-error SseGenerator takes an sseSchema(), not a data schema
 export type NotASchema = SseGenerator<typeof Tick>
+
+// ---- channel subscriptions on a route typed by a data schema: the `sse-reset` item a subscription may start
+// with needs no cast; a subscription of another data type is still refused
+const ticks = app.sse.channel<Static<typeof Tick>>('ticks')
+const notes = app.sse.channel<{ text: string }>('notes')
+app.get('/clock-channel', { schema: { response: { 200: clock } } }, (request, reply) =>
+  reply.sse(ticks.subscribe({ lastEventId: request.headers['last-event-id'], signal: request.signal })))
+app.get('/clock-channel-async', { schema: { response: { 200: clock } } }, async (request, reply) => {
+  return reply.sse(ticks.subscribe(), { retry: 1000 })
+})
+app.get('/clock-channel-returned', { schema: { response: { 200: clock } } }, () => ticks.subscribe())
+app.get('/clock-channel-generator', { schema: { response: { 200: clock } } }, async function * () {
+  yield { data: { now: 0 } }
+  yield * ticks.subscribe()
+})
+app.get('/clock-channel-bad', { schema: { response: { 200: clock } } }, (request, reply) => {
+  // @ts-expect-error a subscription of another data type
+  return reply.sse(notes.subscribe())
+})
+// @ts-expect-error a subscription of another data type, returned
+app.get('/clock-channel-returned-bad', { schema: { response: { 200: clock } } }, () => notes.subscribe())
+app.get('/clock-channel-generator-bad', { schema: { response: { 200: clock } } },
+  // @ts-expect-error a subscription of another data type, yielded
+  async function * () {
+    yield * notes.subscribe()
+  })
+app.get('/clock-reset-data', { schema: { response: { 200: clock } } }, (request, reply) => {
+  // @ts-expect-error the reset item's data is the channel's to send, not an item of the route
+  return reply.sse([{ data: { reason: 'expired' } }])
+})
+const tocks = plain.sse.channel<Tock>('tocks')
+plain.get<{ Reply: SseStream<SseItem<Tock>> }>('/tock-channel', (request, reply) => reply.sse(tocks.subscribe()))
+plain.get<{ Reply: SseStream<SseItem<Tock>> }>('/tock-channel-bad', (request, reply) => {
+  // @ts-expect-error a subscription of another data type
+  return reply.sse(notes.subscribe())
+})
+// the route's own items are unchanged by it: what reply.sse() takes item by item, and what a generator yields
+expectTypeOf<SseStream<SseItem<Tock>>>().toEqualTypeOf<
+  AsyncIterable<SseItem<Tock>> | AsyncIterableIterator<SseItem<Tock | SseResetData>> | FastifyReply
+>()
+app.get('/clock-channel-annotated', { schema: { response: { 200: clock } } },
+  async function * (): SseGenerator<typeof clock> {
+    // @ts-expect-error an annotated generator yields the route's items only: hand the subscription to reply.sse()
+    yield * ticks.subscribe()
+  })
+// an event map's items name their events, a subscription's do not: it does not fit a map route
+app.get('/chat-channel', { schema: { response: { 200: chat } } }, (request, reply) => {
+  // @ts-expect-error a subscription names no event of the map
+  return reply.sse(notes.subscribe())
+})

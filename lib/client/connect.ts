@@ -1,7 +1,7 @@
 import type { Static, TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck, type ValueError } from '@sinclair/typebox/compiler'
-import { invalidOption, SseClientError, SseParseError } from '../errors.js'
-import { parseEventStream } from './parse.js'
+import { invalidOption, SseClientError, SseError, SseParseError, shown } from '../errors.js'
+import { checkParseOptions, parseEventStream } from './parse.js'
 import type { SseItem } from '../types.js'
 import {
   isTextSchema, refResolver, sseSchemaInfo, type JsonSchema, type RefResolver, type SseControlItem, type SseSchema
@@ -261,15 +261,78 @@ export function connect<T = unknown> (
 export function connect (
   url: string | URL, options: ConnectOptions = {}
 ): AsyncGenerator<SseItem<unknown>, void, undefined> {
+  checkConnectOptions(url, options)
   const { retry = DEFAULT_RETRY, maxRetries = Infinity } = options
+  return run(String(url), options, retry, maxRetries, decoder(options))
+}
+
+const CONNECT = 'connect()'
+const FLAGS = ['reconnect', 'json', 'retryUnavailable'] as const
+/** Bytes a header value cannot carry: an id with one could never have come from a stream either. */
+const LINE_BREAK_OR_NUL = /[\r\n\0]/
+
+/**
+ * Refuses bad arguments at the call. Each of them would otherwise fail inside the loop, most as a fetch error
+ * that looks like a network failure and is retried without end (a URL fetch cannot parse, a header it refuses).
+ */
+function checkConnectOptions (url: unknown, options: ConnectOptions): void {
+  if (!URL.canParse(String(url))) {
+    throw new SseError('FST_SSE_INVALID_OPTION', 'url', `connect() needs an absolute URL, got ${shown(url)}`)
+  }
+  if (typeof options !== 'object' || options === null) {
+    throw invalidOption('options', `must be an object, got ${shown(options)}`, CONNECT)
+  }
+  const { retry = DEFAULT_RETRY, maxRetries = Infinity, signal, lastEventId, headers, schema, references } = options
   if (!isDelay(retry)) {
-    throw invalidOption('retry', `must be a non-negative whole number of milliseconds, got ${String(retry)}`, 'connect()')
+    throw invalidOption('retry', `must be a non-negative whole number of milliseconds, got ${shown(retry)}`, CONNECT)
   }
   if (maxRetries !== Infinity && !isDelay(maxRetries)) {
-    const problem = `must be a non-negative whole number or Infinity, got ${String(maxRetries)}`
-    throw invalidOption('maxRetries', problem, 'connect()')
+    throw invalidOption('maxRetries', `must be a non-negative whole number or Infinity, got ${shown(maxRetries)}`, CONNECT)
   }
-  return run(String(url), options, retry, maxRetries, decoder(options))
+  for (const name of FLAGS) {
+    const flag: unknown = options[name]
+    if (flag !== undefined && typeof flag !== 'boolean') {
+      throw invalidOption(name, `must be a boolean, got ${shown(flag)}`, CONNECT)
+    }
+  }
+  checkParseOptions({ maxEventLength: options.maxEventLength }, CONNECT)
+  // what the loop uses of it: a polyfilled AbortSignal does as well
+  if (signal !== undefined && !(isObject(signal) && typeof signal.aborted === 'boolean' &&
+    typeof signal.addEventListener === 'function')) {
+    throw invalidOption('signal', `must be an AbortSignal, got ${shown(signal)}`, CONNECT)
+  }
+  if (lastEventId !== undefined && (typeof lastEventId !== 'string' || LINE_BREAK_OR_NUL.test(lastEventId))) {
+    const problem = `must be a string without line breaks or NUL (an id a stream can send), got ${shown(lastEventId)}`
+    throw invalidOption('lastEventId', problem, CONNECT)
+  }
+  if (headers !== undefined) {
+    if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) {
+      throw invalidOption('headers', `must be an object of header names and values, got ${shown(headers)}`, CONNECT)
+    }
+    for (const [name, value] of Object.entries(headers)) {
+      if (typeof value !== 'string') {
+        throw invalidOption('headers', `must have string values, got ${shown(value)} for "${name}"`, CONNECT)
+      }
+    }
+    try {
+      void new Headers(headers) // the rules fetch applies to names and values
+    } catch (err) {
+      throw invalidOption('headers', `are not valid HTTP headers: ${(err as Error).message}`, CONNECT)
+    }
+  }
+  if (options.fetch !== undefined && typeof options.fetch !== 'function') {
+    throw invalidOption('fetch', `must be a function (url, init) => Promise<Response>, got ${shown(options.fetch)}`, CONNECT)
+  }
+  if (schema !== undefined && (typeof schema !== 'object' || schema === null)) {
+    throw invalidOption('schema', `must be an sseSchema() or a TypeBox schema, got ${shown(schema)}`, CONNECT)
+  }
+  if (references !== undefined && !(Array.isArray(references) && references.every(isObject))) {
+    throw invalidOption('references', `must be an array of TypeBox schemas, got ${shown(references)}`, CONNECT)
+  }
+}
+
+function isObject (value: unknown): boolean {
+  return typeof value === 'object' && value !== null
 }
 
 async function * run (

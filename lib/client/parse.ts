@@ -1,4 +1,4 @@
-import { SseParseError } from '../errors.js'
+import { invalidOption, SseParseError, shown } from '../errors.js'
 import type { SseItem } from '../types.js'
 
 // The WHATWG "event stream interpretation" (HTML §9.2.6), as a pull parser over a response body.
@@ -22,16 +22,48 @@ export interface ParseOptions {
 
 const DEFAULT_MAX_EVENT_LENGTH = 4 * 1024 * 1024
 const DIGITS = /^[0-9]+$/
+const CALLBACKS = ['onRetry', 'onComment', 'onId'] as const
+
+/**
+ * Refuses bad parse options where they are given, not at the first chunk (`owner` names the function that took
+ * them): `maxEventLength` a whole number >= 1 or Infinity, each callback a function.
+ */
+export function checkParseOptions (options: ParseOptions, owner = 'parseEventStream()'): void {
+  if (typeof options !== 'object' || options === null) {
+    throw invalidOption('options', `must be an object, got ${shown(options)}`, owner)
+  }
+  const { maxEventLength } = options
+  if (maxEventLength !== undefined && maxEventLength !== Infinity &&
+    !(Number.isSafeInteger(maxEventLength) && maxEventLength >= 1)) {
+    const problem = `must be a whole number of characters >= 1 (or Infinity), got ${shown(maxEventLength)}`
+    throw invalidOption('maxEventLength', problem, owner)
+  }
+  for (const name of CALLBACKS) {
+    const callback: unknown = options[name]
+    if (callback !== undefined && typeof callback !== 'function') {
+      throw invalidOption(name, `must be a function, got ${shown(callback)}`, owner)
+    }
+  }
+}
 
 /**
  * Turns an event-stream body into the events it dispatches. Each yielded item has `data` (lines joined with
  * `\n`), `event` when the block named one, `id` when the block carried an `id:` line and `retry` when it
  * carried a valid `retry:` line. An event without data is not dispatched; an unterminated last event is dropped.
  * Bytes are decoded as UTF-8 (a leading BOM is skipped, invalid sequences become U+FFFD, as the spec says).
+ * A bad option throws an `SseError` (`FST_SSE_INVALID_OPTION`) at the call.
  */
-export async function * parseEventStream (
+export function parseEventStream (
   body: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>,
   options: ParseOptions = {}
+): AsyncGenerator<SseItem<string>, void, undefined> {
+  checkParseOptions(options)
+  return parse(body, options)
+}
+
+async function * parse (
+  body: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>,
+  options: ParseOptions
 ): AsyncGenerator<SseItem<string>, void, undefined> {
   const max = options.maxEventLength ?? DEFAULT_MAX_EVENT_LENGTH
   const decoder = new TextDecoder('utf-8') // strips a leading BOM, replaces invalid sequences with U+FFFD

@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema, type TUnsafe } from '@sinclair/typebox'
 import type { FastifyReply, FastifySchema } from 'fastify'
+import type { SseResetData } from '../channel/subscription.js'
 import { invalidSchema } from '../errors.js'
 import type { SseItem } from '../types.js'
 
@@ -13,10 +14,18 @@ export const kSseSchema: unique symbol = Symbol.for('fastify-typed-sse.schema') 
 export const EVENT_STREAM = 'text/event-stream'
 
 /**
- * What a route with an SSE response schema may produce: an async iterable (an async generator) of its items,
- * or the reply that `reply.sse()` returns. It is the `Static` of the schema, and the `Reply` of a route generic.
+ * What a route with an SSE response schema may produce: an async iterable (an async generator) of its items, a
+ * channel subscription of their data (whose first item may be an `sse-reset` one), or the reply that
+ * `reply.sse()` returns. It is the `Static` of the schema, and the `Reply` of a route generic.
  */
-export type SseStream<Item> = AsyncIterable<Item> | FastifyReply
+export type SseStream<Item> = AsyncIterable<Item> | AsyncIterableIterator<WithResetData<Item>> | FastifyReply
+
+/**
+ * The items of a channel subscription that fits a route of these items: theirs, `data` widened by the `sse-reset`
+ * item's `SseResetData` (written by the channel, not by the route's serializer). A subscription's items name no
+ * particular event, so on an event map (items with `event` names) none fits.
+ */
+export type WithResetData<Item> = { [K in keyof Item]: K extends 'data' ? Item[K] | SseResetData : Item[K] }
 
 /** An item with no event and no data (a comment, an id or a retry on its own): allowed on every typed stream. */
 export interface SseControlItem {
@@ -44,8 +53,13 @@ export type SseItemOf<S> = S extends SseSchema<infer Item> ? Item : never
  */
 export type SseGenerator<S extends SseSchema<unknown>> = AsyncGenerator<SseItemOf<S>, void, undefined>
 
-/** The item type `reply.sse()` accepts given a reply type: the route's items when it is a typed SSE route. */
-export type SseItemOfReply<R> = R extends AsyncIterable<infer Item> ? Item : never
+/**
+ * The item type `reply.sse()` accepts given a reply type: the route's items when it is a typed SSE route (not
+ * those of the channel subscription an `SseStream` admits: an `sse-reset` item is the channel's alone).
+ */
+export type SseItemOfReply<R> = R extends AsyncIterable<infer Item>
+  ? R extends AsyncIterator<unknown> & AsyncIterable<SseItem<infer D>> ? SseResetData extends D ? never : Item : Item
+  : never
 
 /** The `text/event-stream` response schema built by `sseSchema()`. */
 export interface SseSchema<Item> {

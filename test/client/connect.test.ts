@@ -282,6 +282,51 @@ t.test('refusals: clear errors, never a hang', async t => {
   t.throws(() => connect(url, { maxRetries: 1.5 }), { code: 'FST_SSE_INVALID_OPTION', field: 'maxRetries', message: /"maxRetries"/ })
 })
 
+t.test('bad arguments are refused at the call, naming each, before any request', async t => {
+  let fetched = 0
+  const fetch: FetchLike = async () => { fetched++; throw new Error('not called') }
+  const url = 'http://127.0.0.1:1/'
+  const refused = (options: unknown, field: string, message: RegExp): void => {
+    const err = t.throws(() => connect(url, { fetch, ...options as object }), { name: 'SseError', code: 'FST_SSE_INVALID_OPTION', field, message }, field)
+    t.type(err, TypeError)
+  }
+  refused({ maxEventLength: NaN }, 'maxEventLength', /^connect\(\) option "maxEventLength" must be a whole number of characters >= 1 \(or Infinity\), got NaN$/)
+  refused({ maxEventLength: -5 }, 'maxEventLength', /got -5$/)
+  refused({ maxEventLength: '1000' }, 'maxEventLength', /got "1000" \(string\)$/)
+  refused({ retry: NaN }, 'retry', /^connect\(\) option "retry" must be a non-negative whole number of milliseconds, got NaN$/)
+  refused({ maxRetries: -1 }, 'maxRetries', /got -1$/)
+  refused({ reconnect: 'no' }, 'reconnect', /^connect\(\) option "reconnect" must be a boolean, got "no" \(string\)$/)
+  refused({ json: 1 }, 'json', /must be a boolean, got 1$/)
+  refused({ retryUnavailable: null }, 'retryUnavailable', /must be a boolean, got null$/)
+  refused({ signal: {} }, 'signal', /must be an AbortSignal, got an object$/)
+  refused({ lastEventId: 7 }, 'lastEventId', /must be a string without line breaks or NUL \(an id a stream can send\), got 7$/)
+  refused({ lastEventId: 'a\nb' }, 'lastEventId', /got "a\\nb" \(string\)$/)
+  refused({ lastEventId: 'a\0' }, 'lastEventId', /got /)
+  refused({ headers: 'x-a: 1' }, 'headers', /must be an object of header names and values, got "x-a: 1" \(string\)$/)
+  refused({ headers: [['x-a', '1']] }, 'headers', /got an array$/)
+  refused({ headers: { 'x-a': 1 } }, 'headers', /must have string values, got 1 for "x-a"$/)
+  refused({ headers: { 'x-a': 'one\r\ntwo' } }, 'headers', /^connect\(\) option "headers" are not valid HTTP headers: /)
+  refused({ headers: { 'bad name': 'x' } }, 'headers', /are not valid HTTP headers/)
+  refused({ fetch: 'undici' }, 'fetch', /must be a function \(url, init\) => Promise<Response>, got "undici" \(string\)$/)
+  refused({ schema: 'Tick' }, 'schema', /must be an sseSchema\(\) or a TypeBox schema, got "Tick" \(string\)$/)
+  refused({ references: {} }, 'references', /must be an array of TypeBox schemas, got an object$/)
+  refused({ references: [null] }, 'references', /got an array$/)
+  t.throws(() => connect(url, null as unknown as undefined), { code: 'FST_SSE_INVALID_OPTION', field: 'options', message: /^connect\(\) option "options" must be an object, got null$/ })
+  for (const bad of ['/relative', 'not a url', '']) {
+    t.throws(() => connect(bad, { fetch }), { name: 'SseError', code: 'FST_SSE_INVALID_OPTION', field: 'url', message: /^connect\(\) needs an absolute URL, got "/ }, JSON.stringify(bad))
+  }
+  t.equal(fetched, 0, 'nothing was fetched')
+
+  // each accepted as given, and a polyfilled signal (what the loop uses of one) too
+  const polyfilled = { aborted: true, addEventListener () {}, removeEventListener () {} } as unknown as AbortSignal
+  const numbers = { maxEventLength: Infinity, retry: 0, maxRetries: Infinity }
+  const flags = { reconnect: true, json: false, retryUnavailable: false }
+  const others = { signal: polyfilled, lastEventId: 'é✓', headers: { 'X-Token': 'abc' }, references: [] }
+  const fine = connect(new URL(url), { fetch, ...numbers, ...flags, ...others, schema: Type.String() })
+  t.same(await fine.next(), { value: undefined, done: true }, 'an aborted signal ends it at once')
+  t.equal(fetched, 0)
+})
+
 t.test('round trip: every item shape the server writes, through a real socket', async t => {
   t.setTimeout(10_000)
   const nasty = ['', ' ', 'a\nb', 'a\r\nb', 'a\rb', '\n', 'x\r', '\0', 'é✓😀', '\ufeffbom', 'data: fake', ': fake comment', 'id: 99', '\u2028']

@@ -210,3 +210,25 @@ t.test('parsers consumed in turn do not disturb each other', async t => {
   t.same(seen, Array.from({ length: 30 }, (_, n) => [String(n), String(n)]))
   t.same([await a.next(), await b.next()], [{ value: undefined, done: true }, { value: undefined, done: true }])
 })
+
+t.test('bad options are refused at the call, naming the option; the edges of the range are taken', async t => {
+  const bad = (options: unknown): void => { parseEventStream([], options as ParseOptions) }
+  for (const maxEventLength of [NaN, -1, 0, 1.5, -Infinity, '100', null]) {
+    const err = t.throws(() => bad({ maxEventLength }), {
+      name: 'SseError',
+      code: 'FST_SSE_INVALID_OPTION',
+      field: 'maxEventLength',
+      message: /^parseEventStream\(\) option "maxEventLength" must be a whole number of characters >= 1 \(or Infinity\), got /
+    }, `maxEventLength: ${String(maxEventLength)}`)
+    t.type(err, TypeError)
+  }
+  t.throws(() => bad({ maxEventLength: '100' }), { message: /got "100" \(string\)$/ }, 'the value shown with its type')
+  for (const name of ['onRetry', 'onComment', 'onId']) {
+    t.throws(() => bad({ [name]: 'log' }), { code: 'FST_SSE_INVALID_OPTION', field: name, message: new RegExp(`"${name}" must be a function, got "log" \\(string\\)$`) })
+  }
+  t.throws(() => bad(null), { code: 'FST_SSE_INVALID_OPTION', field: 'options', message: /must be an object, got null$/ })
+  t.same(await items(['data: a\n\n'], { maxEventLength: Infinity }), [{ data: 'a' }], 'Infinity: no limit')
+  t.same(await items(['data: a\n\n'], { maxEventLength: 7 }), [{ data: 'a' }], 'the line "data: a" is 7 characters')
+  t.same(await items(['data: a\n\n'], { maxEventLength: undefined }), [{ data: 'a' }], 'undefined: the default')
+  await t.rejects(items(['data: ab\n\n'], { maxEventLength: 7 }), SseParseError, 'one more is refused')
+})

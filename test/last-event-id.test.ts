@@ -1,0 +1,73 @@
+// lastEventId(request): the Last-Event-ID a client sent as UTF-8 bytes, read back as the id the route wrote, over
+// raw TCP (the exact bytes on the wire) and through the package's own client.
+import t from 'tap'
+import { once } from 'node:events'
+import { connect as netConnect } from 'node:net'
+import { connect } from '../lib/client/index.js'
+import { lastEventId, parseEventStream, type SseItem } from '../lib/index.js'
+import { startApp, within } from './helpers.js'
+
+const IDS = ['a', '✓', '日本', 'z']
+
+/** An HTTP/1.0 GET on a raw connection, `Last-Event-ID` given as these exact bytes; the events of the answer. */
+async function get (url: string, path: string, id?: Buffer): Promise<Array<SseItem<string>>> {
+  const socket = netConnect(Number(new URL(url).port), '127.0.0.1')
+  const chunks: Buffer[] = []
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+  const head = Buffer.from(`GET ${path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n`, 'latin1')
+  const header = id === undefined
+    ? []
+    : [Buffer.from('Last-Event-ID: ', 'latin1'), id, Buffer.from('\r\n', 'latin1')]
+  socket.write(Buffer.concat([head, ...header, Buffer.from('\r\n', 'latin1')]))
+  await within(once(socket, 'end'), 5000, `the answer to GET ${path}`) // HTTP/1.0: the body ends with the connection
+  socket.destroy()
+  const response = Buffer.concat(chunks)
+  const bodyAt = response.indexOf('\r\n\r\n') + 4
+  const out: Array<SseItem<string>> = []
+  for await (const item of parseEventStream([response.subarray(bodyAt)])) out.push(item)
+  return out
+}
+
+t.test('a generator route resumes from a non-ASCII id it wrote, sent back as UTF-8 bytes', async t => {
+  t.setTimeout(10_000)
+  const { app, url } = await startApp(app => {
+    app.get('/resume', async function * (request) {
+      const from = lastEventId(request)
+      for (let i = from === undefined ? 0 : IDS.indexOf(from) + 1; i < IDS.length; i++) {
+        yield { id: IDS[i] as string, data: IDS[i] as string }
+      }
+    })
+    app.get('/echo', async function * (request) {
+      yield { data: JSON.stringify({ decoded: lastEventId(request) ?? null, raw: request.headers['last-event-id'] ?? null }) }
+    })
+  })
+  t.teardown(() => app.close())
+
+  const all = await get(url, '/resume')
+  t.same(all.map(e => e.id), IDS, 'the ids as written')
+  for (const [id, rest] of [['✓', ['日本', 'z']], ['日本', ['z']], ['a', ['✓', '日本', 'z']]] as const) {
+    const items = await get(url, '/resume', Buffer.from(id, 'utf8'))
+    t.same(items.map(e => e.data), rest, `after ${id}`)
+  }
+
+  const echo = async (id?: Buffer): Promise<unknown> => JSON.parse((await get(url, '/echo', id))[0]?.data as string)
+  t.same(await echo(Buffer.from('✓', 'utf8')), { decoded: '✓', raw: 'â\u009c\u0093' }, 'Node alone reads each byte as a character')
+  t.same(await echo(Buffer.from('日本', 'utf8')), { decoded: '日本', raw: Buffer.from('日本', 'utf8').toString('latin1') })
+  t.same(await echo(), { decoded: null, raw: null }, 'absent: undefined')
+  t.same(await echo(Buffer.from('42-0', 'utf8')), { decoded: '42-0', raw: '42-0' }, 'ASCII as it is')
+  t.same(await echo(Buffer.from([0x63, 0x61, 0x66, 0xe9])), { decoded: 'café', raw: 'café' }, 'bytes that are not UTF-8 (latin1 é) kept as read')
+
+  // the package's client sends the id as a browser does: UTF-8
+  const resumed: string[] = []
+  for await (const item of connect(`${url}/resume`, { lastEventId: '✓', reconnect: false, json: false })) resumed.push(item.data)
+  t.same(resumed, ['日本', 'z'], 'connect() resumes after ✓')
+})
+
+t.test('an array (headers kept apart) gives its first value; text beyond a byte is kept as it is', async t => {
+  const bytes = (text: string): string => Buffer.from(text, 'utf8').toString('latin1')
+  t.equal(lastEventId({ headers: { 'last-event-id': [bytes('日本'), 'b'] } }), '日本')
+  t.equal(lastEventId({ headers: { 'last-event-id': [] } }), undefined)
+  t.equal(lastEventId({ headers: {} }), undefined)
+  t.equal(lastEventId({ headers: { 'last-event-id': '' } }), '', 'an empty id is an id (the client reset its own)')
+  t.equal(lastEventId({ headers: { 'last-event-id': '日本' } }), '日本', 'already text (app.inject() headers): as it is')
+})
