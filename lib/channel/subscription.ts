@@ -1,14 +1,15 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { encodeAhead, frameSize } from '../encode.js'
 import { channelUnavailable } from '../errors.js'
-import { kAttachStream, kOpensAtOnce, type AttachableSource, type StreamLink } from '../stream.js'
+import { WAIT, kAttachStream, kOpensAtOnce, type AttachableSource, type StreamLink, type SyncSource } from '../stream.js'
 import type { SseItem } from '../types.js'
 import type { ChannelBackend, ChannelItem, Replay, ResetReason } from './backend.js'
 import { NO_TAGS, reachable, type Tags } from './target.js'
 
 // A subscription: what one consumer of a channel (usually one stream) has still to receive. Live items are
-// pushed into a bounded queue and pulled one at a time; a subscriber that falls too far behind is cut off,
-// and when a stream writes it (the attach handshake of lib/stream), its client is dropped at once if stuck.
+// pushed into a bounded queue and pulled one at a time; a subscriber that falls too far behind is cut off.
+// When a stream writes it (the attach handshake of lib/stream), the stream reads it synchronously: a live item
+// goes straight into the waiting stream's socket, and a client that is stuck is dropped at once.
 
 /** A `Last-Event-ID` longer than this is refused without a lookup (reset `invalid`). */
 export const MAX_LAST_EVENT_ID = 256
@@ -65,7 +66,7 @@ export interface SubscriberHost {
 /** The empty backlog, shared: most subscribers never have one. */
 const NO_ITEMS: ReadonlyArray<SseItem<unknown>> = Object.freeze([])
 
-export class Subscriber implements ChannelSubscription<unknown>, AttachableSource {
+export class Subscriber implements ChannelSubscription<unknown>, AttachableSource, SyncSource {
   readonly #channel: SubscriberHost
   readonly #signal: AbortSignal | undefined
   /** @internal Its `subscribe({ tags })`, checked. */
@@ -80,8 +81,10 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
   #cutOff = false
   #done = false
   #wake: ((result: IteratorResult<SseItem<unknown>, undefined>) => void) | undefined
-  /** Set when a stream writes this subscription: how to drop its client when it falls too far behind. */
+  /** Set when a stream writes this subscription: where live items go, and how to drop a client too far behind. */
   #stream: StreamLink | undefined
+  /** The stream took everything and waits for `deliver()`: it holds no promise meanwhile. */
+  #streamWaits = false
   /** The pending `next()`, so a second call made before it settles queues behind it instead of replacing it. */
   #waiting: Promise<unknown> | undefined
 
@@ -136,8 +139,19 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
     return Promise.resolve(DONE)
   }
 
-  [kAttachStream] (stream: StreamLink): void {
+  [kAttachStream] (stream: StreamLink): SyncSource {
     this.#stream = stream
+    return this
+  }
+
+  /** @internal `SyncSource`: the stream that writes this subscription takes the next item, or waits. */
+  take (): SseItem<unknown> | typeof WAIT | undefined {
+    const item = this.#shift()
+    if (item !== undefined) return item
+    if (this.#cutOff) this.end()
+    if (this.#done) return undefined
+    this.#streamWaits = true
+    return WAIT
   }
 
   /** It runs no user code before its first item: its stream opens at once. */
@@ -147,6 +161,12 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
 
   /** A live item, from the channel's fan-out. Never waits. */
   push (item: ChannelItem): void {
+    if (this.#streamWaits && !this.#replaying) {
+      // the stream writes it within this call: nothing is queued, no promise is made
+      this.#streamWaits = false
+      ;(this.#stream as StreamLink).deliver(item)
+      return
+    }
     if (this.#wake !== undefined && !this.#replaying) {
       this.#settle({ value: item, done: false })
       return
@@ -182,6 +202,10 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
     this.#bytes = 0
     this.#backlog = NO_ITEMS
     this.#settle(DONE)
+    if (this.#streamWaits) {
+      this.#streamWaits = false
+      ;(this.#stream as StreamLink).deliver()
+    }
   }
 
   /** Resolves the pending `next()`, if any. */
@@ -228,6 +252,13 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
     this.#backlog = replay.reset === undefined
       ? reachable(replay.items, this.tags)
       : [resetItem(replay.reset, replay.position)]
+    if (this.#streamWaits) {
+      const item = this.#shift()
+      if (item === undefined) return
+      this.#streamWaits = false
+      ;(this.#stream as StreamLink).deliver(item)
+      return
+    }
     const item = this.#wake === undefined ? undefined : this.#shift()
     if (item !== undefined) this.#settle({ value: item, done: false })
   }
