@@ -4,7 +4,7 @@ import { HEARTBEAT_FRAME, encodeItem, frameOf, retryFrame, type Frame } from './
 import {
   closeHttp2Session, onConnectionClose, resetConnection, writeHeadDirectly, type PipedBody
 } from './fastify-internals.js'
-import { joinHeartbeats, leaveHeartbeats, type HeartbeatMember } from './heartbeat.js'
+import { clock, joinHeartbeats, leaveHeartbeats, type HeartbeatMember } from './heartbeat.js'
 import type { StreamRegistry } from './metrics.js'
 import { abortStreamSignal, bindStreamSignal } from './signal.js'
 import type { SseErrorMapper, SseItem, SseSerializer, SseSource } from './types.js'
@@ -162,7 +162,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
   readonly #heartbeat: number | false
   readonly #registry: StreamRegistry
   readonly #route: string
-  readonly #startedAt = Date.now()
+  readonly #startedAt = clock()
   /** Settles once the response has closed; made only when `close()` waits for it. */
   #responseClosed: Promise<void> | undefined
   #resolveResponseClosed: (() => void) | undefined
@@ -173,6 +173,9 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
   heartbeatSlot = -1
   #lastWrite = this.#startedAt
   #pulling = false
+  /** `#onStep` and `#onError` as callbacks of the source's promises (see `#pull`). */
+  #stepped: ((step: IteratorResult<SseItem<unknown>>) => void) | undefined
+  #failed: ((err: unknown) => void) | undefined
   #wantMore = true
   #batch = ''
   #flushQueued = false
@@ -281,7 +284,10 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
       return
     }
     // a hand-written iterator may also answer with a plain result instead of a promise
-    Promise.resolve(next).then(this.#onStep, this.#onError)
+    // made on the first asynchronous pull only: a stream reading a SyncSource never needs them
+    this.#stepped ??= (step) => { this.#onStep(step) }
+    this.#failed ??= (err) => { this.#onError(err) }
+    Promise.resolve(next).then(this.#stepped, this.#failed)
   }
 
   #encode (item: unknown): string {
@@ -296,7 +302,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
     return frameOf(item) ?? this.#encode(item)
   }
 
-  #onStep = (step: IteratorResult<SseItem<unknown>>): void => {
+  #onStep (step: IteratorResult<SseItem<unknown>>): void {
     this.#pulling = false
     if (this.#finished) return // closed while the source was working: its item has nowhere to go
     if (step.done === true) this.#finish('source ended')
@@ -380,7 +386,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
 
   /** Writes whole frames; a full destination stops the pulling until it drains. */
   #write (frame: Frame): void {
-    this.#lastWrite = Date.now()
+    this.#lastWrite = clock()
     const bytes = typeof frame === 'string' ? Buffer.byteLength(frame) : frame.byteLength
     this.#bytes += bytes
     this.#registry.bytes += bytes
@@ -396,7 +402,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
     if (!this.#pulling && !this.#finished) this.#pull()
   }
 
-  #onError = (err: unknown): void => {
+  #onError (err: unknown): void {
     this.#pulling = false
     if (this.#finished) {
       // the usual way a generator waiting on request.signal ends once the stream is closed: not an error
@@ -553,7 +559,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
   }
 
   get durationMs (): number {
-    return Date.now() - this.#startedAt
+    return clock() - this.#startedAt
   }
 
   #onResponseClose = (): void => {
@@ -573,7 +579,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
       this.#finished = true
       this.#stopSource()
     }
-    this.#reply.log.debug({ items: this.#items, durationMs: Date.now() - this.#startedAt, reason: this.#reason }, 'SSE stream closed')
+    this.#reply.log.debug({ items: this.#items, durationMs: clock() - this.#startedAt, reason: this.#reason }, 'SSE stream closed')
     this.emit('close')
   }
 }

@@ -65,6 +65,8 @@ export interface SubscriberHost {
 /** One subscriber: a replay backlog, then a bounded queue of live items, pulled one at a time. Internal. */
 /** The empty backlog, shared: most subscribers never have one. */
 const NO_ITEMS: ReadonlyArray<SseItem<unknown>> = Object.freeze([])
+/** The empty queue, shared: a subscriber whose stream takes every item never has one. */
+const NO_QUEUE: Array<ChannelItem | undefined> = Object.freeze([]) as unknown as Array<ChannelItem | undefined>
 
 export class Subscriber implements ChannelSubscription<unknown>, AttachableSource, SyncSource {
   readonly #channel: SubscriberHost
@@ -73,7 +75,7 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
   readonly tags: Tags
   #backlog: ReadonlyArray<SseItem<unknown>> = NO_ITEMS
   #backlogAt = 0
-  #queue: Array<ChannelItem | undefined> = []
+  #queue = NO_QUEUE
   #head = 0
   #bytes = 0
   #replaying = false
@@ -182,7 +184,8 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
       else this.#cut()
       return
     }
-    this.#queue.push(item)
+    if (this.#queue === NO_QUEUE) this.#queue = [item]
+    else this.#queue.push(item)
     this.#bytes += size
   }
 
@@ -197,7 +200,7 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
     this.#done = true
     this.#channel.detach(this)
     this.#signal?.removeEventListener('abort', this)
-    this.#queue = []
+    this.#queue = NO_QUEUE
     this.#head = 0
     this.#bytes = 0
     this.#backlog = NO_ITEMS
@@ -231,7 +234,7 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
     this.#queue[this.#head++] = undefined
     this.#bytes -= frameSize(item)
     if (this.#head === this.#queue.length) {
-      this.#queue = []
+      this.#queue = NO_QUEUE
       this.#head = 0
     }
     return item
