@@ -16,8 +16,8 @@ export interface HeartbeatMember {
   /** @internal Where the member waits in its wheel; -1 when it is in none. */
   heartbeatSlot: number
   /**
-   * Called when the member is due (`now` is `clock()`): writes a heartbeat if it has been idle long enough and returns how many
-   * milliseconds until it is next due, or -1 to leave the wheel.
+   * Called when the member is due (`now` is `clock()`): writes a heartbeat if it has been idle long enough and
+   * returns how many milliseconds until it is next due, or -1 to leave the wheel.
    */
   heartbeat: (now: number) => number
 }

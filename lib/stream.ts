@@ -1,4 +1,3 @@
-import { EventEmitter } from 'node:events'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { HEARTBEAT_FRAME, encodeItem, frameOf, retryFrame, type Frame } from './encode.js'
 import {
@@ -6,6 +5,7 @@ import {
 } from './fastify-internals.js'
 import { clock, joinHeartbeats, leaveHeartbeats, type HeartbeatMember } from './heartbeat.js'
 import type { StreamRegistry } from './metrics.js'
+import { LazyEmitter } from './lazy-emitter.js'
 import { abortStreamSignal, bindStreamSignal } from './signal.js'
 import type { SseErrorMapper, SseItem, SseSerializer, SseSource } from './types.js'
 
@@ -149,9 +149,10 @@ interface Destination {
  * for any stream. Not a `Readable`: Fastify pipes it, and `pipe()` here writes whole frames straight to the
  * destination, pulling the next item only when the destination takes more. That skips the Readable buffer,
  * the pipe's closures and one copy of every chunk (the cost of an idle stream was mostly that machinery).
- * It emits what Fastify's end-of-stream watch needs: `end` once the body is complete, then `close`.
+ * It emits what Fastify's end-of-stream watch needs: `end` once the body is complete, then `close` (through an
+ * emitter made only once something listens: on the direct path nothing does).
  */
-export class EventStream extends EventEmitter implements PipedBody, StreamLink, HeartbeatMember {
+export class EventStream extends LazyEmitter implements PipedBody, StreamLink, HeartbeatMember {
   readonly #reply: FastifyReply
   readonly #iterator: AsyncIterator<SseItem<unknown>>
   /** Set when the source is read synchronously (see `SyncSource`). */
