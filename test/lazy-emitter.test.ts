@@ -36,7 +36,9 @@ t.test('no emitter until something listens; then an EventEmitter to whoever list
 t.test("node:stream's finished() watches it as it watches a readable body", async t => {
   const e = Object.assign(new LazyEmitter(), { pipe () {} })
   let cleanup!: () => void
-  const done = new Promise<unknown>(resolve => { cleanup = finished(e as never, { readable: true, writable: false }, resolve) })
+  const done = new Promise<unknown>(resolve => {
+    cleanup = finished(e as never, { readable: true, writable: false }, resolve)
+  })
   t.ok(e.listenerCount('end') > 0, 'it listens')
   e.emit('end')
   t.equal(await done, undefined, 'end: finished without error')
