@@ -10,7 +10,9 @@ import type { FastifyInstance } from 'fastify'
 import { redisChannels, type RedisChannels } from '../../lib/channel/redis.js'
 import type { ChannelItem } from '../../lib/channel/backend.js'
 import { kFrame } from '../../lib/encode.js'
-import { SseRuntimeError, type Channel, type SseError, type SseItem, type SseResetData } from '../../lib/index.js'
+import {
+  SSE_DIAGNOSTICS, SseRuntimeError, subscribeSseDiagnostic, type Channel, type SseError, type SseItem, type SseResetData
+} from '../../lib/index.js'
 import { ERROR, open, startApp, take, WARN, within, type LogCapture } from '../helpers.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -197,6 +199,21 @@ t.test('a client moves from server A to server B with Last-Event-ID and loses no
   t.same([...seen, ...rest].map(i => i.id), ids, 'every item once, in order, across the move')
   t.same(rest.map(i => i.data), [5, 6, 7, 8, 9, 10, 11].map(n => JSON.stringify({ n })))
   moved.res.body.destroy()
+})
+
+t.test('a client that missed nothing reconnects with the newest id: nothing is replayed, the next item comes live', async t => {
+  t.setTimeout(30_000)
+  const ctx = context(t)
+  const a = await server(ctx)
+  await readerReady(a.chat)
+  const newest = await a.chat.publish({ data: { n: 0 } })
+  const replayed = new Promise(resolve => { t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.replay, resolve)) })
+  const again = await open(`${a.url}/chat`, { headers: { 'last-event-id': newest } })
+  t.equal(again.res.statusCode, 200)
+  t.match(await within(replayed, 5000, 'the replay answered'), { channel: 'chat', items: 0, position: newest })
+  const next = await a.chat.publish({ data: { n: 1 } })
+  t.same((await within(take(again.events, 1), 5000, 'the next item')).map(i => i.id), [next], 'only the new one')
+  again.res.body.destroy()
 })
 
 t.test('the reader connection killed mid-stream: it reconnects and resumes, no loss, no duplicate; a replay racing it meets it exactly', async t => {
