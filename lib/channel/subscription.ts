@@ -128,7 +128,8 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
   next (): Promise<IteratorResult<SseItem<unknown>, undefined>> {
     const item = this.#shift()
     if (item !== undefined) return Promise.resolve({ value: item, done: false })
-    if (this.#cutOff) this.end()
+    // cut off during a replay: the replay, then what is queued, still comes
+    if (this.#cutOff && !this.#replaying) this.end()
     if (this.#done) return Promise.resolve(DONE)
     if (this.#waiting !== undefined) return this.#waiting.then(() => this.next())
     const waiting = new Promise<IteratorResult<SseItem<unknown>, undefined>>(resolve => { this.#wake = resolve })
@@ -150,7 +151,7 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
   take (): SseItem<unknown> | typeof WAIT | undefined {
     const item = this.#shift()
     if (item !== undefined) return item
-    if (this.#cutOff) this.end()
+    if (this.#cutOff && !this.#replaying) this.end()
     if (this.#done) return undefined
     this.#streamWaits = true
     return WAIT
@@ -173,6 +174,7 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
       this.#settle({ value: item, done: false })
       return
     }
+    if (this.#cutOff) return // cut off while its replay is on its way: it takes nothing more (see #cut)
     const size = frameSize(item)
     const queued = this.queued
     const { queueItems, queueBytes } = this.#channel.limits
@@ -191,7 +193,9 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
 
   #cut (): void {
     this.#cutOff = true
-    this.#channel.detach(this)
+    // while its replay is on its way it stays in the fan-out until the replay comes: a backend drops the replays
+    // of a channel that has no subscriber left
+    if (!this.#replaying) this.#channel.detach(this)
   }
 
   /** Ends the subscription: releases the queue and the listener; a waiting `next()` gets done. */
@@ -243,15 +247,9 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
   /** Replay answered: its items (or a reset) first, then the live items that came after `position`. */
   #resume (replay: Replay): void {
     this.#replaying = false
+    if (this.#cutOff) this.#channel.detach(this)
     this.#channel.resumed(replay)
-    // live items up to `position` were read by the replay already (an asynchronous read raced them)
-    for (let i = this.#head; i < this.#queue.length; i++) {
-      if ((this.#queue[i] as ChannelItem).id !== replay.position) continue
-      for (let j = this.#head; j <= i; j++) this.#bytes -= frameSize(this.#queue[j] as ChannelItem)
-      this.#queue = this.#queue.slice(i + 1)
-      this.#head = 0
-      break
-    }
+    this.#dropReplayed(replay)
     this.#backlog = replay.reset === undefined
       ? reachable(replay.items, this.tags)
       : [resetItem(replay.reset, replay.position)]
@@ -264,6 +262,27 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
     }
     const item = this.#wake === undefined ? undefined : this.#shift()
     if (item !== undefined) this.#settle({ value: item, done: false })
+  }
+
+  /** Drops the queued live items the replay holds already (an asynchronous read raced them). */
+  #dropReplayed (replay: Replay): void {
+    const queue = this.#queue
+    let end = this.#head
+    // those up to `position`
+    for (let i = end; i < queue.length; i++) {
+      if ((queue[i] as ChannelItem).id !== replay.position) continue
+      end = i + 1
+      break
+    }
+    // `position` not queued: the subscriber was cut off before it came, and the replay holds what was queued
+    if (end === this.#head && end < queue.length) {
+      const replayed = new Set(replay.items.map(item => item.id))
+      while (end < queue.length && replayed.has((queue[end] as ChannelItem).id)) end++
+    }
+    for (let j = this.#head; j < end; j++) this.#bytes -= frameSize(queue[j] as ChannelItem)
+    if (end === this.#head) return
+    this.#queue = queue.slice(end)
+    this.#head = 0
   }
 
   #onReplay (replay: Replay): void {
