@@ -6,7 +6,7 @@ import {
 import { clock, joinHeartbeats, leaveHeartbeats, type HeartbeatMember } from './heartbeat.js'
 import type { StreamRegistry } from './metrics.js'
 import { LazyEmitter } from './lazy-emitter.js'
-import { abortStreamSignal, bindStreamSignal } from './signal.js'
+import { abortStreamSignal, bindStreamSignal, streamSignalAborted } from './signal.js'
 import type { SseErrorMapper, SseItem, SseSerializer, SseSource } from './types.js'
 
 // One SSE response, from its first byte to its last. It never formats a field (lib/encode does), it pulls one
@@ -318,6 +318,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
       try {
         item = sync.take()
       } catch (err) {
+        if (this.#clientLeft()) return
         this.#onError(err)
         return
       }
@@ -326,11 +327,21 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
         return
       }
       if (item === undefined) {
-        this.#finish('source ended')
+        if (!this.#clientLeft()) this.#finish('source ended')
         return
       }
       if (!this.#writeItem(item) || !this.#wantMore) return
     }
+  }
+
+  /**
+   * The client left, and the source ended or failed within a listener of that (its `request.signal`'s) that ran
+   * before this stream's own: the stream closes as the client's, not as the source's end or failure.
+   */
+  #clientLeft (): boolean {
+    if (!streamSignalAborted(this.#reply.request)) return false
+    this.destroy()
+    return true
   }
 
   /** `StreamLink`: a `SyncSource`'s item, or word that it ended or failed, after a `take()` that answered `WAIT`. */

@@ -216,6 +216,35 @@ t.test('a client that never reads: push() returns false at half the bound, drain
   t.equal(app.sse.stats().closed['too slow'], 1)
 })
 
+t.test('a client that leaves a push source its code ends or fails on request.signal closed it: nothing is logged as failed', async t => {
+  t.setTimeout(10_000)
+  const { app, url, logs } = await startApp(app => {
+    app.get('/leave/:how', (req, reply) => {
+      // read first: its listener of the client's leaving runs before the stream's own
+      const { signal } = req
+      const source = pushSource<string>()
+      signal.addEventListener('abort', () => {
+        if ((req.params as { how: string }).how === 'fail') source.fail(new Error('the client left'))
+        else source.end()
+      })
+      reply.sse(source)
+      source.push({ data: 'one' })
+      return reply
+    })
+  })
+  t.teardown(() => app.close())
+  for (const how of ['end', 'fail']) {
+    const client = await open(`${url}/leave/${how}`)
+    t.same((await take(client.events, 1)).map(e => e.data), ['one'])
+    const before = logs.lines.length
+    const closed = logs.waitFor(l => l.msg === 'SSE stream closed' && logs.lines.indexOf(l) >= before)
+    client.res.body.destroy()
+    t.match(await closed, { reason: 'client closed', items: 1 }, how)
+  }
+  t.match(app.sse.stats().closed, { 'client closed': 2, 'source ended': 0, 'source failed': 0 })
+  t.same(logs.at(ERROR), [], 'no failure logged')
+})
+
 t.test('a burst the socket takes is written within push(): all true, nothing queues', async t => {
   const { app, url } = await startApp(app => {
     app.get('/burst', (_req, reply) => {

@@ -356,6 +356,24 @@ t.test('POST routes: a generator handler with request.signal, or reply.sse witho
   t.equal(chat.size, 0, 'released when the clients leave')
 })
 
+t.test('a client that leaves a stream whose subscription ends with request.signal closed it: "client closed"', async t => {
+  t.setTimeout(10_000)
+  let chat!: Channel<string>
+  const { app, url, logs } = await startApp(app => {
+    chat = app.sse.channel<string>('leave')
+    app.get('/leave', (req, reply) => reply.sse(chat.subscribe({ signal: req.signal })))
+  })
+  t.teardown(() => app.close())
+  const client = await open(`${url}/leave`)
+  await until(() => chat.size === 1, 'subscribed')
+  chat.publish({ data: 'one' })
+  t.same((await take(client.events, 1)).map(e => e.data), ['one'])
+  client.res.body.destroy()
+  t.match(await logs.waitFor(l => l.msg === 'SSE stream closed'), { reason: 'client closed', items: 1 })
+  t.match(app.sse.stats().closed, { 'client closed': 1, 'source ended': 0 })
+  t.equal(chat.size, 0, 'released')
+})
+
 t.test('a burst the socket takes is written within publish(): nothing queues, nobody is cut off', async t => {
   t.setTimeout(10_000)
   let burst!: Channel<number>

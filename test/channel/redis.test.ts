@@ -244,7 +244,7 @@ t.test('cut off while its replay is on its way: the replay and what was queued m
   await admin.lpush(block, 'x')
   t.same((await within(all(early.events), 5000, 'the early stream ends')).map(e => e.id), ids, 'each item once, in order')
   t.same((await within(all(started.events), 5000, 'the late stream ends')).map(e => e.id), ids, 'the late one too')
-  await standing.return()
+  await standing.return?.()
 })
 
 t.test('the only subscriber, cut off while its replay is on its way: the replay still comes, then the stream ends', async t => {
@@ -268,7 +268,7 @@ t.test('the only subscriber, cut off while its replay is on its way: the replay 
   ctx.later(() => admin.lpush(block, 'x'))
   void redisB.blpop(block, 0)
   const client = await open(`${url}/chat`, { headers: { 'last-event-id': from } })
-  await standing.return()
+  await standing.return?.()
   const cut = new Promise(resolve => { t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.cutOff, resolve)) })
   const ids: string[] = []
   for (let n = 1; n <= 5; n++) ids.push(await a.chat.publish({ data: { n } }))
