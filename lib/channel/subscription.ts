@@ -142,6 +142,11 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
     return Promise.resolve(DONE)
   }
 
+  /** Whether a stream writes this subscription: it hands its items to that stream only (see `subscriptionTaken`). */
+  static taken (subscriber: Subscriber): boolean {
+    return subscriber.#stream !== undefined
+  }
+
   [kAttachStream] (stream: StreamLink): SyncSource {
     this.#stream = stream
     return this
@@ -300,6 +305,11 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
   handleEvent (): void {
     this.end()
   }
+}
+
+/** A subscription a stream writes already: a second stream would take its items from the first. */
+export function subscriptionTaken (source: unknown): boolean {
+  return source instanceof Subscriber && Subscriber.taken(source)
 }
 
 /** The reset of a `lastEventId` refused before any lookup, at the backend's position (once it knows it). */

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
 import ssePlugin, { parseEventStream, type Channel, type SseError } from '../../lib/index.js'
 import Fastify from 'fastify'
-import { all, deferred, open, startApp, take, WARN } from '../helpers.js'
+import { all, deferred, open, startApp, take, WARN, within } from '../helpers.js'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 
@@ -354,6 +354,28 @@ t.test('POST routes: a generator handler with request.signal, or reply.sse witho
   for (const c of clients) c.res.body.destroy()
   await until(() => chat.size === 0, 'both released')
   t.equal(chat.size, 0, 'released when the clients leave')
+})
+
+t.test('a subscription that feeds a stream already is refused by a second reply.sse(); the first stream keeps it', async t => {
+  t.setTimeout(10_000)
+  let chat!: Channel<string>
+  let shared: ReturnType<Channel<string>['subscribe']> | undefined
+  const { app, url } = await startApp(app => {
+    chat = app.sse.channel<string>('shared')
+    app.get('/shared', (_req, reply) => {
+      shared ??= chat.subscribe()
+      return reply.sse(shared)
+    })
+  })
+  t.teardown(() => app.close())
+  const first = await open(`${url}/shared`)
+  const second = await request(`${url}/shared`, { bodyTimeout: 5000 })
+  t.equal(second.statusCode, 500, 'refused')
+  t.match(await second.body.json(), {
+    code: 'FST_SSE_INVALID_SOURCE', message: /GET \/shared: this channel subscription feeds a stream already/
+  })
+  chat.publish({ data: 'one' })
+  t.same((await within(take(first.events, 1), 5000, 'the first stream gets the item')).map(e => e.data), ['one'])
 })
 
 t.test('a client that leaves a stream whose subscription ends with request.signal closed it: "client closed"', async t => {
