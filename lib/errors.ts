@@ -113,8 +113,8 @@ export function invalidSource (route: string, got: string): SseError {
 }
 
 /** `reply.sse()` was given a push source that another stream takes its items from already. */
-export function sourceTaken (route: string): SseError {
-  return new SseError('FST_SSE_INVALID_SOURCE', 'source', `reply.sse() on ${route}: this push source feeds a stream already; one source feeds one stream (make one per request)`)
+export function sourceTaken (route: string, what: 'push source' | 'channel subscription'): SseError {
+  return new SseError('FST_SSE_INVALID_SOURCE', 'source', `reply.sse() on ${route}: this ${what} feeds a stream already; one source feeds one stream (make one per request)`)
 }
 
 /** A handler of a route documented as SSE returned something that is neither a stream nor a reply. */

@@ -1,14 +1,16 @@
 import { EncodedFrame, encodeItem } from './encode.js'
 import { invalidOption, pushOverflow } from './errors.js'
 import { refuseNonObject, refuseUnknown } from './options.js'
-import { kAttachStream, type AttachableSource, type StreamLink } from './stream.js'
+import { WAIT, kAttachStream, type AttachableSource, type StreamLink, type SyncSource } from './stream.js'
 import type { SseSchema } from './typed/schema.js'
 import type { SseItem } from './types.js'
 
 // Push-style writing: a bounded queue that callbacks and EventEmitters push items into, and that one stream
 // reads as its source. The producer learns that the client is behind (push() returns false, drained() waits),
 // that it left (signal), and a producer that pushes regardless cannot grow the queue past its bounds. Items are
-// encoded when pushed, by the rules of the stream that writes them, so a bad one throws at the push call.
+// encoded when pushed, by the rules of the stream that writes them, so a bad one throws at the push call. The
+// stream reads it synchronously (lib/stream's SyncSource): an item pushed while the stream waits is written
+// within the push() call.
 
 /** Options of `pushSource()`. */
 export interface PushSourceOptions {
@@ -81,7 +83,8 @@ function checkBound (name: keyof typeof DEFAULTS, value: number | undefined): nu
   return value
 }
 
-class Push implements PushSource<SseItem<unknown>>, AsyncIterator<SseItem<unknown>, undefined>, AttachableSource {
+class Push implements
+  PushSource<SseItem<unknown>>, AsyncIterator<SseItem<unknown>, undefined>, AttachableSource, SyncSource {
   readonly #queueItems: number
   readonly #queueBytes: number
   /** Frames once streamed; before that, items as pushed (encoded when the stream takes the source). */
@@ -89,6 +92,8 @@ class Push implements PushSource<SseItem<unknown>>, AsyncIterator<SseItem<unknow
   #head = 0
   #bytes = 0
   #link: StreamLink | undefined
+  /** The stream took everything and waits for `deliver()`. */
+  #linkWaits = false
   /** Takes no more items: ended, failed, cut off or stopped. What is queued is still handed out. */
   #closed = false
   /** Handed out, once the queue is, instead of the end: a rejection, as a generator's throw. */
@@ -131,6 +136,12 @@ class Push implements PushSource<SseItem<unknown>>, AsyncIterator<SseItem<unknow
   push (item: SseItem<unknown>): boolean {
     if (this.#closed) return false
     const queued = this.#encode(item)
+    if (this.#linkWaits) {
+      // the stream writes it within this call
+      this.#linkWaits = false
+      ;(this.#link as StreamLink).deliver(queued as SseItem<unknown>)
+      return true
+    }
     if (this.#wake !== undefined) {
       // the stream is waiting for an item: straight to it
       this.#settle({ value: queued as SseItem<unknown>, done: false })
@@ -197,7 +208,7 @@ class Push implements PushSource<SseItem<unknown>>, AsyncIterator<SseItem<unknow
     return Promise.resolve(DONE)
   }
 
-  [kAttachStream] (link: StreamLink): void {
+  [kAttachStream] (link: StreamLink): SyncSource {
     this.#link = link
     // what was pushed before the source was streamed is encoded now, by the stream's rules
     for (let i = this.#head; i < this.#queue.length; i++) {
@@ -211,9 +222,24 @@ class Push implements PushSource<SseItem<unknown>>, AsyncIterator<SseItem<unknow
         this.#queue.length = i
         this.#failure = { error: err }
         this.#close()
-        return
+        break
       }
     }
+    return this
+  }
+
+  /** @internal `SyncSource`: the stream takes the next frame; the end or the failure once the queue is written. */
+  take (): SseItem<unknown> | typeof WAIT | undefined {
+    const item = this.#shift()
+    if (item !== undefined) return item
+    if (!this.#closed) {
+      this.#linkWaits = true
+      return WAIT
+    }
+    const failure = this.#failure
+    this.#failure = undefined
+    if (failure !== undefined) throw failure.error
+    return undefined
   }
 
   /** Encoded by the stream's rules once it is streamed; before that, its fields are checked. Throws for a bad item. */
@@ -260,6 +286,10 @@ class Push implements PushSource<SseItem<unknown>>, AsyncIterator<SseItem<unknow
     this.#resolveDrained()
     // a waiting consumer has an empty queue (items go straight to it): it gets the end, or the failure
     if (this.#wake !== undefined) this.#settle(this.#last())
+    if (this.#linkWaits) {
+      this.#linkWaits = false
+      ;(this.#link as StreamLink).deliver()
+    }
   }
 
   #settle (step: Step | Promise<Step>): void {

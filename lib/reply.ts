@@ -3,6 +3,7 @@ import { alreadySent, invalidSource, notAcceptable, routeName, sourceTaken } fro
 import { clearHandlerTimeout, sendPathIdle, sendPipedBody } from './fastify-internals.js'
 import type { RejectReason, StreamRegistry } from './metrics.js'
 import { resolveOptions, routeStreamOptions, type Limits, type ResolvedOptions } from './options.js'
+import { subscriptionTaken } from './channel/subscription.js'
 import { feedsAStream } from './push.js'
 import { dropSource, EventStream, isSource, STREAM_HEADERS } from './stream.js'
 import { typedItemHook } from './typed/items.js'
@@ -88,7 +89,8 @@ function qOf (params: string[]): number {
 export function sseDecorator (host: StreamHost) {
   return function sse (this: FastifyReply, source: unknown, streamOptions?: SseStreamOptions): FastifyReply {
     // before anything would stop it: it is the other stream's source
-    if (feedsAStream(source)) throw sourceTaken(`${this.request.method} ${this.request.url}`)
+    if (feedsAStream(source)) throw sourceTaken(`${this.request.method} ${this.request.url}`, 'push source')
+    if (subscriptionTaken(source)) throw sourceTaken(`${this.request.method} ${this.request.url}`, 'channel subscription')
     let options: ResolvedOptions
     try {
       const base = routeStreamOptions(this.routeOptions.config) ?? host.defaults

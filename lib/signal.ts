@@ -70,3 +70,11 @@ export function abortStreamSignal (request: FastifyRequest): void {
   if (controller === undefined) req[kController] = ABORTED
   else controller.abort() // a no-op when already aborted
 }
+
+/**
+ * Whether the stream's signal aborted. Before the stream stopped, only the client's leaving aborts it: a listener
+ * of that (a subscription's on `request.signal`) may end the source before the stream hears of it.
+ */
+export function streamSignalAborted (request: FastifyRequest): boolean {
+  return (request as FastifyRequest & StreamRequest)[kController]?.signal.aborted === true
+}

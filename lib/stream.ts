@@ -1,12 +1,12 @@
-import { EventEmitter } from 'node:events'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { HEARTBEAT_FRAME, encodeItem, frameOf, retryFrame, type Frame } from './encode.js'
 import {
   closeHttp2Session, onConnectionClose, resetConnection, writeHeadDirectly, type PipedBody
 } from './fastify-internals.js'
-import { joinHeartbeats, leaveHeartbeats, type HeartbeatMember } from './heartbeat.js'
+import { clock, joinHeartbeats, leaveHeartbeats, type HeartbeatMember } from './heartbeat.js'
 import type { StreamRegistry } from './metrics.js'
-import { abortStreamSignal, bindStreamSignal } from './signal.js'
+import { LazyEmitter } from './lazy-emitter.js'
+import { abortStreamSignal, bindStreamSignal, streamSignalAborted } from './signal.js'
 import type { SseErrorMapper, SseItem, SseSerializer, SseSource } from './types.js'
 
 // One SSE response, from its first byte to its last. It never formats a field (lib/encode does), it pulls one
@@ -44,10 +44,17 @@ export type EndReason = 'source ended' | 'source failed' | 'item refused' | 'cli
 
 // The attach handshake. A source that may need to act on the connection it is written to (a channel
 // subscription whose client fell too far behind) has a method under `kAttachStream`: the stream calls it once,
-// before the first pull, with its `StreamLink`.
+// before the first pull, with its `StreamLink`. A source that answers with a `SyncSource` is then read through it,
+// synchronously, instead of through its async iterator: an item it has is written at once, and when it has none
+// the stream waits, holding no promise, until the source hands one over with `deliver()`. That is how a channel
+// writes a published item into every idle subscriber's socket within the publish call, as a hand-written server
+// loops over its responses.
 
 /** The method a source offers to learn about the stream that writes it. */
 export const kAttachStream = Symbol('fastify-typed-sse.attachStream')
+
+/** What `SyncSource.take()` returns when the source has no item yet: it will call `deliver()` when it has. */
+export const WAIT = Symbol('fastify-typed-sse.wait')
 
 /** What a stream offers the source it writes. */
 export interface StreamLink {
@@ -62,6 +69,11 @@ export interface StreamLink {
    * serializer, and its schema with `validate`). Throws the `SseError` that would refuse the item.
    */
   encode: (item: unknown) => Frame
+  /**
+   * For a `SyncSource` only, once after each `take()` that answered `WAIT`: the next item, written at once,
+   * within the call; or nothing, when the source ended or failed (the stream then calls `take()` to learn which).
+   */
+  deliver: (item?: SseItem<unknown>) => void
 }
 
 /**
@@ -70,14 +82,23 @@ export interface StreamLink {
  */
 export const kOpensAtOnce = Symbol('fastify-typed-sse.opensAtOnce')
 
-/** A source that takes part in the attach handshake. */
-export interface AttachableSource {
-  [kAttachStream]: (stream: StreamLink) => void
+/** A source the stream reads synchronously (see above). */
+export interface SyncSource {
+  /**
+   * The next item; `WAIT` when there is none yet; `undefined` once the source has ended. Throws once the source
+   * failed, as a generator's throw.
+   */
+  take: () => SseItem<unknown> | typeof WAIT | undefined
 }
 
-function attach (source: object, stream: StreamLink): void {
+/** A source that takes part in the attach handshake; it may ask to be read synchronously. */
+export interface AttachableSource {
+  [kAttachStream]: (stream: StreamLink) => SyncSource | undefined
+}
+
+function attach (source: object, stream: StreamLink): SyncSource | undefined {
   const method = (source as Partial<AttachableSource>)[kAttachStream]
-  if (typeof method === 'function') method.call(source, stream)
+  return typeof method === 'function' ? method.call(source, stream) : undefined
 }
 
 /** The route of a stream opened by the not-found handler, which has no URL pattern (no route can be named so). */
@@ -128,18 +149,21 @@ interface Destination {
  * for any stream. Not a `Readable`: Fastify pipes it, and `pipe()` here writes whole frames straight to the
  * destination, pulling the next item only when the destination takes more. That skips the Readable buffer,
  * the pipe's closures and one copy of every chunk (the cost of an idle stream was mostly that machinery).
- * It emits what Fastify's end-of-stream watch needs: `end` once the body is complete, then `close`.
+ * It emits what Fastify's end-of-stream watch needs: `end` once the body is complete, then `close` (through an
+ * emitter made only once something listens: on the direct path nothing does).
  */
-export class EventStream extends EventEmitter implements PipedBody, StreamLink, HeartbeatMember {
+export class EventStream extends LazyEmitter implements PipedBody, StreamLink, HeartbeatMember {
   readonly #reply: FastifyReply
   readonly #iterator: AsyncIterator<SseItem<unknown>>
+  /** Set when the source is read synchronously (see `SyncSource`). */
+  readonly #sync: SyncSource | undefined
   readonly #serialize: SseSerializer
   readonly #itemHook: ItemHook | undefined
   readonly #mapError: SseErrorMapper | undefined
   readonly #heartbeat: number | false
   readonly #registry: StreamRegistry
   readonly #route: string
-  readonly #startedAt = Date.now()
+  readonly #startedAt = clock()
   /** Settles once the response has closed; made only when `close()` waits for it. */
   #responseClosed: Promise<void> | undefined
   #resolveResponseClosed: (() => void) | undefined
@@ -150,6 +174,9 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
   heartbeatSlot = -1
   #lastWrite = this.#startedAt
   #pulling = false
+  /** `#onStep` and `#onError` as callbacks of the source's promises (see `#pull`). */
+  #stepped: ((step: IteratorResult<SseItem<unknown>>) => void) | undefined
+  #failed: ((err: unknown) => void) | undefined
   #wantMore = true
   #batch = ''
   #flushQueued = false
@@ -179,7 +206,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
     this.#iterator = Symbol.asyncIterator in source
       ? source[Symbol.asyncIterator]()
       : fromSync(source)[Symbol.asyncIterator]()
-    attach(source, this)
+    this.#sync = attach(source, this)
     registry.add(this)
     // `on`, not `once`: a response closes once, and once's wrapper would cost a closure and a record per stream
     reply.raw.on('close', this.#onResponseClose)
@@ -244,6 +271,10 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
   }
 
   #pull (): void {
+    if (this.#sync !== undefined) {
+      this.#takeSync(this.#sync)
+      return
+    }
     this.#pulling = true
     let next: Promise<IteratorResult<SseItem<unknown>>>
     try {
@@ -254,7 +285,10 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
       return
     }
     // a hand-written iterator may also answer with a plain result instead of a promise
-    Promise.resolve(next).then(this.#onStep, this.#onError)
+    // made on the first asynchronous pull only: a stream reading a SyncSource never needs them
+    this.#stepped ??= (step) => { this.#onStep(step) }
+    this.#failed ??= (err) => { this.#onError(err) }
+    Promise.resolve(next).then(this.#stepped, this.#failed)
   }
 
   #encode (item: unknown): string {
@@ -269,24 +303,67 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
     return frameOf(item) ?? this.#encode(item)
   }
 
-  #onStep = (step: IteratorResult<SseItem<unknown>>): void => {
+  #onStep (step: IteratorResult<SseItem<unknown>>): void {
     this.#pulling = false
     if (this.#finished) return // closed while the source was working: its item has nowhere to go
-    if (step.done === true) {
-      this.#finish('source ended')
-      return
+    if (step.done === true) this.#finish('source ended')
+    else if (this.#writeItem(step.value) && this.#wantMore) this.#pull()
+  }
+
+  /** Reads a `SyncSource` until it has nothing ready, or the destination is full. */
+  #takeSync (sync: SyncSource): void {
+    // bounded: the source's queue is bounded, and a full destination stops the loop
+    for (;;) {
+      let item: SseItem<unknown> | typeof WAIT | undefined
+      try {
+        item = sync.take()
+      } catch (err) {
+        if (this.#clientLeft()) return
+        this.#onError(err)
+        return
+      }
+      if (item === WAIT) {
+        this.#pulling = true
+        return
+      }
+      if (item === undefined) {
+        if (!this.#clientLeft()) this.#finish('source ended')
+        return
+      }
+      if (!this.#writeItem(item) || !this.#wantMore) return
     }
+  }
+
+  /**
+   * The client left, and the source ended or failed within a listener of that (its `request.signal`'s) that ran
+   * before this stream's own: the stream closes as the client's, not as the source's end or failure.
+   */
+  #clientLeft (): boolean {
+    if (!streamSignalAborted(this.#reply.request)) return false
+    this.destroy()
+    return true
+  }
+
+  /** `StreamLink`: a `SyncSource`'s item, or word that it ended or failed, after a `take()` that answered `WAIT`. */
+  deliver (item?: SseItem<unknown>): void {
+    this.#pulling = false
+    if (this.#finished) return
+    if (item === undefined || (this.#writeItem(item) && this.#wantMore)) this.#takeSync(this.#sync as SyncSource)
+  }
+
+  /** Encodes and writes one item (the first opens the stream); false when the stream ended on it. */
+  #writeItem (item: SseItem<unknown>): boolean {
     let frame: Frame
     try {
       // an item encoded ahead of time (a channel's when published, a push source's when pushed) is written as it is
-      frame = frameOf(step.value) ?? this.#encode(step.value)
+      frame = frameOf(item) ?? this.#encode(item)
     } catch (err) {
-      if (this.#failEarly(err, 'item refused')) return
+      if (this.#failEarly(err, 'item refused')) return false
       this.#reply.log.error({ err }, 'SSE item refused; stream ended')
       this.#registry.itemRefused(this, err as Error)
       this.#lastWord(err)
       this.#finish('item refused')
-      return
+      return false
     }
     // the first item opens the stream: headers first, on their own, as a stream opened by the wait sends them
     if (this.#holdFor !== 0) this.#open()
@@ -303,7 +380,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
       this.#flush()
       this.#write(frame)
     }
-    if (this.#wantMore) this.#pull()
+    return true
   }
 
   /** @internal The end of a burst of string frames (see `flushBurst`). */
@@ -321,7 +398,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
 
   /** Writes whole frames; a full destination stops the pulling until it drains. */
   #write (frame: Frame): void {
-    this.#lastWrite = Date.now()
+    this.#lastWrite = clock()
     const bytes = typeof frame === 'string' ? Buffer.byteLength(frame) : frame.byteLength
     this.#bytes += bytes
     this.#registry.bytes += bytes
@@ -337,7 +414,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
     if (!this.#pulling && !this.#finished) this.#pull()
   }
 
-  #onError = (err: unknown): void => {
+  #onError (err: unknown): void {
     this.#pulling = false
     if (this.#finished) {
       // the usual way a generator waiting on request.signal ends once the stream is closed: not an error
@@ -494,7 +571,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
   }
 
   get durationMs (): number {
-    return Date.now() - this.#startedAt
+    return clock() - this.#startedAt
   }
 
   #onResponseClose = (): void => {
@@ -514,7 +591,7 @@ export class EventStream extends EventEmitter implements PipedBody, StreamLink, 
       this.#finished = true
       this.#stopSource()
     }
-    this.#reply.log.debug({ items: this.#items, durationMs: Date.now() - this.#startedAt, reason: this.#reason }, 'SSE stream closed')
+    this.#reply.log.debug({ items: this.#items, durationMs: clock() - this.#startedAt, reason: this.#reason }, 'SSE stream closed')
     this.emit('close')
   }
 }

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import net from 'node:net'
-import { joinHeartbeats, leaveHeartbeats, type HeartbeatMember } from '../lib/heartbeat.js'
+import { clock, joinHeartbeats, leaveHeartbeats, type HeartbeatMember } from '../lib/heartbeat.js'
 import { deferred, startApp } from './helpers.js'
 
 /** Records the timers made and cleared while the test runs (the wheel's are unref'd: Node does not list them). */
@@ -49,7 +49,7 @@ t.test('a member is called every interval, never early, until it answers -1; the
   keepAlive(t)
   const seen = watchTimers(t)
   const done = deferred()
-  const joined = Date.now()
+  const joined = clock()
   const m = member(calls => {
     if (calls.length < 3) return 40
     done.resolve()

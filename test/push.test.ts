@@ -216,45 +216,101 @@ t.test('a client that never reads: push() returns false at half the bound, drain
   t.equal(app.sse.stats().closed['too slow'], 1)
 })
 
-t.test('a reading client outrun by a burst over the bound: what is queued is written, then the stream fails too slow', async t => {
+t.test('a client that leaves a push source its code ends or fails on request.signal closed it: nothing is logged as failed', async t => {
+  t.setTimeout(10_000)
   const { app, url, logs } = await startApp(app => {
+    app.get('/leave/:how', (req, reply) => {
+      // read first: its listener of the client's leaving runs before the stream's own
+      const { signal } = req
+      const source = pushSource<string>()
+      signal.addEventListener('abort', () => {
+        if ((req.params as { how: string }).how === 'fail') source.fail(new Error('the client left'))
+        else source.end()
+      })
+      reply.sse(source)
+      source.push({ data: 'one' })
+      return reply
+    })
+  })
+  t.teardown(() => app.close())
+  for (const how of ['end', 'fail']) {
+    const client = await open(`${url}/leave/${how}`)
+    t.same((await take(client.events, 1)).map(e => e.data), ['one'])
+    const before = logs.lines.length
+    const closed = logs.waitFor(l => l.msg === 'SSE stream closed' && logs.lines.indexOf(l) >= before)
+    client.res.body.destroy()
+    t.match(await closed, { reason: 'client closed', items: 1 }, how)
+  }
+  t.match(app.sse.stats().closed, { 'client closed': 2, 'source ended': 0, 'source failed': 0 })
+  t.same(logs.at(ERROR), [], 'no failure logged')
+})
+
+t.test('a burst the socket takes is written within push(): all true, nothing queues', async t => {
+  const { app, url } = await startApp(app => {
     app.get('/burst', (_req, reply) => {
-      const source = pushSource<number | string>({ queueItems: 4, queueBytes: 1 << 20 })
-      reply.sse(source, { onError: err => ({ event: 'error', data: (err as { code: string }).code }) })
+      const source = pushSource<number>({ queueItems: 4 })
+      reply.sse(source)
       setImmediate(() => {
         const results: boolean[] = []
         for (let n = 0; n < 7; n++) results.push(source.push({ data: n }))
-        t.same(results, [true, true, false, false, false, false, false], 'the first goes straight to the waiting stream')
+        t.same(results, [true, true, true, true, true, true, true], 'each went straight to the waiting stream')
+        t.equal(source.queued, 0)
+        source.end()
       })
       return reply
     })
   })
   t.teardown(() => app.close())
   const { events } = await open(`${url}/burst`)
+  t.same((await all(events)).map(e => e.data), ['0', '1', '2', '3', '4', '5', '6'])
+})
+
+t.test('a reading client outrun by a burst over the bound before its stream writes: what is queued is written, then the stream fails too slow', async t => {
+  const hold = deferred()
+  const { app, url, logs } = await startApp(app => {
+    // the stream starts writing once this hook is done: the burst meets the queue
+    app.addHook('onSend', async (_request, _reply, payload) => {
+      await hold.promise
+      return payload
+    })
+    app.get('/burst', (_req, reply) => {
+      const source = pushSource<number | string>({ queueItems: 4, queueBytes: 1 << 20 })
+      reply.sse(source, { onError: err => ({ event: 'error', data: (err as { code: string }).code }) })
+      const results: boolean[] = []
+      for (let n = 0; n < 7; n++) results.push(source.push({ data: n }))
+      t.same(results, [true, false, false, false, false, false, false], 'false from half the bound on, and past it')
+      hold.resolve()
+      return reply
+    })
+  })
+  t.teardown(() => app.close())
+  const { events } = await open(`${url}/burst`)
   t.same(await all(events), [
-    { data: '0' }, { data: '1' }, { data: '2' }, { data: '3' }, { data: '4' }, { event: 'error', data: 'FST_SSE_PUSH_OVERFLOW' }
+    { data: '0' }, { data: '1' }, { data: '2' }, { data: '3' }, { event: 'error', data: 'FST_SSE_PUSH_OVERFLOW' }
   ])
   t.match(logs.at(ERROR), [{ err: { code: 'FST_SSE_PUSH_OVERFLOW', message: /fell 4 items .* behind/ } }])
 })
 
 t.test('the byte bound: a big item alone always fits; one more over queueBytes cuts the stream off', async t => {
+  const hold = deferred()
   const { app, url } = await startApp(app => {
+    app.addHook('onSend', async (_request, _reply, payload) => {
+      await hold.promise
+      return payload
+    })
     app.get('/bytes', (_req, reply) => {
       const source = pushSource<string>({ queueBytes: 100 })
       // before it streams an item's bytes are not known yet: only queueItems bounds it
       t.equal(source.push({ data: 'a'.repeat(300) }), true)
       reply.sse(source, { onError: err => ({ event: 'error', data: (err as { code: string }).code }) })
-      setImmediate(() => {
-        t.equal(source.push({ data: 'b' }), true, 'straight to the waiting stream')
-        t.equal(source.push({ data: 'c'.repeat(300) }), false, 'alone in the queue: taken, over half the bound')
-        t.equal(source.push({ data: 'd' }), false, 'one more byte over: cut off')
-      })
+      t.equal(source.push({ data: 'b' }), false, 'one more byte over, while the stream does not write yet: cut off')
+      hold.resolve()
       return reply
     })
   })
   t.teardown(() => app.close())
   const { events } = await open(`${url}/bytes`)
-  t.same(await all(events), [{ data: 'a'.repeat(300) }, { data: 'b' }, { data: 'c'.repeat(300) }, { event: 'error', data: 'FST_SSE_PUSH_OVERFLOW' }])
+  t.same(await all(events), [{ data: 'a'.repeat(300) }, { event: 'error', data: 'FST_SSE_PUSH_OVERFLOW' }])
 })
 
 t.test('app.close() ends the stream and aborts the signal; a source dropped by a HEAD request aborts too', async t => {

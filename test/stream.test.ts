@@ -7,6 +7,7 @@ import { request } from 'undici'
 import Fastify from 'fastify'
 import ssePlugin, { type SseItem } from '../lib/index.js'
 import { encodeItem, kFrame } from '../lib/encode.js'
+import { kAttachStream } from '../lib/stream.js'
 import { all, deferred, DEBUG, ERROR, open, startApp, take, WARN } from './helpers.js'
 
 t.test('headers: SSE ones added, earlier ones and the status kept', async t => {
@@ -292,6 +293,31 @@ t.test('a bad item: nothing of it written, TypeError naming the field logged, ge
   const [error] = logs.at(ERROR)
   t.match(error, { msg: 'SSE item refused; stream ended', err: { type: 'SseError', field: 'event', code: 'FST_SSE_INVALID_ITEM', message: /"event" must not contain CR or LF/ } })
   t.match(await logs.waitFor(l => l.msg === 'SSE stream closed'), { reason: 'item refused', items: 1 })
+})
+
+t.test('a source read synchronously (SyncSource) has a bad item refused as a generator\'s is', async t => {
+  t.setTimeout(10_000)
+  const stopped = deferred()
+  const { app, url, logs } = await startApp(app => {
+    app.get('/sync', (_req, reply) => {
+      const items: SseItem[] = [{ event: 'ok', data: 'fine' }, { event: 'a\ndata: evil', data: 'x' }, { data: 'never' }]
+      const source = {
+        [Symbol.asyncIterator] () { return this },
+        next: async () => ({ done: true as const, value: undefined }),
+        return: async () => {
+          stopped.resolve()
+          return { done: true as const, value: undefined }
+        },
+        [kAttachStream]: () => ({ take: () => items.shift() })
+      }
+      return reply.sse(source)
+    })
+  })
+  t.teardown(() => app.close())
+  const res = await request(url + '/sync')
+  t.equal(await res.body.text(), 'event: ok\ndata: fine\n\n', 'not one byte of the bad item, nothing after it')
+  await stopped.promise
+  t.match(logs.at(ERROR), [{ msg: 'SSE item refused; stream ended', err: { field: 'event' } }])
 })
 
 t.test('hand-written iterators: a synchronous throw in next() and a failing return()', async t => {

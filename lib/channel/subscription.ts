@@ -1,14 +1,15 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { encodeAhead, frameSize } from '../encode.js'
 import { channelUnavailable } from '../errors.js'
-import { kAttachStream, kOpensAtOnce, type AttachableSource, type StreamLink } from '../stream.js'
+import { WAIT, kAttachStream, kOpensAtOnce, type AttachableSource, type StreamLink, type SyncSource } from '../stream.js'
 import type { SseItem } from '../types.js'
 import type { ChannelBackend, ChannelItem, Replay, ResetReason } from './backend.js'
 import { NO_TAGS, reachable, type Tags } from './target.js'
 
 // A subscription: what one consumer of a channel (usually one stream) has still to receive. Live items are
-// pushed into a bounded queue and pulled one at a time; a subscriber that falls too far behind is cut off,
-// and when a stream writes it (the attach handshake of lib/stream), its client is dropped at once if stuck.
+// pushed into a bounded queue and pulled one at a time; a subscriber that falls too far behind is cut off.
+// When a stream writes it (the attach handshake of lib/stream), the stream reads it synchronously: a live item
+// goes straight into the waiting stream's socket, and a client that is stuck is dropped at once.
 
 /** A `Last-Event-ID` longer than this is refused without a lookup (reset `invalid`). */
 export const MAX_LAST_EVENT_ID = 256
@@ -64,15 +65,17 @@ export interface SubscriberHost {
 /** One subscriber: a replay backlog, then a bounded queue of live items, pulled one at a time. Internal. */
 /** The empty backlog, shared: most subscribers never have one. */
 const NO_ITEMS: ReadonlyArray<SseItem<unknown>> = Object.freeze([])
+/** The empty queue, shared: a subscriber whose stream takes every item never has one. */
+const NO_QUEUE: Array<ChannelItem | undefined> = Object.freeze([]) as unknown as Array<ChannelItem | undefined>
 
-export class Subscriber implements ChannelSubscription<unknown>, AttachableSource {
+export class Subscriber implements ChannelSubscription<unknown>, AttachableSource, SyncSource {
   readonly #channel: SubscriberHost
   readonly #signal: AbortSignal | undefined
   /** @internal Its `subscribe({ tags })`, checked. */
   readonly tags: Tags
   #backlog: ReadonlyArray<SseItem<unknown>> = NO_ITEMS
   #backlogAt = 0
-  #queue: Array<ChannelItem | undefined> = []
+  #queue = NO_QUEUE
   #head = 0
   #bytes = 0
   #replaying = false
@@ -80,8 +83,10 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
   #cutOff = false
   #done = false
   #wake: ((result: IteratorResult<SseItem<unknown>, undefined>) => void) | undefined
-  /** Set when a stream writes this subscription: how to drop its client when it falls too far behind. */
+  /** Set when a stream writes this subscription: where live items go, and how to drop a client too far behind. */
   #stream: StreamLink | undefined
+  /** The stream took everything and waits for `deliver()`: it holds no promise meanwhile. */
+  #streamWaits = false
   /** The pending `next()`, so a second call made before it settles queues behind it instead of replacing it. */
   #waiting: Promise<unknown> | undefined
 
@@ -123,7 +128,8 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
   next (): Promise<IteratorResult<SseItem<unknown>, undefined>> {
     const item = this.#shift()
     if (item !== undefined) return Promise.resolve({ value: item, done: false })
-    if (this.#cutOff) this.end()
+    // cut off during a replay: the replay, then what is queued, still comes
+    if (this.#cutOff && !this.#replaying) this.end()
     if (this.#done) return Promise.resolve(DONE)
     if (this.#waiting !== undefined) return this.#waiting.then(() => this.next())
     const waiting = new Promise<IteratorResult<SseItem<unknown>, undefined>>(resolve => { this.#wake = resolve })
@@ -136,8 +142,24 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
     return Promise.resolve(DONE)
   }
 
-  [kAttachStream] (stream: StreamLink): void {
+  /** Whether a stream writes this subscription: it hands its items to that stream only (see `subscriptionTaken`). */
+  static taken (subscriber: Subscriber): boolean {
+    return subscriber.#stream !== undefined
+  }
+
+  [kAttachStream] (stream: StreamLink): SyncSource {
     this.#stream = stream
+    return this
+  }
+
+  /** @internal `SyncSource`: the stream that writes this subscription takes the next item, or waits. */
+  take (): SseItem<unknown> | typeof WAIT | undefined {
+    const item = this.#shift()
+    if (item !== undefined) return item
+    if (this.#cutOff && !this.#replaying) this.end()
+    if (this.#done) return undefined
+    this.#streamWaits = true
+    return WAIT
   }
 
   /** It runs no user code before its first item: its stream opens at once. */
@@ -147,10 +169,17 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
 
   /** A live item, from the channel's fan-out. Never waits. */
   push (item: ChannelItem): void {
+    if (this.#streamWaits && !this.#replaying) {
+      // the stream writes it within this call: nothing is queued, no promise is made
+      this.#streamWaits = false
+      ;(this.#stream as StreamLink).deliver(item)
+      return
+    }
     if (this.#wake !== undefined && !this.#replaying) {
       this.#settle({ value: item, done: false })
       return
     }
+    if (this.#cutOff) return // cut off while its replay is on its way: it takes nothing more (see #cut)
     const size = frameSize(item)
     const queued = this.queued
     const { queueItems, queueBytes } = this.#channel.limits
@@ -162,13 +191,16 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
       else this.#cut()
       return
     }
-    this.#queue.push(item)
+    if (this.#queue === NO_QUEUE) this.#queue = [item]
+    else this.#queue.push(item)
     this.#bytes += size
   }
 
   #cut (): void {
     this.#cutOff = true
-    this.#channel.detach(this)
+    // while its replay is on its way it stays in the fan-out until the replay comes: a backend drops the replays
+    // of a channel that has no subscriber left
+    if (!this.#replaying) this.#channel.detach(this)
   }
 
   /** Ends the subscription: releases the queue and the listener; a waiting `next()` gets done. */
@@ -177,11 +209,15 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
     this.#done = true
     this.#channel.detach(this)
     this.#signal?.removeEventListener('abort', this)
-    this.#queue = []
+    this.#queue = NO_QUEUE
     this.#head = 0
     this.#bytes = 0
     this.#backlog = NO_ITEMS
     this.#settle(DONE)
+    if (this.#streamWaits) {
+      this.#streamWaits = false
+      ;(this.#stream as StreamLink).deliver()
+    }
   }
 
   /** Resolves the pending `next()`, if any. */
@@ -207,7 +243,7 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
     this.#queue[this.#head++] = undefined
     this.#bytes -= frameSize(item)
     if (this.#head === this.#queue.length) {
-      this.#queue = []
+      this.#queue = NO_QUEUE
       this.#head = 0
     }
     return item
@@ -216,20 +252,42 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
   /** Replay answered: its items (or a reset) first, then the live items that came after `position`. */
   #resume (replay: Replay): void {
     this.#replaying = false
+    if (this.#cutOff) this.#channel.detach(this)
     this.#channel.resumed(replay)
-    // live items up to `position` were read by the replay already (an asynchronous read raced them)
-    for (let i = this.#head; i < this.#queue.length; i++) {
-      if ((this.#queue[i] as ChannelItem).id !== replay.position) continue
-      for (let j = this.#head; j <= i; j++) this.#bytes -= frameSize(this.#queue[j] as ChannelItem)
-      this.#queue = this.#queue.slice(i + 1)
-      this.#head = 0
-      break
-    }
+    this.#dropReplayed(replay)
     this.#backlog = replay.reset === undefined
       ? reachable(replay.items, this.tags)
       : [resetItem(replay.reset, replay.position)]
+    if (this.#streamWaits) {
+      const item = this.#shift()
+      if (item === undefined) return
+      this.#streamWaits = false
+      ;(this.#stream as StreamLink).deliver(item)
+      return
+    }
     const item = this.#wake === undefined ? undefined : this.#shift()
     if (item !== undefined) this.#settle({ value: item, done: false })
+  }
+
+  /** Drops the queued live items the replay holds already (an asynchronous read raced them). */
+  #dropReplayed (replay: Replay): void {
+    const queue = this.#queue
+    let end = this.#head
+    // those up to `position`
+    for (let i = end; i < queue.length; i++) {
+      if ((queue[i] as ChannelItem).id !== replay.position) continue
+      end = i + 1
+      break
+    }
+    // `position` not queued: the subscriber was cut off before it came, and the replay holds what was queued
+    if (end === this.#head && end < queue.length) {
+      const replayed = new Set(replay.items.map(item => item.id))
+      while (end < queue.length && replayed.has((queue[end] as ChannelItem).id)) end++
+    }
+    for (let j = this.#head; j < end; j++) this.#bytes -= frameSize(queue[j] as ChannelItem)
+    if (end === this.#head) return
+    this.#queue = queue.slice(end)
+    this.#head = 0
   }
 
   #onReplay (replay: Replay): void {
@@ -247,6 +305,11 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
   handleEvent (): void {
     this.end()
   }
+}
+
+/** A subscription a stream writes already: a second stream would take its items from the first. */
+export function subscriptionTaken (source: unknown): boolean {
+  return source instanceof Subscriber && Subscriber.taken(source)
 }
 
 /** The reset of a `lastEventId` refused before any lookup, at the backend's position (once it knows it). */

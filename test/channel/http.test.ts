@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
 import ssePlugin, { parseEventStream, type Channel, type SseError } from '../../lib/index.js'
 import Fastify from 'fastify'
-import { all, deferred, open, startApp, take, WARN } from '../helpers.js'
+import { all, deferred, open, startApp, take, WARN, within } from '../helpers.js'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 
@@ -356,19 +356,84 @@ t.test('POST routes: a generator handler with request.signal, or reply.sse witho
   t.equal(chat.size, 0, 'released when the clients leave')
 })
 
+t.test('a subscription that feeds a stream already is refused by a second reply.sse(); the first stream keeps it', async t => {
+  t.setTimeout(10_000)
+  let chat!: Channel<string>
+  let shared: ReturnType<Channel<string>['subscribe']> | undefined
+  const { app, url } = await startApp(app => {
+    chat = app.sse.channel<string>('shared')
+    app.get('/shared', (_req, reply) => {
+      shared ??= chat.subscribe()
+      return reply.sse(shared)
+    })
+  })
+  t.teardown(() => app.close())
+  const first = await open(`${url}/shared`)
+  const second = await request(`${url}/shared`, { bodyTimeout: 5000 })
+  t.equal(second.statusCode, 500, 'refused')
+  t.match(await second.body.json(), {
+    code: 'FST_SSE_INVALID_SOURCE', message: /GET \/shared: this channel subscription feeds a stream already/
+  })
+  chat.publish({ data: 'one' })
+  t.same((await within(take(first.events, 1), 5000, 'the first stream gets the item')).map(e => e.data), ['one'])
+})
+
+t.test('a client that leaves a stream whose subscription ends with request.signal closed it: "client closed"', async t => {
+  t.setTimeout(10_000)
+  let chat!: Channel<string>
+  const { app, url, logs } = await startApp(app => {
+    chat = app.sse.channel<string>('leave')
+    app.get('/leave', (req, reply) => reply.sse(chat.subscribe({ signal: req.signal })))
+  })
+  t.teardown(() => app.close())
+  const client = await open(`${url}/leave`)
+  await until(() => chat.size === 1, 'subscribed')
+  chat.publish({ data: 'one' })
+  t.same((await take(client.events, 1)).map(e => e.data), ['one'])
+  client.res.body.destroy()
+  t.match(await logs.waitFor(l => l.msg === 'SSE stream closed'), { reason: 'client closed', items: 1 })
+  t.match(app.sse.stats().closed, { 'client closed': 1, 'source ended': 0 })
+  t.equal(chat.size, 0, 'released')
+})
+
+t.test('a burst the socket takes is written within publish(): nothing queues, nobody is cut off', async t => {
+  t.setTimeout(10_000)
+  let burst!: Channel<number>
+  const { app, url } = await startApp(app => {
+    burst = app.sse.channel<number>('burst', { queueItems: 4 })
+    app.get('/burst', (_req, reply) => reply.sse(burst.subscribe()))
+  }, { heartbeat: false })
+  t.teardown(() => app.close())
+  const { events } = await open(`${url}/burst`)
+  await until(() => burst.size === 1, 'subscribed')
+  const ids = Array.from({ length: 10 }, (_, i) => burst.publish({ data: i }))
+  t.equal(app.sse.stats().items, 10, 'every item written before publish() returned')
+  t.same((await take(events, 10)).map(e => e.id), ids, 'all ten, in order')
+  t.equal(burst.size, 1, 'still subscribed')
+  t.equal(app.sse.stats().cutOffs, 0, 'more than queueItems in one burst, and no cut-off')
+})
+
 t.test('a burst beyond the queue bound ends a reading client cleanly; it resumes from the history', async t => {
   t.setTimeout(20_000)
   let burst!: Channel<number>
+  const hold = deferred()
   const { app, url } = await startApp(app => {
     burst = app.sse.channel<number>('burst', { queueItems: 4, history: 100 })
+    // the stream starts writing only once this hook is done: the burst meets a queue
+    app.addHook('onSend', async (request, _reply, payload) => {
+      if (request.headers['last-event-id'] === undefined) await hold.promise
+      return payload
+    })
     app.get('/burst', (req, reply) => reply.sse(burst.subscribe({ lastEventId: req.headers['last-event-id'] })))
   }, { heartbeat: false })
   t.teardown(() => app.close())
-  const first = await open(`${url}/burst`)
+  const opening = open(`${url}/burst`)
   await until(() => burst.size === 1, 'subscribed')
   const ids = Array.from({ length: 10 }, (_, i) => burst.publish({ data: i }))
-  const before = await all(first.events)
-  t.equal(before.length, 5, 'the one in flight and the 4 queued are delivered, then the stream ends cleanly')
+  t.equal(burst.size, 0, 'cut off by the burst')
+  hold.resolve()
+  const before = await all((await opening).events)
+  t.equal(before.length, 4, 'the 4 queued are delivered, then the stream ends cleanly')
   t.same(before.map(e => e.id), ids.slice(0, before.length), 'a gapless prefix')
   const again = await open(`${url}/burst`, { headers: { 'last-event-id': before.at(-1)?.id ?? '' } })
   const rest = await take(again.events, 10 - before.length)

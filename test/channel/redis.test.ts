@@ -10,8 +10,10 @@ import type { FastifyInstance } from 'fastify'
 import { redisChannels, type RedisChannels } from '../../lib/channel/redis.js'
 import type { ChannelItem } from '../../lib/channel/backend.js'
 import { kFrame } from '../../lib/encode.js'
-import { SseRuntimeError, type Channel, type SseError, type SseItem, type SseResetData } from '../../lib/index.js'
-import { ERROR, open, startApp, take, WARN, within, type LogCapture } from '../helpers.js'
+import {
+  SSE_DIAGNOSTICS, SseRuntimeError, subscribeSseDiagnostic, type Channel, type SseError, type SseItem, type SseResetData
+} from '../../lib/index.js'
+import { all, deferred, ERROR, open, startApp, take, WARN, within, type LogCapture } from '../helpers.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const INFO = 30
@@ -197,6 +199,97 @@ t.test('a client moves from server A to server B with Last-Event-ID and loses no
   t.same([...seen, ...rest].map(i => i.id), ids, 'every item once, in order, across the move')
   t.same(rest.map(i => i.data), [5, 6, 7, 8, 9, 10, 11].map(n => JSON.stringify({ n })))
   moved.res.body.destroy()
+})
+
+t.test('cut off while its replay is on its way: the replay and what was queued meet once; a stream that starts late still gets them', async t => {
+  t.setTimeout(30_000)
+  const ctx = context(t)
+  const a = await server(ctx)
+  // server B, whose publishing connection (the one replays read on) is held up below
+  const redisB = await ctx.client()
+  const hold = deferred()
+  let chat!: Channel<{ n: number }, Promise<string>>
+  const { app, url } = await startApp(app => {
+    chat = app.sse.channel<{ n: number }>('chat', { backend: redisChannels({ redis: redisB, prefix: ctx.prefix }), queueItems: 2 })
+    // a stream asked to start late starts writing once this hook is done
+    app.addHook('onSend', async (request, _reply, payload) => {
+      if (request.headers['x-late'] !== undefined) await hold.promise
+      return payload
+    })
+    app.get('/chat', (req, reply) => reply.sse(chat.subscribe({ lastEventId: req.headers['last-event-id'], signal: req.signal })))
+  })
+  ctx.later(() => app.close())
+  // a standing subscriber, reading all along, keeps B's reader going
+  const standing = chat.subscribe()
+  const warm = deferred()
+  void (async () => { while ((await standing.next()).done !== true) warm.resolve() })()
+  const from = await a.chat.publish({ data: { n: 0 } })
+  await within(warm.promise, 5000, 'B reads the channel')
+  const block = `${ctx.prefix}block`
+  const admin = await ctx.client()
+  ctx.later(() => admin.lpush(block, 'x'))
+  void redisB.blpop(block, 0)
+  let cutOffs = 0
+  const cut = deferred()
+  t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.cutOff, () => { if (++cutOffs === 2) cut.resolve() }))
+  const early = await open(`${url}/chat`, { headers: { 'last-event-id': from } })
+  const late = open(`${url}/chat`, { headers: { 'last-event-id': from, 'x-late': '1' } })
+  while (chat.size < 3) await new Promise(resolve => setImmediate(resolve))
+  const ids: string[] = []
+  for (let n = 1; n <= 5; n++) ids.push(await a.chat.publish({ data: { n } }))
+  await within(cut.promise, 5000, 'both cut off while their replays wait')
+  hold.resolve()
+  // its headers go out as it starts writing, still before the replay
+  const started = await within(late, 5000, 'the late stream starts')
+  await admin.lpush(block, 'x')
+  t.same((await within(all(early.events), 5000, 'the early stream ends')).map(e => e.id), ids, 'each item once, in order')
+  t.same((await within(all(started.events), 5000, 'the late stream ends')).map(e => e.id), ids, 'the late one too')
+  await standing.return?.()
+})
+
+t.test('the only subscriber, cut off while its replay is on its way: the replay still comes, then the stream ends', async t => {
+  t.setTimeout(30_000)
+  const ctx = context(t)
+  const a = await server(ctx)
+  const redisB = await ctx.client()
+  let chat!: Channel<{ n: number }, Promise<string>>
+  const { app, url } = await startApp(app => {
+    chat = app.sse.channel<{ n: number }>('chat', { backend: redisChannels({ redis: redisB, prefix: ctx.prefix }), queueItems: 2 })
+    app.get('/chat', (req, reply) => reply.sse(chat.subscribe({ lastEventId: req.headers['last-event-id'], signal: req.signal })))
+  })
+  ctx.later(() => app.close())
+  // B's reader goes, then B's publishing connection (the one replays read on) is held up
+  const standing = chat.subscribe()
+  const warm = standing.next()
+  const from = await a.chat.publish({ data: { n: 0 } })
+  await within(warm, 5000, 'B reads the channel')
+  const block = `${ctx.prefix}block`
+  const admin = await ctx.client()
+  ctx.later(() => admin.lpush(block, 'x'))
+  void redisB.blpop(block, 0)
+  const client = await open(`${url}/chat`, { headers: { 'last-event-id': from } })
+  await standing.return?.()
+  const cut = new Promise(resolve => { t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.cutOff, resolve)) })
+  const ids: string[] = []
+  for (let n = 1; n <= 5; n++) ids.push(await a.chat.publish({ data: { n } }))
+  await within(cut, 5000, 'cut off while its replay waits')
+  await admin.lpush(block, 'x')
+  t.same((await within(all(client.events), 5000, 'the stream ends')).map(e => e.id), ids, 'each item once, in order')
+})
+
+t.test('a client that missed nothing reconnects with the newest id: nothing is replayed, the next item comes live', async t => {
+  t.setTimeout(30_000)
+  const ctx = context(t)
+  const a = await server(ctx)
+  await readerReady(a.chat)
+  const newest = await a.chat.publish({ data: { n: 0 } })
+  const replayed = new Promise(resolve => { t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.replay, resolve)) })
+  const again = await open(`${a.url}/chat`, { headers: { 'last-event-id': newest } })
+  t.equal(again.res.statusCode, 200)
+  t.match(await within(replayed, 5000, 'the replay answered'), { channel: 'chat', items: 0, position: newest })
+  const next = await a.chat.publish({ data: { n: 1 } })
+  t.same((await within(take(again.events, 1), 5000, 'the next item')).map(i => i.id), [next], 'only the new one')
+  again.res.body.destroy()
 })
 
 t.test('the reader connection killed mid-stream: it reconnects and resumes, no loss, no duplicate; a replay racing it meets it exactly', async t => {
