@@ -402,11 +402,30 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
     const bytes = typeof frame === 'string' ? Buffer.byteLength(frame) : frame.byteLength
     this.#bytes += bytes
     this.#registry.bytes += bytes
-    if (!(this.#dest as Destination).write(frame) && this.#wantMore) {
+    let taken: boolean
+    try {
+      taken = (this.#dest as Destination).write(frame)
+    } catch (err) {
+      this.#writeFailed(err)
+      return
+    }
+    if (!taken && this.#wantMore) {
       this.#wantMore = false
       // a closure made only when the socket is full, not one held by every stream
       ;(this.#dest as Destination).once('drain', () => { this.#onDrain() })
     }
+  }
+
+  /**
+   * What an `onSend` hook put in front of the response threw on a write. Caught here, not left to the caller: the
+   * caller may be a channel's fan-out loop, whose other subscribers must still get the item. The connection is
+   * closed; the client reconnects as from any dropped stream.
+   */
+  #writeFailed (err: unknown): void {
+    this.#reply.log.error({ err }, 'SSE stream write failed; connection closed')
+    this.#wantMore = false
+    this.#reply.raw.destroy()
+    this.destroy()
   }
 
   #onDrain (): void {

@@ -4,11 +4,12 @@ import t from 'tap'
 import { EventSource } from 'eventsource'
 import { getEventListeners } from 'node:events'
 import { connect, type Socket } from 'node:net'
+import { PassThrough } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
 import ssePlugin, { parseEventStream, type Channel, type SseError } from '../../lib/index.js'
 import Fastify from 'fastify'
-import { all, deferred, open, startApp, take, WARN, within } from '../helpers.js'
+import { all, deferred, ERROR, open, startApp, take, WARN, within } from '../helpers.js'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 
@@ -438,6 +439,41 @@ t.test('a burst beyond the queue bound ends a reading client cleanly; it resumes
   const again = await open(`${url}/burst`, { headers: { 'last-event-id': before.at(-1)?.id ?? '' } })
   const rest = await take(again.events, 10 - before.length)
   t.same(rest.map(e => e.id), ids.slice(before.length), 'the rest, replayed: nothing lost, nothing twice')
+})
+
+t.test('a stream whose onSend destination throws on a write is closed; publish() and the others go on', async t => {
+  t.setTimeout(10_000)
+  let chan!: Channel<string>
+  const { app, url, logs } = await startApp(app => {
+    chan = app.sse.channel('writes')
+    app.get('/plain', (_req, reply) => reply.sse(chan.subscribe()))
+    app.get('/broken', {
+      onSend: (_req, _reply, payload, done) => {
+        const through = new PassThrough()
+        const write = through.write.bind(through) as (chunk: unknown) => boolean
+        through.write = ((chunk: unknown) => {
+          if (String(chunk).includes('boom')) throw new Error('boom in a write')
+          return write(chunk)
+        }) as typeof through.write
+        ;(payload as PassThrough).pipe(through)
+        done(null, through)
+      }
+    }, (_req, reply) => reply.sse(chan.subscribe()))
+  }, { heartbeat: false })
+  t.teardown(() => app.close())
+  const plain = await open(`${url}/plain`)
+  const opening = open(`${url}/broken`) // its head goes out with its first write, through the hook's stream
+  await until(() => chan.size === 2, 'both subscribed')
+  chan.publish({ data: 'ok' })
+  const broken = await opening
+  t.same((await take(plain.events, 1)).map(e => e.data), ['ok'])
+  t.same((await take(broken.events, 1)).map(e => e.data), ['ok'], 'the broken one writes until it throws')
+  t.doesNotThrow(() => chan.publish({ data: 'boom' }), 'publish() does not see the write fail')
+  chan.publish({ data: 'after' })
+  t.same((await take(plain.events, 2)).map(e => e.data), ['boom', 'after'], 'the other subscriber gets every item')
+  await until(() => chan.size === 1, 'the broken stream released its subscription')
+  t.match(logs.at(ERROR), [{ msg: 'SSE stream write failed; connection closed', err: { message: 'boom in a write' } }])
+  broken.res.body.destroy()
 })
 
 t.test('a channel item changed by the route is written as changed, not as the bytes it was published as', async t => {
