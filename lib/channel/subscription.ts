@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { encodeAhead, frameSize } from '../encode.js'
+import { encodeAhead, frameSize, type EncodedItem } from '../encode.js'
 import { channelUnavailable } from '../errors.js'
 import { WAIT, kAttachStream, kOpensAtOnce, type AttachableSource, type StreamLink, type SyncSource } from '../stream.js'
 import type { SseItem } from '../types.js'
@@ -322,6 +322,6 @@ function invalid (position: string | Promise<string>): Replay | Promise<Replay> 
  * Encoded here with JSON, like a channel's items: a typed route's serializer or validator knows nothing of
  * `sse-reset`, and must not refuse it (the client would reconnect into the same refusal) or strip its reason.
  */
-function resetItem (reason: ResetReason, position: string): SseItem<SseResetData> {
+export function resetItem (reason: ResetReason, position: string): EncodedItem<SseItem<SseResetData> & { id: string }> {
   return encodeAhead({ id: position, event: 'sse-reset', data: { reason } })
 }
