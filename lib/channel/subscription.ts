@@ -33,7 +33,8 @@ export interface SubscribeOptions {
 
 /**
  * The `data` of the one `event: 'sse-reset'` item a subscriber gets first when it cannot resume from its
- * `lastEventId` (the client should reload its state). That item's `id` is the channel's position.
+ * `lastEventId`, or later on a Redis channel whose stream lost items (the client should reload its state). That
+ * item's `id` is the channel's position.
  */
 export interface SseResetData {
   reason: ResetReason
@@ -41,7 +42,7 @@ export interface SseResetData {
 
 /**
  * What `subscribe()` returns: items published after the subscription (after a replay), until it ends. Its
- * items are `SseItem<T>`, except a first `sse-reset` one whose data is `SseResetData`.
+ * items are `SseItem<T>`, except an `sse-reset` one (first, or on Redis after a loss) whose data is `SseResetData`.
  */
 export type ChannelSubscription<T> = AsyncIterableIterator<SseItem<T | SseResetData>>
 
