@@ -9,7 +9,8 @@ import type { FastifyInstance } from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { redisChannels, type RedisChannelsOptions } from '../../lib/channel/redis.js'
 import {
-  SSE_DIAGNOSTICS, subscribeSseDiagnostic, type Channel, type SseResetMessage, type SseRuntimeError
+  SSE_DIAGNOSTICS, subscribeSseDiagnostic, type Channel, type ChannelSubscription, type ResetReason, type SseItem,
+  type SseResetData, type SseResetMessage, type SseRuntimeError
 } from '../../lib/index.js'
 import { ERROR, open, startApp, take, WARN, within, type LogCapture, type LogLine } from '../helpers.js'
 import { startRedis, type RedisServer } from './redis-server.js'
@@ -174,11 +175,37 @@ async function publishWhenBack (chat: Server1['chat'], data: number): Promise<st
   }
 }
 
-/** The id of a reader connection in `CLIENT LIST` (named `<readerName>:<prefix>`). */
-async function readerId (admin: Redis): Promise<string> {
-  const list = await admin.call('CLIENT', 'LIST') as string
-  const line = list.split('\n').find(l => / name=fastify-typed-sse:sse:/.test(l)) as string
-  return (/^id=(\d+)/.exec(line) as RegExpExecArray)[1] as string
+/** The `sse-reset` item an in-process subscriber gets. */
+function resetAt (id: string | undefined, reason: ResetReason = 'unknown'): SseItem<SseResetData> {
+  return { id, event: 'sse-reset', data: { reason } }
+}
+
+interface ReaderAway {
+  s: Server1
+  admin: Redis
+  /** A subscriber of `chat` that got a first item: the reader reads the stream. */
+  sub: ChannelSubscription<number>
+  cutReader: () => Promise<void>
+}
+
+/**
+ * A server on a Redis of the test's own, whose readers can be cut off (`cutReader`): it reconnects 300 ms later (it
+ * is a duplicate of the app's client, and has its retry strategy), time for `admin` to change the streams.
+ */
+async function readerAway (t: Test): Promise<ReaderAway> {
+  const redis = await ownRedis(t)
+  const admin = await redis.client()
+  const s = await server(t, await redis.client({ retryStrategy: () => 300 }))
+  const sub = s.chat.subscribe()
+  const before = await s.chat.publish({ data: 1 })
+  t.equal((await take(sub, 1))[0]?.id, before, 'the reader reads chat')
+  const cutReader = async (): Promise<void> => {
+    const list = await admin.call('CLIENT', 'LIST') as string
+    // every reader (one per backend): the connections named <readerName>:<prefix>
+    const ids = list.split('\n').filter(l => / name=fastify-typed-sse:sse: /.test(l)).map(l => /^id=(\d+)/.exec(l)?.[1])
+    for (const id of ids) await admin.call('CLIENT', 'KILL', 'ID', id as string)
+  }
+  return { s, admin, sub, cutReader }
 }
 
 t.test('Redis restarted without its data: a subscriber connected across it gets sse-reset, then new items', async t => {
@@ -233,28 +260,20 @@ t.test('Redis restarted with its data (AOF): a subscriber connected across it ge
 
 t.test('a key replaced while the reader was away: its read fails until the key is a stream again, then a reset', async t => {
   t.setTimeout(30_000)
-  const redis = await ownRedis(t)
-  const admin = await redis.client()
-  // the reader is a duplicate of this client: it reconnects 300 ms after it was cut off
-  const s = await server(t, await redis.client({ retryStrategy: () => 300 }))
-  const sub = s.chat.subscribe()
-  const before = await s.chat.publish({ data: 1 })
-  t.equal((await take(sub, 1))[0]?.id, before)
-  await admin.call('CLIENT', 'KILL', 'ID', await readerId(admin))
+  const { s, admin, sub, cutReader } = await readerAway(t)
+  await cutReader()
   await admin.multi().del('sse:chat').set('sse:chat', 'not a stream').exec()
   const wrong = (l: LogLine): boolean => l.level === ERROR && /WRONGTYPE/.test(String(l.err?.message))
   await within(s.logs.waitFor(l => wrong(l) && l.channel === 'chat'), 5000, 'the channel retries alone')
   await admin.del('sse:chat')
-  t.same(await within(take(sub, 1), 5000, 'the reset'), [{ id: '0-0', event: 'sse-reset', data: { reason: 'unknown' } }])
+  t.same(await within(take(sub, 1), 5000, 'the reset'), [resetAt('0-0')])
   const after = await s.chat.publish({ data: 2 })
   t.equal((await within(take(sub, 1), 5000, 'the next item'))[0]?.id, after)
 })
 
 t.test('keys deleted while the reader was away: each channel still read is reset; one that left meanwhile is not', async t => {
   t.setTimeout(30_000)
-  const redis = await ownRedis(t)
-  const admin = await redis.client()
-  const s = await server(t, await redis.client({ retryStrategy: () => 300 }))
+  const { s, admin, cutReader } = await readerAway(t)
   const backend = redisChannels({ redis: s.redis, prefix: 'sse:' })
   const a = s.app.sse.channel<number>('a', { backend })
   const b = s.app.sse.channel<number>('b', { backend })
@@ -266,9 +285,9 @@ t.test('keys deleted while the reader was away: each channel still read is reset
   t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.reset, ({ channel }) => {
     if (channel === 'a') void subB.return?.()
   }))
-  await admin.call('CLIENT', 'KILL', 'ID', await readerId(admin))
+  await cutReader()
   await admin.del('sse:a', 'sse:b')
-  t.same(await within(take(subA, 1), 5000, 'a reset'), [{ id: '0-0', event: 'sse-reset', data: { reason: 'unknown' } }])
+  t.same(await within(take(subA, 1), 5000, 'a reset'), [resetAt('0-0')])
   const after = await a.publish({ data: 3 })
   t.equal((await within(take(subA, 1), 5000, 'the next item'))[0]?.id, after)
   t.same(s.app.sse.stats().channels.map(ch => [ch.name, ch.resets]), [['chat', 0], ['a', 1], ['b', 0]])
@@ -277,16 +296,11 @@ t.test('keys deleted while the reader was away: each channel still read is reset
 
 t.test('entries trimmed before the reader read them: sse-reset (expired) at the newest, then new items', async t => {
   t.setTimeout(30_000)
-  const redis = await ownRedis(t)
-  const admin = await redis.client()
-  const s = await server(t, await redis.client({ retryStrategy: () => 300 }))
-  const sub = s.chat.subscribe()
-  const before = await s.chat.publish({ data: 1 })
-  t.equal((await take(sub, 1))[0]?.id, before)
-  await admin.call('CLIENT', 'KILL', 'ID', await readerId(admin))
+  const { s, admin, sub, cutReader } = await readerAway(t)
+  await cutReader()
   const missed = [await s.chat.publish({ data: 2 }), await s.chat.publish({ data: 3 })]
   await admin.xtrim('sse:chat', 'MAXLEN', 1)
-  t.same(await within(take(sub, 1), 5000, 'the reset'), [{ id: missed[1], event: 'sse-reset', data: { reason: 'expired' } }])
+  t.same(await within(take(sub, 1), 5000, 'the reset'), [resetAt(missed[1], 'expired')])
   const after = await s.chat.publish({ data: 4 })
   t.equal((await within(take(sub, 1), 5000, 'the next item'))[0]?.id, after)
   t.same(s.app.sse.stats().resets, { expired: 1, unknown: 0, invalid: 0 })
