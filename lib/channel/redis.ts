@@ -677,8 +677,8 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
   }
 
   /**
-   * Its stream does not go on from `last` (see `StreamReader.verify`): the subscribers may have missed items, and
-   * are told so with an `sse-reset` at `position`, where the reader goes on.
+   * Its stream does not go on from `last` (its reader checks after a read was cut short): the subscribers may have
+   * missed items, and are told so with an `sse-reset` at `position`, where the reader goes on.
    */
   lost (reason: ResetReason, position: string): void {
     this.#log.warn({ channel: this.#name, reason, after: this.last, position },
