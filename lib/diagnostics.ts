@@ -59,7 +59,10 @@ export interface SseReplayMessage {
   position: string
 }
 
-/** A subscriber that came with a Last-Event-ID could not resume: it got one `sse-reset` item. */
+/**
+ * A subscriber that came with a Last-Event-ID could not resume, or a connected one's Redis stream lost items: it got
+ * one `sse-reset` item.
+ */
 export interface SseResetMessage {
   channel: string
   reason: ResetReason

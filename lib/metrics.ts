@@ -26,7 +26,7 @@ export interface SseChannelStats {
   cutOffs: number
   /** Subscribers that resumed from their Last-Event-ID with an exact replay. */
   replays: number
-  /** Subscribers that could not resume and got an `sse-reset` item. */
+  /** Subscribers that could not resume (or, on Redis, were told the stream lost items) and got an `sse-reset` item. */
   resets: number
   /** Redis channels: whether the reader is connected (false while it reconnects). */
   connected?: boolean
@@ -60,7 +60,7 @@ export interface SseStats {
   cutOffs: number
   /** Subscribers that resumed with an exact replay. */
   replays: number
-  /** Subscribers that got an `sse-reset` item, by reason. */
+  /** Subscribers that got an `sse-reset` item (on reconnecting, or on Redis when the stream lost items), by reason. */
   resets: Record<ResetReason, number>
   /** The channels open now. */
   channels: SseChannelStats[]

@@ -2,7 +2,9 @@
 // an error.
 import Fastify from 'fastify'
 import { expectTypeOf } from 'expect-type'
-import ssePlugin, { type Channel, type ChannelSubscription, type SseItem, type SseResetData } from '../lib/index.js'
+import ssePlugin, {
+  type Channel, type ChannelBackendFactory, type ChannelSubscription, type ResetReason, type SseItem, type SseResetData
+} from '../lib/index.js'
 
 const app = Fastify()
 void app.register(ssePlugin, { maxConnections: 1000, retryAfter: 5 })
@@ -50,3 +52,18 @@ async function consume (): Promise<void> {
   }
 }
 void consume
+
+// A backend factory is told how to reset the live subscribers (a Redis stream that lost items); one that never
+// needs to (it keeps what it delivered) may leave that argument out.
+expectTypeOf<Parameters<ChannelBackendFactory>[4]>().toEqualTypeOf<(reason: ResetReason, position: string) => void>()
+const keepsAll: ChannelBackendFactory<string> = (_name, _options, deliver) => ({
+  append: (item, encode) => {
+    const stored = encode.item({ ...item, id: '1' })
+    deliver(stored)
+    return stored.id
+  },
+  replay: () => ({ items: [], position: '1' }),
+  position: () => '1',
+  close: () => {}
+})
+app.sse.channel('kept', { backend: keepsAll })

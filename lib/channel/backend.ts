@@ -58,6 +58,13 @@ export interface PublishOptions {
 export type Deliver = (item: ChannelItem) => void
 
 /**
+ * Tells the channel that its history lost items its live subscribers may not have had (a Redis that restarted
+ * without its data): each of this process's subscribers gets one `sse-reset` item with `position` as its `id`,
+ * then the items delivered after it.
+ */
+export type Reset = (reason: ResetReason, position: string) => void
+
+/**
  * One channel's storage. `append` stores an item and, once it is stored, hands it to `deliver` (the in-memory
  * backend does both synchronously; a Redis backend delivers what its reader sees, from every process).
  * `replay` may answer asynchronously: each subscription then buffers live items and merges them by `position`.
@@ -126,7 +133,9 @@ export interface HistoryOptions {
 
 /**
  * Creates the backend of one channel. `Id` is what `append` (and so the channel's `publish`) returns: `string`
- * for a backend that stores in this process, `Promise<string>` for one that stores elsewhere (Redis).
+ * for a backend that stores in this process, `Promise<string>` for one that stores elsewhere (Redis). `reset`
+ * is for a backend whose store can lose items after it delivered what came before them (the in-memory one cannot).
  */
 export type ChannelBackendFactory<Id extends string | Promise<string> = string | Promise<string>> =
-  (name: string, options: HistoryOptions, deliver: Deliver, log: FastifyBaseLogger) => ChannelBackend<Id>
+  (name: string, options: HistoryOptions, deliver: Deliver, log: FastifyBaseLogger, reset: Reset) =>
+  ChannelBackend<Id>

@@ -1,9 +1,12 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type {
-  ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, HistoryOptions, PublishOptions, Replay
+  ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, HistoryOptions, PublishOptions, Replay,
+  ResetReason
 } from './backend.js'
 import { memoryBackend } from './memory.js'
-import { Subscriber, type ChannelSubscription, type SubscribeOptions, type SubscriberHost } from './subscription.js'
+import {
+  Subscriber, resetItem, type ChannelSubscription, type SubscribeOptions, type SubscriberHost
+} from './subscription.js'
 import { reaches, resolveTags, resolveTarget, setTarget, targetOf, type Target, type TargetOptions } from './target.js'
 import { encodeAhead, encodeItem, encodeParts } from '../encode.js'
 import { cutOff, replayServed, resetServed } from '../diagnostics.js'
@@ -150,7 +153,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
     this.#onClose = onClose
     this.#counters = context.counters
     const history = { history: limits.history, historyMaxAge: limits.historyMaxAge }
-    this.#backend = backend(name, history, this.#deliver, context.log)
+    this.#backend = backend(name, history, this.#deliver, context.log, this.#reset)
   }
 
   get size (): number {
@@ -213,10 +216,14 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
       this.#counters.replays++
       if (replayServed.hasSubscribers) replayServed.publish({ channel: this.name, items: items.length, position })
     } else {
-      this.#resets++
-      this.#counters.resets[reset]++
-      if (resetServed.hasSubscribers) resetServed.publish({ channel: this.name, reason: reset, position })
+      this.#countReset(reset, position)
     }
+  }
+
+  #countReset (reason: ResetReason, position: string): void {
+    this.#resets++
+    this.#counters.resets[reason]++
+    if (resetServed.hasSubscribers) resetServed.publish({ channel: this.name, reason, position })
   }
 
   /** @internal This channel's entry in `app.sse.stats()`. */
@@ -270,6 +277,15 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
   #encode: ChannelEncoder = {
     item: (item) => encodeAhead(item, this.#serialize),
     parts: (item) => encodeParts(item, this.#serialize)
+  }
+
+  /** The history lost items the subscribers may not have had: each gets one `sse-reset` item, as a live item. */
+  #reset = (reason: ResetReason, position: string): void => {
+    const item: ChannelItem = resetItem(reason, position)
+    for (const subscriber of this.#subscribers) {
+      subscriber.push(item)
+      this.#countReset(reason, position)
+    }
   }
 
   #deliver = (item: ChannelItem): void => {

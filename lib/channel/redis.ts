@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import type { Cluster, Redis } from 'ioredis'
 import type {
   BackendStats, ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, Deliver, HistoryOptions,
-  PublishOptions, Replay
+  PublishOptions, Replay, Reset, ResetReason
 } from './backend.js'
 import { publishFailed, readerDown, readerUp } from '../diagnostics.js'
 import { joinFrame, withFrame } from '../encode.js'
@@ -145,6 +145,19 @@ function streamInfo (reply: unknown): StreamInfo {
   return { lastGenerated, removedBefore, deleted, lastEntry }
 }
 
+/**
+ * Why a client (or a reader) at `id` cannot go on from there without a gap, or undefined when it can; `found`:
+ * the stream holds `id`. The age of what follows is the caller's concern.
+ */
+function gap (stream: StreamInfo, id: string, at: bigint, found: boolean): ResetReason | undefined {
+  if (at > keyOf(stream.lastGenerated)) return 'unknown'
+  if (at < keyOf(stream.removedBefore)) return 'expired'
+  // Not in the stream, not deleted from it, neither its origin nor its newest id: the stream the id came from is
+  // gone (a Redis that lost its data started it again, with newer ids and nothing trimmed).
+  if (!found && at > keyOf(stream.deleted) && at !== 0n && id !== stream.lastGenerated) return 'unknown'
+  return undefined
+}
+
 /** Milliseconds since the epoch on Redis's clock, from the reply of `TIME`. */
 function redisNow (reply: unknown): number {
   const [seconds, micros] = reply as [string, string]
@@ -208,11 +221,19 @@ class StreamReader {
   /** Whether the XREAD in flight (if any) was asked to return already: one wake-up per XREAD. */
   #woken = true
   #idle: (() => void) | undefined
+  /** Set while the loop waits for the connection to be ready before it checks the streams. */
+  #ready: (() => void) | undefined
   /** Settles when the connection is lost: the XREAD in flight then never answers (it is not resent). */
   #lost!: Promise<'lost'>
   #onLost!: () => void
   #down = false
   #closed = false
+  /**
+   * Set when a read was cut short (the connection lost, or the read failed): a Redis that restarted without its
+   * data, or a key deleted meanwhile, would otherwise be read on from ids of a stream that is gone. Each stream is
+   * checked before the next read.
+   */
+  #check = false
   readonly #ended: Promise<void>
 
   /** Every channel of its backend in this process, read or not: what its connection state is told to. */
@@ -266,6 +287,7 @@ class StreamReader {
   close (): Promise<void> {
     this.#closed = true
     this.#idle?.()
+    this.#ready?.()
     // waiting to reconnect, it has no connection to close and says nothing more
     const ended = this.#connection.status === 'reconnecting' ? Promise.resolve() : this.#ended
     // a cluster client ends as it lets go of its node connections, before they have closed: wait for them too
@@ -284,23 +306,36 @@ class StreamReader {
         this.#idle = undefined
         continue
       }
-      const reading = Array.from(this.#reading.values())
-      const keys: string[] = [this.#control]
-      const ids: string[] = [this.#controlLast]
-      for (const backend of reading) {
-        keys.push(backend.key)
-        ids.push(backend.last as string)
-      }
-      this.#woken = false
       try {
-        const read = this.#connection.call('XREAD', 'COUNT', READ_BATCH, 'BLOCK', this.#settings.blockTimeout,
-          'STREAMS', ...keys, ...ids)
-        const reply = await Promise.race([read, this.#lost]) as Array<[string, Entry[]]> | null | 'lost'
+        // a check waits for the connection: those sent while it is down would pile up in its offline queue, one per
+        // try to reconnect
+        if (this.#check && this.#connection.status !== 'ready') {
+          await new Promise<void>(resolve => { this.#ready = resolve })
+          this.#ready = undefined
+          continue
+        }
+        const checking = this.#check
+        const reading = Array.from(this.#reading.values())
+        const ids = reading.map(backend => backend.last as string)
+        let command: Promise<unknown>
+        if (checking) {
+          command = this.#checks(reading, ids)
+        } else {
+          this.#woken = false
+          command = this.#connection.call('XREAD', 'COUNT', READ_BATCH, 'BLOCK', this.#settings.blockTimeout,
+            'STREAMS', this.#control, ...reading.map(backend => backend.key), this.#controlLast, ...ids)
+        }
+        const reply = await Promise.race([command, this.#lost])
         this.#woken = true
         failures = 0
         if (reply === 'lost' || reply === null) continue
-        const sent = new Map(keys.map((key, i) => [key, ids[i]]))
-        for (const [prefixed, entries] of reply) {
+        if (checking) {
+          this.#check = false
+          this.#checked(reading, ids, reply as Array<[Error | null, unknown]>)
+          continue
+        }
+        const sent = new Map(reading.map((backend, i) => [backend.key, ids[i]]))
+        for (const [prefixed, entries] of reply as Array<[string, Entry[]]>) {
           const key = prefixed.slice(this.#keyPrefix)
           if (key === this.#control) {
             this.#controlLast = (entries.at(-1) as Entry)[0]
@@ -314,6 +349,8 @@ class StreamReader {
         this.#woken = true
         if (this.#closed) break
         failures++
+        this.#check = true
+        const reading = Array.from(this.#reading.values())
         const failure = channelUnavailable(this.#channels, `the reader failed: ${(err as Error).message}`, err)
         this.#log.error({ err: failure, streams: reading.length }, 'SSE Redis channel reader failed; retrying')
         // a key that holds no stream fails the read for every channel: each finds its stream again first; any
@@ -323,6 +360,41 @@ class StreamReader {
         }
         await new Promise(resolve => setTimeout(resolve, Math.min(2000, 50 * 2 ** failures)).unref())
       }
+    }
+  }
+
+  /**
+   * Whether each stream still goes on from where its channel was read (`ids`): one pipeline on the reader's
+   * connection, answered before its next read. See `#checked`.
+   */
+  #checks (reading: RedisBackend[], ids: string[]): Promise<unknown> {
+    const pipeline = this.#connection.pipeline()
+    for (let i = 0; i < reading.length; i++) {
+      const key = (reading[i] as RedisBackend).key
+      const id = ids[i] as string
+      pipeline.call('XINFO', 'STREAM', key).call('XRANGE', key, id, id)
+    }
+    return pipeline.exec()
+  }
+
+  /**
+   * A stream that does not go on from where its channel was read (a Redis that lost its data, a key deleted,
+   * entries trimmed before they were read) resets its channel's subscribers to where it is now.
+   */
+  #checked (reading: RedisBackend[], ids: string[], replies: Array<[Error | null, unknown]>): void {
+    for (let i = 0; i < reading.length; i++) {
+      const [infoError, info] = replies[2 * i] as [Error | null, unknown]
+      const [rangeError, range] = replies[2 * i + 1] as [Error | null, unknown]
+      // a key that holds no stream: the read fails the same way, and each channel finds its stream again
+      if (rangeError !== null) throw rangeError
+      const backend = reading[i] as RedisBackend
+      const last = ids[i] as string
+      // still read from there (not gone quiet, nor restarted meanwhile)
+      if (this.#reading.get(backend.key) !== backend || backend.last !== last) continue
+      // XRANGE worked, so XINFO only fails when there is no stream (any more)
+      const stream = infoError === null ? streamInfo(info) : NO_STREAM
+      const reason = gap(stream, last, keyOf(last), (range as Entry[]).length > 0)
+      if (reason !== undefined) backend.lost(reason, stream.lastEntry ?? stream.lastGenerated)
     }
   }
 
@@ -336,6 +408,7 @@ class StreamReader {
   }
 
   #onClose = (): void => {
+    this.#check = true
     this.#onLost()
     this.#newLost()
   }
@@ -348,6 +421,7 @@ class StreamReader {
   }
 
   #onReady = (): void => {
+    this.#ready?.()
     if (!this.#down) return
     this.#down = false
     this.#log.info({ streams: this.#reading.size }, 'SSE Redis channel reader reconnected; resuming')
@@ -472,6 +546,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
   readonly #idempotent: string
   readonly #maxAge: number
   readonly #deliver: Deliver
+  readonly #resetSubscribers: Reset
   readonly #log: FastifyBaseLogger
   /**
    * The id of the newest entry handed on to this process's subscribers: defined while the channel has some
@@ -491,7 +566,9 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
   #known = '0-0'
   #publishFailures = 0
 
-  constructor (name: string, options: HistoryOptions, deliver: Deliver, log: FastifyBaseLogger, backends: Backends) {
+  constructor (
+    name: string, options: HistoryOptions, deliver: Deliver, log: FastifyBaseLogger, reset: Reset, backends: Backends
+  ) {
     const { key, tag } = place(backends.settings, name)
     this.key = key
     this.tag = tag
@@ -503,6 +580,7 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     this.#maxLen = String(Math.max(1, options.history))
     this.#maxAge = options.historyMaxAge
     this.#deliver = deliver
+    this.#resetSubscribers = reset
     this.#log = log
   }
 
@@ -598,6 +676,19 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     this.#caughtUp()
   }
 
+  /**
+   * Its stream does not go on from `last` (its reader checks after a read was cut short): the subscribers may have
+   * missed items, and are told so with an `sse-reset` at `position`, where the reader goes on.
+   */
+  lost (reason: ResetReason, position: string): void {
+    this.#log.warn({ channel: this.#name, reason, after: this.last, position },
+      'SSE Redis channel: its stream does not go on from the last item read (Redis lost its data, or the key was ' +
+      'deleted or trimmed); its subscribers get sse-reset')
+    this.last = position
+    this.#resetSubscribers(reason, position)
+    this.#caughtUp()
+  }
+
   /** The shared read failed (perhaps for this channel's key): out of it until its stream is found again. */
   recheck (): void {
     this.#backends.remove(this)
@@ -626,15 +717,8 @@ class RedisBackend implements ChannelBackend<Promise<string>> {
     let entries = range as Entry[]
     const found = entries[0]?.[0] === lastEventId
     if (found) entries = entries.slice(1)
-    // Not in the stream, not deleted from it, neither its origin nor its newest id: the stream the id came from is
-    // gone (a Redis that lost its data started it again, with newer ids and nothing trimmed).
-    const gone = !found && at > keyOf(stream.deleted) && at !== 0n && lastEventId !== stream.lastGenerated
     const tooOld = entries.length > 0 && Number(entries[0]?.[0].split('-')[0]) <= redisNow(time) - this.#maxAge
-    let reset: Replay['reset']
-    if (at > keyOf(stream.lastGenerated)) reset = 'unknown'
-    else if (at < keyOf(stream.removedBefore)) reset = 'expired'
-    else if (gone) reset = 'unknown'
-    else if (tooOld) reset = 'expired'
+    const reset = gap(stream, lastEventId, at, found) ?? (tooOld ? 'expired' : undefined)
     // the replay ends at the newest entry it covers; live items up to there are dropped by the subscription
     const position = reset === undefined
       ? entries.at(-1)?.[0] ?? stream.lastEntry ?? lastEventId
@@ -772,5 +856,5 @@ export function redisChannels (options: RedisChannelsOptions): RedisChannels {
     blockTimeout: positive('blockTimeout', blockTimeout),
     idempotencyWindow: positive('idempotencyWindow', idempotencyWindow)
   })
-  return (name, history, deliver, log) => new RedisBackend(name, history, deliver, log, backends)
+  return (name, history, deliver, log, reset) => new RedisBackend(name, history, deliver, log, reset, backends)
 }

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { encodeAhead, frameSize } from '../encode.js'
+import { encodeAhead, frameSize, type EncodedItem } from '../encode.js'
 import { channelUnavailable } from '../errors.js'
 import { WAIT, kAttachStream, kOpensAtOnce, type AttachableSource, type StreamLink, type SyncSource } from '../stream.js'
 import type { SseItem } from '../types.js'
@@ -33,7 +33,8 @@ export interface SubscribeOptions {
 
 /**
  * The `data` of the one `event: 'sse-reset'` item a subscriber gets first when it cannot resume from its
- * `lastEventId` (the client should reload its state). That item's `id` is the channel's position.
+ * `lastEventId`, or later on a Redis channel whose stream lost items (the client should reload its state). That
+ * item's `id` is the channel's position.
  */
 export interface SseResetData {
   reason: ResetReason
@@ -41,7 +42,7 @@ export interface SseResetData {
 
 /**
  * What `subscribe()` returns: items published after the subscription (after a replay), until it ends. Its
- * items are `SseItem<T>`, except a first `sse-reset` one whose data is `SseResetData`.
+ * items are `SseItem<T>`, except an `sse-reset` one (first, or on Redis after a loss) whose data is `SseResetData`.
  */
 export type ChannelSubscription<T> = AsyncIterableIterator<SseItem<T | SseResetData>>
 
@@ -322,6 +323,6 @@ function invalid (position: string | Promise<string>): Replay | Promise<Replay> 
  * Encoded here with JSON, like a channel's items: a typed route's serializer or validator knows nothing of
  * `sse-reset`, and must not refuse it (the client would reconnect into the same refusal) or strip its reason.
  */
-function resetItem (reason: ResetReason, position: string): SseItem<SseResetData> {
+export function resetItem (reason: ResetReason, position: string): EncodedItem<SseItem<SseResetData> & { id: string }> {
   return encodeAhead({ id: position, event: 'sse-reset', data: { reason } })
 }

@@ -326,7 +326,7 @@ t.test('options on a cluster: the prefix holds no hash tag, slotGroups is a numb
   await sub.return?.()
 })
 
-t.test('a master down under a reader of many channels: the reader says it retries, once per try, not once per channel; all resume', async t => {
+t.test('a master down under a reader of many channels: the reader says it retries, once per try, not once per channel; all reset and resume', async t => {
   t.setTimeout(30_000)
   const ctx = context(t)
   const s = await server(ctx, { slotGroups: 1 })
@@ -349,8 +349,13 @@ t.test('a master down under a reader of many channels: the reader says it retrie
   for (let i = 0; i < 200 && !String(await admin.call('CLUSTER', 'INFO').catch(() => '')).includes('cluster_state:ok'); i++) {
     await new Promise(resolve => setTimeout(resolve, 50))
   }
+  // what the node held is gone: each room's subscriber is told so, at the start of the stream made again
+  const resets = await within(Promise.all(subs.map(async sub => (await take(sub, 1))[0])), 10_000, 'the resets')
+  const reset: SseItem<SseResetData> = { id: '0-0', event: 'sse-reset', data: { reason: 'unknown' } }
+  t.same(resets, rooms.map(() => reset), 'every room: one sse-reset')
   const next = Promise.all(subs.map(async sub => (await take(sub, 1))[0]?.id))
   const ids = await Promise.all(rooms.map(async room => await room.publish({ data: { n: 1 } })))
   t.same(await within(next, 10_000, 'every room after the restart'), ids, 'every room gets what is published after')
+  t.equal(s.app.sse.stats().resets.unknown, 20)
   for (const sub of subs) await sub.return?.()
 })

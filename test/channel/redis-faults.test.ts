@@ -8,7 +8,10 @@ import { Redis, type RedisOptions } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { redisChannels, type RedisChannelsOptions } from '../../lib/channel/redis.js'
-import type { Channel, SseRuntimeError } from '../../lib/index.js'
+import {
+  SSE_DIAGNOSTICS, subscribeSseDiagnostic, type Channel, type ChannelSubscription, type ResetReason, type SseItem,
+  type SseResetData, type SseResetMessage, type SseRuntimeError
+} from '../../lib/index.js'
 import { ERROR, open, startApp, take, WARN, within, type LogCapture, type LogLine } from '../helpers.js'
 import { startRedis, type RedisServer } from './redis-server.js'
 
@@ -157,6 +160,150 @@ t.test('Redis restarted without its data: resuming from an id of the lost stream
   t.same(reset, { id: newer.at(-1), event: 'sse-reset', data: '{"reason":"unknown"}' }, 'not the new items')
   t.equal(ids.length, 3)
   back.res.body.destroy()
+})
+
+/** Publishes once the app's client is connected again (it reconnects apart from the reader), within 10 s. */
+async function publishWhenBack (chat: Server1['chat'], data: number): Promise<string> {
+  const deadline = Date.now() + 10_000
+  for (;;) {
+    try {
+      return await chat.publish({ data })
+    } catch (err) {
+      if (Date.now() > deadline) throw err
+      await sleep(20)
+    }
+  }
+}
+
+/** The `sse-reset` item an in-process subscriber gets. */
+function resetAt (id: string | undefined, reason: ResetReason = 'unknown'): SseItem<SseResetData> {
+  return { id, event: 'sse-reset', data: { reason } }
+}
+
+interface ReaderAway {
+  s: Server1
+  admin: Redis
+  /** A subscriber of `chat` that got a first item: the reader reads the stream. */
+  sub: ChannelSubscription<number>
+  cutReader: () => Promise<void>
+}
+
+/**
+ * A server on a Redis of the test's own, whose readers can be cut off (`cutReader`): it reconnects 300 ms later (it
+ * is a duplicate of the app's client, and has its retry strategy), time for `admin` to change the streams.
+ */
+async function readerAway (t: Test): Promise<ReaderAway> {
+  const redis = await ownRedis(t)
+  const admin = await redis.client()
+  const s = await server(t, await redis.client({ retryStrategy: () => 300 }))
+  const sub = s.chat.subscribe()
+  const before = await s.chat.publish({ data: 1 })
+  t.equal((await take(sub, 1))[0]?.id, before, 'the reader reads chat')
+  const cutReader = async (): Promise<void> => {
+    const list = await admin.call('CLIENT', 'LIST') as string
+    // every reader (one per backend): the connections named <readerName>:<prefix>
+    const ids = list.split('\n').filter(l => / name=fastify-typed-sse:sse: /.test(l)).map(l => /^id=(\d+)/.exec(l)?.[1])
+    for (const id of ids) await admin.call('CLIENT', 'KILL', 'ID', id as string)
+  }
+  return { s, admin, sub, cutReader }
+}
+
+t.test('Redis restarted without its data: a subscriber connected across it gets sse-reset, then new items', async t => {
+  t.setTimeout(30_000)
+  const redis = await ownRedis(t, ['--appendonly', 'no'])
+  const resets: SseResetMessage[] = []
+  t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.reset, message => { resets.push(message) }))
+  const s = await server(t, await redis.client({ retryStrategy: () => 50 }))
+  const local = s.app.sse.channel<number>('local')
+  const inMemory = local.subscribe()
+  const backend = redisChannels({ redis: s.redis, prefix: 'sse:' })
+  const other = s.app.sse.channel<number>('other', { backend }).subscribe()
+  const c = await open(`${s.url}/chat`)
+  const before = await s.chat.publish({ data: 1 })
+  t.equal((await within(take(c.events, 1), 5000, 'an item before'))[0]?.id, before)
+  await redis.kill()
+  await within(s.logs.waitFor(l => l.level === WARN && /reader lost its connection/.test(l.msg)), 5000, 'down')
+  await other.return?.() // leaves during the outage: not checked, not reset
+  await redis.restart()
+  const [reset] = await within(take(c.events, 1), 5000, 'the reset')
+  t.same(reset, { id: '0-0', event: 'sse-reset', data: '{"reason":"unknown"}' }, 'at the new stream\'s start')
+  const after = [await publishWhenBack(s.chat, 2), await s.chat.publish({ data: 3 })]
+  t.same((await within(take(c.events, 2), 5000, 'the new items')).map(i => i.id), after, 'then the new items')
+  t.same(resets, [{ channel: 'chat', reason: 'unknown', position: '0-0' }], 'one reset served')
+  const stats = s.app.sse.stats()
+  t.same(stats.resets, { expired: 0, unknown: 1, invalid: 0 })
+  t.same(stats.channels.map(ch => [ch.name, ch.resets]), [['chat', 1], ['local', 0], ['other', 0]])
+  t.equal(s.logs.lines.filter(l => /stream does not go on/.test(l.msg)).length, 1, 'one warning')
+  local.publish({ data: 4 })
+  t.same((await take(inMemory, 1))[0]?.data, 4, 'the in-memory channel: no reset')
+  // a client that reconnects from the reset's id misses nothing
+  const back = await open(`${s.url}/chat`, { headers: { 'last-event-id': '0-0' } })
+  t.same((await within(take(back.events, 2), 5000, 'replayed')).map(i => i.id), after)
+  c.res.body.destroy()
+  back.res.body.destroy()
+})
+
+t.test('Redis restarted with its data (AOF): a subscriber connected across it gets no reset', async t => {
+  t.setTimeout(30_000)
+  const redis = await ownRedis(t)
+  const s = await server(t, await redis.client({ retryStrategy: () => 50 }))
+  const c = await open(`${s.url}/chat`)
+  const before = await s.chat.publish({ data: 1 })
+  t.equal((await within(take(c.events, 1), 5000, 'an item before'))[0]?.id, before)
+  await redis.kill()
+  await redis.restart()
+  const after = await publishWhenBack(s.chat, 2)
+  t.same(await within(take(c.events, 1), 5000, 'the next item'), [{ id: after, data: '2' }], 'no reset')
+  t.same(s.app.sse.stats().resets, { expired: 0, unknown: 0, invalid: 0 })
+  c.res.body.destroy()
+})
+
+t.test('a key replaced while the reader was away: its read fails until the key is a stream again, then a reset', async t => {
+  t.setTimeout(30_000)
+  const { s, admin, sub, cutReader } = await readerAway(t)
+  await cutReader()
+  await admin.multi().del('sse:chat').set('sse:chat', 'not a stream').exec()
+  const wrong = (l: LogLine): boolean => l.level === ERROR && /WRONGTYPE/.test(String(l.err?.message))
+  await within(s.logs.waitFor(l => wrong(l) && l.channel === 'chat'), 5000, 'the channel retries alone')
+  await admin.del('sse:chat')
+  t.same(await within(take(sub, 1), 5000, 'the reset'), [resetAt('0-0')])
+  const after = await s.chat.publish({ data: 2 })
+  t.equal((await within(take(sub, 1), 5000, 'the next item'))[0]?.id, after)
+})
+
+t.test('keys deleted while the reader was away: each channel still read is reset; one that left meanwhile is not', async t => {
+  t.setTimeout(30_000)
+  const { s, admin, cutReader } = await readerAway(t)
+  const backend = redisChannels({ redis: s.redis, prefix: 'sse:' })
+  const a = s.app.sse.channel<number>('a', { backend })
+  const b = s.app.sse.channel<number>('b', { backend })
+  const subA = a.subscribe()
+  const subB = b.subscribe()
+  const ids = [await a.publish({ data: 1 }), await b.publish({ data: 2 })]
+  t.same([(await take(subA, 1))[0]?.id, (await take(subB, 1))[0]?.id], ids)
+  // a's reset is told before b is checked: its listener ends b's last subscriber then (b goes quiet)
+  t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.reset, ({ channel }) => {
+    if (channel === 'a') void subB.return?.()
+  }))
+  await cutReader()
+  await admin.del('sse:a', 'sse:b')
+  t.same(await within(take(subA, 1), 5000, 'a reset'), [resetAt('0-0')])
+  const after = await a.publish({ data: 3 })
+  t.equal((await within(take(subA, 1), 5000, 'the next item'))[0]?.id, after)
+  t.same(s.app.sse.stats().channels.map(ch => [ch.name, ch.resets]), [['chat', 0], ['a', 1], ['b', 0]])
+  t.same(s.logs.lines.filter(l => /stream does not go on/.test(l.msg)).map(l => l.channel), ['a'], 'b is not read')
+})
+
+t.test('entries trimmed before the reader read them: sse-reset (expired) at the newest, then new items', async t => {
+  t.setTimeout(30_000)
+  const { s, admin, sub, cutReader } = await readerAway(t)
+  await cutReader()
+  const missed = [await s.chat.publish({ data: 2 }), await s.chat.publish({ data: 3 })]
+  await admin.xtrim('sse:chat', 'MAXLEN', 1)
+  t.same(await within(take(sub, 1), 5000, 'the reset'), [resetAt(missed[1], 'expired')])
+  const after = await s.chat.publish({ data: 4 })
+  t.equal((await within(take(sub, 1), 5000, 'the next item'))[0]?.id, after)
+  t.same(s.app.sse.stats().resets, { expired: 1, unknown: 0, invalid: 0 })
 })
 
 t.test('a stalled Redis: the publish times out, and a retry with the same idempotencyKey stores it once', async t => {
