@@ -5,6 +5,9 @@ import { item, now, ready } from './common.js'
 
 const app = Fastify({ logger: false })
 await app.register(ssePlugin)
+// BENCH_ONSEND=1: a do-nothing onSend hook, so every stream takes Fastify's stream-send path instead of writing
+// its head itself (bench/README.md, "Fastify's stream path")
+if (process.env.BENCH_ONSEND === '1') app.addHook('onSend', async (request, reply, payload) => payload)
 
 app.get('/stream', async function * (request) {
   const n = Number(request.query.n ?? 0)
