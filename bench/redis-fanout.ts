@@ -6,13 +6,13 @@
 // number of subscribers on the in-memory channel. Measured: delivery latency p50/p99/max (publish() called →
 // parsed by the client process), the publish call, and each server's CPU per delivery. Publishes are spaced
 // (each starts once every subscriber has the previous one), so this measures latency, not throughput.
-import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { connect, type Socket } from 'node:net'
 import { cpus } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
+import { child } from './child-process.js'
 import { stampedFrameReader } from './stamped-frames.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -33,29 +33,11 @@ if (process.argv[2] === 'server') await server(process.argv[3] as Backend, proce
 else if (process.argv[2] === 'client') await client()
 else await main(Number(process.argv[2] ?? 2500), Number(process.argv[3] ?? 20))
 
-/** A child process and a way to wait for its next message of a type. */
-function child<From extends { type: string }> (args: string[]) {
-  const proc: ChildProcess = fork(self, args, { stdio: 'inherit' })
-  const messages: From[] = []
-  let wake: (() => void) | undefined
-  proc.on('message', (m: From) => { messages.push(m); wake?.() })
-  const next = async <K extends From['type']>(type: K, ms = 120_000): Promise<Extract<From, { type: K }>> => {
-    const deadline = Date.now() + ms
-    for (;;) {
-      const i = messages.findIndex(m => m.type === type)
-      if (i !== -1) return messages.splice(i, 1)[0] as Extract<From, { type: K }>
-      if (Date.now() > deadline) throw new Error(`no "${type}" from ${args.join(' ')} within ${ms} ms`)
-      await Promise.race([new Promise<void>(resolve => { wake = resolve }), sleep(1000)])
-    }
-  }
-  return { proc, next, send: (m: unknown) => proc.send(m as object) }
-}
-
 async function scenario (backend: Backend, servers: number, subscribers: number, publishes: number) {
   const prefix = `bench:fastify-typed-sse:${process.pid}:`
-  const procs = Array.from({ length: servers }, () => child<FromServer>(['server', backend, prefix]))
+  const procs = Array.from({ length: servers }, () => child<FromServer>(self, ['server', backend, prefix]))
   const ports = await Promise.all(procs.map(async p => (await p.next('ready')).port))
-  const clients = child<FromClient>(['client'])
+  const clients = child<FromClient>(self, ['client'])
   clients.send({ type: 'connect', ports, subscribers, publishes } satisfies ToClient)
   const { errors: connectErrors } = await clients.next('connected')
   for (const p of procs) {

@@ -9,13 +9,13 @@
 // idle (created, no subscriber) and with its subscriber connected (the channel, its subscription, the SSE stream
 // and its socket). With `--cluster`, the Redis is a 3-node Redis Cluster the bench starts on free loopback ports
 // (redis-server and redis-cli on PATH) and stops at the end; connections are then counted on every node.
-import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { connect, type Socket } from 'node:net'
 import { cpus } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
+import { child } from './child-process.js'
 import { stampedFrameReader } from './stamped-frames.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -48,24 +48,6 @@ else {
   await main(Number(args[0] ?? 10_000), Number(args[1] ?? 3), process.argv.includes('--cluster'))
 }
 
-/** A child process and a way to wait for its next message of a type. */
-function child<From extends { type: string }> (args: string[], execArgv: string[] = []) {
-  const proc: ChildProcess = fork(self, args, { stdio: 'inherit', execArgv: [...process.execArgv, ...execArgv] })
-  const messages: From[] = []
-  let wake: (() => void) | undefined
-  proc.on('message', (m: From) => { messages.push(m); wake?.() })
-  const next = async <K extends From['type']>(type: K, ms = 300_000): Promise<Extract<From, { type: K }>> => {
-    const deadline = Date.now() + ms
-    for (;;) {
-      const i = messages.findIndex(m => m.type === type)
-      if (i !== -1) return messages.splice(i, 1)[0] as Extract<From, { type: K }>
-      if (Date.now() > deadline) throw new Error(`no "${type}" from ${args.join(' ')} within ${ms} ms`)
-      await Promise.race([new Promise<void>(resolve => { wake = resolve }), sleep(1000)])
-    }
-  }
-  return { proc, next, send: (m: ToServer | ToClient) => proc.send(m) }
-}
-
 async function main (rooms: number, rounds: number, onCluster: boolean): Promise<void> {
   const { Redis } = await import('ioredis')
   const cluster = onCluster ? await (await import('../test/channel/redis-cluster.js')).startCluster() : undefined
@@ -77,7 +59,9 @@ async function main (rooms: number, rounds: number, onCluster: boolean): Promise
   const names = ['a', 'b']
   const nodes = cluster?.nodes.map(node => node.port).join(',')
   const servers = names.map(name =>
-    child<FromServer>(['server', prefix, `${tag}-${name}`, ...(nodes === undefined ? [] : [nodes])], ['--expose-gc']))
+    child<FromServer>(self, ['server', prefix, `${tag}-${name}`, ...(nodes === undefined ? [] : [nodes])], {
+      execArgv: ['--expose-gc'], timeout: 300_000
+    }))
   const ports = await Promise.all(servers.map(async s => (await s.next('ready')).port))
   // on a cluster, per node: `n1+n2+n3`
   const connections = async (name: string): Promise<string> => (await Promise.all(admins.map(async node =>
@@ -94,7 +78,7 @@ async function main (rooms: number, rounds: number, onCluster: boolean): Promise
   servers.forEach((s, i) => s.send({ type: 'open', rooms: all.filter(n => n % 2 === i) }))
   const idle = await heap()
   const idleConnections = await Promise.all(names.map(connections))
-  const clients = child<FromClient>(['client'])
+  const clients = child<FromClient>(self, ['client'], { timeout: 300_000 })
   clients.send({ type: 'connect', ports, rooms, rounds })
   const { errors: connectErrors } = await clients.next('connected')
   for (const s of servers) {
