@@ -298,7 +298,10 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
       : encodeItem(item, typed.serialize ?? this.#serialize, typed.text)
   }
 
-  /** @internal The `StreamLink` side of `#encode`, for a source that queues encoded frames. */
+  /**
+   * @internal The frame of an item: an item encoded ahead of time (a channel's when published, a push source's
+   * when pushed) as it is, else encoded now. Also the `StreamLink` side, for a source that queues encoded frames.
+   */
   encode (item: unknown): Frame {
     return frameOf(item) ?? this.#encode(item)
   }
@@ -355,8 +358,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
   #writeItem (item: SseItem<unknown>): boolean {
     let frame: Frame
     try {
-      // an item encoded ahead of time (a channel's when published, a push source's when pushed) is written as it is
-      frame = frameOf(item) ?? this.#encode(item)
+      frame = this.encode(item)
     } catch (err) {
       if (this.#failEarly(err, 'item refused')) return false
       this.#reply.log.error({ err }, 'SSE item refused; stream ended')
@@ -610,7 +612,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
       this.#finished = true
       this.#stopSource()
     }
-    this.#reply.log.debug({ items: this.#items, durationMs: clock() - this.#startedAt, reason: this.#reason }, 'SSE stream closed')
+    this.#reply.log.debug({ items: this.#items, durationMs: this.durationMs, reason: this.#reason }, 'SSE stream closed')
     this.emit('close')
   }
 }

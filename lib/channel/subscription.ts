@@ -127,10 +127,8 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
   }
 
   next (): Promise<IteratorResult<SseItem<unknown>, undefined>> {
-    const item = this.#shift()
+    const item = this.#ready()
     if (item !== undefined) return Promise.resolve({ value: item, done: false })
-    // cut off during a replay: the replay, then what is queued, still comes
-    if (this.#cutOff && !this.#replaying) this.end()
     if (this.#done) return Promise.resolve(DONE)
     if (this.#waiting !== undefined) return this.#waiting.then(() => this.next())
     const waiting = new Promise<IteratorResult<SseItem<unknown>, undefined>>(resolve => { this.#wake = resolve })
@@ -155,9 +153,8 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
 
   /** @internal `SyncSource`: the stream that writes this subscription takes the next item, or waits. */
   take (): SseItem<unknown> | typeof WAIT | undefined {
-    const item = this.#shift()
+    const item = this.#ready()
     if (item !== undefined) return item
-    if (this.#cutOff && !this.#replaying) this.end()
     if (this.#done) return undefined
     this.#streamWaits = true
     return WAIT
@@ -195,6 +192,16 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
     if (this.#queue === NO_QUEUE) this.#queue = [item]
     else this.#queue.push(item)
     this.#bytes += size
+  }
+
+  /**
+   * The next item, if one is ready. A cut-off subscriber ends once it has handed out what it had (cut off during a
+   * replay: the replay, then what is queued, still comes first).
+   */
+  #ready (): SseItem<unknown> | undefined {
+    const item = this.#shift()
+    if (item === undefined && this.#cutOff && !this.#replaying) this.end()
+    return item
   }
 
   #cut (): void {
