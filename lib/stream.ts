@@ -6,7 +6,7 @@ import {
 import { clock, elapsed, joinHeartbeats, leaveHeartbeats, longSpan, type HeartbeatMember } from './heartbeat.js'
 import type { StreamRegistry } from './metrics.js'
 import { LazyEmitter } from './lazy-emitter.js'
-import { abortStreamSignal, isStreamSignal, streamStarted } from './signal.js'
+import { abortStreamSignal, isStreamSignal, streamSignalAborted, streamStarted } from './signal.js'
 import type { SseErrorMapper, SseItem, SseSerializer, SseSource } from './types.js'
 
 // One SSE response, from its first byte to its last. It never formats a field (lib/encode does), it pulls one
@@ -390,6 +390,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
       try {
         item = sync.take()
       } catch (err) {
+        if (this.#clientLeft()) return
         this.#onError(err)
         return
       }
@@ -398,11 +399,21 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
         return
       }
       if (item === undefined) {
-        this.#finish('source ended')
+        if (!this.#clientLeft()) this.#finish('source ended')
         return
       }
       if (!this.#writeItem(item) || !this.#has(WANT_MORE)) return
     }
+  }
+
+  /**
+   * The client left before the stream existed (its `request.signal`, read then, aborted), and the source ended or
+   * failed on that signal: the stream closes as the client's, not as the source's end or failure.
+   */
+  #clientLeft (): boolean {
+    if (!streamSignalAborted(this.#reply.request)) return false
+    this.destroy()
+    return true
   }
 
   /** `StreamLink`: see there. */
