@@ -188,6 +188,12 @@ export function answeredHead (res: object): void {
   streamOfResponse.set(res, undefined)
 }
 
+/** Whether a response closed already (HTTP/1: `destroyed`; HTTP/2: its stream's). */
+function responseGone (res: FastifyReply['raw']): boolean {
+  const raw = res as { destroyed?: boolean, stream?: { destroyed?: boolean } }
+  return raw.destroyed === true || raw.stream?.destroyed === true
+}
+
 /**
  * Asks a source to stop (a generator runs its `finally`). Not awaited: a generator busy in an await that
  * ignores the signal stops when it next yields, and nobody (least of all app.close) waits for that.
@@ -265,6 +271,9 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
     // Queued behind another response on a pipelining connection: no socket yet, and no 'close' if the client
     // leaves before it gets one. The connection's own close tells.
     if (res.socket === null) this.#more().unwatch = onConnectionClose(reply.request, () => { this.#responseClose() })
+    // The client left before the stream existed (a hook or the handler awaited first): that 'close' was before
+    // the listener, and none will follow. Closed on the next tick, once the body is piped.
+    else if (responseGone(res)) process.nextTick(EventStream.#onResponseClose.bind(res))
     if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
     if (options.heartbeat !== false) joinHeartbeats(this, options.heartbeat)
     const opensAtOnce = (source as { [kOpensAtOnce]?: boolean })[kOpensAtOnce] === true
