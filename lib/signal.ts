@@ -99,3 +99,12 @@ export function abortStreamSignal (request: FastifyRequest): void {
   if (controller === undefined) req[kController] = ABORTED
   else controller.abort() // a no-op when already aborted
 }
+
+/**
+ * Whether the stream's signal aborted. Before the stream stopped, only the client's leaving before the stream
+ * existed aborts it: a source ended or failed by a listener of that (a subscription on `request.signal`, a push
+ * source's code) hands its end to the stream as it first reads it.
+ */
+export function streamSignalAborted (request: FastifyRequest): boolean {
+  return (request as FastifyRequest & StreamRequest)[kController]?.signal.aborted === true
+}

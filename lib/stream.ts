@@ -6,7 +6,7 @@ import {
 import { clock, elapsed, joinHeartbeats, leaveHeartbeats, longSpan, type HeartbeatMember } from './heartbeat.js'
 import type { StreamRegistry } from './metrics.js'
 import { LazyEmitter } from './lazy-emitter.js'
-import { abortStreamSignal, isStreamSignal, streamStarted } from './signal.js'
+import { abortStreamSignal, isStreamSignal, streamSignalAborted, streamStarted } from './signal.js'
 import type { SseErrorMapper, SseItem, SseSerializer, SseSource } from './types.js'
 
 // One SSE response, from its first byte to its last. It never formats a field (lib/encode does), it pulls one
@@ -188,6 +188,12 @@ export function answeredHead (res: object): void {
   streamOfResponse.set(res, undefined)
 }
 
+/** Whether a response closed already (HTTP/1: `destroyed`; HTTP/2: its stream's). */
+function responseGone (res: FastifyReply['raw']): boolean {
+  const raw = res as { destroyed?: boolean, stream?: { destroyed?: boolean } }
+  return raw.destroyed === true || raw.stream?.destroyed === true
+}
+
 /**
  * Asks a source to stop (a generator runs its `finally`). Not awaited: a generator busy in an await that
  * ignores the signal stops when it next yields, and nobody (least of all app.close) waits for that.
@@ -265,6 +271,9 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
     // Queued behind another response on a pipelining connection: no socket yet, and no 'close' if the client
     // leaves before it gets one. The connection's own close tells.
     if (res.socket === null) this.#more().unwatch = onConnectionClose(reply.request, () => { this.#responseClose() })
+    // The client left before the stream existed (a hook or the handler awaited first): that 'close' was before
+    // the listener, and none will follow. Closed on the next tick, once the body is piped.
+    else if (responseGone(res)) process.nextTick(EventStream.#onResponseClose.bind(res))
     if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
     if (options.heartbeat !== false) joinHeartbeats(this, options.heartbeat)
     const opensAtOnce = (source as { [kOpensAtOnce]?: boolean })[kOpensAtOnce] === true
@@ -390,6 +399,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
       try {
         item = sync.take()
       } catch (err) {
+        if (this.#clientLeft()) return
         this.#onError(err)
         return
       }
@@ -398,11 +408,21 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
         return
       }
       if (item === undefined) {
-        this.#finish('source ended')
+        if (!this.#clientLeft()) this.#finish('source ended')
         return
       }
       if (!this.#writeItem(item) || !this.#has(WANT_MORE)) return
     }
+  }
+
+  /**
+   * The client left before the stream existed (its `request.signal`, read then, aborted), and the source ended or
+   * failed on that signal: the stream closes as the client's, not as the source's end or failure.
+   */
+  #clientLeft (): boolean {
+    if (!streamSignalAborted(this.#reply.request)) return false
+    this.destroy()
+    return true
   }
 
   /** `StreamLink`: see there. */
