@@ -131,11 +131,16 @@ function startStream (
   reply.header('content-type', STREAM_HEADERS['content-type'])
   if (!reply.hasHeader('cache-control')) reply.header('cache-control', STREAM_HEADERS['cache-control'])
   reply.header('x-accel-buffering', STREAM_HEADERS['x-accel-buffering'])
-  // No `connection` header of ours: Node writes the right one on HTTP/1 (`keep-alive` on a persistent connection,
+  // No `connection` header of ours: Node writes the right one on HTTP/1 (`keep-alive` on a persistent connection;
   // `close` on HTTP/1.0, where a body with neither a length nor chunking ends with the connection, or when the
-  // client asked to close), and HTTP/2 forbids it (RFC 9113 §8.2.2).
-  if (reply.request.raw.httpVersionMajor === 1) omitKeepAliveHint(reply.raw)
-  else reply.removeHeader('connection')
+  // client asked to close), and HTTP/2 forbids it (RFC 9113 §8.2.2). One set before is made what Node would write.
+  const raw = reply.request.raw
+  if (raw.httpVersionMajor === 1) {
+    omitKeepAliveHint(reply.raw)
+    if (reply.hasHeader('connection')) {
+      reply.header('connection', raw.httpVersionMinor !== 0 && reply.raw.shouldKeepAlive ? 'keep-alive' : 'close')
+    }
+  } else reply.removeHeader('connection')
 
   if (reply.request.method === 'HEAD') {
     // A HEAD response has no body: an endless source would be pulled forever into nothing.

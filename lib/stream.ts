@@ -676,7 +676,8 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
   }
 
   get durationMs (): number {
-    // the request's own clock (Fastify's, from its arrival: a little longer) counts the wraps for a stream of weeks
+    // Fastify's clock for the request (from its arrival: a little longer) counts the wraps of a stream open for
+    // weeks; Fastify keeps it only with a logger, an onResponse hook or handlerTimeout, else 49.7 days wrap to 0
     return longSpan(this.#startedAt, clock(), this.#reply.elapsedTime)
   }
 

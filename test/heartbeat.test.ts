@@ -47,6 +47,17 @@ function member (next: (calls: number[]) => number): HeartbeatMember & { calls: 
 t.test('clock stamps are 32-bit integers; spans are right across their wrap', async t => {
   const now = clock()
   t.ok(Number.isInteger(now) && now === (now | 0), 'a 32-bit integer')
+  const realNow = Date.now
+  const shift = 2 ** 31 // 24.9 days later
+  Date.now = () => realNow() + shift
+  try {
+    const later = clock()
+    t.ok(later < 0, 'past 2^31 ms it wraps, and stays a 32-bit integer')
+    const span = longSpan(now, later, shift)
+    t.ok(span >= shift && span < shift + 5000, 'a span across the wrap is whole')
+  } finally {
+    Date.now = realNow
+  }
   const MAX = 2 ** 31 - 1
   const wrapped = (MAX + 10) | 0 // 10 ms past the largest stamp: negative
   t.ok(wrapped < 0)

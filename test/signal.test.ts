@@ -4,8 +4,9 @@ import { connect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
 import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
-import type { Channel } from '../lib/index.js'
-import { all, deferred, open, startApp, take, WARN } from './helpers.js'
+import { Type } from '@sinclair/typebox'
+import { pushSource, sseSchema, type Channel } from '../lib/index.js'
+import { all, deferred, ERROR, open, startApp, take, WARN } from './helpers.js'
 
 const POST = { method: 'POST' as const, body: JSON.stringify({ a: 1 }), headers: { 'content-type': 'application/json' } }
 
@@ -161,7 +162,7 @@ t.test('once the stream exists, nothing but the stream watches for the client le
   const abortListeners = deferred<number>()
   const leftSub = deferred<boolean>()
   let chat!: Channel<string>
-  const { app, url } = await startApp(app => {
+  const { app, url, logs } = await startApp(app => {
     chat = app.sse.channel('signal-listeners', { history: 0 })
     // the same route, its signal read before the stream (a preHandler) or never: the response ends up with the
     // same 'close' listeners either way
@@ -195,8 +196,7 @@ t.test('once the stream exists, nothing but the stream watches for the client le
   t.match(await take(sub.events, 1), [{ data: 'hi' }])
   sub.res.body.destroy()
   t.equal(await leftSub.promise, true, 'the signal still aborts when the client leaves')
-  const deadline = Date.now() + 5000
-  while (chat.size > 0 && Date.now() < deadline) await sleep(5)
+  await logs.waitFor(line => line.msg === 'SSE stream closed' && line.reason === 'client closed')
   t.equal(chat.size, 0, 'and the stream ended its subscription')
 })
 
@@ -236,4 +236,46 @@ t.test('read before the stream exists: aborts when the client leaves first, not 
   t.equal(denied.statusCode, 401)
   await denied.body.text()
   t.equal(await answered.promise, false, 'a hook answered instead of a stream: not aborted')
+})
+
+t.test('client gone before the stream: a subscription or push source ended by request.signal closes as "client closed"', async t => {
+  t.setTimeout(15_000)
+  let chat!: Channel<string>
+  const waiting: Record<string, ReturnType<typeof deferred<void>>> = {
+    sub: deferred(), end: deferred(), fail: deferred()
+  }
+  const { app, url, logs } = await startApp(app => {
+    chat = app.sse.channel<string>('early-leave', { history: 0 })
+    const preHandler = async (request: { signal: AbortSignal }): Promise<void> => { void request.signal }
+    // an sseSchema() response: a route known to stream, whose request.signal is the stream's from its first hook
+    const schema = { response: { 200: sseSchema(Type.String()) } }
+    app.get('/sub', { preHandler, schema }, async (request, reply) => {
+      const { signal } = request
+      waiting.sub?.resolve()
+      await once(signal, 'abort')
+      return reply.sse(chat.subscribe({ signal: request.signal }))
+    })
+    app.get('/push/:how', { preHandler, schema }, async (request, reply) => {
+      const how = (request.params as { how: string }).how
+      const { signal } = request
+      const source = pushSource<string>()
+      signal.addEventListener('abort', () => { if (how === 'fail') source.fail(new Error('left')); else source.end() })
+      waiting[how]?.resolve()
+      await once(signal, 'abort')
+      return reply.sse(source)
+    })
+  })
+  t.teardown(() => app.close())
+  const port = Number(new URL(url).port)
+  for (const [path, key] of [['/sub', 'sub'], ['/push/end', 'end'], ['/push/fail', 'fail']] as const) {
+    const before = logs.lines.length
+    const closed = logs.waitFor(l => l.msg === 'SSE stream closed' && logs.lines.indexOf(l) >= before)
+    const socket = connect(port, '127.0.0.1')
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+    await waiting[key]?.promise
+    socket.destroy()
+    t.match(await closed, { reason: 'client closed' }, path)
+  }
+  t.match(app.sse.stats().closed, { 'client closed': 3, 'source ended': 0, 'source failed': 0 })
+  t.same(logs.at(ERROR), [], 'no failure logged')
 })
