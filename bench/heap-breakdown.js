@@ -8,15 +8,18 @@
 //   raw          node:http, writeHead + flushHeaders, the response kept in a Set
 //   hijack       Fastify route, reply.hijack(), head written on reply.raw (skips Fastify's send path)
 //   send         Fastify route, reply.send() of a do-nothing stream body (Fastify's stream path, onSend hooks)
+//   send-signal  as `send`, with `request.signal` read (Fastify's own signal: its controller and listener)
 //   gen          reply.sse() of an async generator that never yields
 //   route        an `async function*` route that never yields
 //   sub          reply.sse(channel.subscribe())
 //   sub-signal   reply.sse(channel.subscribe({ signal: request.signal }))
 //   sub-onsend   as `sub`, with a do-nothing onSend hook: the stream goes through Fastify's stream-send path
+//   sub-signal-onsend  as `sub-signal`, through Fastify's stream-send path
 //
 // Usage: node bench/heap-breakdown.js [--n=3000 | --n=1000,5000,19000] [--variants=raw,send,sub] [--snapshot]
 //        [--top=25] [--dist=dist,/other/checkout/dist] (one row per build, side by side in one run)
 //        [--options='{"heartbeat":false}'] (plugin options)
+//        [--retainers='(number),Array'] (with --snapshot: what holds the objects of these kinds, by holder and field)
 // A process may hold at most `ulimit -n` sockets: 20,000 here, so the largest run is 19,000 streams.
 import { fork } from 'node:child_process'
 import { EventEmitter, once } from 'node:events'
@@ -31,8 +34,9 @@ import v8 from 'node:v8'
 const here = dirname(fileURLToPath(import.meta.url))
 const args = process.argv.slice(2)
 const option = (name, fallback) => args.find(a => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback
-const VARIANTS = ['raw', 'hijack', 'send', 'gen', 'route', 'sub', 'sub-signal', 'sub-onsend']
-const PLUGIN_VARIANTS = new Set(['gen', 'route', 'sub', 'sub-signal', 'sub-onsend'])
+const VARIANTS = ['raw', 'hijack', 'send', 'send-signal', 'gen', 'route', 'sub', 'sub-signal', 'sub-onsend', 'sub-signal-onsend']
+const PLUGIN_VARIANTS = new Set(['gen', 'route', 'sub', 'sub-signal', 'sub-onsend', 'sub-signal-onsend'])
+const ONSEND_VARIANTS = new Set(['sub-onsend', 'sub-signal-onsend'])
 const HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform' }
 const STEP_TIMEOUT_MS = 60_000
 
@@ -71,6 +75,9 @@ async function serve (variant) {
       send (request, reply) {
         reply.headers(HEADERS).send(new IdleBody(reply.raw))
       },
+      'send-signal' (request, reply) {
+        reply.headers(HEADERS).send(new IdleBody(reply.raw, request.signal))
+      },
       gen (request, reply) {
         reply.sse((async function * () { await never })())
       },
@@ -83,9 +90,12 @@ async function serve (variant) {
       },
       'sub-onsend' (request, reply) {
         reply.sse(channel.subscribe())
+      },
+      'sub-signal-onsend' (request, reply) {
+        reply.sse(channel.subscribe({ signal: request.signal }))
       }
     }
-    if (variant === 'sub-onsend') app.addHook('onSend', async (request, reply, payload) => payload)
+    if (ONSEND_VARIANTS.has(variant)) app.addHook('onSend', async (request, reply, payload) => payload)
     app.addHook('onRequest', (request, reply, done) => {
       track(reply.raw)
       done()
@@ -115,9 +125,10 @@ async function serve (variant) {
 
 /** The least a stream body can be for Fastify's send path: pipe() flushes the head, nothing is ever written. */
 class IdleBody extends EventEmitter {
-  constructor (res) {
+  constructor (res, signal) {
     super()
     this.res = res
+    this.signal = signal
   }
 
   pipe (dest) {
@@ -150,6 +161,7 @@ async function main () {
         row.results.push(r)
         console.log(`${label.padEnd(24)} N=${n} heap+ext ${kb(r.heap)} KB/conn   rss ${kb(r.rss)} KB/conn`)
         if (r.kinds !== undefined) printKinds(r.kinds, top)
+        if (r.retainers !== undefined) printRetainers(r.retainers, n)
       }
       rows.push(row)
     }
@@ -188,7 +200,13 @@ async function measure (variant, dist, n, snapshot) {
     if (after.open !== n) throw new Error(`${variant}: ${after.open} of ${n} streams open`)
     await closeAll(sockets, child, ask)
     const result = { heap: (after.heap - before.heap) / n, rss: (after.rss - before.rss) / n }
-    if (snapshot) result.kinds = diffKinds(summarize(before.snapshot), summarize(after.snapshot), n)
+    if (snapshot) {
+      const watch = option('retainers', '').split(',').filter(Boolean)
+      const base = summarize(before.snapshot, [])
+      const now = summarize(after.snapshot, watch)
+      result.kinds = diffKinds(base, now, n)
+      result.retainers = now.retainers
+    }
     return result
   } finally {
     clearTimeout(killer)
@@ -240,7 +258,7 @@ async function closeAll (sockets, child, ask) {
 }
 
 // ---- heap snapshots: bytes and counts per object kind --------------------------------------------------
-function summarize (file) {
+function summarize (file, watch) {
   const snap = JSON.parse(readFileSync(file, 'utf8'))
   rmSync(file, { force: true })
   const fields = snap.snapshot.meta.node_fields
@@ -251,15 +269,57 @@ function summarize (file) {
   const sizeAt = fields.indexOf('self_size')
   const { nodes, strings } = snap
   const kinds = new Map()
+  const keys = []
   for (let i = 0; i < nodes.length; i += stride) {
     const type = types[nodes[i + typeAt]]
     const key = kindOf(type, strings[nodes[i + nameAt]])
+    keys.push(key)
     const k = kinds.get(key) ?? { bytes: 0, count: 0 }
     k.bytes += nodes[i + sizeAt]
     k.count++
     kinds.set(key, k)
   }
+  if (watch.length > 0) kinds.retainers = retainersOf(snap, keys, new Set(watch))
   return kinds
+}
+
+/** For the objects of the watched kinds: how many each holder kind and field holds, and their bytes. */
+function retainersOf (snap, keys, watch) {
+  const { nodes, edges, strings } = snap
+  const meta = snap.snapshot.meta
+  const stride = meta.node_fields.length
+  const edgeStride = meta.edge_fields.length
+  const countAt = meta.node_fields.indexOf('edge_count')
+  const sizeAt = meta.node_fields.indexOf('self_size')
+  const edgeTypes = meta.edge_types[0]
+  const out = new Map()
+  let e = 0
+  for (let i = 0; i < nodes.length; i += stride) {
+    const holder = keys[i / stride]
+    for (let j = 0; j < nodes[i + countAt]; j++, e += edgeStride) {
+      const to = edges[e + 2]
+      const target = keys[to / stride]
+      if (!watch.has(target)) continue
+      const type = edgeTypes[edges[e]]
+      if (type === 'weak') continue
+      const name = ['element', 'hidden'].includes(type) ? `[${type}]` : strings[edges[e + 1]]
+      const key = `${target} <- ${holder}.${name}`
+      const r = out.get(key) ?? { bytes: 0, count: 0 }
+      r.bytes += nodes[to + sizeAt]
+      r.count++
+      out.set(key, r)
+    }
+  }
+  return out
+}
+
+function printRetainers (retainers, n) {
+  const rows = [...retainers].filter(([, r]) => r.count >= n / 2 || r.bytes >= 8 * n)
+    .sort((a, b) => b[1].bytes - a[1].bytes)
+  console.log('    held by (bytes/conn, objects/conn; every other connection, or 8 B per connection):')
+  for (const [key, r] of rows.slice(0, 40)) {
+    console.log(`    ${String(Math.round(r.bytes / n)).padStart(6)} B ${(r.count / n).toFixed(2).padStart(6)}  ${key}`)
+  }
 }
 
 /** Objects by constructor, closures by function name, V8's internal kinds by what they hold. */

@@ -148,6 +148,20 @@ export function writeHeadDirectly (reply: FastifyReply): void {
   reply.raw.flushHeaders()
 }
 
+/**
+ * Leaves Node's `Keep-Alive: timeout=…` line out of an HTTP/1 event stream's head; Node still writes `Connection:
+ * keep-alive` (or `close`) as it should. With the line, an undici client (fetch included) that cancelled a stream
+ * keeps the spare connection it opens for that long (72 s with Fastify's defaults, 4 s without the line), and
+ * `app.close()` waits for it. Node keeps the timeout it advertises as the response's `_keepAliveTimeout`, read
+ * only to write that line (Node 20–24); the server's own idle timeout is its `keepAliveTimeout`, untouched. A
+ * `connection: keep-alive` header of our own would leave the line out too, but every header held costs an idle
+ * stream on Fastify's send path (about 0.2 KB for that one).
+ */
+export function omitKeepAliveHint (res: FastifyReply['raw']): void {
+  const response = res as { _keepAliveTimeout?: unknown }
+  if (typeof response._keepAliveTimeout === 'number') response._keepAliveTimeout = 0
+}
+
 /** Hands the stream to Fastify as the reply's body (see `PipedBody`), so onSend hooks and headers work. */
 export function sendPipedBody (reply: FastifyReply, body: PipedBody): FastifyReply {
   return reply.send(body)

@@ -1,11 +1,11 @@
 import type { FastifyReply } from 'fastify'
 import { alreadySent, invalidSource, notAcceptable, routeName, sourceTaken } from './errors.js'
-import { clearHandlerTimeout, sendPathIdle, sendPipedBody } from './fastify-internals.js'
+import { clearHandlerTimeout, omitKeepAliveHint, sendPathIdle, sendPipedBody } from './fastify-internals.js'
 import type { RejectReason, StreamRegistry } from './metrics.js'
 import { resolveOptions, routeStreamOptions, type Limits, type ResolvedOptions } from './options.js'
 import { subscriptionTaken } from './channel/subscription.js'
 import { feedsAStream } from './push.js'
-import { dropSource, EventStream, isSource, STREAM_HEADERS } from './stream.js'
+import { answeredBySse, answeredHead, dropSource, EventStream, isSource, STREAM_HEADERS, type ItemHook } from './stream.js'
 import { typedItemHook } from './typed/items.js'
 import type { SseStreamOptions } from './types.js'
 
@@ -22,8 +22,6 @@ export interface StreamHost {
   closing: boolean
 }
 
-const streaming = new WeakSet<FastifyReply>()
-
 function describe (value: unknown): string {
   if (typeof (value as PromiseLike<unknown> | null)?.then === 'function') return 'a Promise (did you forget `await`?)'
   return value === null ? 'null' : typeof value
@@ -39,7 +37,7 @@ export function isSeenRoute (config: object): boolean {
 
 /** Whether `reply.sse()` started a stream on this reply. */
 export function isStreaming (reply: FastifyReply): boolean {
-  return streaming.has(reply)
+  return answeredBySse(reply.raw)
 }
 
 /** No stream now (too many open, or the server is closing): 503 with Retry-After, and the source stopped. */
@@ -114,39 +112,44 @@ export function sseDecorator (host: StreamHost) {
     // on a route with an sseSchema() response: compiled serializers, and checks with `validate`
     const compileSerializers = streamOptions?.serialize === undefined
     const item = typedItemHook(this, { validate: options.validate, compileSerializers })
-    return startStream(this, source, item === undefined ? options : { ...options, item }, host.open)
+    return startStream(this, source, options, host.open, item)
   }
 }
 
 /** Headers, then the stream handed to Fastify as the body. */
 function startStream (
-  reply: FastifyReply, source: unknown, options: ResolvedOptions, open: StreamRegistry
+  reply: FastifyReply, source: unknown, options: ResolvedOptions, open: StreamRegistry, item: ItemHook | undefined
 ): FastifyReply {
   const route = `${reply.request.method} ${reply.request.url}`
   if (!isSource(source)) throw invalidSource(route, describe(source))
-  if (reply.sent || reply.raw.headersSent || streaming.has(reply)) {
+  if (reply.sent || reply.raw.headersSent || answeredBySse(reply.raw)) {
     // As Fastify does for a second reply.send(): a warning, and the response under way is left alone.
     reply.log.warn({ err: alreadySent(route) }, 'reply.sse() called on a reply already sent')
     dropSource(reply, source)
     return reply
   }
-  streaming.add(reply)
   reply.header('content-type', STREAM_HEADERS['content-type'])
   if (!reply.hasHeader('cache-control')) reply.header('cache-control', STREAM_HEADERS['cache-control'])
   reply.header('x-accel-buffering', STREAM_HEADERS['x-accel-buffering'])
+  // No `connection` header of ours: Node writes the right one on HTTP/1 (`keep-alive` on a persistent connection;
+  // `close` on HTTP/1.0, where a body with neither a length nor chunking ends with the connection, or when the
+  // client asked to close), and HTTP/2 forbids it (RFC 9113 §8.2.2). One set before is made what Node would write.
   const raw = reply.request.raw
-  // HTTP/2 forbids connection-specific headers (RFC 9113 §8.2.2); Node warns about them. On HTTP/1.0 a body
-  // with neither a length nor chunking ends when the connection does.
-  if (raw.httpVersionMajor !== 1) reply.removeHeader('connection')
-  else reply.header('connection', raw.httpVersionMinor === 0 ? 'close' : STREAM_HEADERS.connection)
+  if (raw.httpVersionMajor === 1) {
+    omitKeepAliveHint(reply.raw)
+    if (reply.hasHeader('connection')) {
+      reply.header('connection', raw.httpVersionMinor !== 0 && reply.raw.shouldKeepAlive ? 'keep-alive' : 'close')
+    }
+  } else reply.removeHeader('connection')
 
   if (reply.request.method === 'HEAD') {
     // A HEAD response has no body: an endless source would be pulled forever into nothing.
+    answeredHead(reply.raw)
     dropSource(reply, source)
     return reply.send()
   }
   clearHandlerTimeout(reply.request)
-  const stream = new EventStream(reply, source, options, open)
+  const stream = new EventStream(reply, source, options, open, item)
   // Nothing for Fastify's stream path to do (no onSend hook, no trailer): the same head, written by the stream
   // when it opens. Only on a route the plugin wrapped: there a handler's promise that resolves with nothing is
   // not answered by Fastify while the head waits for the first item (see lib/route's settleLater).

@@ -11,9 +11,12 @@ import { shadowRequestSignal, takeRequestSignal } from './fastify-internals.js'
 const kResponse = Symbol('fastify-typed-sse.response')
 const kController = Symbol('fastify-typed-sse.controller')
 
-/** A request whose `request.signal` is its stream's: its response, and the controller once the signal is read. */
+/**
+ * A request whose `request.signal` is its stream's: its response until the stream exists (null from then on: the
+ * stream aborts the signal itself), and the controller once the signal is read.
+ */
 interface StreamRequest {
-  [kResponse]?: FastifyReply['raw']
+  [kResponse]?: FastifyReply['raw'] | null
   [kController]?: AbortController
 }
 
@@ -26,16 +29,24 @@ function streamSignal (this: StreamRequest): AbortSignal {
   let controller = this[kController]
   if (controller !== undefined) return controller.signal
   controller = this[kController] = new AbortController()
-  abortOnClientGone(controller, this[kResponse] as FastifyReply['raw'])
+  const res = this[kResponse]
+  if (res != null) abortOnClientGone(controller, res)
   return controller.signal
 }
 
-// Read before the stream exists (a plain handler): the client may leave first. Once the stream exists it
-// aborts the signal itself, and Fastify destroys a stream whose response had closed before it was sent.
+/** The controllers of signals read before their stream exists, by response (see `abortOnClientGone`). */
+const waitingForStream = new WeakMap<object, AbortController>()
+
+// Read before the stream exists (a hook, or a handler that awaits before reply.sse()): the client may leave
+// first. Watched with one listener shared by every response, and no more once the stream exists: it aborts the
+// signal itself (and Fastify destroys a stream whose response had closed before it was sent).
 function abortOnClientGone (controller: AbortController, res: FastifyReply['raw']): void {
-  res.once('close', () => {
-    if (!res.writableEnded) controller.abort()
-  })
+  waitingForStream.set(res, controller)
+  res.on('close', abortIfClientGone)
+}
+
+function abortIfClientGone (this: FastifyReply['raw']): void {
+  if (!this.writableEnded) waitingForStream.get(this)?.abort()
 }
 
 /**
@@ -63,6 +74,24 @@ export function bindStreamSignal (request: FastifyRequest, reply: FastifyReply):
   shadowRequestSignal(request, streamSignal)
 }
 
+/**
+ * The stream of this request exists (its constructor calls it): from now on it aborts the signal itself, when the
+ * client leaves, the server closes or it stops its source, so nothing else watches the response for it.
+ */
+export function streamStarted (request: FastifyRequest, reply: FastifyReply): void {
+  bindStreamSignal(request, reply)
+  const req = request as FastifyRequest & StreamRequest
+  req[kResponse] = null
+  if (req[kController] === undefined) return
+  const res = reply.raw
+  if (waitingForStream.delete(res)) res.removeListener('close', abortIfClientGone)
+}
+
+/** Whether `signal` is this request's `request.signal` as its stream's (read so far). */
+export function isStreamSignal (request: FastifyRequest, signal: AbortSignal): boolean {
+  return (request as FastifyRequest & StreamRequest)[kController]?.signal === signal
+}
+
 /** The stream stopped before its source did: its signal aborts now, or reads as aborted when first read. */
 export function abortStreamSignal (request: FastifyRequest): void {
   const req = request as FastifyRequest & StreamRequest
@@ -72,8 +101,9 @@ export function abortStreamSignal (request: FastifyRequest): void {
 }
 
 /**
- * Whether the stream's signal aborted. Before the stream stopped, only the client's leaving aborts it: a listener
- * of that (a subscription's on `request.signal`) may end the source before the stream hears of it.
+ * Whether the stream's signal aborted. Before the stream stopped, only the client's leaving before the stream
+ * existed aborts it: a source ended or failed by a listener of that (a subscription on `request.signal`, a push
+ * source's code) hands its end to the stream as it first reads it.
  */
 export function streamSignalAborted (request: FastifyRequest): boolean {
   return (request as FastifyRequest & StreamRequest)[kController]?.signal.aborted === true

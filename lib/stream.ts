@@ -3,10 +3,10 @@ import { HEARTBEAT_FRAME, encodeItem, frameOf, retryFrame, type Frame } from './
 import {
   closeHttp2Session, onConnectionClose, resetConnection, writeHeadDirectly, type PipedBody
 } from './fastify-internals.js'
-import { clock, joinHeartbeats, leaveHeartbeats, type HeartbeatMember } from './heartbeat.js'
+import { clock, elapsed, joinHeartbeats, leaveHeartbeats, longSpan, type HeartbeatMember } from './heartbeat.js'
 import type { StreamRegistry } from './metrics.js'
 import { LazyEmitter } from './lazy-emitter.js'
-import { abortStreamSignal, bindStreamSignal, streamSignalAborted } from './signal.js'
+import { abortStreamSignal, isStreamSignal, streamSignalAborted, streamStarted } from './signal.js'
 import type { SseErrorMapper, SseItem, SseSerializer, SseSource } from './types.js'
 
 // One SSE response, from its first byte to its last. It never formats a field (lib/encode does), it pulls one
@@ -22,8 +22,6 @@ export interface ResolvedStreamOptions {
   headersDelay: number
   /** Maps a failure after the stream opened to a last item for the client. */
   onError: SseErrorMapper | undefined
-  /** A typed route's item check and serializer choice (lib/typed/items); unset on untyped streams. */
-  item?: ItemHook | undefined
 }
 
 /** How a typed route encodes an item's data: its serializer (undefined: the stream's own), and string data as text. */
@@ -74,6 +72,11 @@ export interface StreamLink {
    * within the call; or nothing, when the source ended or failed (the stream then calls `take()` to learn which).
    */
   deliver: (item?: SseItem<unknown>) => void
+  /**
+   * Whether `signal` is this stream's `request.signal`: it aborts when the stream stops its source, which the
+   * stream does itself (`return()`), so a source need not listen to it.
+   */
+  stopsWith: (signal: AbortSignal) => boolean
 }
 
 /**
@@ -125,6 +128,72 @@ function flushBurst (stream: EventStream): void {
   stream.flushBurst()
 }
 
+// An open stream's state, as bits of one field: an idle server holds one stream per connection, and eight
+// booleans would take eight fields of it.
+/** The destination is ended with the body (`pipe()`'s `end` option). */
+const END_DEST = 1
+/** A pull is under way: the source is working on the next item (or, read synchronously, will deliver it). */
+const PULLING = 2
+/** The destination takes more (it has not answered a write with false since its last `drain`). */
+const WANT_MORE = 4
+/** A burst's frames are batched, to be flushed on the next tick. */
+const FLUSH_QUEUED = 8
+/** No more items: the source ended, failed or was stopped. */
+const FINISHED = 16
+/** Destroyed: out of the registry, the heartbeats and the response's close watch. */
+const CLOSED = 32
+/** Piped by `pipeDirect()`: the stream writes the head itself when it opens. */
+const DIRECT = 64
+/** The headers wait for the first item, or `headersDelay` ms (see `#openHeld`); cleared once they may go. */
+const HELD = 128
+
+/** What only some streams need, kept apart so that an idle subscriber's stream holds one empty field for it all. */
+interface StreamExtras {
+  /** The wait for the first item before the headers go out (see `#openHeld`). */
+  holdTimer: NodeJS.Timeout | undefined
+  /** Settles once the response has closed; made only when `close()` waits for it. */
+  responseClosed: Promise<void> | undefined
+  resolveResponseClosed: (() => void) | undefined
+  /** Stops watching the connection of a response queued behind another (see the constructor). */
+  unwatch: (() => void) | undefined
+  /** `#onStep` and `#onError` as callbacks of an asynchronous source's promises (see `#pull`). */
+  stepped: ((step: IteratorResult<SseItem<unknown>>) => void) | undefined
+  failed: ((err: unknown) => void) | undefined
+}
+
+function newExtras (): StreamExtras {
+  return {
+    holdTimer: undefined,
+    responseClosed: undefined,
+    resolveResponseClosed: undefined,
+    unwatch: undefined,
+    stepped: undefined,
+    failed: undefined
+  }
+}
+
+/**
+ * The stream of every response `reply.sse()` answered (undefined: a HEAD request's, which has none), for the one
+ * 'close' listener all responses share (a closure per stream would cost more than the map's entry).
+ */
+const streamOfResponse = new WeakMap<object, EventStream | undefined>()
+
+/** Whether `reply.sse()` answered this response (with a stream, or a HEAD request's head). */
+export function answeredBySse (res: object): boolean {
+  return streamOfResponse.has(res)
+}
+
+/** A HEAD request's response, answered by `reply.sse()` with a stream's head and no stream. */
+export function answeredHead (res: object): void {
+  streamOfResponse.set(res, undefined)
+}
+
+/** Whether a response closed already (HTTP/1: `destroyed`; HTTP/2: its stream's). */
+function responseGone (res: FastifyReply['raw']): boolean {
+  const raw = res as { destroyed?: boolean, stream?: { destroyed?: boolean } }
+  return raw.destroyed === true || raw.stream?.destroyed === true
+}
+
 /**
  * Asks a source to stop (a generator runs its `finally`). Not awaited: a generator busy in an await that
  * ignores the signal stops when it next yields, and nobody (least of all app.close) waits for that.
@@ -157,50 +226,37 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
   readonly #iterator: AsyncIterator<SseItem<unknown>>
   /** Set when the source is read synchronously (see `SyncSource`). */
   readonly #sync: SyncSource | undefined
-  readonly #serialize: SseSerializer
+  /** Shared by the streams of a route (or of the plugin): serializer, `onError`, heartbeat interval. */
+  readonly #options: ResolvedStreamOptions
+  /** A typed route's item check and serializer choice (lib/typed/items); unset on untyped streams. */
   readonly #itemHook: ItemHook | undefined
-  readonly #mapError: SseErrorMapper | undefined
-  readonly #heartbeat: number | false
   readonly #registry: StreamRegistry
   readonly #route: string
   readonly #startedAt = clock()
-  /** Settles once the response has closed; made only when `close()` waits for it. */
-  #responseClosed: Promise<void> | undefined
-  #resolveResponseClosed: (() => void) | undefined
-  #unwatch: (() => void) | undefined
   #dest: Destination | undefined
-  #endDest = true
+  /** The bits above (`END_DEST`, `PULLING`, …). */
+  #flags = END_DEST | WANT_MORE
   /** @internal Where the heartbeat wheel keeps this stream. */
   heartbeatSlot = -1
   #lastWrite = this.#startedAt
-  #pulling = false
-  /** `#onStep` and `#onError` as callbacks of the source's promises (see `#pull`). */
-  #stepped: ((step: IteratorResult<SseItem<unknown>>) => void) | undefined
-  #failed: ((err: unknown) => void) | undefined
-  #wantMore = true
   #batch = ''
-  #flushQueued = false
-  #finished = false
-  #closed = false
   #reason: EndReason = 'client closed'
   #items = 0
   #bytes = 0
-  /** While > 0, the headers wait this long for the first item (see `#openHeld`); 0 once they may go. */
-  #holdFor: number
-  #holdTimer: NodeJS.Timeout | undefined
-  /** Piped by `pipeDirect()`: the stream writes the head itself when it opens. */
-  #direct = false
+  #extras: StreamExtras | undefined
 
   constructor (
-    reply: FastifyReply, source: SseSource<unknown>, options: ResolvedStreamOptions, registry: StreamRegistry
+    reply: FastifyReply,
+    source: SseSource<unknown>,
+    options: ResolvedStreamOptions,
+    registry: StreamRegistry,
+    itemHook?: ItemHook
   ) {
     super()
     this.#reply = reply
-    bindStreamSignal(reply.request, reply)
-    this.#serialize = options.serialize
-    this.#itemHook = options.item
-    this.#mapError = options.onError
-    this.#heartbeat = options.heartbeat
+    streamStarted(reply.request, reply)
+    this.#options = options
+    this.#itemHook = itemHook
     this.#registry = registry
     this.#route = reply.request.routeOptions.url ?? NOT_FOUND_ROUTE
     this.#iterator = Symbol.asyncIterator in source
@@ -208,14 +264,33 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
       : fromSync(source)[Symbol.asyncIterator]()
     this.#sync = attach(source, this)
     registry.add(this)
+    const res = reply.raw
+    streamOfResponse.set(res, this)
     // `on`, not `once`: a response closes once, and once's wrapper would cost a closure and a record per stream
-    reply.raw.on('close', this.#onResponseClose)
+    res.on('close', EventStream.#onResponseClose)
     // Queued behind another response on a pipelining connection: no socket yet, and no 'close' if the client
     // leaves before it gets one. The connection's own close tells.
-    if (reply.raw.socket === null) this.#unwatch = onConnectionClose(reply.request, this.#onResponseClose)
+    if (res.socket === null) this.#more().unwatch = onConnectionClose(reply.request, () => { this.#responseClose() })
+    // The client left before the stream existed (a hook or the handler awaited first): that 'close' was before
+    // the listener, and none will follow. Closed on the next tick, once the body is piped.
+    else if (responseGone(res)) process.nextTick(EventStream.#onResponseClose.bind(res))
     if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
-    if (this.#heartbeat !== false) joinHeartbeats(this, this.#heartbeat)
-    this.#holdFor = (source as { [kOpensAtOnce]?: boolean })[kOpensAtOnce] === true ? 0 : options.headersDelay
+    if (options.heartbeat !== false) joinHeartbeats(this, options.heartbeat)
+    const opensAtOnce = (source as { [kOpensAtOnce]?: boolean })[kOpensAtOnce] === true
+    if (!opensAtOnce && options.headersDelay > 0) this.#set(HELD, true)
+  }
+
+  #more (): StreamExtras {
+    this.#extras ??= newExtras()
+    return this.#extras
+  }
+
+  #has (flag: number): boolean {
+    return (this.#flags & flag) !== 0
+  }
+
+  #set (flag: number, on: boolean): void {
+    this.#flags = on ? this.#flags | flag : this.#flags & ~flag
   }
 
   /**
@@ -225,12 +300,12 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
    */
   pipe<T extends Destination> (dest: T, options?: { end?: boolean }): T {
     this.#dest = dest
-    this.#endDest = options?.end !== false
-    if (this.#finished) this.#end()
+    this.#set(END_DEST, options?.end !== false)
+    if (this.#has(FINISHED)) this.#end()
     else {
-      if (this.#holdFor === 0) this.#open()
-      else this.#holdTimer = setTimeout(EventStream.#openHeld, this.#holdFor, this).unref()
-      if (this.#wantMore) this.#pull()
+      if (!this.#has(HELD)) this.#open()
+      else this.#more().holdTimer = setTimeout(EventStream.#openHeld, this.#options.headersDelay, this).unref()
+      if (this.#has(WANT_MORE)) this.#pull()
     }
     return dest
   }
@@ -241,7 +316,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
    * then, so a failure before that is still answered by Fastify's error handler.
    */
   pipeDirect (): void {
-    this.#direct = true
+    this.#set(DIRECT, true)
     this.pipe(this.#reply.raw)
   }
 
@@ -251,20 +326,22 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
    * soon. Static, so that a stream holds no closure for it.
    */
   static #openHeld (stream: EventStream): void {
-    if (!stream.#closed) stream.#open()
+    if (!stream.#has(CLOSED)) stream.#open()
   }
 
   #release (): void {
-    this.#holdFor = 0
-    clearTimeout(this.#holdTimer)
-    this.#holdTimer = undefined
+    this.#set(HELD, false)
+    const extras = this.#extras
+    if (extras === undefined) return
+    clearTimeout(extras.holdTimer)
+    extras.holdTimer = undefined
   }
 
   /** The headers, and what was batched before them (a `retry:` line), go out now. */
   #open (): void {
     this.#release()
     const res = this.#reply.raw
-    if (this.#direct) {
+    if (this.#has(DIRECT)) {
       if (!res.headersSent) writeHeadDirectly(this.#reply)
     } else if ((this.#dest as unknown) === res && !res.headersSent) res.flushHeaders()
     this.#flush()
@@ -275,7 +352,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
       this.#takeSync(this.#sync)
       return
     }
-    this.#pulling = true
+    this.#set(PULLING, true)
     let next: Promise<IteratorResult<SseItem<unknown>>>
     try {
       next = this.#iterator.next()
@@ -286,16 +363,17 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
     }
     // a hand-written iterator may also answer with a plain result instead of a promise
     // made on the first asynchronous pull only: a stream reading a SyncSource never needs them
-    this.#stepped ??= (step) => { this.#onStep(step) }
-    this.#failed ??= (err) => { this.#onError(err) }
-    Promise.resolve(next).then(this.#stepped, this.#failed)
+    const extras = this.#more()
+    extras.stepped ??= (step) => { this.#onStep(step) }
+    extras.failed ??= (err) => { this.#onError(err) }
+    Promise.resolve(next).then(extras.stepped, extras.failed)
   }
 
   #encode (item: unknown): string {
     const typed = this.#itemHook?.(item)
     return typed === undefined
-      ? encodeItem(item, this.#serialize)
-      : encodeItem(item, typed.serialize ?? this.#serialize, typed.text)
+      ? encodeItem(item, this.#options.serialize)
+      : encodeItem(item, typed.serialize ?? this.#options.serialize, typed.text)
   }
 
   /**
@@ -307,10 +385,10 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
   }
 
   #onStep (step: IteratorResult<SseItem<unknown>>): void {
-    this.#pulling = false
-    if (this.#finished) return // closed while the source was working: its item has nowhere to go
+    this.#set(PULLING, false)
+    if (this.#has(FINISHED)) return // closed while the source was working: its item has nowhere to go
     if (step.done === true) this.#finish('source ended')
-    else if (this.#writeItem(step.value) && this.#wantMore) this.#pull()
+    else if (this.#writeItem(step.value) && this.#has(WANT_MORE)) this.#pull()
   }
 
   /** Reads a `SyncSource` until it has nothing ready, or the destination is full. */
@@ -326,20 +404,20 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
         return
       }
       if (item === WAIT) {
-        this.#pulling = true
+        this.#set(PULLING, true)
         return
       }
       if (item === undefined) {
         if (!this.#clientLeft()) this.#finish('source ended')
         return
       }
-      if (!this.#writeItem(item) || !this.#wantMore) return
+      if (!this.#writeItem(item) || !this.#has(WANT_MORE)) return
     }
   }
 
   /**
-   * The client left, and the source ended or failed within a listener of that (its `request.signal`'s) that ran
-   * before this stream's own: the stream closes as the client's, not as the source's end or failure.
+   * The client left before the stream existed (its `request.signal`, read then, aborted), and the source ended or
+   * failed on that signal: the stream closes as the client's, not as the source's end or failure.
    */
   #clientLeft (): boolean {
     if (!streamSignalAborted(this.#reply.request)) return false
@@ -347,11 +425,16 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
     return true
   }
 
+  /** `StreamLink`: see there. */
+  stopsWith (signal: AbortSignal): boolean {
+    return isStreamSignal(this.#reply.request, signal)
+  }
+
   /** `StreamLink`: a `SyncSource`'s item, or word that it ended or failed, after a `take()` that answered `WAIT`. */
   deliver (item?: SseItem<unknown>): void {
-    this.#pulling = false
-    if (this.#finished) return
-    if (item === undefined || (this.#writeItem(item) && this.#wantMore)) this.#takeSync(this.#sync as SyncSource)
+    this.#set(PULLING, false)
+    if (this.#has(FINISHED)) return
+    if (item === undefined || (this.#writeItem(item) && this.#has(WANT_MORE))) this.#takeSync(this.#sync as SyncSource)
   }
 
   /** Encodes and writes one item (the first opens the stream); false when the stream ended on it. */
@@ -368,14 +451,14 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
       return false
     }
     // the first item opens the stream: headers first, on their own, as a stream opened by the wait sends them
-    if (this.#holdFor !== 0) this.#open()
+    if (this.#has(HELD)) this.#open()
     this.#items++
     this.#registry.items++
     if (typeof frame === 'string') {
       this.#batch += frame
       if (this.#batch.length >= BATCH_CHARS) this.#flush()
-      else if (!this.#flushQueued) {
-        this.#flushQueued = true
+      else if (!this.#has(FLUSH_QUEUED)) {
+        this.#set(FLUSH_QUEUED, true)
         process.nextTick(flushBurst, this)
       }
     } else {
@@ -387,8 +470,8 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
 
   /** @internal The end of a burst of string frames (see `flushBurst`). */
   flushBurst (): void {
-    this.#flushQueued = false
-    if (!this.#closed) this.#flush()
+    this.#set(FLUSH_QUEUED, false)
+    if (!this.#has(CLOSED)) this.#flush()
   }
 
   #flush (): void {
@@ -411,8 +494,8 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
       this.#writeFailed(err)
       return
     }
-    if (!taken && this.#wantMore) {
-      this.#wantMore = false
+    if (!taken && this.#has(WANT_MORE)) {
+      this.#set(WANT_MORE, false)
       // a closure made only when the socket is full, not one held by every stream
       ;(this.#dest as Destination).once('drain', () => { this.#onDrain() })
     }
@@ -425,19 +508,19 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
    */
   #writeFailed (err: unknown): void {
     this.#reply.log.error({ err }, 'SSE stream write failed; connection closed')
-    this.#wantMore = false
+    this.#set(WANT_MORE, false)
     this.#reply.raw.destroy()
     this.destroy()
   }
 
   #onDrain (): void {
-    this.#wantMore = true
-    if (!this.#pulling && !this.#finished) this.#pull()
+    this.#set(WANT_MORE, true)
+    if (!this.#has(PULLING) && !this.#has(FINISHED)) this.#pull()
   }
 
   #onError (err: unknown): void {
-    this.#pulling = false
-    if (this.#finished) {
+    this.#set(PULLING, false)
+    if (this.#has(FINISHED)) {
       // the usual way a generator waiting on request.signal ends once the stream is closed: not an error
       this.#reply.log.debug({ err }, 'SSE source stopped after the stream closed')
       return
@@ -455,9 +538,9 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
    */
   #failEarly (err: unknown, reason: EndReason): boolean {
     const res = this.#reply.raw
-    if (this.#holdFor === 0 || res.headersSent || (!this.#direct && this.listenerCount('error') === 0)) return false
+    if (!this.#has(HELD) || res.headersSent || (!this.#has(DIRECT) && this.listenerCount('error') === 0)) return false
     this.#release()
-    this.#finished = true
+    this.#set(FINISHED, true)
     this.#reason = reason
     // still a stream that opened and closed, for app.sse.stats() and the diagnostics channels
     if (reason === 'item refused') this.#registry.itemRefused(this, err as Error)
@@ -465,7 +548,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
     takeBackHeaders(this.#reply)
     this.#reply.log.debug('SSE stream failed before its first item; answered by the error handler')
     // Fastify's path listens for the body's error; on the direct path the reply is not taken over yet
-    if (this.#direct) this.#reply.send(err as Error)
+    if (this.#has(DIRECT)) this.#reply.send(err as Error)
     else this.emit('error', err)
     this.destroy()
     return true
@@ -476,11 +559,11 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
    * can decide not to reconnect). A mapper that throws, or returns a bad item, is logged; the stream just ends.
    */
   #lastWord (err: unknown): void {
-    if (this.#mapError === undefined) return
+    if (this.#options.onError === undefined) return
     try {
-      const item = this.#mapError(err, this.#reply.request)
+      const item = this.#options.onError(err, this.#reply.request)
       // encoded with the stream's serializer: a last word is not held to the route's schema
-      if (item !== undefined) this.#batch += encodeItem(item, this.#serialize)
+      if (item !== undefined) this.#batch += encodeItem(item, this.#options.serialize)
     } catch (mapErr) {
       this.#reply.log.error({ err: mapErr }, 'SSE onError failed; stream ended without a last item')
     }
@@ -488,11 +571,11 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
 
   /** @internal Called by the heartbeat wheel when the stream is due: ms until it is due again. */
   heartbeat (now: number): number {
-    const hb = this.#heartbeat as number
-    const idle = now - this.#lastWrite
+    const hb = this.#options.heartbeat as number
+    const idle = elapsed(this.#lastWrite, now)
     if (idle < hb) return hb - idle
     // a stream not yet piped or opened, or whose destination is full, is not idle: it is waiting
-    if (this.#dest !== undefined && this.#wantMore && this.#holdFor === 0) {
+    if (this.#dest !== undefined && this.#has(WANT_MORE) && !this.#has(HELD)) {
       this.#write(HEARTBEAT_FRAME)
       this.#registry.heartbeats++
     }
@@ -501,7 +584,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
 
   /** No more pulls; end the body cleanly once piped; stop the source unless it stopped by itself. */
   #finish (reason: EndReason): void {
-    this.#finished = true
+    this.#set(FINISHED, true)
     this.#reason = reason
     if (reason !== 'source ended') this.#stopSource()
     if (this.#dest !== undefined) this.#end()
@@ -509,9 +592,9 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
 
   #end (): void {
     // a source that ended before its first item: the head goes out with the end
-    if (this.#holdFor !== 0) this.#open()
+    if (this.#has(HELD)) this.#open()
     this.#flush() // the whole frames that came before the end
-    if (this.#endDest) (this.#dest as Destination).end()
+    if (this.#has(END_DEST)) (this.#dest as Destination).end()
     this.emit('end')
     this.destroy()
   }
@@ -523,7 +606,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
    * comes back).
    */
   disconnect (): boolean {
-    if (this.#closed || !this.#stuck()) return false
+    if (this.#has(CLOSED) || !this.#stuck()) return false
     this.#reason = 'too slow'
     resetConnection(this.#reply, false)
     return true
@@ -531,7 +614,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
 
   /** The client is not taking what was written (HTTP/2 responses have no writableNeedDrain). */
   #stuck (): boolean {
-    return !this.#wantMore || this.#reply.raw.writableNeedDrain === true
+    return !this.#has(WANT_MORE) || this.#reply.raw.writableNeedDrain === true
   }
 
   #stopSource (): void {
@@ -547,10 +630,10 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
   close (): Promise<void> {
     // made first: resetting the connection may close the response at once
     const responseClosed = this.#whenResponseClosed()
-    if (!this.#finished) this.#reason = 'server closing'
+    if (!this.#has(FINISHED)) this.#reason = 'server closing'
     if (this.#stuck()) resetConnection(this.#reply, true)
     else {
-      if (!this.#finished) this.#finish('server closing')
+      if (!this.#has(FINISHED)) this.#finish('server closing')
       // a client can stop reading with less in flight than fills the socket: it does not hold the close
       const grace = setTimeout(() => resetConnection(this.#reply, true), CLOSE_GRACE_MS).unref()
       void responseClosed.then(() => clearTimeout(grace))
@@ -561,11 +644,12 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
 
   /**
    * Called by `close()` first, on an open stream only (a closed one has left the registry): its response has not
-   * closed yet, and `#onResponseClose` settles the promise when it does.
+   * closed yet, and `#responseClose` settles the promise when it does.
    */
   #whenResponseClosed (): Promise<void> {
-    this.#responseClosed ??= new Promise(resolve => { this.#resolveResponseClosed = resolve })
-    return this.#responseClosed
+    const extras = this.#more()
+    extras.responseClosed ??= new Promise(resolve => { extras.resolveResponseClosed = resolve })
+    return extras.responseClosed
   }
 
   get request (): FastifyRequest {
@@ -592,24 +676,33 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
   }
 
   get durationMs (): number {
-    return clock() - this.#startedAt
+    // Fastify's clock for the request (from its arrival: a little longer) counts the wraps of a stream open for
+    // weeks; Fastify keeps it only with a logger, an onResponse hook or handlerTimeout, else 49.7 days wrap to 0
+    return longSpan(this.#startedAt, clock(), this.#reply.elapsedTime)
   }
 
-  #onResponseClose = (): void => {
-    this.#resolveResponseClosed?.()
+  /** The one 'close' listener of every stream's response (`this` is the response). */
+  static #onResponseClose (this: object): void {
+    const stream = streamOfResponse.get(this)
+    if (stream !== undefined) stream.#responseClose()
+  }
+
+  #responseClose (): void {
+    this.#extras?.resolveResponseClosed?.()
     this.destroy()
   }
 
   /** Stops everything at once (Fastify calls it when the response closes before the body ended). */
   destroy (): void {
-    if (this.#closed) return
-    this.#closed = true
-    if (this.#heartbeat !== false) leaveHeartbeats(this, this.#heartbeat)
-    clearTimeout(this.#holdTimer)
+    if (this.#has(CLOSED)) return
+    this.#set(CLOSED, true)
+    const { heartbeat } = this.#options
+    if (heartbeat !== false) leaveHeartbeats(this, heartbeat)
+    clearTimeout(this.#extras?.holdTimer)
     this.#registry.delete(this)
-    this.#unwatch?.()
-    if (!this.#finished) {
-      this.#finished = true
+    this.#extras?.unwatch?.()
+    if (!this.#has(FINISHED)) {
+      this.#set(FINISHED, true)
       this.#stopSource()
     }
     this.#reply.log.debug({ items: this.#items, durationMs: this.durationMs, reason: this.#reason }, 'SSE stream closed')
@@ -621,8 +714,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
 export const STREAM_HEADERS = {
   'content-type': 'text/event-stream; charset=utf-8',
   'cache-control': 'no-cache, no-transform',
-  'x-accel-buffering': 'no',
-  connection: 'keep-alive'
+  'x-accel-buffering': 'no'
 } as const
 
 /** Takes back the event-stream headers (those with the value lib/reply gave them) from a reply that will error. */

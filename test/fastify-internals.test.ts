@@ -2,7 +2,7 @@ import t from 'tap'
 import { once } from 'node:events'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { request } from 'undici'
-import { sendPathIdle } from '../lib/fastify-internals.js'
+import { omitKeepAliveHint, sendPathIdle } from '../lib/fastify-internals.js'
 import { all, DEBUG, deferred, open, startApp, take } from './helpers.js'
 
 t.test('no onSend hook and no trailer: the head is written directly, with every header set before it', async t => {
@@ -97,3 +97,12 @@ for (const path of ['direct', 'send'] as const) {
     t.same(opened, [path === 'direct', path === 'direct'])
   })
 }
+
+t.test('a Node without the keep-alive hint field: nothing is added to the response', async t => {
+  const res = {} as FastifyReply['raw']
+  omitKeepAliveHint(res)
+  t.same(Object.keys(res), [], 'no field made up')
+  const node = { _keepAliveTimeout: 72_000 } as unknown as FastifyReply['raw']
+  omitKeepAliveHint(node)
+  t.same(node, { _keepAliveTimeout: 0 }, 'the advertised timeout cleared where it exists')
+})

@@ -1,11 +1,15 @@
 import t from 'tap'
+import { EventEmitter } from 'node:events'
 import { finished } from 'node:stream'
 import { LazyEmitter } from '../lib/lazy-emitter.js'
 
 t.test('no emitter until something listens; then an EventEmitter to whoever listens', async t => {
   const e = new LazyEmitter()
-  t.equal(e.emit('x', 1), false, 'nobody listens: nothing happens, no emitter is made')
-  t.equal(e.emit('error', new Error('dropped')), false, 'an unheard error is dropped, not thrown')
+  t.ok(e instanceof EventEmitter, 'an EventEmitter')
+  t.same(Object.keys(e), [], 'holding nothing of one')
+  t.equal(e.emit('x', 1), false, 'nobody listens: nothing happens, no table is made')
+  t.same(Object.keys(e), [])
+  t.throws(() => e.emit('error', new Error('unheard')), /unheard/, 'an unheard error throws, as from any emitter')
   t.equal(e.listenerCount('x'), 0)
   t.same(e.listeners('x'), [])
   t.equal(e.removeListener('x', () => {}), e, 'removing from nothing is fine')
@@ -31,6 +35,19 @@ t.test('no emitter until something listens; then an EventEmitter to whoever list
   t.same(calls, ['d2', 'b2'], 'once listeners gone, off removed one')
   e.removeAllListeners('x')
   t.equal(e.emit('x', 3), false)
+  e.once('y', a)
+  e.removeListener('y', a)
+  t.equal(e.listenerCount('y'), 0, 'the last listener removed')
+  e.on('y', a)
+  t.equal(e.emit('y', 4), true, 'and a new one heard')
+})
+
+t.test('instances are independent', async t => {
+  const a = new LazyEmitter()
+  const b = new LazyEmitter()
+  a.on('x', () => {})
+  t.equal(b.listenerCount('x'), 0)
+  t.equal(Object.getPrototypeOf(a)._events, undefined, 'no table on the shared prototype')
 })
 
 t.test("node:stream's finished() watches it as it watches a readable body", async t => {

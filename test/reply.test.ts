@@ -26,14 +26,54 @@ t.test('HTTP/1.0: connection: close, no chunking, the body ends with the connect
       yield { data: 'a' }
       yield { data: 'b' }
     })
+    // a connection header set before the stream: Node's own is what the response needs
+    app.get('/own', { onRequest: async (request, reply) => { reply.header('connection', 'keep-alive') } }, async function * () {
+      yield { data: 'a' }
+      yield { data: 'b' }
+    })
   })
   t.teardown(() => app.close())
-  const response = await exchange(url, 'GET /two HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n')
-  const [head, body] = response.split('\r\n\r\n') as [string, string]
-  t.match(head, /^HTTP\/1\.1 200 OK\r\n/)
-  t.match(head, /\r\nconnection: close\r\n/i, 'connection: close')
-  t.notMatch(head, /keep-alive|transfer-encoding/i, 'neither keep-alive nor chunking')
-  t.equal(body, 'data: a\n\ndata: b\n\n', 'the events, unchunked, then the server closed the connection')
+  for (const path of ['/two', '/own']) {
+    const response = await exchange(url, `GET ${path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n`)
+    const [head, body] = response.split('\r\n\r\n') as [string, string]
+    t.match(head, /^HTTP\/1\.1 200 OK\r\n/)
+    t.match(head, /\r\nconnection: close(\r\n|$)/i, `${path}: connection: close`)
+    t.notMatch(head, /keep-alive|transfer-encoding/i, 'neither keep-alive nor chunking')
+    t.equal(body, 'data: a\n\ndata: b\n\n', 'the events, unchunked, then the server closed the connection')
+  }
+})
+
+t.test('HTTP/1.1: keep-alive on a persistent connection, close when the client asked to close', async t => {
+  t.setTimeout(10_000)
+  const { app, url } = await startApp(app => {
+    app.get('/one', async function * () {
+      yield { data: 'a' }
+    })
+    // set before the stream: made what Node would write (the client decides, not a header set for other replies)
+    app.get('/own', { onRequest: async (request, reply) => { reply.header('connection', 'close') } }, async function * () {
+      yield { data: 'a' }
+    })
+    // through Fastify's send path too: the head is written by Fastify there, by the stream on the direct path
+    app.register(async app => {
+      app.addHook('onSend', async (request, reply, payload) => payload)
+      app.get('/hooked', async function * () {
+        yield { data: 'a' }
+      })
+    })
+  })
+  t.teardown(() => app.close())
+  for (const path of ['/one', '/hooked', '/own']) {
+    const closing = await exchange(url, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`)
+    const [head, body] = closing.split('\r\n\r\n') as [string, string]
+    t.match(head, /\r\nconnection: close(\r\n|$)/i, `${path}: connection: close, as the client asked`)
+    t.notMatch(head, /keep-alive/i)
+    t.match(body, /data: a\n\n/, 'the event, then the server closed the connection')
+
+    const res = await request(url + path)
+    t.equal(res.headers.connection, 'keep-alive', `${path}: a persistent connection says so`)
+    t.equal(res.headers['keep-alive'], undefined, 'without a keep-alive hint, which would hold app.close()')
+    t.equal(await res.body.text(), 'data: a\n\n')
+  }
 })
 
 t.test('Accept: which headers let a request stream (the most specific range decides)', async t => {

@@ -46,7 +46,7 @@ export interface SseResetData {
  */
 export type ChannelSubscription<T> = AsyncIterableIterator<SseItem<T | SseResetData>>
 
-const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true })
+const ENDED: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true })
 
 /** What a subscriber needs of its channel. */
 export interface SubscriberHost {
@@ -63,33 +63,47 @@ export interface SubscriberHost {
   resumed: (replay: Replay) => void
 }
 
-/** One subscriber: a replay backlog, then a bounded queue of live items, pulled one at a time. Internal. */
-/** The empty backlog, shared: most subscribers never have one. */
-const NO_ITEMS: ReadonlyArray<SseItem<unknown>> = Object.freeze([])
 /** The empty queue, shared: a subscriber whose stream takes every item never has one. */
 const NO_QUEUE: Array<ChannelItem | undefined> = Object.freeze([]) as unknown as Array<ChannelItem | undefined>
 
+// A subscriber's state, as bits of one field (an idle server holds a subscriber per connection).
+/** Waits for its replay: live items are queued behind it. */
+const REPLAYING = 1
+/** Fell too far behind: takes no more items, ends once the queue is delivered. */
+const CUT_OFF = 2
+/** Ended. */
+const DONE = 4
+/** The stream took everything and waits for `deliver()`: it holds no promise meanwhile. */
+const STREAM_WAITS = 8
+
+interface Backlog {
+  readonly items: ReadonlyArray<SseItem<unknown>>
+  at: number
+}
+
+/** A `next()` not answered yet, so a second call made before it settles queues behind it instead of replacing it. */
+interface PendingNext {
+  readonly promise: Promise<IteratorResult<SseItem<unknown>, undefined>>
+  wake: (result: IteratorResult<SseItem<unknown>, undefined>) => void
+}
+
+/** One subscriber: a replay backlog, then a bounded queue of live items, pulled one at a time. Internal. */
 export class Subscriber implements ChannelSubscription<unknown>, AttachableSource, SyncSource {
   readonly #channel: SubscriberHost
-  readonly #signal: AbortSignal | undefined
+  #signal: AbortSignal | undefined
   /** @internal Its `subscribe({ tags })`, checked. */
   readonly tags: Tags
-  #backlog: ReadonlyArray<SseItem<unknown>> = NO_ITEMS
-  #backlogAt = 0
+  /** A replay's items, to hand out before the queue. */
+  #backlog: Backlog | undefined
   #queue = NO_QUEUE
   #head = 0
   #bytes = 0
-  #replaying = false
-  /** Fell too far behind: takes no more items, ends once the queue is delivered. */
-  #cutOff = false
-  #done = false
-  #wake: ((result: IteratorResult<SseItem<unknown>, undefined>) => void) | undefined
+  /** The bits above (`REPLAYING`, …). */
+  #flags = 0
   /** Set when a stream writes this subscription: where live items go, and how to drop a client too far behind. */
   #stream: StreamLink | undefined
-  /** The stream took everything and waits for `deliver()`: it holds no promise meanwhile. */
-  #streamWaits = false
-  /** The pending `next()`, so a second call made before it settles queues behind it instead of replacing it. */
-  #waiting: Promise<unknown> | undefined
+  /** The pending `next()`, when the subscription is iterated rather than read by its stream. */
+  #pending: PendingNext | undefined
 
   constructor (channel: SubscriberHost, signal: AbortSignal | undefined, tags: Tags = NO_TAGS) {
     this.#channel = channel
@@ -97,10 +111,18 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
     this.tags = tags
   }
 
+  #has (flag: number): boolean {
+    return (this.#flags & flag) !== 0
+  }
+
+  #set (flag: number, on: boolean): void {
+    this.#flags = on ? this.#flags | flag : this.#flags & ~flag
+  }
+
   /** Joins the channel's fan-out, then asks the backend for what was missed since `lastEventId`. */
   start (lastEventId: SubscribeOptions['lastEventId'], backend: ChannelBackend): void {
     if (this.#signal?.aborted === true) {
-      this.#done = true
+      this.#set(DONE, true)
       return
     }
     this.#signal?.addEventListener('abort', this)
@@ -113,7 +135,7 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
       this.#resume(replay)
       return
     }
-    this.#replaying = true
+    this.#set(REPLAYING, true)
     // closures made for an asynchronous replay only, not held by every subscriber
     replay.then(replay => { this.#onReplay(replay) }, (err: unknown) => { this.#onReplayFailed(err) })
   }
@@ -129,16 +151,17 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
   next (): Promise<IteratorResult<SseItem<unknown>, undefined>> {
     const item = this.#ready()
     if (item !== undefined) return Promise.resolve({ value: item, done: false })
-    if (this.#done) return Promise.resolve(DONE)
-    if (this.#waiting !== undefined) return this.#waiting.then(() => this.next())
-    const waiting = new Promise<IteratorResult<SseItem<unknown>, undefined>>(resolve => { this.#wake = resolve })
-    this.#waiting = waiting
-    return waiting
+    if (this.#has(DONE)) return Promise.resolve(ENDED)
+    if (this.#pending !== undefined) return this.#pending.promise.then(() => this.next())
+    let wake!: PendingNext['wake']
+    const promise = new Promise<IteratorResult<SseItem<unknown>, undefined>>(resolve => { wake = resolve })
+    this.#pending = { promise, wake }
+    return promise
   }
 
   return (): Promise<IteratorResult<SseItem<unknown>, undefined>> {
     this.end()
-    return Promise.resolve(DONE)
+    return Promise.resolve(ENDED)
   }
 
   /** Whether a stream writes this subscription: it hands its items to that stream only (see `subscriptionTaken`). */
@@ -148,6 +171,13 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
 
   [kAttachStream] (stream: StreamLink): SyncSource {
     this.#stream = stream
+    const signal = this.#signal
+    if (signal !== undefined && stream.stopsWith(signal)) {
+      // `subscribe({ signal: request.signal })` written by that request's stream: the stream ends it (return())
+      // whenever that signal aborts, and an AbortSignal's listener costs an idle subscriber about 0.2 KB
+      signal.removeEventListener('abort', this)
+      this.#signal = undefined
+    }
     return this
   }
 
@@ -155,8 +185,8 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
   take (): SseItem<unknown> | typeof WAIT | undefined {
     const item = this.#ready()
     if (item !== undefined) return item
-    if (this.#done) return undefined
-    this.#streamWaits = true
+    if (this.#has(DONE)) return undefined
+    this.#set(STREAM_WAITS, true)
     return WAIT
   }
 
@@ -167,17 +197,17 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
 
   /** A live item, from the channel's fan-out. Never waits. */
   push (item: ChannelItem): void {
-    if (this.#streamWaits && !this.#replaying) {
+    if (this.#has(STREAM_WAITS) && !this.#has(REPLAYING)) {
       // the stream writes it within this call: nothing is queued, no promise is made
-      this.#streamWaits = false
+      this.#set(STREAM_WAITS, false)
       ;(this.#stream as StreamLink).deliver(item)
       return
     }
-    if (this.#wake !== undefined && !this.#replaying) {
+    if (this.#pending !== undefined && !this.#has(REPLAYING)) {
       this.#settle({ value: item, done: false })
       return
     }
-    if (this.#cutOff) return // cut off while its replay is on its way: it takes nothing more (see #cut)
+    if (this.#has(CUT_OFF)) return // cut off while its replay is on its way: it takes nothing more (see #cut)
     const size = frameSize(item)
     const queued = this.queued
     const { queueItems, queueBytes } = this.#channel.limits
@@ -200,50 +230,47 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
    */
   #ready (): SseItem<unknown> | undefined {
     const item = this.#shift()
-    if (item === undefined && this.#cutOff && !this.#replaying) this.end()
+    if (item === undefined && this.#has(CUT_OFF) && !this.#has(REPLAYING)) this.end()
     return item
   }
 
   #cut (): void {
-    this.#cutOff = true
+    this.#set(CUT_OFF, true)
     // while its replay is on its way it stays in the fan-out until the replay comes: a backend drops the replays
     // of a channel that has no subscriber left
-    if (!this.#replaying) this.#channel.detach(this)
+    if (!this.#has(REPLAYING)) this.#channel.detach(this)
   }
 
   /** Ends the subscription: releases the queue and the listener; a waiting `next()` gets done. */
   end (): void {
-    if (this.#done) return
-    this.#done = true
+    if (this.#has(DONE)) return
+    this.#set(DONE, true)
     this.#channel.detach(this)
     this.#signal?.removeEventListener('abort', this)
     this.#queue = NO_QUEUE
     this.#head = 0
     this.#bytes = 0
-    this.#backlog = NO_ITEMS
-    this.#settle(DONE)
-    if (this.#streamWaits) {
-      this.#streamWaits = false
+    this.#backlog = undefined
+    this.#settle(ENDED)
+    if (this.#has(STREAM_WAITS)) {
+      this.#set(STREAM_WAITS, false)
       ;(this.#stream as StreamLink).deliver()
     }
   }
 
   /** Resolves the pending `next()`, if any. */
   #settle (result: IteratorResult<SseItem<unknown>, undefined>): void {
-    const wake = this.#wake
-    this.#wake = undefined
-    this.#waiting = undefined
-    wake?.(result)
+    const pending = this.#pending
+    this.#pending = undefined
+    pending?.wake(result)
   }
 
   #shift (): SseItem<unknown> | undefined {
-    if (this.#replaying) return undefined
-    if (this.#backlogAt < this.#backlog.length) {
-      const item = this.#backlog[this.#backlogAt++]
-      if (this.#backlogAt === this.#backlog.length) {
-        this.#backlog = NO_ITEMS
-        this.#backlogAt = 0
-      }
+    if (this.#has(REPLAYING)) return undefined
+    const backlog = this.#backlog
+    if (backlog !== undefined) {
+      const item = backlog.items[backlog.at++]
+      if (backlog.at === backlog.items.length) this.#backlog = undefined
       return item
     }
     if (this.#head === this.#queue.length) return undefined
@@ -259,21 +286,22 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
 
   /** Replay answered: its items (or a reset) first, then the live items that came after `position`. */
   #resume (replay: Replay): void {
-    this.#replaying = false
-    if (this.#cutOff) this.#channel.detach(this)
+    this.#set(REPLAYING, false)
+    if (this.#has(CUT_OFF)) this.#channel.detach(this)
     this.#channel.resumed(replay)
     this.#dropReplayed(replay)
-    this.#backlog = replay.reset === undefined
+    const items = replay.reset === undefined
       ? reachable(replay.items, this.tags)
       : [resetItem(replay.reset, replay.position)]
-    if (this.#streamWaits) {
+    if (items.length > 0) this.#backlog = { items, at: 0 }
+    if (this.#has(STREAM_WAITS)) {
       const item = this.#shift()
       if (item === undefined) return
-      this.#streamWaits = false
+      this.#set(STREAM_WAITS, false)
       ;(this.#stream as StreamLink).deliver(item)
       return
     }
-    const item = this.#wake === undefined ? undefined : this.#shift()
+    const item = this.#pending === undefined ? undefined : this.#shift()
     if (item !== undefined) this.#settle({ value: item, done: false })
   }
 
@@ -299,7 +327,7 @@ export class Subscriber implements ChannelSubscription<unknown>, AttachableSourc
   }
 
   #onReplay (replay: Replay): void {
-    if (!this.#done) this.#resume(replay)
+    if (!this.#has(DONE)) this.#resume(replay)
   }
 
   #onReplayFailed (err: unknown): void {
