@@ -162,6 +162,16 @@ export function omitKeepAliveHint (res: FastifyReply['raw']): void {
   if (typeof response._keepAliveTimeout === 'number') response._keepAliveTimeout = 0
 }
 
+/**
+ * Whether Node keeps this HTTP/1 response's connection open after it, as it decides when it writes its own
+ * `Connection` line: the client's keep-alive (`shouldKeepAlive`), unless the server's `maxRequestsPerSocket` was
+ * reached on that connection (`maxRequestsOnConnectionReached`, internal: Node 18–24), then `close`.
+ */
+export function keepsConnection (res: FastifyReply['raw']): boolean {
+  const response = res as { shouldKeepAlive?: boolean, maxRequestsOnConnectionReached?: boolean }
+  return response.shouldKeepAlive === true && response.maxRequestsOnConnectionReached !== true
+}
+
 /** Hands the stream to Fastify as the reply's body (see `PipedBody`), so onSend hooks and headers work. */
 export function sendPipedBody (reply: FastifyReply, body: PipedBody): FastifyReply {
   return reply.send(body)

@@ -1,6 +1,6 @@
 import type { FastifyReply } from 'fastify'
 import { alreadySent, invalidSource, notAcceptable, routeName, sourceTaken } from './errors.js'
-import { clearHandlerTimeout, omitKeepAliveHint, sendPathIdle, sendPipedBody } from './fastify-internals.js'
+import { clearHandlerTimeout, keepsConnection, omitKeepAliveHint, sendPathIdle, sendPipedBody } from './fastify-internals.js'
 import type { RejectReason, StreamRegistry } from './metrics.js'
 import { resolveOptions, routeStreamOptions, type Limits, type ResolvedOptions } from './options.js'
 import { subscriptionTaken } from './channel/subscription.js'
@@ -138,7 +138,7 @@ function startStream (
   if (raw.httpVersionMajor === 1) {
     omitKeepAliveHint(reply.raw)
     if (reply.hasHeader('connection')) {
-      reply.header('connection', raw.httpVersionMinor !== 0 && reply.raw.shouldKeepAlive ? 'keep-alive' : 'close')
+      reply.header('connection', raw.httpVersionMinor !== 0 && keepsConnection(reply.raw) ? 'keep-alive' : 'close')
     }
   } else reply.removeHeader('connection')
 

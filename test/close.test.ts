@@ -194,6 +194,7 @@ t.test('the client left before the stream existed: the stream closes, app.close(
       yield { data: 'never' }
     })
   })
+  t.teardown(() => app.close()) // if the test fails before its own app.close()
   const socket = netConnect(Number(new URL(url).port), '127.0.0.1')
   socket.write('GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
   await waiting.promise

@@ -7,15 +7,23 @@ import { startApp } from './helpers.js'
 
 // What reply.sse() answers before any event: the response head, chosen by the request.
 
-/** Writes `text` on a raw connection and returns everything the server sent until it closed the connection. */
+/**
+ * Writes `text` on a raw connection and returns everything the server sent until it closed the connection;
+ * fails, naming what it got, if the server keeps it open for 5 s.
+ */
 async function exchange (url: string, text: string): Promise<string> {
   const socket = netConnect(Number(new URL(url).port), '127.0.0.1')
   socket.setEncoding('latin1')
   let received = ''
   socket.on('data', (chunk: string) => { received += chunk })
   socket.write(text)
-  await once(socket, 'end')
-  socket.destroy()
+  try {
+    await once(socket, 'end', { signal: AbortSignal.timeout(5000) })
+  } catch {
+    throw new Error(`the server kept the connection open; it sent: ${JSON.stringify(received)}`)
+  } finally {
+    socket.destroy()
+  }
   return received
 }
 
@@ -74,6 +82,22 @@ t.test('HTTP/1.1: keep-alive on a persistent connection, close when the client a
     t.equal(res.headers['keep-alive'], undefined, 'without a keep-alive hint, which would hold app.close()')
     t.equal(await res.body.text(), 'data: a\n\n')
   }
+})
+
+t.test('the last request maxRequestsPerSocket allows on a connection: close, even over a header set before', async t => {
+  t.setTimeout(10_000)
+  const { app, url } = await startApp(app => {
+    app.get('/own', { onRequest: async (request, reply) => { reply.header('connection', 'keep-alive') } }, async function * () {
+      yield { data: 'a' }
+    })
+  }, {}, { maxRequestsPerSocket: 2 })
+  t.teardown(() => app.close())
+  const request = 'GET /own HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
+  const response = await exchange(url, request + request)
+  const heads = response.split('\r\n\r\n').filter(part => part.startsWith('HTTP/1.1'))
+  t.equal(heads.length, 2, 'both answered on the one connection')
+  t.match(heads[0], /\r\nconnection: keep-alive(\r\n|$)/i, 'the first keeps it')
+  t.match(heads[1], /\r\nconnection: close(\r\n|$)/i, 'the second closes it, as Node would say, and does')
 })
 
 t.test('Accept: which headers let a request stream (the most specific range decides)', async t => {
