@@ -5,6 +5,7 @@ import {
   decoder, headerValue, lowerCaseKeys, mimeEssence, type ClientSchema, type ItemsOf, type ReceivedItem
 } from './client/connect.js'
 import { SseClientError, SseRuntimeError } from './errors.js'
+import { refuseUnknownOptions, type OptionNames } from './client/options.js'
 import { checkParseOptions, parseEventStream } from './client/parse.js'
 
 // `fastify-typed-sse/testing`: test an SSE route in three lines, through `app.inject` (no port, no socket):
@@ -39,6 +40,20 @@ export interface InjectSseOptions extends InjectSseBaseOptions {
   references?: TSchema[]
 }
 
+/** The names `injectSse()` takes: any other is refused at the call. */
+const INJECT_SSE_OPTIONS: OptionNames<InjectSseOptions> = {
+  url: true,
+  method: true,
+  headers: true,
+  query: true,
+  payload: true,
+  lastEventId: true,
+  json: true,
+  maxEventLength: true,
+  schema: true,
+  references: true
+}
+
 /** The options of `collect` but `schema`. */
 export interface CollectBaseOptions extends InjectSseBaseOptions {
   /** Events to wait for before the stream is closed. Default: all, until the route ends the stream. */
@@ -53,6 +68,9 @@ export interface CollectOptions extends CollectBaseOptions {
   /** The TypeBox schemas (with an `$id`) that `Type.Ref`s in `schema` name. */
   references?: TSchema[]
 }
+
+/** The names `collect()` takes: `injectSse()`'s and its own. */
+const COLLECT_OPTIONS: OptionNames<CollectOptions> = { ...INJECT_SSE_OPTIONS, count: true, timeout: true }
 
 /** An open SSE response of an injected request; `Item` is what it yields (by default, items whose `data` is a `T`). */
 export interface InjectedStream<T, Item = ReceivedItem<T>> {
@@ -91,12 +109,13 @@ export async function injectSse<T = unknown> (
   app: FastifyInstance, options: InjectSseBaseOptions & { schema?: undefined }
 ): Promise<InjectedStream<T>>
 export async function injectSse (app: FastifyInstance, options: InjectSseOptions): Promise<InjectedStream<unknown>> {
-  return openStream(app, options, 'injectSse()')
+  return openStream(app, options, INJECT_SSE_OPTIONS, 'injectSse()')
 }
 
 async function openStream (
-  app: FastifyInstance, options: InjectSseOptions, owner: string
+  app: FastifyInstance, options: InjectSseOptions, known: Readonly<Record<string, true>>, owner: string
 ): Promise<InjectedStream<unknown>> {
+  refuseUnknownOptions(options, known, owner)
   checkParseOptions({ maxEventLength: options.maxEventLength }, owner)
   const headers: Record<string, string> = { accept: 'text/event-stream', ...lowerCaseKeys(options.headers) }
   if (options.lastEventId !== undefined) headers['last-event-id'] = headerValue(options.lastEventId)
@@ -185,7 +204,7 @@ export async function collect<T = unknown> (
   app: FastifyInstance, options: CollectBaseOptions & { schema?: undefined }
 ): Promise<Array<ReceivedItem<T>>>
 export async function collect (app: FastifyInstance, options: CollectOptions): Promise<Array<ReceivedItem<unknown>>> {
-  const stream = await openStream(app, options, 'collect()')
+  const stream = await openStream(app, options, COLLECT_OPTIONS, 'collect()')
   try {
     return await stream.take(options.count ?? Infinity, options.timeout)
   } finally {

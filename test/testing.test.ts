@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { expectTypeOf } from 'expect-type'
 import ssePlugin, { sseSchema } from '../lib/index.js'
-import { collect, injectSse, type ReceivedItem } from '../lib/testing.js'
+import { collect, injectSse, type CollectOptions, type ReceivedItem } from '../lib/testing.js'
 import { SseClientError } from '../lib/client/index.js'
 import { deferred } from './helpers.js'
 
@@ -129,6 +129,61 @@ t.test('clear failures: not a stream, too few events, too slow, bad data, a bad 
   await t.rejects(collect(app, { url: '/counted', maxEventLength: NaN }), { name: 'SseError', code: 'FST_SSE_INVALID_OPTION', field: 'maxEventLength', message: /^collect\(\) option "maxEventLength" must be a whole number of characters >= 1 \(or Infinity\), got NaN$/ })
   await t.rejects(injectSse(app, { url: '/counted', maxEventLength: -1 }), { field: 'maxEventLength', message: /^injectSse\(\) option "maxEventLength" .* got -1$/ })
   t.notOk(ran, 'a bad option: no request made')
+})
+
+t.test('an unknown option name is refused, naming it and the known ones, before any request; every documented one is taken', async t => {
+  let requests = 0
+  const app = await build(t, app => {
+    app.route({
+      method: ['GET', 'POST'],
+      url: '/all',
+      handler: async function * (request) {
+        requests++
+        const { headers, query, body } = request
+        yield { data: { n: requests }, id: `${String(headers['x-a'])} ${String((query as { q: string }).q)} ${JSON.stringify(body)} ${String(headers['last-event-id'])}` }
+      }
+    })
+  })
+  const injectKnown = 'url, method, headers, query, payload, lastEventId, json, maxEventLength, schema, references'
+  const collectKnown = `${injectKnown}, count, timeout`
+  for (const name of ['header', 'lastEventID', 'body', 'count']) {
+    // an options object built at run time (or a JavaScript caller's), which the types cannot see into
+    const options: Record<string, unknown> = { url: '/all' }
+    options[name] = 1
+    if (name !== 'count') {
+      await t.rejects(collect(app, options as { url: string }), {
+        name: 'SseError', code: 'FST_SSE_INVALID_OPTION', field: name, message: `collect() option "${name}" is unknown (its options: ${collectKnown})`
+      }, `collect() ${name}`)
+    }
+    await t.rejects(injectSse(app, options as { url: string }), {
+      name: 'SseError', code: 'FST_SSE_INVALID_OPTION', field: name, message: `injectSse() option "${name}" is unknown (its options: ${injectKnown})`
+    }, `injectSse() ${name}`)
+  }
+  await t.rejects(collect(app, null as unknown as { url: string }), { code: 'FST_SSE_INVALID_OPTION', field: 'options', message: 'collect() option "options" must be an object, got null' })
+  t.equal(requests, 0, 'no request made')
+
+  // every option the docs list, at once, none refused
+  const every: Required<CollectOptions> = {
+    url: '/all',
+    method: 'POST',
+    headers: { 'x-a': 'h' },
+    query: { q: 'q' },
+    payload: { p: 1 },
+    lastEventId: 'five',
+    json: true,
+    maxEventLength: 1000,
+    schema: Tick,
+    references: [],
+    count: 1,
+    timeout: 5000
+  }
+  t.equal(Object.keys(every).join(', '), collectKnown)
+  t.same(await collect(app, every), [{ id: 'h q {"p":1} five', data: { n: 1 } }])
+  const { count, timeout, ...injectEvery } = every
+  t.equal(Object.keys(injectEvery).join(', '), injectKnown)
+  const stream = await injectSse(app, injectEvery)
+  t.same(await stream.take(count, timeout), [{ id: 'h q {"p":1} five', data: { n: 2 } }])
+  stream.close()
 })
 
 t.test('the route\'s own sseSchema decodes both ends: event map, string data as text, anything else JSON', async t => {

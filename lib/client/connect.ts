@@ -1,6 +1,7 @@
 import type { Static, TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck, type ValueError } from '@sinclair/typebox/compiler'
 import { invalidOption, SseClientError, SseError, SseParseError, shown } from '../errors.js'
+import { refuseUnknownOptions, type OptionNames } from './options.js'
 import { checkParseOptions, parseEventStream } from './parse.js'
 import type { SseItem } from '../types.js'
 import {
@@ -99,6 +100,22 @@ export interface ConnectOptions extends ConnectBaseOptions {
   schema?: ClientSchema
   /** The TypeBox schemas (with an `$id`) that `Type.Ref`s in `schema` name, as the route's shared schemas. */
   references?: TSchema[]
+}
+
+/** The names `connect()` takes: any other (a misspelt `retryy`, say) is refused at the call. */
+const CONNECT_OPTIONS: OptionNames<ConnectOptions> = {
+  signal: true,
+  lastEventId: true,
+  headers: true,
+  retry: true,
+  reconnect: true,
+  maxRetries: true,
+  json: true,
+  maxEventLength: true,
+  retryUnavailable: true,
+  fetch: true,
+  schema: true,
+  references: true
 }
 
 const DEFAULT_RETRY = 3000
@@ -273,15 +290,14 @@ const LINE_BREAK_OR_NUL = /[\r\n\0]/
 
 /**
  * Refuses bad arguments at the call. Each of them would otherwise fail inside the loop, most as a fetch error
- * that looks like a network failure and is retried without end (a URL fetch cannot parse, a header it refuses).
+ * that looks like a network failure and is retried without end (a URL fetch cannot parse, a header it refuses);
+ * an unknown option name would be ignored.
  */
 function checkConnectOptions (url: unknown, options: ConnectOptions): void {
   if (!URL.canParse(String(url))) {
     throw new SseError('FST_SSE_INVALID_OPTION', 'url', `connect() needs an absolute URL, got ${shown(url)}`)
   }
-  if (typeof options !== 'object' || options === null) {
-    throw invalidOption('options', `must be an object, got ${shown(options)}`, CONNECT)
-  }
+  refuseUnknownOptions(options, CONNECT_OPTIONS, CONNECT)
   const { retry = DEFAULT_RETRY, maxRetries = Infinity, signal, lastEventId, headers, schema, references } = options
   if (!isDelay(retry)) {
     throw invalidOption('retry', `must be a non-negative whole number of milliseconds, got ${shown(retry)}`, CONNECT)

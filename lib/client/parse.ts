@@ -1,5 +1,6 @@
 import { invalidOption, SseParseError, shown } from '../errors.js'
 import type { SseItem } from '../types.js'
+import { refuseUnknownOptions, type OptionNames } from './options.js'
 
 // The WHATWG "event stream interpretation" (HTML §9.2.6), as a pull parser over a response body.
 
@@ -20,18 +21,18 @@ export interface ParseOptions {
   onId?: (id: string) => void
 }
 
+/** The names `parseEventStream()` takes: any other is refused at the call. */
+const PARSE_OPTIONS: OptionNames<ParseOptions> = { maxEventLength: true, onRetry: true, onComment: true, onId: true }
+
 const DEFAULT_MAX_EVENT_LENGTH = 4 * 1024 * 1024
 const DIGITS = /^[0-9]+$/
 const CALLBACKS = ['onRetry', 'onComment', 'onId'] as const
 
 /**
- * Refuses bad parse options where they are given, not at the first chunk (`owner` names the function that took
- * them): `maxEventLength` a whole number >= 1 or Infinity, each callback a function.
+ * Refuses bad parse option values where they are given, not at the first chunk (`owner` names the function that
+ * took them): `maxEventLength` a whole number >= 1 or Infinity, each callback a function.
  */
 export function checkParseOptions (options: ParseOptions, owner = 'parseEventStream()'): void {
-  if (typeof options !== 'object' || options === null) {
-    throw invalidOption('options', `must be an object, got ${shown(options)}`, owner)
-  }
   const { maxEventLength } = options
   if (maxEventLength !== undefined && maxEventLength !== Infinity &&
     !(Number.isSafeInteger(maxEventLength) && maxEventLength >= 1)) {
@@ -51,12 +52,13 @@ export function checkParseOptions (options: ParseOptions, owner = 'parseEventStr
  * `\n`), `event` when the block named one, `id` when the block carried an `id:` line and `retry` when it
  * carried a valid `retry:` line. An event without data is not dispatched; an unterminated last event is dropped.
  * Bytes are decoded as UTF-8 (a leading BOM is skipped, invalid sequences become U+FFFD, as the spec says).
- * A bad option throws an `SseError` (`FST_SSE_INVALID_OPTION`) at the call.
+ * A bad or unknown option throws an `SseError` (`FST_SSE_INVALID_OPTION`) at the call.
  */
 export function parseEventStream (
   body: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>,
   options: ParseOptions = {}
 ): AsyncGenerator<SseItem<string>, void, undefined> {
+  refuseUnknownOptions(options, PARSE_OPTIONS, 'parseEventStream()')
   checkParseOptions(options)
   return parse(body, options)
 }

@@ -5,7 +5,7 @@ import Fastify from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { expectTypeOf } from 'expect-type'
 import { Agent, fetch as undiciFetch } from 'undici'
-import { connect, SseClientError, SseParseError, type FetchLike, type ReceivedItem, type SseItem } from '../../lib/client/index.js'
+import { connect, SseClientError, SseParseError, type ConnectOptions, type FetchLike, type ReceivedItem, type SseItem } from '../../lib/client/index.js'
 import ssePlugin from '../../lib/index.js'
 import { retryAfterMs } from '../../lib/client/connect.js'
 import { deferred, startApp } from '../helpers.js'
@@ -324,6 +324,49 @@ t.test('bad arguments are refused at the call, naming each, before any request',
   const others = { signal: polyfilled, lastEventId: 'é✓', headers: { 'X-Token': 'abc' }, references: [] }
   const fine = connect(new URL(url), { fetch, ...numbers, ...flags, ...others, schema: Type.String() })
   t.same(await fine.next(), { value: undefined, done: true }, 'an aborted signal ends it at once')
+  t.equal(fetched, 0)
+})
+
+t.test('an unknown option name is refused at the call, naming it and the known ones; every documented one is taken', async t => {
+  let fetched = 0
+  const fetch: FetchLike = async () => { fetched++; throw new Error('not called') }
+  const url = 'http://127.0.0.1:1/'
+  const known = 'signal, lastEventId, headers, retry, reconnect, maxRetries, json, maxEventLength, retryUnavailable, fetch, schema, references'
+  for (const name of ['retryy', 'lastEventID', 'header', 'timeout', 'constructor']) {
+    // an options object built at run time (or a JavaScript caller's), which the types cannot see into
+    const options: Record<string, unknown> = { fetch }
+    options[name] = 1
+    const err = t.throws(() => connect(url, options), {
+      name: 'SseError',
+      code: 'FST_SSE_INVALID_OPTION',
+      field: name,
+      message: `connect() option "${name}" is unknown (its options: ${known})`
+    }, name)
+    t.type(err, TypeError)
+  }
+  t.throws(() => connect(url, { fetch, retry: -1, retryy: 1 } as object), { code: 'FST_SSE_INVALID_OPTION', field: 'retryy' }, 'an unknown name is named before a bad value')
+  t.equal(fetched, 0, 'nothing was fetched')
+
+  // every option the docs list, at once, none refused
+  const controller = new AbortController()
+  controller.abort()
+  const every: Required<ConnectOptions> = {
+    signal: controller.signal,
+    lastEventId: '5',
+    headers: { 'x-token': 'abc' },
+    retry: 10,
+    reconnect: false,
+    maxRetries: 0,
+    json: true,
+    maxEventLength: 100,
+    retryUnavailable: false,
+    fetch,
+    schema: Type.Number(),
+    references: []
+  }
+  t.equal(Object.keys(every).join(', '), known)
+  const events = connect(url, every)
+  t.same(await events.next(), { value: undefined, done: true }, 'taken (and the aborted signal ended it)')
   t.equal(fetched, 0)
 })
 

@@ -227,6 +227,25 @@ t.test('bad options are refused at the call, naming the option; the edges of the
     t.throws(() => bad({ [name]: 'log' }), { code: 'FST_SSE_INVALID_OPTION', field: name, message: new RegExp(`"${name}" must be a function, got "log" \\(string\\)$`) })
   }
   t.throws(() => bad(null), { code: 'FST_SSE_INVALID_OPTION', field: 'options', message: /must be an object, got null$/ })
+  // names the types would refuse in a literal, in an object built at run time (or a JavaScript caller's)
+  for (const name of ['maxLength', 'onEvent', 'onid', 'retry']) {
+    const err = t.throws(() => bad({ [name]: () => {} }), {
+      name: 'SseError',
+      code: 'FST_SSE_INVALID_OPTION',
+      field: name,
+      message: `parseEventStream() option "${name}" is unknown (its options: maxEventLength, onRetry, onComment, onId)`
+    }, name)
+    t.type(err, TypeError)
+  }
+  const seen: string[] = []
+  const every: Required<ParseOptions> = {
+    maxEventLength: 100,
+    onRetry: retry => seen.push(`retry ${retry}`),
+    onComment: comment => seen.push(`comment ${comment}`),
+    onId: id => seen.push(`id ${id}`)
+  }
+  t.same(await items([': hi\nretry: 5\nid: 1\ndata: a\n\n'], every), [{ data: 'a', id: '1', retry: 5 }], 'every documented option taken')
+  t.same(seen, ['comment hi', 'retry 5', 'id 1'])
   t.same(await items(['data: a\n\n'], { maxEventLength: Infinity }), [{ data: 'a' }], 'Infinity: no limit')
   t.same(await items(['data: a\n\n'], { maxEventLength: 7 }), [{ data: 'a' }], 'the line "data: a" is 7 characters')
   t.same(await items(['data: a\n\n'], { maxEventLength: undefined }), [{ data: 'a' }], 'undefined: the default')
