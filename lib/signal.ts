@@ -57,21 +57,7 @@ function abortIfClientGone (this: FastifyReply['raw']): void {
  * once a request body is read) cannot be, and the stream gets a new one, with a warning that names the route.
  */
 export function bindStreamSignal (request: FastifyRequest, reply: FastifyReply): void {
-  const req = request as FastifyRequest & StreamRequest
-  if (req[kResponse] !== undefined) return
-  req[kResponse] = reply.raw
-  const early = takeRequestSignal(request)
-  if (early !== undefined) {
-    if (!early.signal.aborted) {
-      req[kController] = early
-      abortOnClientGone(early, reply.raw)
-    } else {
-      reply.log.warn(`${request.method} ${request.url}: request.signal was read before the stream started and ` +
-        'had already aborted (Fastify aborts it once a request body is read); the stream has a new one. Read ' +
-        'request.signal after reply.sse(), or give the route an async function* handler or an sseSchema() response')
-    }
-  }
-  shadowRequestSignal(request, streamSignal)
+  if ((request as FastifyRequest & StreamRequest)[kResponse] === undefined) bind(request, reply, reply.raw)
 }
 
 /**
@@ -79,12 +65,32 @@ export function bindStreamSignal (request: FastifyRequest, reply: FastifyReply):
  * client leaves, the server closes or it stops its source, so nothing else watches the response for it.
  */
 export function streamStarted (request: FastifyRequest, reply: FastifyReply): void {
-  bindStreamSignal(request, reply)
   const req = request as FastifyRequest & StreamRequest
+  if (req[kResponse] === undefined) {
+    bind(request, reply, null)
+    return
+  }
   req[kResponse] = null
-  if (req[kController] === undefined) return
   const res = reply.raw
-  if (waitingForStream.delete(res)) res.removeListener('close', abortIfClientGone)
+  if (req[kController] !== undefined && waitingForStream.delete(res)) res.removeListener('close', abortIfClientGone)
+}
+
+/** `bindStreamSignal`, with the response to watch for the client leaving (null: the stream exists and watches). */
+function bind (request: FastifyRequest, reply: FastifyReply, res: FastifyReply['raw'] | null): void {
+  const req = request as FastifyRequest & StreamRequest
+  req[kResponse] = res
+  const early = takeRequestSignal(request)
+  if (early !== undefined) {
+    if (!early.signal.aborted) {
+      req[kController] = early
+      if (res !== null) abortOnClientGone(early, res)
+    } else {
+      reply.log.warn(`${request.method} ${request.url}: request.signal was read before the stream started and ` +
+        'had already aborted (Fastify aborts it once a request body is read); the stream has a new one. Read ' +
+        'request.signal after reply.sse(), or give the route an async function* handler or an sseSchema() response')
+    }
+  }
+  shadowRequestSignal(request, streamSignal)
 }
 
 /** Whether `signal` is this request's `request.signal` as its stream's (read so far). */
