@@ -1,11 +1,13 @@
 import type { FastifyInstance, HTTPMethods, InjectOptions } from 'fastify'
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
+import { METHODS, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http'
 import type { TSchema } from '@sinclair/typebox'
 import {
-  decoder, headerValue, lowerCaseKeys, mimeEssence, type ClientSchema, type ItemsOf, type ReceivedItem
+  decoder, headerValue, lowerCaseKeys, MAX_DELAY, mimeEssence, type ClientSchema, type ItemsOf, type ReceivedItem
 } from './client/connect.js'
-import { SseClientError, SseRuntimeError } from './errors.js'
-import { refuseUnknownOptions, type OptionNames } from './client/options.js'
+import { invalidOption, SseClientError, SseRuntimeError, shown } from './errors.js'
+import {
+  checkCount, checkHeaders, checkLastEventId, checkStringValues, refuseUnknownOptions, type OptionNames
+} from './client/options.js'
 import { checkParseOptions, parseEventStream } from './client/parse.js'
 
 // `fastify-typed-sse/testing`: test an SSE route in three lines, through `app.inject` (no port, no socket):
@@ -15,7 +17,7 @@ import { checkParseOptions, parseEventStream } from './client/parse.js'
 
 /** The options of `injectSse` but `schema` (overloads add a typed one). */
 export interface InjectSseBaseOptions {
-  /** Path (and query string) of the route. */
+  /** Path (and query string) of the route, starting with `/`; or an absolute `http(s)` URL (its host is `Host`). */
   url: string
   /** Default `GET`. */
   method?: HTTPMethods
@@ -58,7 +60,7 @@ const INJECT_SSE_OPTIONS: OptionNames<InjectSseOptions> = {
 export interface CollectBaseOptions extends InjectSseBaseOptions {
   /** Events to wait for before the stream is closed. Default: all, until the route ends the stream. */
   count?: number
-  /** Milliseconds to wait for them before failing with what did arrive. Default 5000. */
+  /** Milliseconds (a whole number, 1 to 2^31-1) to wait for them before failing with what did arrive. Default 5000. */
   timeout?: number
 }
 
@@ -82,7 +84,8 @@ export interface InjectedStream<T, Item = ReceivedItem<T>> {
   comments: string[]
   /**
    * Reads `count` more events (`Infinity`: all until the stream ends); fails, and closes the stream, when they
-   * do not come within `timeout` ms (default 5000) or the stream ends first.
+   * do not come within `timeout` ms (default 5000) or the stream ends first. A `count` that is not a whole number
+   * >= 0 or Infinity, or a `timeout` that is not a whole number from 1 to 2^31-1, rejects with an `SseError`.
    */
   take (count: number, timeout?: number): Promise<Item[]>
   /** Closes the response as a client leaving would: the route's generator is stopped (its `finally` runs). */
@@ -90,6 +93,41 @@ export interface InjectedStream<T, Item = ReceivedItem<T>> {
 }
 
 const DEFAULT_TIMEOUT = 5000
+
+/**
+ * Refuses bad options where they are given, before a request is injected: each would otherwise fail later with a
+ * message about something else (inject's own validation, a header Node refuses), or be sent as a guess (a number
+ * as a query value, `[object Object]` as a URL).
+ */
+function checkOptions (options: unknown, known: Readonly<Record<string, true>>, owner: string): void {
+  refuseUnknownOptions(options, known, owner)
+  const { url, method, headers, query, lastEventId, maxEventLength } = options as InjectSseOptions
+  checkParseOptions({ maxEventLength }, owner)
+  if (!isRequestUrl(url)) {
+    const problem = `must be a path starting with "/" (or an absolute http(s) URL), got ${shown(url)}`
+    throw invalidOption('url', problem, owner)
+  }
+  if (method !== undefined && !(typeof method === 'string' && METHODS.includes(method.toUpperCase()))) {
+    const problem = `must be an HTTP method (one of node:http's METHODS, in any case), got ${shown(method)}`
+    throw invalidOption('method', problem, owner)
+  }
+  checkHeaders(headers, owner)
+  if (query !== undefined) checkStringValues(query, 'query', 'parameter names', owner)
+  checkLastEventId(lastEventId, owner)
+}
+
+function isRequestUrl (url: unknown): boolean {
+  if (typeof url !== 'string') return false
+  if (url.startsWith('/')) return true
+  return URL.canParse(url) && /^https?:$/.test(new URL(url).protocol)
+}
+
+/** Refuses a timeout (`collect()`'s, `take()`'s) that is not whole ms a timer holds: a longer one fires at once. */
+function checkTimeout (timeout: unknown, owner: string): void {
+  if (!(Number.isSafeInteger(timeout) && (timeout as number) >= 1 && (timeout as number) <= MAX_DELAY)) {
+    throw invalidOption('timeout', `must be a whole number of milliseconds from 1 to ${MAX_DELAY}, got ${shown(timeout)}`, owner)
+  }
+}
 
 function describeRequest (options: InjectSseOptions): string {
   return `${options.method ?? 'GET'} ${options.url}`
@@ -109,14 +147,12 @@ export async function injectSse<T = unknown> (
   app: FastifyInstance, options: InjectSseBaseOptions & { schema?: undefined }
 ): Promise<InjectedStream<T>>
 export async function injectSse (app: FastifyInstance, options: InjectSseOptions): Promise<InjectedStream<unknown>> {
-  return openStream(app, options, INJECT_SSE_OPTIONS, 'injectSse()')
+  checkOptions(options, INJECT_SSE_OPTIONS, 'injectSse()')
+  return openStream(app, options)
 }
 
-async function openStream (
-  app: FastifyInstance, options: InjectSseOptions, known: Readonly<Record<string, true>>, owner: string
-): Promise<InjectedStream<unknown>> {
-  refuseUnknownOptions(options, known, owner)
-  checkParseOptions({ maxEventLength: options.maxEventLength }, owner)
+/** Injects the request of checked options. */
+async function openStream (app: FastifyInstance, options: InjectSseOptions): Promise<InjectedStream<unknown>> {
   const headers: Record<string, string> = { accept: 'text/event-stream', ...lowerCaseKeys(options.headers) }
   if (options.lastEventId !== undefined) headers['last-event-id'] = headerValue(options.lastEventId)
   const request: InjectOptions = { method: options.method ?? 'GET', url: options.url, headers, payloadAsStream: true }
@@ -162,6 +198,8 @@ async function openStream (
 
   /** `count` events, or (`Infinity`) all of them until the stream ends, within `timeout` ms. */
   async function take (count: number, timeout = DEFAULT_TIMEOUT): Promise<Array<ReceivedItem<unknown>>> {
+    checkCount(count, 'count', 'take()')
+    checkTimeout(timeout, 'take()')
     const out: Array<ReceivedItem<unknown>> = []
     let timer: NodeJS.Timeout | undefined
     const expired = new Promise<'timeout'>(resolve => { timer = setTimeout(resolve, timeout, 'timeout') })
@@ -204,7 +242,10 @@ export async function collect<T = unknown> (
   app: FastifyInstance, options: CollectBaseOptions & { schema?: undefined }
 ): Promise<Array<ReceivedItem<T>>>
 export async function collect (app: FastifyInstance, options: CollectOptions): Promise<Array<ReceivedItem<unknown>>> {
-  const stream = await openStream(app, options, COLLECT_OPTIONS, 'collect()')
+  checkOptions(options, COLLECT_OPTIONS, 'collect()')
+  if (options.count !== undefined) checkCount(options.count, 'count', 'collect()')
+  if (options.timeout !== undefined) checkTimeout(options.timeout, 'collect()')
+  const stream = await openStream(app, options)
   try {
     return await stream.take(options.count ?? Infinity, options.timeout)
   } finally {

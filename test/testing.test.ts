@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { expectTypeOf } from 'expect-type'
 import ssePlugin, { sseSchema } from '../lib/index.js'
-import { collect, injectSse, type CollectOptions, type ReceivedItem } from '../lib/testing.js'
+import { collect, injectSse, type CollectBaseOptions, type CollectOptions, type ReceivedItem } from '../lib/testing.js'
 import { SseClientError } from '../lib/client/index.js'
 import { deferred } from './helpers.js'
 
@@ -237,4 +237,93 @@ t.test('lastEventId goes out as UTF-8 bytes, as a real client sends it', async t
     })
   })
   t.same(await collect(app, { url: '/resume', lastEventId: '✓ é 日本', json: false }), [{ data: '✓ é 日本' }])
+})
+
+t.test('a bad option value is refused, naming the option and the function, before any request', async t => {
+  let injected = 0
+  const app = await build(t, app => {
+    app.addHook('onRequest', async () => { injected++ })
+    app.get('/one', async function * () { yield { data: 1 } })
+  })
+  const refused = async (options: Record<string, unknown>, field: string, problem: RegExp, helpers = ['collect', 'injectSse']): Promise<void> => {
+    const all = { url: '/one', ...options } as unknown as CollectBaseOptions
+    for (const owner of helpers) {
+      const call = owner === 'collect' ? collect(app, all) : injectSse(app, all)
+      const err = await call.catch((e: unknown) => e)
+      t.type(err, TypeError, `${owner}() ${field}: ${JSON.stringify(options[field]) ?? String(options[field])}`)
+      t.match(err, { name: 'SseError', code: 'FST_SSE_INVALID_OPTION', field })
+      t.match((err as Error).message, new RegExp(`^${owner}\\(\\) option "${field}" ${problem.source}`))
+    }
+  }
+  const PATH = /must be a path starting with "\/" \(or an absolute http\(s\) URL\), got /
+  for (const url of [undefined, 7, '', 'one', ' /one', 'ftp://example.com/one', { pathname: '/one' }]) {
+    await refused({ url }, 'url', PATH)
+  }
+  await refused({ url: 'one' }, 'url', /.* got "one" \(string\)$/)
+  for (const method of ['FOO', '', 'GET ', 1, null]) {
+    await refused({ method }, 'method', /must be an HTTP method \(one of node:http's METHODS, in any case\), got /)
+  }
+  await refused({ method: 'FOO' }, 'method', /.* got "FOO" \(string\)$/)
+  await refused({ headers: 'x-a: 1' }, 'headers', /must be an object of header names and values, got "x-a: 1" \(string\)$/)
+  await refused({ headers: null }, 'headers', /must be an object of header names and values, got null$/)
+  await refused({ headers: [['x-a', '1']] }, 'headers', /must be an object .* got an array$/)
+  await refused({ headers: { 'x-a': 1 } }, 'headers', /must have string values, got 1 for "x-a"$/)
+  await refused({ headers: { 'x-a': 'one\r\ntwo' } }, 'headers', /are not valid HTTP headers: /)
+  await refused({ headers: { 'bad name': 'x' } }, 'headers', /are not valid HTTP headers: /)
+  await refused({ headers: { 'x-a': '日本' } }, 'headers', /are not valid HTTP headers: /)
+  await refused({ query: 'q=1' }, 'query', /must be an object of parameter names and values, got "q=1" \(string\)$/)
+  await refused({ query: null }, 'query', /must be an object .* got null$/)
+  await refused({ query: ['q'] }, 'query', /must be an object .* got an array$/)
+  await refused({ query: { q: 1 } }, 'query', /must have string values, got 1 for "q"$/)
+  await refused({ query: { q: ['1', '2'] } }, 'query', /must have string values, got an array for "q"$/)
+  await refused({ lastEventId: 7 }, 'lastEventId', /must be a string without line breaks or NUL \(an id a stream can send\), got 7$/)
+  await refused({ lastEventId: 'a\nb' }, 'lastEventId', /.* got "a\\nb" \(string\)$/)
+  await refused({ lastEventId: 'a\0' }, 'lastEventId', /must be a string without/)
+  for (const count of [-1, 1.5, NaN, '3', null, 2 ** 53]) {
+    await refused({ count }, 'count', /must be a non-negative whole number or Infinity, got /, ['collect'])
+  }
+  await refused({ count: '3' }, 'count', /.* got "3" \(string\)$/, ['collect'])
+  for (const timeout of [0, -1, 1.5, NaN, Infinity, 2 ** 31, '100', null]) {
+    await refused({ timeout }, 'timeout', /must be a whole number of milliseconds from 1 to 2147483647, got /, ['collect'])
+  }
+  await refused({ timeout: Infinity }, 'timeout', /.* got Infinity$/, ['collect'])
+  await refused({ timeout: '100' }, 'timeout', /.* got "100" \(string\)$/, ['collect'])
+  t.equal(injected, 0, 'no request was injected')
+
+  // take()'s arguments follow the same rules: refused without touching the stream
+  const stream = await injectSse(app, { url: '/one' })
+  t.equal(injected, 1)
+  for (const [count, timeout, field] of [[undefined, undefined, 'count'], [-1, 100, 'count'], [NaN, 100, 'count'], [1, 0, 'timeout'], [1, Infinity, 'timeout'], [1, null, 'timeout']] as const) {
+    await t.rejects(stream.take(count as unknown as number, timeout as unknown as number),
+      { name: 'SseError', code: 'FST_SSE_INVALID_OPTION', field, message: new RegExp(`^take\\(\\) option "${field}" must be `) }, `take(${String(count)}, ${String(timeout)})`)
+  }
+  t.same(await stream.take(1, 2 ** 31 - 1), [{ data: 1 }], 'the stream is still there; the longest timeout is taken')
+  stream.close()
+})
+
+t.test('every documented form of the option values is taken', async t => {
+  const seen: Array<Record<'method' | 'url', string> & Record<'host' | 'lastEventId' | 'a', string | undefined>> = []
+  const app = await build(t, app => {
+    app.route({
+      method: ['GET', 'POST', 'QUERY'],
+      url: '/echo',
+      handler: async function * (request) {
+        const { method, url, headers } = request
+        seen.push({ method, url, host: headers.host, lastEventId: headers['last-event-id'] as string | undefined, a: headers['x-a'] as string | undefined })
+        yield * [{ data: 1 }, { data: 2 }]
+      }
+    })
+  })
+  t.same(await collect(app, { url: '/echo?x=1', method: 'post', headers: {}, query: {}, count: 0, timeout: 1 }), [], 'count 0: nothing to wait for')
+  t.same(await collect(app, { url: 'http://example.com/echo', method: 'GET', count: Infinity, timeout: 2 ** 31 - 1 }), [{ data: 1 }, { data: 2 }])
+  t.same(await collect(app, { url: '/echo', method: 'QUERY', headers: { 'x-a': 'é', 'content-type': 'text/plain' }, payload: 'q', query: { y: '' }, lastEventId: '' }), [{ data: 1 }, { data: 2 }])
+  const stream = await injectSse(app, { url: '/echo', headers: { 'X-A': ' b ' }, lastEventId: 'id with spaces' })
+  t.same(await stream.take(0), [])
+  t.same(await stream.take(Infinity), [{ data: 1 }, { data: 2 }])
+  t.same(seen, [
+    { method: 'POST', url: '/echo?x=1', host: 'localhost:80', lastEventId: undefined, a: undefined },
+    { method: 'GET', url: '/echo', host: 'example.com:80', lastEventId: undefined, a: undefined },
+    { method: 'QUERY', url: '/echo?y=', host: 'localhost:80', lastEventId: '', a: 'é' },
+    { method: 'GET', url: '/echo', host: 'localhost:80', lastEventId: 'id with spaces', a: ' b ' }
+  ])
 })

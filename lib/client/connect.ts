@@ -1,7 +1,7 @@
 import type { Static, TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck, type ValueError } from '@sinclair/typebox/compiler'
 import { invalidOption, SseClientError, SseError, SseParseError, shown } from '../errors.js'
-import { refuseUnknownOptions, type OptionNames } from './options.js'
+import { checkCount, checkHeaders, checkLastEventId, refuseUnknownOptions, type OptionNames } from './options.js'
 import { checkParseOptions, parseEventStream } from './parse.js'
 import type { SseItem } from '../types.js'
 import {
@@ -119,7 +119,8 @@ const CONNECT_OPTIONS: OptionNames<ConnectOptions> = {
 }
 
 const DEFAULT_RETRY = 3000
-const MAX_DELAY = 2 ** 31 - 1
+/** Internal (lib/testing uses it too): the longest delay a timer holds; a longer one fires at once in Node. */
+export const MAX_DELAY = 2 ** 31 - 1
 
 function isDelay (value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) >= 0
@@ -285,8 +286,6 @@ export function connect (
 
 const CONNECT = 'connect()'
 const FLAGS = ['reconnect', 'json', 'retryUnavailable'] as const
-/** Bytes a header value cannot carry: an id with one could never have come from a stream either. */
-const LINE_BREAK_OR_NUL = /[\r\n\0]/
 
 /**
  * Refuses bad arguments at the call. Each of them would otherwise fail inside the loop, most as a fetch error
@@ -302,9 +301,7 @@ function checkConnectOptions (url: unknown, options: ConnectOptions): void {
   if (!isDelay(retry)) {
     throw invalidOption('retry', `must be a non-negative whole number of milliseconds, got ${shown(retry)}`, CONNECT)
   }
-  if (maxRetries !== Infinity && !isDelay(maxRetries)) {
-    throw invalidOption('maxRetries', `must be a non-negative whole number or Infinity, got ${shown(maxRetries)}`, CONNECT)
-  }
+  checkCount(maxRetries, 'maxRetries', CONNECT)
   for (const name of FLAGS) {
     const flag: unknown = options[name]
     if (flag !== undefined && typeof flag !== 'boolean') {
@@ -317,25 +314,8 @@ function checkConnectOptions (url: unknown, options: ConnectOptions): void {
     typeof signal.addEventListener === 'function')) {
     throw invalidOption('signal', `must be an AbortSignal, got ${shown(signal)}`, CONNECT)
   }
-  if (lastEventId !== undefined && (typeof lastEventId !== 'string' || LINE_BREAK_OR_NUL.test(lastEventId))) {
-    const problem = `must be a string without line breaks or NUL (an id a stream can send), got ${shown(lastEventId)}`
-    throw invalidOption('lastEventId', problem, CONNECT)
-  }
-  if (headers !== undefined) {
-    if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) {
-      throw invalidOption('headers', `must be an object of header names and values, got ${shown(headers)}`, CONNECT)
-    }
-    for (const [name, value] of Object.entries(headers)) {
-      if (typeof value !== 'string') {
-        throw invalidOption('headers', `must have string values, got ${shown(value)} for "${name}"`, CONNECT)
-      }
-    }
-    try {
-      void new Headers(headers) // the rules fetch applies to names and values
-    } catch (err) {
-      throw invalidOption('headers', `are not valid HTTP headers: ${(err as Error).message}`, CONNECT)
-    }
-  }
+  checkLastEventId(lastEventId, CONNECT)
+  checkHeaders(headers, CONNECT)
   if (options.fetch !== undefined && typeof options.fetch !== 'function') {
     throw invalidOption('fetch', `must be a function (url, init) => Promise<Response>, got ${shown(options.fetch)}`, CONNECT)
   }
