@@ -11,10 +11,11 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
+import { recordFigures, recording, withoutRecord } from './figures.js'
 import { stampedFrameReader } from './stamped-frames.js'
 
-const SUBSCRIBERS = Number(process.argv[2] ?? 5000) // server side only; the client is told
-const PUBLISHES = Number(process.argv[3] ?? 20)
+const SUBSCRIBERS = Number(withoutRecord()[0] ?? 5000) // server side only; the client is told
+const PUBLISHES = Number(withoutRecord()[1] ?? 20)
 const now = (): number => performance.timeOrigin + performance.now()
 
 type ToClient = { type: 'connect', port: number, path: string, subscribers: number, publishes: number }
@@ -182,9 +183,9 @@ async function server (): Promise<void> {
     ['server RSS per idle subscriber', `${((rssIdle - rssBefore) / SUBSCRIBERS / 1024).toFixed(1)} KiB`],
     ['time to connect all', `${connectMs} ms`]
   ]
-  console.log(`\nChannel fan-out on loopback, Node ${process.version}, ${(await import('node:os')).cpus().length} cores\n`)
-  console.log('| measure | value |\n|---|---|')
-  for (const [k, v] of rows) console.log(`| ${k} | ${v} |`)
+  const table = ['| measure | value |', '|---|---|', ...rows.map(([k, v]) => `| ${k} | ${v} |`)].join('\n')
+  console.log(`\nChannel fan-out on loopback, Node ${process.version}, ${(await import('node:os')).cpus().length} cores\n\n${table}`)
+  if (recording()) recordFigures('channel-fanout', table, `npx tsx bench/channel-fanout.ts ${SUBSCRIBERS} ${PUBLISHES}`)
 }
 
 async function client (): Promise<void> {

@@ -20,6 +20,7 @@
 //        [--top=25] [--dist=dist,/other/checkout/dist] (one row per build, side by side in one run)
 //        [--options='{"heartbeat":false}'] (plugin options)
 //        [--retainers='(number),Array'] (with --snapshot: what holds the objects of these kinds, by holder and field)
+//        [--record] (the table becomes the latest figures in bench/README.md, see bench/figures.js)
 // A process may hold at most `ulimit -n` sockets: 20,000 here, so the largest run is 19,000 streams.
 import { fork } from 'node:child_process'
 import { EventEmitter, once } from 'node:events'
@@ -30,6 +31,7 @@ import os from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import v8 from 'node:v8'
+import { recordFigures, recording } from './figures.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const args = process.argv.slice(2)
@@ -167,8 +169,15 @@ async function main () {
     }
   }
   const heads = counts.map(n => `N=${n} heap+ext | N=${n} RSS`).join(' | ')
-  console.log(`\n(KB per connection; load at the end ${load()})\n\n| variant | ${heads} |\n|---${'|---|---'.repeat(counts.length)}|`)
-  for (const r of rows) console.log(`| ${r.label} | ${r.results.map(x => `${kb(x.heap)} | ${kb(x.rss)}`).join(' | ')} |`)
+  const table = [
+    `KB per idle connection, after a full GC; load at the end ${load()}.`,
+    '',
+    `| variant | ${heads} |`,
+    `|---${'|---|---'.repeat(counts.length)}|`,
+    ...rows.map(r => `| ${r.label} | ${r.results.map(x => `${kb(x.heap)} | ${kb(x.rss)}`).join(' | ')} |`)
+  ].join('\n')
+  console.log('\n' + table)
+  if (recording()) recordFigures('heap-breakdown', table, `node bench/heap-breakdown.js ${args.filter(a => a !== '--record').join(' ')}`.trim())
 }
 
 const kb = (bytes) => (bytes / 1024).toFixed(2)

@@ -5,7 +5,7 @@
 // heap before and after (after a GC), the server side's sockets and kernel send queue, close time.
 //
 //   npm run build && node bench/hostile.js [--quick] [--only=churn,pipeline,stuck,h2reset,shutdown]
-//                                          [--dist=path/to/index.js] [--json=out.json]
+//                                          [--dist=path/to/index.js] [--json=out.json] [--record]
 //
 // Bounded: each scenario has a fixed number of clients and a deadline; only 127.0.0.1 is used. The kernel
 // figures come from /proc/net/tcp (Linux); elsewhere they are reported as n/a.
@@ -17,6 +17,7 @@ import { connect } from 'node:net'
 import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { recordFigures, recording } from './figures.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const args = process.argv.slice(2)
@@ -392,14 +393,17 @@ function summarize (codes) {
 async function drive () {
   const only = option('only')?.split(',') ?? Object.keys(scenarios)
   const results = {}
+  const tables = []
   for (const name of only) {
     if (!(name in scenarios)) throw new Error(`unknown scenario ${name}; known: ${Object.keys(scenarios).join(', ')}`)
     const t0 = Date.now()
     results[name] = await scenarios[name]()
-    console.log(`\n### ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`)
-    console.log('| measure | value |\n| --- | --- |')
-    for (const [k, v] of Object.entries(results[name])) console.log(`| ${k} | ${v} |`)
+    const table = [`**${name}** (${((Date.now() - t0) / 1000).toFixed(1)} s)`, '', '| measure | value |', '| --- | --- |',
+      ...Object.entries(results[name]).map(([k, v]) => `| ${k} | ${v} |`)].join('\n')
+    console.log('\n' + table)
+    tables.push(table)
   }
+  if (recording()) recordFigures('hostile', tables.join('\n\n'), `node bench/hostile.js ${args.filter(a => a !== '--record').join(' ')}`.trim())
   const json = option('json')
   if (json !== undefined) writeFileSync(json, JSON.stringify({ node: process.version, quick, results }, null, 2))
 }

@@ -11,9 +11,11 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import Fastify from 'fastify'
 import ssePlugin, { pushSource, type PushSource } from '../lib/index.js'
+import { recordFigures, recording, withoutRecord } from './figures.js'
 
-const EVENTS = Number(process.argv[2] ?? 20_000)
-const BYTES = Number(process.argv[3] ?? 1024)
+const EVENTS = Number(withoutRecord()[0] ?? 20_000)
+const BYTES = Number(withoutRecord()[1] ?? 1024)
+const rows: string[] = []
 
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
@@ -67,6 +69,7 @@ async function run (path: string): Promise<void> {
     ? `; push() false ${refused} times, cut off: ${String(source?.closed)}, listener left: ${ticker.listenerCount('tick')}`
     : `; listener left: ${ticker.listenerCount('tick')}`
   console.log(`${path.padEnd(8)} ${EVENTS} events of ${BYTES} B to a client that reads nothing: heap +${(held / 1048576).toFixed(1)} MiB${told}`)
+  rows.push(`| ${path === '/push' ? '`pushSource()`' : '`events.on()` recipe'} | +${(held / 1048576).toFixed(1)} MiB | ${told.slice(2)} |`)
   client.destroy()
   while (ticker.listenerCount('tick') > 0) await sleep(5)
 }
@@ -74,3 +77,8 @@ async function run (path: string): Promise<void> {
 await run('/recipe')
 await run('/push')
 await app.close()
+if (recording()) {
+  const table = [`${EVENTS} events of ${BYTES} B to a client that reads nothing.`, '',
+    '| route | server heap held | what the producer saw |', '|---|---|---|', ...rows].join('\n')
+  recordFigures(`push-recipe-${EVENTS}`, table, `npx tsx bench/push-recipe.ts ${EVENTS} ${BYTES}`)
+}

@@ -13,6 +13,7 @@ import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { child } from './child-process.js'
+import { recordFigures, recording, withoutRecord } from './figures.js'
 import { stampedFrameReader } from './stamped-frames.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -31,7 +32,7 @@ type FromClient = { type: 'connected', errors: number } | { type: 'delivered', n
 const self = fileURLToPath(import.meta.url)
 if (process.argv[2] === 'server') await server(process.argv[3] as Backend, process.argv[4] as string)
 else if (process.argv[2] === 'client') await client()
-else await main(Number(process.argv[2] ?? 2500), Number(process.argv[3] ?? 20))
+else await main(Number(withoutRecord()[0] ?? 2500), Number(withoutRecord()[1] ?? 20))
 
 async function scenario (backend: Backend, servers: number, subscribers: number, publishes: number) {
   const prefix = `bench:fastify-typed-sse:${process.pid}:`
@@ -82,16 +83,21 @@ async function main (subscribers: number, publishes: number): Promise<void> {
     await scenario('redis', 2, subscribers, publishes),
     await scenario('memory', 1, subscribers, publishes)
   ]
-  console.log(`\nRedis vs in-memory channel fan-out on loopback, Node ${process.version}, ${cpus().length} cores, ${publishes} publishes\n`)
-  console.log('| | ' + results.map(r => r.label).join(' | ') + ' |')
-  console.log('|---|' + results.map(() => '---').join('|') + '|')
-  const row = (name: string, f: (r: typeof results[number]) => string) => console.log(`| ${name} | ${results.map(f).join(' | ')} |`)
+  const lines = [
+    `Redis vs in-memory channel fan-out on loopback, ${cpus().length} cores, ${subscribers} subscribers per server process, ${publishes} publishes.`,
+    '',
+    '| | ' + results.map(r => r.label).join(' | ') + ' |',
+    '|---|' + results.map(() => '---').join('|') + '|'
+  ]
+  const row = (name: string, f: (r: typeof results[number]) => string): void => { lines.push(`| ${name} | ${results.map(f).join(' | ')} |`) }
   row('deliveries', r => r.deliveries)
   row('delivery latency p50', r => `${r.p50.toFixed(1)} ms`)
   row('delivery latency p99', r => `${r.p99.toFixed(1)} ms`)
   row('delivery latency max', r => `${r.max.toFixed(1)} ms`)
   row('`publish()` (until its id is known)', r => `${r.publish.toFixed(2)} ms`)
   row('server CPU per delivery (all servers, while publishing)', r => `${r.cpu.toFixed(1)} µs`)
+  console.log('\n' + lines.join('\n'))
+  if (recording()) recordFigures('redis-fanout', lines.join('\n'), `npx tsx bench/redis-fanout.ts ${subscribers} ${publishes}`)
 }
 
 async function server (backend: Backend, prefix: string): Promise<void> {

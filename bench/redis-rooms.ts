@@ -16,6 +16,7 @@ import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { child } from './child-process.js'
+import { recordFigures, recording, withoutRecord } from './figures.js'
 import { stampedFrameReader } from './stamped-frames.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -44,7 +45,7 @@ const self = fileURLToPath(import.meta.url)
 if (process.argv[2] === 'server') await server(process.argv[3] as string, process.argv[4] as string, process.argv[5])
 else if (process.argv[2] === 'client') await client()
 else {
-  const args = process.argv.slice(2).filter(arg => arg !== '--cluster')
+  const args = withoutRecord().filter(arg => arg !== '--cluster')
   await main(Number(args[0] ?? 10_000), Number(args[1] ?? 3), process.argv.includes('--cluster'))
 }
 
@@ -121,19 +122,26 @@ async function main (rooms: number, rounds: number, onCluster: boolean): Promise
       .join(' / ')
   const machine = `Node ${process.version}, ${cpus().length} cores`
   const redis = cluster === undefined ? 'one Redis' : 'a 3-master Redis Cluster (connections per node: n1+n2+n3)'
-  console.log(`\n${rooms} channels × 1 subscriber over 2 server processes on ${redis}, ${machine}, ${rounds} rounds\n`)
-  console.log('| | server A / server B |')
-  console.log('|---|---|')
-  console.log(`| Redis connections, channels created, no subscriber | ${idleConnections.join(' / ')} |`)
-  console.log(`| Redis connections, every channel subscribed | ${subscribedConnections.join(' / ')} |`)
-  console.log(`| heap per idle channel | ${perChannel(idle, empty)} |`)
-  console.log(`| heap per subscribed channel (channel, subscription, stream, socket) | ${perChannel(subscribed, idle)} |`)
-  console.log('\n| delivery | |\n|---|---|')
-  console.log(`| deliveries | ${rooms * rounds} (${latencies.length} timed, ${errors + connectErrors} errors) |`)
-  console.log(`| latency p50 | ${pct(0.5)} |`)
-  console.log(`| latency p99 | ${pct(0.99)} |`)
-  console.log(`| latency max | ${(latencies.at(-1) ?? NaN).toFixed(1)} ms |`)
-  console.log(`| one round (${rooms} publishes, ${IN_FLIGHT} in flight) on server A | ${(publishMs / rounds).toFixed(0)} ms |`)
+  const table = [
+    `${rooms} channels × 1 subscriber over 2 server processes on ${redis}, ${machine}, ${rounds} rounds.`,
+    '',
+    '| | server A / server B |',
+    '|---|---|',
+    `| Redis connections, channels created, no subscriber | ${idleConnections.join(' / ')} |`,
+    `| Redis connections, every channel subscribed | ${subscribedConnections.join(' / ')} |`,
+    `| heap per idle channel | ${perChannel(idle, empty)} |`,
+    `| heap per subscribed channel (channel, subscription, stream, socket) | ${perChannel(subscribed, idle)} |`,
+    `| deliveries | ${rooms * rounds} (${latencies.length} timed, ${errors + connectErrors} errors) |`,
+    `| latency p50 | ${pct(0.5)} |`,
+    `| latency p99 | ${pct(0.99)} |`,
+    `| latency max | ${(latencies.at(-1) ?? NaN).toFixed(1)} ms |`,
+    `| one round (${rooms} publishes, ${IN_FLIGHT} in flight) on server A | ${(publishMs / rounds).toFixed(0)} ms |`
+  ].join('\n')
+  console.log('\n' + table)
+  if (recording()) {
+    recordFigures(cluster === undefined ? 'redis-rooms' : 'redis-rooms-cluster', table,
+      `npx tsx bench/redis-rooms.ts ${rooms} ${rounds}${cluster === undefined ? '' : ' --cluster'}`)
+  }
 }
 
 async function server (prefix: string, name: string, nodes: string | undefined): Promise<void> {
