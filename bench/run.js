@@ -1,16 +1,16 @@
 #!/usr/bin/env node
 // `npm run bench` (full) and `npm run bench -- --quick` (< 3 min): every server in bench/servers as its own
 // process, driven by bench/client.js in another, round by round in rotating order; medians with min–max and
-// ratios to `raw`; bench/results/<stamp>.json, latest.json, latest.md and fanout-latency.svg, and after a full
-// run bench/README.md (bench/README.template.md with the run's tables in place of its results marker).
+// ratios to `raw`; bench/results/<stamp>-<mode>.json, latest-<mode>.{json,md} and fanout-latency-<mode>.svg, and
+// after a full run of every server bench/README.md (re-rendered by bench/figures.js).
 //
-// Options: --quick, --rounds=N, --only=raw,ours (a subset, for development),
-// --report=bench/results/<run>.json (re-render that run's tables, plot and, for a full run, bench/README.md;
-// run nothing, install nothing).
+// Options: --quick, --rounds=N, --only=raw,ours (a subset, for development; its latest-* files are kept apart),
+// --report=bench/results/<run>.json (make that run the latest: its tables, plot and, for a full run of every
+// server, bench/README.md; run nothing, install nothing).
 import { fork, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
-import { dirname, join } from 'node:path'
+import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { renderReadme } from './figures.js'
 
@@ -42,7 +42,7 @@ const SERVERS = [
   { key: 'better-sse', label: 'better-sse', file: 'better-sse.js' }
 ]
 const only = option('only')?.split(',')
-const servers = only ? SERVERS.filter(s => only.includes(s.key)) : SERVERS
+const servers = SERVERS.filter(s => only === undefined || only.includes(s.key))
 
 const CONFIG = quick
   ? {
@@ -461,19 +461,30 @@ function versions () {
 // ---- main --------------------------------------------------------------------------------------------------
 if (option('report') !== undefined) {
   // Re-renders the table and the plot of an earlier run (bench/results/*.json) without running anything.
-  const { meta, summary } = JSON.parse(readFileSync(option('report'), 'utf8'))
+  const text = readFileSync(option('report'), 'utf8')
+  const { meta, summary } = JSON.parse(text)
   Object.assign(CONFIG, meta.config)
   servers.splice(0, servers.length, ...SERVERS.filter(s => summary[s.key] !== undefined))
   const md = markdown(summary, meta)
-  writeFileSync(join(here, 'results', `latest-${meta.mode}.md`), header(meta) + md + '\n')
-  writeFileSync(join(here, 'results', `fanout-latency-${meta.mode}.svg`), svg(summary, meta))
-  if (meta.mode === 'full') renderReadme()
+  // the run's own stamped file when it is there (not latest-*.json, which the next run replaces)
+  const stamped = join(here, 'results', `${meta.date.replace(/[:.]/g, '-')}-${meta.mode}.json`)
+  const source = relative(here, existsSync(stamped) ? stamped : resolve(option('report'))).replaceAll('\\', '/')
+  const latest = latestName(meta.mode, servers)
+  writeFileSync(join(here, 'results', `latest-${latest}.json`), text)
+  writeFileSync(join(here, 'results', `latest-${latest}.md`), header(meta, source) + md + '\n')
+  writeFileSync(join(here, 'results', `fanout-latency-${latest}.svg`), svg(summary, meta))
+  if (latest === 'full') renderReadme()
   console.log(md)
   process.exit(0)
 }
 
-function header (meta) {
-  const file = `results/${meta.date.replace(/[:.]/g, '-')}-${meta.mode}.json`
+// A run of some servers only is kept apart (latest-full-raw+ours.*): the latest-* files and bench/README.md show
+// whole runs only.
+function latestName (mode, ran) {
+  return ran.length === SERVERS.length ? mode : `${mode}-${ran.map(s => s.key).join('+')}`
+}
+
+function header (meta, file) {
   return `From [${file}](${file}). Machine: ${meta.machine}; load average (1/5/15 min) ${meta.loadavg.map(l => l.toFixed(2)).join(' ')} at the start, ${meta.loadavgEnd?.map(l => l.toFixed(2)).join(' ') ?? '?'} at the end; ${meta.date}; \`npm run bench${meta.mode === 'quick' ? ' -- --quick' : ''}\`, ${meta.durationSec?.toFixed(0)} s.\n\n`
 }
 
@@ -523,10 +534,9 @@ mkdirSync(resultsDir, { recursive: true })
 const stamp = meta.date.replace(/[:.]/g, '-')
 const json = JSON.stringify({ meta, summary, runs }, null, 2) + '\n'
 writeFileSync(join(resultsDir, `${stamp}-${meta.mode}.json`), json)
-// a run of some servers only (--only) is kept apart: the latest-* files and bench/README.md show whole runs
-const latest = only === undefined ? meta.mode : `${meta.mode}-${only.join('+')}`
+const latest = latestName(meta.mode, servers)
 writeFileSync(join(resultsDir, `latest-${latest}.json`), json)
-writeFileSync(join(resultsDir, `latest-${latest}.md`), header(meta) + md + '\n')
+writeFileSync(join(resultsDir, `latest-${latest}.md`), header(meta, `results/${stamp}-${meta.mode}.json`) + md + '\n')
 writeFileSync(join(resultsDir, `fanout-latency-${latest}.svg`), svg(summary, meta))
 if (latest === 'full') renderReadme()
 console.log('\n' + md + '\n')
