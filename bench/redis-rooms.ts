@@ -140,7 +140,7 @@ async function server (prefix: string, name: string, nodes: string | undefined):
   const { default: Fastify } = await import('fastify')
   const { default: ssePlugin } = await import('../lib/index.js')
   const { Cluster, Redis } = await import('ioredis')
-  const { redisChannels } = await import('../lib/channel/redis.js')
+  const { redisChannels } = await import('../lib/channel/redis/index.js')
   const redis = nodes === undefined
     ? new Redis(REDIS_URL, { connectionName: `${name}-client` })
     : new Cluster(nodes.split(',').map(port => ({ host: '127.0.0.1', port: Number(port) })),

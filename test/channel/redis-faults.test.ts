@@ -7,7 +7,7 @@ import type { Test } from 'tap'
 import { Redis, type RedisOptions } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { redisChannels, type RedisChannelsOptions } from '../../lib/channel/redis.js'
+import { redisChannels, type RedisChannelsOptions } from '../../lib/channel/redis/index.js'
 import {
   SSE_DIAGNOSTICS, subscribeSseDiagnostic, type Channel, type ChannelSubscription, type ResetReason, type SseItem,
   type SseResetData, type SseResetMessage, type SseRuntimeError

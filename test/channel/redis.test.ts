@@ -7,7 +7,7 @@ import { Redis, type RedisOptions } from 'ioredis'
 import { createServer, type AddressInfo, type Server } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
-import { redisChannels, type RedisChannels } from '../../lib/channel/redis.js'
+import { redisChannels, type RedisChannels } from '../../lib/channel/redis/index.js'
 import type { ChannelItem } from '../../lib/channel/backend.js'
 import { kFrame } from '../../lib/encode.js'
 import {

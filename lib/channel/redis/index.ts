@@ -5,11 +5,11 @@ import type { Cluster, Redis } from 'ioredis'
 import type {
   BackendStats, ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, Deliver, HistoryOptions,
   PublishOptions, Replay, Reset, ResetReason
-} from './backend.js'
-import { publishFailed, readerDown, readerUp } from '../diagnostics.js'
-import { joinFrame, withFrame } from '../encode.js'
-import { channelUnavailable, invalidItem, invalidOption, type SseRuntimeError } from '../errors.js'
-import type { SseItem } from '../types.js'
+} from '../backend.js'
+import { publishFailed, readerDown, readerUp } from '../../diagnostics.js'
+import { joinFrame, withFrame } from '../../encode.js'
+import { channelUnavailable, invalidItem, invalidOption, type SseRuntimeError } from '../../errors.js'
+import type { SseItem } from '../../types.js'
 
 // Channels shared by every server process through one Redis stream per channel: `XADD … MAXLEN ~ N` per publish
 // (its id is the item's id: `<ms>-<seq>`, exactly what a browser sends back as Last-Event-ID). Each process reads
