@@ -50,7 +50,7 @@ else {
 
 async function main (rooms: number, rounds: number, onCluster: boolean): Promise<void> {
   const { Redis } = await import('ioredis')
-  const cluster = onCluster ? await (await import('../test/channel/redis-cluster.js')).startCluster() : undefined
+  const cluster = onCluster ? await (await import('../test/support/redis-cluster.js')).startCluster() : undefined
   // every node of the cluster, or the one Redis
   const admins = cluster === undefined ? [new Redis(REDIS_URL)] : Array.from(cluster.admin.values())
   const admin = admins[0] as InstanceType<typeof Redis>
