@@ -1,14 +1,16 @@
-// Channels shared by every server process through one Redis stream per channel: `XADD … MAXLEN ~ N` per publish
-// (its id is the item's id: `<ms>-<seq>`, exactly what a browser sends back as Last-Event-ID). Each process reads
-// every stream it has local subscribers for with one `XREAD BLOCK` on one connection per backend, whatever the
-// number of channels; a channel joins that read by unblocking it (`CLIENT UNBLOCK` from the publishing
-// connection), and a channel without local subscribers is not read at all. The stream entry holds the frame
-// around its id line and the item's fields as JSON, so each process rebuilds the frame by concatenation, never
-// by serializing the data again. Only this module uses ioredis, and only by type: the main entry never loads it.
+// Channels shared by every server process through one Redis stream per channel: one `XADD … MAXLEN ~ N` per
+// publish, whose id is the item's id (`<ms>-<seq>`, what a browser sends back as Last-Event-ID). Each process reads
+// the streams of the channels it has local subscribers for with one `XREAD BLOCK` on one connection per backend,
+// whatever their number (./reader.ts); a channel without local subscribers is not read at all. A channel joins the
+// read in flight by writing to the reader's own control stream, which that read names too: it returns at once,
+// even when the write reached Redis before it, and needs no `CLIENT UNBLOCK` permission. An entry holds the frame
+// around its id line and the item's fields as JSON (./entry.ts), so each process rebuilds the frame by
+// concatenation, never by serializing the data again. Only these modules use ioredis, and only by type: the main
+// entry never loads it.
 //
-// On a Redis Cluster one XREAD may only name keys of one hash slot, so each channel's key carries a hash tag: its
-// own (a name like `{tenant}chat`) or its slot group's (`{<prefix><n>}<name>`, n a hash of the name), and there is
-// one reader per tag, a cluster client of its own that follows the slot wherever it moves.
+// On a Redis Cluster one XREAD may only name keys of one hash slot, so each channel's key carries a hash tag
+// (./keys.ts): its own (a name like `{tenant}chat`) or its slot group's (`{<prefix><n>}<name>`, n a hash of the
+// name), and there is one reader per tag, a cluster client of its own that follows the slot wherever it moves.
 import type { ChannelBackendFactory } from '../backend.js'
 import { RedisBackend } from './backend.js'
 import { settingsOf, type RedisChannelsOptions } from './options.js'
