@@ -262,12 +262,16 @@ export class RedisBackend implements ChannelBackend<Promise<string>> {
     for (const waiter of reached) waiter.resolve()
   }
 
-  /** The item of a stream entry, its frame rebuilt around its id; undefined (logged) for an entry not ours. */
+  /** The item of a stream entry, its frame rebuilt around its id; undefined (logged) for an entry it cannot read. */
   #item (id: string, fields: string[]): ChannelItem | undefined {
     const item = readEntry(id, fields)
-    if (item === undefined) {
+    if (typeof item !== 'string') return item
+    if (item === 'newer') {
+      this.#log.warn({ channel: this.#name, id, layout: fields[1] },
+        'SSE Redis channel: skipped a stream entry in a layout newer than this version reads')
+    } else {
       this.#log.warn({ channel: this.#name, id }, 'SSE Redis channel: skipped a stream entry that no channel wrote')
     }
-    return item
+    return undefined
   }
 }
