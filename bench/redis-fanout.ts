@@ -111,7 +111,7 @@ async function server (backend: Backend, prefix: string): Promise<void> {
   let redis: import('ioredis').Redis | undefined
   if (backend === 'redis') {
     const { Redis } = await import('ioredis')
-    const { redisChannels } = await import('../lib/channel/redis.js')
+    const { redisChannels } = await import('../lib/channel/redis/index.js')
     redis = new Redis(REDIS_URL)
     const channel = app.sse.channel<{ t: number, n: number }>('bench', { history: 100, backend: redisChannels({ redis, prefix }) })
     publish = item => channel.publish(item)

@@ -51,7 +51,7 @@ else {
 
 async function main (rooms: number, rounds: number, onCluster: boolean): Promise<void> {
   const { Redis } = await import('ioredis')
-  const cluster = onCluster ? await (await import('../test/channel/redis-cluster.js')).startCluster() : undefined
+  const cluster = onCluster ? await (await import('../test/support/redis-cluster.js')).startCluster() : undefined
   // every node of the cluster, or the one Redis
   const admins = cluster === undefined ? [new Redis(REDIS_URL)] : Array.from(cluster.admin.values())
   const admin = admins[0] as InstanceType<typeof Redis>
@@ -148,7 +148,7 @@ async function server (prefix: string, name: string, nodes: string | undefined):
   const { default: Fastify } = await import('fastify')
   const { default: ssePlugin } = await import('../lib/index.js')
   const { Cluster, Redis } = await import('ioredis')
-  const { redisChannels } = await import('../lib/channel/redis.js')
+  const { redisChannels } = await import('../lib/channel/redis/index.js')
   const redis = nodes === undefined
     ? new Redis(REDIS_URL, { connectionName: `${name}-client` })
     : new Cluster(nodes.split(',').map(port => ({ host: '127.0.0.1', port: Number(port) })),

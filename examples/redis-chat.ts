@@ -8,7 +8,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import { readFile } from 'node:fs/promises'
 import ssePlugin from '../lib/index.js'
-import { redisChannels } from '../lib/channel/redis.js'
+import { redisChannels } from '../lib/channel/redis/index.js'
 
 interface Message { name: string, text: string, at: string, server: string }
 interface Join { name: string, online: number, server: string }

@@ -53,6 +53,7 @@ t.test('the redis subpath by name; no module of the package loads ioredis (the u
     import { redisChannels } from 'fastify-typed-sse/redis'
     import { readdirSync, readFileSync } from 'node:fs'
     const loads = readdirSync('dist', { recursive: true }).filter(f => f.endsWith('.js') && /from ['"]ioredis['"]|require\\(['"]ioredis/.test(readFileSync('dist/' + f, 'utf8')))
-    console.log(JSON.stringify({ factory: typeof redisChannels, loads }))`])
-  t.same(JSON.parse(out), { factory: 'function', loads: [] })
+    const entry = import.meta.resolve('fastify-typed-sse/redis')
+    console.log(JSON.stringify({ factory: typeof redisChannels, loads, entry: entry.slice(entry.indexOf('/dist/')) }))`])
+  t.same(JSON.parse(out), { factory: 'function', loads: [], entry: '/dist/channel/redis/index.js' })
 })

@@ -8,7 +8,7 @@ import { expectTypeOf } from 'expect-type'
 import ssePlugin, {
   pushSource, sseSchema, type Channel, type PushSource, type SseItem, type SseItemOf, type TargetOptions
 } from '../lib/index.js'
-import { redisChannels } from '../lib/channel/redis.js'
+import { redisChannels } from '../lib/channel/redis/index.js'
 
 const app = Fastify().withTypeProvider<TypeBoxTypeProvider>()
 void app.register(ssePlugin)

@@ -3,7 +3,7 @@ import Fastify from 'fastify'
 import { Cluster, Redis } from 'ioredis'
 import { expectTypeOf } from 'expect-type'
 import ssePlugin, { type Channel, type ChannelSubscription, type SharedChannelOptions } from '../lib/index.js'
-import { redisChannels, type RedisChannels, type RedisChannelsOptions } from '../lib/channel/redis.js'
+import { redisChannels, type RedisChannels, type RedisChannelsOptions } from '../lib/channel/redis/index.js'
 
 const app = Fastify()
 void app.register(ssePlugin)

@@ -7,7 +7,7 @@ import { Redis, type RedisOptions } from 'ioredis'
 import { createServer, type AddressInfo, type Server } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
-import { redisChannels, type RedisChannels } from '../../lib/channel/redis.js'
+import { redisChannels, type RedisChannels } from '../../lib/channel/redis/index.js'
 import type { ChannelItem } from '../../lib/channel/backend.js'
 import { kFrame } from '../../lib/encode.js'
 import {
@@ -507,6 +507,61 @@ t.test('bad items and refusals reject, store nothing and reach no subscriber', a
 
   s.chat.close()
   await t.rejects(s.chat.publish({ data: { n: 5 } }), { code: 'FST_SSE_CHANNEL_CLOSED' }, 'a closed channel rejects too')
+})
+
+t.test('entries carry their layout (v 1); entries written before the mark (no v) are replayed and delivered live as before', async t => {
+  t.setTimeout(15_000)
+  const ctx = context(t)
+  const admin = await ctx.client()
+  const key = ctx.prefix + 'chat'
+  /** An entry as a version before the mark stored it: XADD <key> * h <head> t <tail> j <fields>. */
+  const unmarked = async (head: string, tail: string, json: string): Promise<string> =>
+    await admin.call('XADD', key, '*', 'h', head, 't', tail, 'j', json) as string
+  const fieldsOf = async (id: string): Promise<string[]> => ((await admin.call('XRANGE', key, id, id)) as Array<[string, string[]]>)[0]?.[1] ?? []
+  const old = [
+    await unmarked('', 'event: m\ndata: {"n":1}\n\n', '{"event":"m","data":{"n":1}}'),
+    await unmarked(': two\n: lines\n', 'data: {"n":2}\n\n', '{"comment":"two\\nlines","data":{"n":2}}')
+  ]
+  const s = await server(ctx)
+  const http = await open(`${s.url}/chat`, { headers: { 'last-event-id': '0-0' } })
+  t.teardown(() => http.res.body.destroy())
+  const sub = s.chat.subscribe({ lastEventId: '0-0' })
+  const replayed = await take(sub, 2) as ChannelItem[]
+  t.same(replayed.map(i => ({ ...i })), [
+    { id: old[0], event: 'm', data: { n: 1 } },
+    { id: old[1], comment: 'two\nlines', data: { n: 2 } }
+  ], 'replayed: the fields as stored')
+  t.same(replayed.map(i => i[kFrame].toString()), [
+    `id: ${old[0] as string}\nevent: m\ndata: {"n":1}\n\n`,
+    `: two\n: lines\nid: ${old[1] as string}\ndata: {"n":2}\n\n`
+  ], 'replayed: the frames as the encoder makes them')
+
+  // new entries carry the mark, whether stored by XADD or by the idempotent script
+  const plain = await s.chat.publish({ event: 'm', data: { n: 3 } })
+  const idempotent = await s.chat.publish({ comment: 'c', data: { n: 4 } }, { idempotencyKey: 'k' })
+  t.same(await fieldsOf(plain), ['v', '1', 'h', '', 't', 'event: m\ndata: {"n":3}\n\n', 'j', '{"event":"m","data":{"n":3}}'])
+  t.same(await fieldsOf(idempotent), ['v', '1', 'h', ': c\n', 't', 'data: {"n":4}\n\n', 'j', '{"comment":"c","data":{"n":4}}'])
+  // an unmarked entry that arrives while the channel is read is delivered live like any other; one in a newer
+  // layout is skipped (and said so), live and in a replay
+  await admin.call('XADD', key, '*', 'v', '2', 'h', '', 't', 'data: {"n":0}\n\n', 'j', '{"data":{"n":0}}')
+  const late = await unmarked('', 'data: {"n":5}\n\n', '{"data":{"n":5}}')
+  const live = await take(sub, 3) as ChannelItem[]
+  t.same(live.map(i => ({ ...i })), [
+    { id: plain, event: 'm', data: { n: 3 } },
+    { id: idempotent, comment: 'c', data: { n: 4 } },
+    { id: late, data: { n: 5 } }
+  ], 'live: both layouts, in stream order')
+  t.equal(live[2]?.[kFrame].toString(), `id: ${late}\ndata: {"n":5}\n\n`)
+  const warned = s.logs.at(WARN).filter(l => /layout newer than this version reads/.test(l.msg))
+  t.equal(warned.length, 1, 'the newer entry is skipped, once')
+  t.equal(warned[0]?.layout, '2', 'naming its layout')
+  t.same((await take(http.events, 5)).map(e => [e.id, e.event, e.data]), [
+    [old[0], 'm', '{"n":1}'], [old[1], undefined, '{"n":2}'], [plain, 'm', '{"n":3}'], [idempotent, undefined, '{"n":4}'],
+    [late, undefined, '{"n":5}']
+  ], 'over HTTP: replayed, then live, the newer entry skipped')
+  const again = await take(s.chat.subscribe({ lastEventId: '0-0' }), 5) as ChannelItem[]
+  t.same(again.map(i => i[kFrame].toString()), [...replayed, ...live].map(i => i[kFrame].toString()), 'a replay of everything: the same bytes')
+  t.equal(s.logs.at(WARN).filter(l => /layout newer than this version reads/.test(l.msg)).length, 2, 'skipped in the replay too')
 })
 
 t.test('publish with an idempotencyKey: stored once within the window, whatever the number of tries', async t => {

@@ -1,4 +1,4 @@
-// Redis channels against a redis-server of each test's own (test/channel/redis-server.ts): killed with -9 and
+// Redis channels against a redis-server of each test's own (test/support/redis-server.ts): killed with -9 and
 // started again on the same port, stalled with SIGSTOP, watched with MONITOR, given an ACL — what the shared
 // Redis at REDIS_URL must never suffer. Two Fastify instances in one process, each with its own ioredis client,
 // stand for two servers behind a load balancer.
@@ -7,13 +7,13 @@ import type { Test } from 'tap'
 import { Redis, type RedisOptions } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { redisChannels, type RedisChannelsOptions } from '../../lib/channel/redis.js'
+import { redisChannels, type RedisChannelsOptions } from '../../lib/channel/redis/index.js'
 import {
   SSE_DIAGNOSTICS, subscribeSseDiagnostic, type Channel, type ChannelSubscription, type ResetReason, type SseItem,
   type SseResetData, type SseResetMessage, type SseRuntimeError
 } from '../../lib/index.js'
 import { ERROR, open, startApp, take, WARN, within, type LogCapture, type LogLine } from '../helpers.js'
-import { startRedis, type RedisServer } from './redis-server.js'
+import { startRedis, type RedisServer } from '../support/redis-server.js'
 
 const INFO = 30
 

@@ -1,4 +1,4 @@
-// Redis channels on a Redis Cluster of the tests' own (test/channel/redis-cluster.ts: three masters on free ports):
+// Redis channels on a Redis Cluster of the tests' own (test/support/redis-cluster.ts: three masters on free ports):
 // channels spread over slots and nodes, two Fastify instances each with its own ioredis Cluster client standing
 // for two servers, a slot moved to another node under blocked readers, a reader's connection killed, a failover
 // (on a second cluster, with a replica per master), connections counted on every node.
@@ -6,10 +6,10 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { Cluster, type ClusterOptions, type Redis } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
-import { redisChannels, type RedisChannelsOptions } from '../../lib/channel/redis.js'
+import { redisChannels, type RedisChannelsOptions } from '../../lib/channel/redis/index.js'
 import type { Channel, SseItem, SseResetData } from '../../lib/index.js'
 import { open, startApp, take, within, type LogCapture } from '../helpers.js'
-import { startCluster, type RedisCluster } from './redis-cluster.js'
+import { startCluster, type RedisCluster } from '../support/redis-cluster.js'
 
 const cluster = await startCluster()
 t.teardown(() => cluster.stop())

@@ -1,4 +1,4 @@
-// The tests' own redis-servers (test/channel/redis-server.ts) do not outlive a test process that ends without its
+// The tests' own redis-servers (test/support/redis-server.ts) do not outlive a test process that ends without its
 // teardown (an uncaught error; a timeout or a kill, which run no exit handler): no redis-server left running, no
 // directory left behind.
 import t from 'tap'
@@ -22,7 +22,7 @@ for (const [how, end] of [['throws', "throw new Error('a test that throws')"], [
   t.test(`a test process that ${how} takes its redis-server and its directory with it`, async t => {
     t.setTimeout(20_000)
     const script = `
-      import { startRedis } from ${JSON.stringify(new URL('./redis-server.ts', import.meta.url).href)}
+      import { startRedis } from ${JSON.stringify(new URL('../support/redis-server.ts', import.meta.url).href)}
       import { readFileSync } from 'node:fs'
       const server = await startRedis(['--appendonly', 'no'])
       const dir = (await import('node:child_process')).execFileSync('redis-cli', ['-p', String(server.port), 'CONFIG', 'GET', 'dir']).toString().split('\\n')[1]

@@ -1,0 +1,100 @@
+import type { Cluster, Redis } from 'ioredis'
+import { invalidOption } from '../../errors.js'
+
+// The options of `redisChannels()`: checked once, when the backend is made, each bad one named in its error.
+
+/** Options of `redisChannels()`. */
+export interface RedisChannelsOptions {
+  /**
+   * Your ioredis client (also what `@fastify/redis` gives you), or an ioredis `Cluster` for a Redis Cluster.
+   * Publishes and replays use it; the reader of every channel of this backend is one `redis.duplicate()` (on a
+   * cluster: one per slot group or hash tag), closed with the last channel it reads. Your client is never closed by
+   * the plugin.
+   */
+  redis: Redis | Cluster
+  /**
+   * Prefix of the stream keys, not empty: a channel `chat` lives at `<prefix>chat` (on a Redis Cluster at
+   * `{<prefix><n>}chat`, n its slot group, or `<prefix>{tag}chat` for a name with a hash tag of its own; the prefix
+   * then holds no `{` or `}`). Default `'sse:'`.
+   */
+  prefix?: string
+  /** Milliseconds after which a publish Redis has not answered rejects. Default 5000. */
+  publishTimeout?: number
+  /** Milliseconds one `XREAD BLOCK` waits before the reader asks again. Default 5000. */
+  blockTimeout?: number
+  /**
+   * The reader connection's name in `CLIENT LIST`: `<readerName>:<prefix>`. Default `'fastify-typed-sse'`;
+   * give each server its own (its host name) to tell them apart.
+   */
+  readerName?: string
+  /**
+   * Milliseconds a publish's `idempotencyKey` is remembered: a publish with the same key within that time
+   * stores nothing and resolves to the first one's id. Default 300000 (5 minutes).
+   */
+  idempotencyWindow?: number
+  /**
+   * On a Redis Cluster: how many hash slots the channels without a hash tag of their own are spread over (each
+   * slot group has one reader connection in a process that has subscribers in it). Ignored without a cluster.
+   * Default 16.
+   */
+  slotGroups?: number
+}
+
+/** What a reader reads on: a connection, or on a cluster a cluster client of its own. */
+export type Connection = Redis | Cluster
+
+/** The options checked, with their defaults: what every part of a backend reads. */
+export interface Settings extends Required<Omit<RedisChannelsOptions, 'redis'>> {
+  redis: Connection
+  /** Whether `redis` is a Cluster: every key then carries a hash tag, and each tag has its reader. */
+  cluster: boolean
+}
+
+function positive (option: string, value: unknown): number {
+  if (!(Number.isSafeInteger(value) && (value as number) > 0)) {
+    throw invalidOption(option, `must be a positive whole number of milliseconds, got ${String(value)}`)
+  }
+  return value as number
+}
+
+/** The options with their defaults, checked: a bad one throws `FST_SSE_INVALID_OPTION` naming it. */
+export function settingsOf (options: RedisChannelsOptions): Settings {
+  const {
+    redis, prefix = 'sse:', publishTimeout = 5000, blockTimeout = 5000, readerName = 'fastify-typed-sse',
+    idempotencyWindow = 300_000, slotGroups = 16
+  } = options
+  if (typeof (redis as Partial<Redis> | undefined)?.duplicate !== 'function') {
+    throw invalidOption('redis', 'must be an ioredis client (new Redis(url), new Cluster(nodes), ' +
+      'or fastify.redis from @fastify/redis)')
+  }
+  if (typeof prefix !== 'string') throw invalidOption('prefix', `must be a string, got ${typeof prefix}`)
+  // every channel key starts with it (or on a cluster with `{`); idempotency keys never do
+  if (prefix === '') throw invalidOption('prefix', 'must be non-empty: the keys of channels start with it')
+  const cluster = (redis as Partial<Cluster>).isCluster === true
+  // a channel's own tag is in its name, so the prefix holds none: then no two names can share a key
+  if (cluster && /[{}]/.test(prefix)) {
+    throw invalidOption('prefix', 'must be without { or } on a Redis Cluster (a channel name "{tag}…" chooses ' +
+      `its slot itself), got ${JSON.stringify(prefix)}`)
+  }
+  // ioredis puts the client's keyPrefix before each key: a hash tag there would be the tag of every key
+  if (cluster && /[{}]/.test(String(redis.options.keyPrefix ?? ''))) {
+    throw invalidOption('redis', 'must have a keyPrefix without { or } on a Redis Cluster (it comes before the ' +
+      `hash tags of the channels' keys), got ${JSON.stringify(String(redis.options.keyPrefix))}`)
+  }
+  if (!(Number.isSafeInteger(slotGroups) && slotGroups >= 1 && slotGroups <= 16384)) {
+    throw invalidOption('slotGroups', `must be a whole number from 1 to 16384, got ${String(slotGroups)}`)
+  }
+  if (typeof readerName !== 'string' || !/^[\w:.-]+$/.test(readerName)) {
+    throw invalidOption('readerName', `must be letters, digits and _:.- only, got ${JSON.stringify(readerName)}`)
+  }
+  return {
+    redis,
+    cluster,
+    prefix,
+    readerName,
+    slotGroups,
+    publishTimeout: positive('publishTimeout', publishTimeout),
+    blockTimeout: positive('blockTimeout', blockTimeout),
+    idempotencyWindow: positive('idempotencyWindow', idempotencyWindow)
+  }
+}

@@ -1,0 +1,73 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { invalidOption } from '../../errors.js'
+import type { RedisBackend } from './backend.js'
+import type { Settings } from './options.js'
+import { StreamReader } from './reader.js'
+
+/**
+ * What the channels of one `redisChannels()` backend share: the settings, the readers (one; on a cluster one per
+ * tag), the names in use.
+ */
+export class Backends {
+  readonly settings: Settings
+  readonly #channels = new Map<string, RedisBackend>()
+  /** The readers by tag, each started on first need and closed with the last channel of its tag. */
+  readonly #readers = new Map<string, StreamReader>()
+  /** How many channels each tag has. */
+  readonly #tags = new Map<string, number>()
+
+  constructor (settings: Settings) {
+    this.settings = settings
+  }
+
+  /** A channel of this backend is created: one per name (its reader reads each stream once). */
+  open (name: string, backend: RedisBackend): void {
+    if (this.#channels.has(name)) {
+      throw invalidOption('backend', `of channel "${name}" already serves a channel of that name ` +
+        '(another app of this process?): give each app its own redisChannels()')
+    }
+    this.#channels.set(name, backend)
+    this.#tags.set(backend.tag, (this.#tags.get(backend.tag) ?? 0) + 1)
+  }
+
+  /** The reader of a channel's tag, started on first need. */
+  reader (backend: RedisBackend, log: FastifyBaseLogger): StreamReader {
+    const tag = backend.tag
+    let reader = this.#readers.get(tag)
+    if (reader === undefined) {
+      reader = new StreamReader(this.settings, log, tag, () => this.#served(tag))
+      this.#readers.set(tag, reader)
+    }
+    return reader
+  }
+
+  /** Whether the reader's connection is up; undefined while there is no reader (no channel was read yet). */
+  connected (backend: RedisBackend): boolean | undefined {
+    return this.#readers.get(backend.tag)?.connected
+  }
+
+  /** Stops reading a channel's stream (there is nothing to stop without a reader). */
+  remove (backend: RedisBackend): void {
+    this.#readers.get(backend.tag)?.remove(backend)
+  }
+
+  /** A channel of this backend closed: the last one of its tag closes their reader. */
+  close (backend: RedisBackend): Promise<void> {
+    this.#channels.delete(backend.name)
+    const left = (this.#tags.get(backend.tag) as number) - 1
+    if (left > 0) {
+      this.#tags.set(backend.tag, left)
+      return Promise.resolve()
+    }
+    this.#tags.delete(backend.tag)
+    const reader = this.#readers.get(backend.tag)
+    if (reader === undefined) return Promise.resolve()
+    this.#readers.delete(backend.tag)
+    return reader.close()
+  }
+
+  /** The channels of a tag: those a reader's connection state is told to. */
+  * #served (tag: string): Generator<RedisBackend, void> {
+    for (const backend of this.#channels.values()) if (backend.tag === tag) yield backend
+  }
+}
