@@ -253,7 +253,7 @@ export class StreamReader {
 }
 
 /** A reader's own connection to a Redis. */
-export function reader (redis: Redis, name: string): Redis {
+function reader (redis: Redis, name: string): Redis {
   // No retry limit: a command waits for the reconnection. Not resent after one: the loop asks again itself,
   // from the ids it has handed on. RESP2 keeps XREAD's reply one shape on ioredis 5 and 6.
   return redis.duplicate({
@@ -271,7 +271,7 @@ export function reader (redis: Redis, name: string): Redis {
  * failover there; a replica could be behind what was published); no ready check and no periodic slot refresh,
  * whose connections would come and go beside it.
  */
-export function clusterReader (cluster: Cluster, name: string): Cluster {
+function clusterReader (cluster: Cluster, name: string): Cluster {
   return cluster.duplicate([], {
     enableOfflineQueue: true,
     enableReadyCheck: false,

@@ -19,7 +19,9 @@ t.test('slotGroup: FNV-1a (32 bits) over UTF-16 code units, modulo the number of
   t.equal(slotGroup('foobar', 2 ** 32), 0xbf9cf968)
   t.equal(slotGroup('chat', 16), 11, 'the example of docs/redis.md: {sse:11}chat')
   t.equal(slotGroup('chat', 1), 0, 'one group: every channel in it')
-  t.equal(slotGroup('é', 2 ** 32), slotGroup('\u00e9', 2 ** 32), 'one code unit, not its UTF-8 bytes')
+  // FNV-1a over the code units, computed independently: 0xe9 for é; 0xd83d, 0xde00 for 😀 (not its code point)
+  t.equal(slotGroup('\u00e9', 2 ** 32), 0x6c0b6c44, 'é: one code unit')
+  t.equal(slotGroup('\u{1f600}', 2 ** 32), 0xcb31c4b8, '😀: its two UTF-16 code units')
   t.not(slotGroup('\u00e9', 2 ** 32), slotGroup('\u00c3\u00a9', 2 ** 32), 'not its UTF-8 bytes')
   for (const name of ['chat', 'room:1', 'room:2', '😀']) {
     const group = slotGroup(name, 7)
