@@ -703,7 +703,7 @@ t.test('options: redisChannels() and the backend option are validated; a channel
   const ctx = context(t)
   const redis = await ctx.client()
   t.throws(() => redisChannels({ redis: {} as Redis }), { code: 'FST_SSE_INVALID_OPTION', field: 'redis' })
-  t.throws(() => redisChannels(undefined as unknown as { redis: Redis }), TypeError)
+  t.throws(() => redisChannels(undefined as unknown as { redis: Redis }), { code: 'FST_SSE_INVALID_OPTION', field: 'options', message: /redisChannels\(\) option "options" must be an object/ })
   t.throws(() => redisChannels({ redis, prefix: 1 as unknown as string }), { code: 'FST_SSE_INVALID_OPTION', field: 'prefix' })
   t.throws(() => redisChannels({ redis, publishTimeout: 0 }), { code: 'FST_SSE_INVALID_OPTION', field: 'publishTimeout', message: /positive whole number/ })
   t.throws(() => redisChannels({ redis, blockTimeout: 1.5 }), { code: 'FST_SSE_INVALID_OPTION', field: 'blockTimeout' })

@@ -13,7 +13,7 @@
 // name), and there is one reader per tag, a cluster client of its own that follows the slot wherever it moves.
 import type { ChannelBackendFactory } from '../backend.js'
 import { RedisBackend } from './backend.js'
-import { settingsOf, type RedisChannelsOptions } from './options.js'
+import { settingsOf, type Exactly, type RedisChannelsOptions } from './options.js'
 import { Backends } from './shared.js'
 
 export type { RedisChannelsOptions } from './options.js'
@@ -26,7 +26,9 @@ export type RedisChannels = ChannelBackendFactory<Promise<string>>
  * `app.sse.channel<T>('chat', { backend: redisChannels({ redis }) })`. Their `publish` returns a promise of the
  * stream id; a browser can reconnect to any process with `Last-Event-ID` and gets exactly what it missed.
  */
-export function redisChannels (options: RedisChannelsOptions): RedisChannels {
+export function redisChannels<Options extends RedisChannelsOptions> (
+  options: Exactly<Options, RedisChannelsOptions>
+): RedisChannels {
   const backends = new Backends(settingsOf(options))
   return (name, history, deliver, log, reset) => new RedisBackend(name, history, deliver, log, reset, backends)
 }

@@ -1,5 +1,6 @@
 import type { Cluster, Redis } from 'ioredis'
 import { invalidOption } from '../../errors.js'
+import { refuseNonObject, refuseUnknown } from '../../options.js'
 
 // The options of `redisChannels()`: checked once, when the backend is made, each bad one named in its error.
 
@@ -40,6 +41,16 @@ export interface RedisChannelsOptions {
   slotGroups?: number
 }
 
+/**
+ * Options of exactly that shape: a name `RedisChannelsOptions` does not have fails to compile, also in an object
+ * built beforehand (which TypeScript's check of object literals does not see).
+ */
+export type Exactly<Options, Shape> = Options & Record<Exclude<keyof Options, keyof Shape>, never>
+
+const OPTION_NAMES: ReadonlyArray<keyof RedisChannelsOptions> = [
+  'redis', 'prefix', 'publishTimeout', 'blockTimeout', 'readerName', 'idempotencyWindow', 'slotGroups'
+]
+
 /** What a reader reads on: a connection, or on a cluster a cluster client of its own. */
 export type Connection = Redis | Cluster
 
@@ -50,15 +61,22 @@ export interface Settings extends Required<Omit<RedisChannelsOptions, 'redis'>> 
   cluster: boolean
 }
 
-function positive (option: string, value: unknown): number {
-  if (!(Number.isSafeInteger(value) && (value as number) > 0)) {
-    throw invalidOption(option, `must be a positive whole number of milliseconds, got ${String(value)}`)
+/** The longest delay a Node.js timer takes (longer ones fire at once). */
+const MAX_TIMER = 2 ** 31 - 1
+
+function positive (option: string, value: unknown, max = Number.MAX_SAFE_INTEGER): number {
+  if (!(Number.isSafeInteger(value) && (value as number) > 0 && (value as number) <= max)) {
+    const most = max === MAX_TIMER ? ` up to ${MAX_TIMER}` : ''
+    throw invalidOption(option, `must be a positive whole number of milliseconds${most}, got ${String(value)}`)
   }
   return value as number
 }
 
 /** The options with their defaults, checked: a bad one throws `FST_SSE_INVALID_OPTION` naming it. */
 export function settingsOf (options: RedisChannelsOptions): Settings {
+  refuseNonObject(options, '{ redis, prefix, … }', 'redisChannels()')
+  // a misspelt option (`prefx`) would otherwise leave its default in place without a word
+  refuseUnknown(options, OPTION_NAMES, 'redisChannels()')
   const {
     redis, prefix = 'sse:', publishTimeout = 5000, blockTimeout = 5000, readerName = 'fastify-typed-sse',
     idempotencyWindow = 300_000, slotGroups = 16
@@ -93,8 +111,8 @@ export function settingsOf (options: RedisChannelsOptions): Settings {
     prefix,
     readerName,
     slotGroups,
-    publishTimeout: positive('publishTimeout', publishTimeout),
-    blockTimeout: positive('blockTimeout', blockTimeout),
+    publishTimeout: positive('publishTimeout', publishTimeout, MAX_TIMER),
+    blockTimeout: positive('blockTimeout', blockTimeout, MAX_TIMER),
     idempotencyWindow: positive('idempotencyWindow', idempotencyWindow)
   }
 }
