@@ -7,8 +7,8 @@ import type { Test } from 'tap'
 import { Cluster, type ClusterOptions, type Redis } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
 import { redisChannels, type RedisChannelsOptions } from '../../lib/channel/redis/index.js'
-import type { Channel, SseItem, SseResetData } from '../../lib/index.js'
-import { open, startApp, take, within, type LogCapture } from '../helpers.js'
+import { SSE_DIAGNOSTICS, subscribeSseDiagnostic, type Channel, type SseItem, type SseResetData } from '../../lib/index.js'
+import { open, startApp, take, WARN, within, type LogCapture } from '../helpers.js'
 import { startCluster, type RedisCluster } from '../support/redis-cluster.js'
 
 const cluster = await startCluster()
@@ -326,10 +326,14 @@ t.test('options on a cluster: the prefix holds no hash tag, slotGroups is a numb
   await sub.return?.()
 })
 
-t.test('a master down under a reader of many channels: the reader says it retries, once per try, not once per channel; all reset and resume', async t => {
+t.test('a master down under a reader of many channels: the reader is down, says it retries once per try, not once per channel; all reset and resume', async t => {
   t.setTimeout(30_000)
   const ctx = context(t)
   const s = await server(ctx, { slotGroups: 1 })
+  const told: string[] = []
+  t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.readerDown, ({ channel }) => { told.push(`down ${channel}`) }))
+  t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.readerUp, ({ channel }) => { told.push(`up ${channel}`) }))
+  const connected = (): Array<boolean | undefined> => s.app.sse.stats().channels.map(ch => ch.connected)
   const rooms = Array.from({ length: 20 }, (_, n) => s.room(`room:${n}`))
   const subs = rooms.map(room => room.subscribe())
   const first = Promise.all(subs.map(async sub => await take(sub, 1)))
@@ -337,8 +341,14 @@ t.test('a master down under a reader of many channels: the reader says it retrie
   await within(first, 5000, 'every room read')
   const port = await cluster.owner(`{${ctx.prefix}0}room:0`)
   const failures = (): LogCapture['lines'] => s.logs.lines.filter(l => /reader failed/.test(l.msg))
+  t.ok(connected().every(up => up === true), 'connected before')
   await cluster.kill(port)
+  const killed = Date.now()
   try {
+    await within(s.logs.waitFor(l => l.level === WARN && /reader cannot read; retrying/.test(l.msg)), 10_000, 'the reader down')
+    t.comment(`a dead master noticed after ${Date.now() - killed} ms`)
+    t.ok(connected().every(up => up === false), 'not connected while the master is dead')
+    t.same(told, rooms.map(room => `down ${room.name}`), 'readerDown told for each channel of the reader, once')
     await within(s.logs.waitFor(() => failures().length >= 2), 15_000, 'the reader failing twice')
   } finally {
     await cluster.restart(port)
@@ -357,5 +367,8 @@ t.test('a master down under a reader of many channels: the reader says it retrie
   const ids = await Promise.all(rooms.map(async room => await room.publish({ data: { n: 1 } })))
   t.same(await within(next, 10_000, 'every room after the restart'), ids, 'every room gets what is published after')
   t.equal(s.app.sse.stats().resets.unknown, 20)
+  t.ok(connected().every(up => up === true), 'connected again')
+  t.same(told.slice(rooms.length), rooms.map(room => `up ${room.name}`), 'readerUp told for each, once')
+  t.equal(s.logs.lines.filter(l => l.level === WARN && /reader/.test(l.msg)).length, 1, 'one warning for the outage')
   for (const sub of subs) await sub.return?.()
 })
