@@ -72,7 +72,9 @@ redisChannels({ redis, publishTimout: 1000 })
 const built = { redis, prefix: 'app:', blockTimout: 1000 }
 // @ts-expect-error blockTimout is no option, also in an object built beforehand
 redisChannels(built)
-const exact: RedisChannelsOptions = { redis, prefix: 'app:', idempotencyWindow: 60_000 }
+const exact: RedisChannelsOptions = { redis, prefix: 'app:', readerIdleTimeout: 60_000 }
 expectTypeOf(redisChannels(exact)).toEqualTypeOf<RedisChannels>()
 const inferred = { redis, slotGroups: 8 }
 expectTypeOf(redisChannels(inferred)).toEqualTypeOf<RedisChannels>()
+// @ts-expect-error readerIdleTimeout is a number of milliseconds
+redisChannels({ redis, readerIdleTimeout: '30s' })

@@ -39,6 +39,11 @@ export interface RedisChannelsOptions {
    * Default 16.
    */
   slotGroups?: number
+  /**
+   * Milliseconds a reader whose channels have no local subscriber stays open before it closes its connection (the
+   * next subscriber opens it again). Default 30000.
+   */
+  readerIdleTimeout?: number
 }
 
 /**
@@ -48,7 +53,8 @@ export interface RedisChannelsOptions {
 export type Exactly<Options, Shape> = Options & Record<Exclude<keyof Options, keyof Shape>, never>
 
 const OPTION_NAMES: ReadonlyArray<keyof RedisChannelsOptions> = [
-  'redis', 'prefix', 'publishTimeout', 'blockTimeout', 'readerName', 'idempotencyWindow', 'slotGroups'
+  'redis', 'prefix', 'publishTimeout', 'blockTimeout', 'readerName', 'idempotencyWindow', 'slotGroups',
+  'readerIdleTimeout'
 ]
 
 /** What a reader reads on: a connection, or on a cluster a cluster client of its own. */
@@ -79,7 +85,7 @@ export function settingsOf (options: RedisChannelsOptions): Settings {
   refuseUnknown(options, OPTION_NAMES, 'redisChannels()')
   const {
     redis, prefix = 'sse:', publishTimeout = 5000, blockTimeout = 5000, readerName = 'fastify-typed-sse',
-    idempotencyWindow = 300_000, slotGroups = 16
+    idempotencyWindow = 300_000, slotGroups = 16, readerIdleTimeout = 30_000
   } = options
   if (typeof (redis as Partial<Redis> | undefined)?.duplicate !== 'function') {
     throw invalidOption('redis', 'must be an ioredis client (new Redis(url), new Cluster(nodes), ' +
@@ -113,6 +119,7 @@ export function settingsOf (options: RedisChannelsOptions): Settings {
     slotGroups,
     publishTimeout: positive('publishTimeout', publishTimeout, MAX_TIMER),
     blockTimeout: positive('blockTimeout', blockTimeout, MAX_TIMER),
-    idempotencyWindow: positive('idempotencyWindow', idempotencyWindow)
+    idempotencyWindow: positive('idempotencyWindow', idempotencyWindow),
+    readerIdleTimeout: positive('readerIdleTimeout', readerIdleTimeout, MAX_TIMER)
   }
 }

@@ -44,7 +44,11 @@ export class StreamReader {
   #controlLast = '0-0'
   /** Whether the XREAD in flight (if any) was asked to return already: one wake-up per XREAD. */
   #woken = true
-  #idle: (() => void) | undefined
+  /** Set while the loop waits for a channel to read. */
+  #wake: (() => void) | undefined
+  /** Runs `readerIdleTimeout` after the last channel read left, unless one joins: the reader is not needed. */
+  #idle: NodeJS.Timeout | undefined
+  readonly #onIdle: () => void
   /** Set while the loop waits for the connection to be ready before it checks the streams. */
   #ready: (() => void) | undefined
   /** Settles when the connection is lost: the XREAD in flight then never answers (it is not resent). */
@@ -64,13 +68,17 @@ export class StreamReader {
   #check = false
   readonly #ended: Promise<void>
 
-  /** Every channel of its backend in this process, read or not: what its connection state is told to. */
+  /** Every channel of its tag in this process, read or not: what its connection state is told to. */
   readonly #served: () => Iterable<RedisBackend>
 
-  constructor (settings: Settings, log: FastifyBaseLogger, tag: string, served: () => Iterable<RedisBackend>) {
+  /** `onIdle` runs once no channel has been read for `readerIdleTimeout` (the reader is to be closed). */
+  constructor (
+    settings: Settings, log: FastifyBaseLogger, tag: string, served: () => Iterable<RedisBackend>, onIdle: () => void
+  ) {
     this.#settings = settings
     this.#log = log
     this.#served = served
+    this.#onIdle = onIdle
     // the tag first: the control stream shares the slot of the streams read with it
     this.#control = tag + settings.prefix + 'reader:' + randomUUID()
     this.#channels = settings.prefix + '*'
@@ -91,7 +99,8 @@ export class StreamReader {
   /** Reads this channel's stream after its `last`; the XREAD in flight does not cover it, so it is cut short. */
   add (backend: RedisBackend): void {
     this.#reading.set(backend.key, backend)
-    this.#idle?.()
+    clearTimeout(this.#idle)
+    this.#wake?.()
     if (this.#woken) return
     this.#woken = true
     // a pipeline answers its errors instead of rejecting; a wake-up lost with the connection is not needed (the
@@ -109,13 +118,16 @@ export class StreamReader {
 
   /** Stops reading this channel's stream (what the XREAD in flight brings for it is dropped). */
   remove (backend: RedisBackend): void {
-    if (this.#reading.get(backend.key) === backend) this.#reading.delete(backend.key)
+    if (this.#reading.get(backend.key) !== backend) return
+    this.#reading.delete(backend.key)
+    if (this.#reading.size === 0) this.#idle = setTimeout(this.#onIdle, this.#settings.readerIdleTimeout).unref()
   }
 
   close (): Promise<void> {
     this.#closed = true
     clearTimeout(this.#deadline)
-    this.#idle?.()
+    clearTimeout(this.#idle)
+    this.#wake?.()
     this.#ready?.()
     this.#onLost()
     // waiting to reconnect, it has no connection to close and says nothing more
@@ -132,8 +144,8 @@ export class StreamReader {
     let failures = 0
     while (!this.#closed) {
       if (this.#reading.size === 0) {
-        await new Promise<void>(resolve => { this.#idle = resolve })
-        this.#idle = undefined
+        await new Promise<void>(resolve => { this.#wake = resolve })
+        this.#wake = undefined
         continue
       }
       try {

@@ -20,7 +20,8 @@ t.test('the defaults, and what is given kept as given', async t => {
     slotGroups: 16,
     publishTimeout: 5000,
     blockTimeout: 5000,
-    idempotencyWindow: 300_000
+    idempotencyWindow: 300_000,
+    readerIdleTimeout: 30_000
   })
   const given = {
     redis: client({ cluster: true }),
@@ -29,7 +30,8 @@ t.test('the defaults, and what is given kept as given', async t => {
     slotGroups: 1,
     publishTimeout: 1,
     blockTimeout: 100,
-    idempotencyWindow: 60_000
+    idempotencyWindow: 60_000,
+    readerIdleTimeout: 1
   }
   t.same(settingsOf(given), { ...given, cluster: true })
   t.equal(settingsOf({ redis, prefix: '{x}' }).prefix, '{x}', 'without a cluster, the prefix may hold a tag')
@@ -53,6 +55,7 @@ t.test('each bad option is refused, naming it', async t => {
     [{ publishTimeout: 0 }, 'publishTimeout', /positive whole number of milliseconds up to 2147483647, got 0/],
     [{ blockTimeout: Infinity }, 'blockTimeout', /positive whole number/],
     [{ idempotencyWindow: 1.5 }, 'idempotencyWindow', /positive whole number/],
+    [{ readerIdleTimeout: -1 }, 'readerIdleTimeout', /positive whole number of milliseconds up to 2147483647, got -1/],
     // a timer longer than Node.js takes would fire at once
     [{ publishTimeout: 2 ** 31 }, 'publishTimeout', /up to 2147483647, got 2147483648/],
     [{ blockTimeout: 2 ** 31 }, 'blockTimeout', /up to 2147483647/]
@@ -70,7 +73,7 @@ t.test('an option redisChannels() does not have is refused by name, listing thos
       code: 'FST_SSE_INVALID_OPTION',
       field: typo,
       message: new RegExp(`^fastify-typed-sse option "${typo}" is not an option of redisChannels\\(\\) \\(its options: redis, ` +
-        'prefix, publishTimeout, blockTimeout, readerName, idempotencyWindow, slotGroups\\)$')
+        'prefix, publishTimeout, blockTimeout, readerName, idempotencyWindow, slotGroups, readerIdleTimeout\\)$')
     }, typo)
   }
   for (const options of [undefined, null, 'redis://127.0.0.1']) {
