@@ -396,3 +396,43 @@ t.test('500 names with tags of their own: at most one reader per slot group, clo
   t.equal(await readers(), 1, 'a subscriber again: its group\'s reader opens again')
   t.equal(redis.status, 'ready', 'your client stays open')
 })
+
+t.test('a master stalled (SIGSTOP) under a reader: down within blockTimeout + 1 s, up after SIGCONT with nothing lost', async t => {
+  t.setTimeout(30_000)
+  const ctx = context(t)
+  const blockTimeout = 500
+  const s = await server(ctx, { blockTimeout, publishTimeout: 20_000 })
+  const told: string[] = []
+  const down = new Promise<void>(resolve => {
+    t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.readerDown, ({ channel }) => { told.push(`down ${channel}`); resolve() }))
+  })
+  const up = new Promise<void>(resolve => {
+    t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.readerUp, ({ channel }) => { told.push(`up ${channel}`); resolve() }))
+  })
+  const room = s.room('{stall}chat')
+  const sub = room.subscribe()
+  const before = await room.publish({ data: { n: 0 } })
+  t.equal((await within(take(sub, 1), 5000, 'an item before the stall'))[0]?.id, before)
+  const port = await cluster.owner(place({ prefix: ctx.prefix, cluster: true, slotGroups: 16 }, '{stall}chat').key)
+  // shorter than the cluster's node timeout (5 s): the others do not take the node for failed
+  cluster.pause(port)
+  let resumed = false
+  t.teardown(() => { if (!resumed) cluster.resume(port) })
+  const stalled = Date.now()
+  const during = room.publish({ data: { n: 1 } })
+  await within(down, blockTimeout + 1000 + 3000, 'readerDown')
+  const detected = Date.now() - stalled
+  t.comment(`a stalled master noticed after ${detected} ms (blockTimeout ${blockTimeout} ms)`)
+  t.ok(detected <= blockTimeout + 1000 + 1000, `noticed within blockTimeout + 1 s (${detected} ms)`)
+  t.equal(s.app.sse.stats().channels[0]?.connected, false, 'stats: not connected')
+  cluster.resume(port)
+  resumed = true
+  await within(up, 10_000, 'readerUp')
+  t.equal(s.app.sse.stats().channels[0]?.connected, true, 'stats: connected again')
+  const stored = await within(during, 10_000, 'the publish made during the stall')
+  const after = await room.publish({ data: { n: 2 } })
+  t.same((await within(take(sub, 2), 5000, 'the items after')).map(i => i.id), [stored, after], 'nothing lost, nothing twice')
+  t.same(told, ['down {stall}chat', 'up {stall}chat'], 'told once each')
+  t.equal(s.logs.lines.filter(l => l.level === WARN && /reader/.test(l.msg)).length, 1, 'one warning')
+  await sub.return?.()
+})

@@ -24,6 +24,9 @@ export interface RedisCluster {
   /** `kill -9` of the node on that port (its clients see their connections fail), and its start again. */
   kill: (port: number) => Promise<void>
   restart: (port: number) => Promise<void>
+  /** SIGSTOP of the node on that port (it holds its connections and answers nothing), and SIGCONT. */
+  pause: (port: number) => void
+  resume: (port: number) => void
   /** Stops every node and removes their directories. */
   stop: () => Promise<void>
 }
@@ -126,6 +129,8 @@ export async function startCluster (replicas = 0): Promise<RedisCluster> {
     },
     kill: async port => { await (servers.find(server => server.port === port) as RedisServer).kill() },
     restart: async port => { await (servers.find(server => server.port === port) as RedisServer).restart() },
+    pause: port => { (servers.find(server => server.port === port) as RedisServer).pause() },
+    resume: port => { (servers.find(server => server.port === port) as RedisServer).resume() },
     stop
   }
 }
