@@ -70,7 +70,11 @@ export async function startCluster (replicas = 0): Promise<RedisCluster> {
     const addresses = servers.map(server => `127.0.0.1:${server.port}`)
     await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', String(replicas),
       '--cluster-yes'], { timeout: 20_000 })
-    for (const server of servers) admin.set(server.port, new Redis(server.port, '127.0.0.1'))
+    for (const server of servers) {
+      const node = new Redis(server.port, '127.0.0.1')
+      node.on('error', () => {}) // a node killed is the point of some tests; ioredis would print each reconnection
+      admin.set(server.port, node)
+    }
     const ok = async (node: Redis): Promise<boolean> =>
       (await node.call('CLUSTER', 'INFO') as string).includes('cluster_state:ok')
     await everyNode(ok, 'cluster_state:ok on every node')
