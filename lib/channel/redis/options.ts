@@ -9,14 +9,13 @@ export interface RedisChannelsOptions {
   /**
    * Your ioredis client (also what `@fastify/redis` gives you), or an ioredis `Cluster` for a Redis Cluster.
    * Publishes and replays use it; the reader of every channel of this backend is one `redis.duplicate()` (on a
-   * cluster: one per slot group or hash tag), closed with the last channel it reads. Your client is never closed by
-   * the plugin.
+   * cluster: one per slot group), closed once its channels have had no local subscriber for `readerIdleTimeout`, or
+   * with the last of them. Your client is never closed by the plugin.
    */
   redis: Redis | Cluster
   /**
    * Prefix of the stream keys, not empty: a channel `chat` lives at `<prefix>chat` (on a Redis Cluster at
-   * `{<prefix><n>}chat`, n its slot group, or `<prefix>{tag}chat` for a name with a hash tag of its own; the prefix
-   * then holds no `{` or `}`). Default `'sse:'`.
+   * `{<prefix><n>}chat`, n its slot group; the prefix then holds no `{` or `}`). Default `'sse:'`.
    */
   prefix?: string
   /** Milliseconds after which a publish Redis has not answered rejects. Default 5000. */
@@ -34,9 +33,9 @@ export interface RedisChannelsOptions {
    */
   idempotencyWindow?: number
   /**
-   * On a Redis Cluster: how many hash slots the channels without a hash tag of their own are spread over (each
-   * slot group has one reader connection in a process that has subscribers in it). Ignored without a cluster.
-   * Default 16.
+   * On a Redis Cluster: how many hash slots the channels are spread over, by the hash tag in their name if any,
+   * else by their name (each slot group has one reader connection in a process that has subscribers in it).
+   * Ignored without a cluster. Default 16.
    */
   slotGroups?: number
   /**
@@ -63,7 +62,7 @@ export type Connection = Redis | Cluster
 /** The options checked, with their defaults: what every part of a backend reads. */
 export interface Settings extends Required<Omit<RedisChannelsOptions, 'redis'>> {
   redis: Connection
-  /** Whether `redis` is a Cluster: every key then carries a hash tag, and each tag has its reader. */
+  /** Whether `redis` is a Cluster: every key then carries its slot group's hash tag, and each group has its reader. */
   cluster: boolean
 }
 

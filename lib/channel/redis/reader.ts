@@ -10,7 +10,7 @@ import { gap, keyOf, NO_STREAM, streamInfo } from './ids.js'
 import type { Connection, Settings } from './options.js'
 
 // The shared reader: one connection and one blocking read per backend per process (on a Redis Cluster, per slot
-// group or hash tag), over the streams of the channels that have local subscribers, whatever their number.
+// group), over the streams of the channels that have local subscribers, whatever their number.
 
 /** ioredis states of a connection that is or will be open (not waiting to connect on first use, not closed). */
 const OPEN = new Set(['connecting', 'connect', 'ready'])
@@ -28,7 +28,8 @@ const MAX_STALL_DOUBLINGS = 6
  * One backend's reader: one connection, one `XREAD BLOCK` over the streams of every channel with local
  * subscribers, plus a control stream of its own that a joining channel writes to, to cut the block short (an XADD
  * that reaches Redis before the XREAD does is still seen by it: no race, and no `CLIENT UNBLOCK` permission).
- * It lives from the first channel that needs it to the close of the last channel of its backend.
+ * It lives from the first channel that needs it until no channel has needed it for `readerIdleTimeout`, or the last
+ * channel of its tag closes.
  */
 export class StreamReader {
   readonly #settings: Settings
@@ -49,7 +50,7 @@ export class StreamReader {
   /** Runs `readerIdleTimeout` after the last channel read left, unless one joins: the reader is not needed. */
   #idle: NodeJS.Timeout | undefined
   readonly #onIdle: () => void
-  /** Set while the loop waits for the connection to be ready before it checks the streams. */
+  /** Set while the loop waits for the connection to be ready before it sends anything. */
   #ready: (() => void) | undefined
   /** Settles when the connection is lost: the XREAD in flight then never answers (it is not resent). */
   #lost!: Promise<'lost'>
