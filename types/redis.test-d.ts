@@ -63,3 +63,18 @@ app.sse.channel<ChatMessage>('memory').publish({ data: { name: 'a', text: 'b' } 
 redisChannels({ redis, idempotencyWindow: 60_000 })
 // @ts-expect-error idempotencyWindow is a number of milliseconds
 redisChannels({ redis, idempotencyWindow: '1m' })
+
+// every option name is checked: a misspelt one fails to compile, in an object literal or one built beforehand
+// @ts-expect-error prefx is no option (prefix is)
+redisChannels({ redis, prefx: 'app:' })
+// @ts-expect-error publishTimout is no option (publishTimeout is)
+redisChannels({ redis, publishTimout: 1000 })
+const built = { redis, prefix: 'app:', blockTimout: 1000 }
+// @ts-expect-error blockTimout is no option, also in an object built beforehand
+redisChannels(built)
+const exact: RedisChannelsOptions = { redis, prefix: 'app:', readerIdleTimeout: 60_000 }
+expectTypeOf(redisChannels(exact)).toEqualTypeOf<RedisChannels>()
+const inferred = { redis, slotGroups: 8 }
+expectTypeOf(redisChannels(inferred)).toEqualTypeOf<RedisChannels>()
+// @ts-expect-error readerIdleTimeout is a number of milliseconds
+redisChannels({ redis, readerIdleTimeout: '30s' })

@@ -179,6 +179,45 @@ t.test('one reader connection per backend whatever the number of channels (1, th
   for (const c of clients) c.res.body.destroy()
 })
 
+t.test('the reader closes once no channel has had a local subscriber for readerIdleTimeout, and opens again with the next', async t => {
+  t.setTimeout(30_000)
+  const ctx = context(t)
+  const admin = await ctx.client()
+  const name = `idle-${process.pid}-${tests}`
+  const redis = await ctx.client()
+  const backend = redisChannels({ redis, prefix: ctx.prefix, readerName: name, readerIdleTimeout: 200 })
+  const a = await server(ctx, { backend })
+  const other = a.app.sse.channel<number>('other', { backend })
+  const reader = async (): Promise<string | undefined> => await readerId(admin, `${name}:${ctx.prefix}`)
+  /** Polls until the reader connection is gone, for 5 s at most. */
+  const closed = async (): Promise<boolean> => {
+    for (let i = 0; i < 100 && await reader() !== undefined; i++) await sleep(50)
+    return await reader() === undefined
+  }
+  await readerReady(a.chat)
+  const first = await reader()
+  t.ok(first, 'a reader while a channel has a subscriber')
+  t.ok(await closed(), 'closed once idle')
+  t.equal(a.app.sse.stats().channels[0]?.connected, undefined, 'no reader: connected unknown')
+
+  const missed = await a.chat.publish({ data: { n: 1 } })
+  const back = a.chat.subscribe({ lastEventId: '0-0' })
+  const next = a.chat.publish({ data: { n: 2 } })
+  t.same((await within(take(back, 3), 5000, 'replay, then live')).map(i => i.id).slice(1), [missed, await next],
+    'a subscriber again: what it missed, then live')
+  const second = await reader()
+  t.ok(second !== undefined && second !== first, 'read on a new reader connection')
+  t.equal(a.app.sse.stats().channels[0]?.connected, true)
+
+  // one channel with a subscriber keeps it open, however long the others are quiet
+  const staying = other.subscribe()
+  await back.return?.()
+  await sleep(400)
+  t.equal(await reader(), second, 'still open while "other" has a subscriber')
+  await staying.return?.()
+  t.ok(await closed(), 'closed once that one left too')
+})
+
 t.test('a client moves from server A to server B with Last-Event-ID and loses nothing', async t => {
   t.setTimeout(30_000)
   const ctx = context(t)
@@ -703,7 +742,7 @@ t.test('options: redisChannels() and the backend option are validated; a channel
   const ctx = context(t)
   const redis = await ctx.client()
   t.throws(() => redisChannels({ redis: {} as Redis }), { code: 'FST_SSE_INVALID_OPTION', field: 'redis' })
-  t.throws(() => redisChannels(undefined as unknown as { redis: Redis }), TypeError)
+  t.throws(() => redisChannels(undefined as unknown as { redis: Redis }), { code: 'FST_SSE_INVALID_OPTION', field: 'options', message: /redisChannels\(\) option "options" must be an object/ })
   t.throws(() => redisChannels({ redis, prefix: 1 as unknown as string }), { code: 'FST_SSE_INVALID_OPTION', field: 'prefix' })
   t.throws(() => redisChannels({ redis, publishTimeout: 0 }), { code: 'FST_SSE_INVALID_OPTION', field: 'publishTimeout', message: /positive whole number/ })
   t.throws(() => redisChannels({ redis, blockTimeout: 1.5 }), { code: 'FST_SSE_INVALID_OPTION', field: 'blockTimeout' })

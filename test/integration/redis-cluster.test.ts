@@ -7,8 +7,9 @@ import type { Test } from 'tap'
 import { Cluster, type ClusterOptions, type Redis } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
 import { redisChannels, type RedisChannelsOptions } from '../../lib/channel/redis/index.js'
-import type { Channel, SseItem, SseResetData } from '../../lib/index.js'
-import { open, startApp, take, within, type LogCapture } from '../helpers.js'
+import { hashTag, place } from '../../lib/channel/redis/keys.js'
+import { SSE_DIAGNOSTICS, subscribeSseDiagnostic, type Channel, type SseItem, type SseResetData } from '../../lib/index.js'
+import { open, startApp, take, WARN, within, type LogCapture } from '../helpers.js'
 import { startCluster, type RedisCluster } from '../support/redis-cluster.js'
 
 const cluster = await startCluster()
@@ -116,13 +117,15 @@ t.test('two servers on a 3-node cluster: channels on every node, published on ei
   // where the streams are: each in its slot group's slot, or its own tag's
   const keys = await keysByNode(ctx.prefix)
   const control = Array.from(keys.values()).flat().filter(key => key.includes(ctx.prefix + 'reader:'))
-  t.ok(control.every(key => /^\{(t\d+:\d+|tenant)\}t\d+:reader:[\w-]+$/.test(key)), 'each reader\'s control stream carries its tag')
+  t.ok(control.every(key => /^\{t\d+:\d+\}t\d+:reader:[\w-]+$/.test(key)), 'each reader\'s control stream carries its group\'s tag')
   for (const list of keys.values()) list.splice(0, list.length, ...list.filter(key => !control.includes(key)))
   const all = Array.from(keys.values()).flat()
   t.equal(all.length, names.length, 'one stream per channel')
-  t.ok(all.every(key => /^\{t\d+:\d+\}(room:\d+|x\{\}y|x\{y)$/.test(key) || /^t\d+:\{tenant\}[ab]$/.test(key)), 'keys: {<prefix><group>}<name>, or <prefix><name> for a name with its own tag')
+  t.ok(all.every(key => /^\{t\d+:\d+\}(room:\d+|x\{\}y|x\{y|\{tenant\}[ab])$/.test(key)), 'keys: {<prefix><group>}<name>, a name with a tag of its own too')
   t.ok(Array.from(keys.values()).filter(list => list.length > 0).length >= 2, 'the streams are on more than one node')
-  t.ok(Array.from(keys.values()).some(list => list.includes(`${ctx.prefix}{tenant}a`) && list.includes(`${ctx.prefix}{tenant}b`)), 'a tag of their own: one node, one slot')
+  const tenant = all.filter(key => key.includes('{tenant}'))
+  t.equal(new Set(tenant.map(key => hashTag(key))).size, 1, 'a tag of their own, shared: one slot')
+  t.ok(Array.from(keys.values()).some(list => tenant.every(key => list.includes(key))), 'so one node')
   for (const c of clients) c.res.body.destroy()
 })
 
@@ -170,7 +173,7 @@ t.test('a channel joins a reader blocked on the cluster at once; a slot moved to
   const first = await room.publish({ data: { n: 0 } })
   t.equal((await within(take(sub, 1), 5000, 'a channel that joined a blocked reader'))[0]?.id, first)
 
-  const key = `${ctx.prefix}{move}chat`
+  const key = place({ prefix: ctx.prefix, cluster: true, slotGroups: 16 }, '{move}chat').key
   const from = await cluster.owner(key)
   const to = cluster.nodes.find(node => node.port !== from)?.port as number
   const onB = await open(`${b.url}/room/${encodeURIComponent('{move}chat')}`)
@@ -210,7 +213,7 @@ t.test('a master fails over to its replica under blocked readers: nothing lost, 
   const receivingB = take(onB.events, 6)
   const ids: string[] = []
   for (let n = 0; n < 3; n++) ids.push(await b.room(room).publish({ data: { n } }))
-  const key = `${ctx.prefix}${room}`
+  const key = place({ prefix: ctx.prefix, cluster: true, slotGroups: 16 }, room).key
   const master = await replicated.owner(key)
   const promoted = await replicated.failover(key)
   t.not(promoted, master, 'the replica serves the slot now')
@@ -274,13 +277,9 @@ t.test('connections per process on the cluster: one reader per slot group in use
   t.ok(sum(await connections(`${name}-client`)) <= 3, 'and your client: at most one connection per node')
   t.comment(`reader connections per node: ${counts.join(' / ')}; client: ${(await connections(`${name}-client`)).join(' / ')}`)
 
-  // a channel of a tag of its own: one more reader, closed with the last channel of that tag
-  const tagged = s.room('{own}room')
-  await readerReady(tagged)
-  t.equal(sum(await readers()), 5, 'a tag of its own: its own reader')
-  tagged.close()
-  for (let i = 0; i < 100 && sum(await readers()) > 4; i++) await new Promise(resolve => setTimeout(resolve, 20))
-  t.equal(sum(await readers()), 4, 'closed with its last channel')
+  // a channel with a tag of its own is in one of the groups: no reader more
+  await readerReady(s.room('{own}room'))
+  t.equal(sum(await readers()), 4, 'a tag of its own: read by its group\'s reader')
   for (const sub of subs) await sub.return?.()
   await s.app.close()
   t.equal(sum(await readers()), 0, 'app.close(): no reader left')
@@ -326,10 +325,14 @@ t.test('options on a cluster: the prefix holds no hash tag, slotGroups is a numb
   await sub.return?.()
 })
 
-t.test('a master down under a reader of many channels: the reader says it retries, once per try, not once per channel; all reset and resume', async t => {
+t.test('a master down under a reader of many channels: the reader is down, says it retries once per try, not once per channel; all reset and resume', async t => {
   t.setTimeout(30_000)
   const ctx = context(t)
   const s = await server(ctx, { slotGroups: 1 })
+  const told: string[] = []
+  t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.readerDown, ({ channel }) => { told.push(`down ${channel}`) }))
+  t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.readerUp, ({ channel }) => { told.push(`up ${channel}`) }))
+  const connected = (): Array<boolean | undefined> => s.app.sse.stats().channels.map(ch => ch.connected)
   const rooms = Array.from({ length: 20 }, (_, n) => s.room(`room:${n}`))
   const subs = rooms.map(room => room.subscribe())
   const first = Promise.all(subs.map(async sub => await take(sub, 1)))
@@ -337,8 +340,14 @@ t.test('a master down under a reader of many channels: the reader says it retrie
   await within(first, 5000, 'every room read')
   const port = await cluster.owner(`{${ctx.prefix}0}room:0`)
   const failures = (): LogCapture['lines'] => s.logs.lines.filter(l => /reader failed/.test(l.msg))
+  t.ok(connected().every(up => up === true), 'connected before')
   await cluster.kill(port)
+  const killed = Date.now()
   try {
+    await within(s.logs.waitFor(l => l.level === WARN && /reader cannot read; retrying/.test(l.msg)), 10_000, 'the reader down')
+    t.comment(`a dead master noticed after ${Date.now() - killed} ms`)
+    t.ok(connected().every(up => up === false), 'not connected while the master is dead')
+    t.same(told, rooms.map(room => `down ${room.name}`), 'readerDown told for each channel of the reader, once')
     await within(s.logs.waitFor(() => failures().length >= 2), 15_000, 'the reader failing twice')
   } finally {
     await cluster.restart(port)
@@ -357,5 +366,73 @@ t.test('a master down under a reader of many channels: the reader says it retrie
   const ids = await Promise.all(rooms.map(async room => await room.publish({ data: { n: 1 } })))
   t.same(await within(next, 10_000, 'every room after the restart'), ids, 'every room gets what is published after')
   t.equal(s.app.sse.stats().resets.unknown, 20)
+  t.ok(connected().every(up => up === true), 'connected again')
+  t.same(told.slice(rooms.length), rooms.map(room => `up ${room.name}`), 'readerUp told for each, once')
+  t.equal(s.logs.lines.filter(l => l.level === WARN && /reader/.test(l.msg)).length, 1, 'one warning for the outage')
   for (const sub of subs) await sub.return?.()
+})
+
+t.test('500 names with tags of their own: at most one reader per slot group, closed once idle, opened again on demand', async t => {
+  t.setTimeout(60_000)
+  const ctx = context(t)
+  const name = `tags-${process.pid}`
+  const redis = await ctx.client({ redisOptions: { connectionName: `${name}-client` } })
+  const s = await server(ctx, { redis, readerName: name, slotGroups: 4, readerIdleTimeout: 300 })
+  const readers = async (): Promise<number> => sum(await connections(`${name}:${ctx.prefix}`))
+  const rooms = Array.from({ length: 500 }, (_, n) => s.room(`{tenant-${n}}room`))
+  const subs = rooms.map(room => room.subscribe())
+  const published = await Promise.all(rooms.map(async (room, n) => await room.publish({ data: { n } })))
+  const got = await within(Promise.all(subs.map(async sub => (await take(sub, 1))[0]?.id)), 20_000, '500 rooms')
+  t.same(got, published, 'each of 500 rooms its own item')
+  const open = await readers()
+  t.comment(`500 tagged names: ${open} reader connections, ${sum(await connections(`${name}-client`))} of the client`)
+  t.ok(open <= 4, `at most one reader per slot group (${open})`)
+  for (const sub of subs) await sub.return?.()
+  const idle = Date.now()
+  for (let i = 0; i < 100 && await readers() > 0; i++) await new Promise(resolve => setTimeout(resolve, 50))
+  t.equal(await readers(), 0, `no reader once idle (after ${Date.now() - idle} ms)`)
+  t.equal(s.app.sse.stats().channels.find(c => c.name === '{tenant-7}room')?.connected, undefined, 'no reader: connected unknown')
+  await readerReady(rooms[7] as Room)
+  t.equal(await readers(), 1, 'a subscriber again: its group\'s reader opens again')
+  t.equal(redis.status, 'ready', 'your client stays open')
+})
+
+t.test('a master stalled (SIGSTOP) under a reader: down within blockTimeout + 1 s, up after SIGCONT with nothing lost', async t => {
+  t.setTimeout(30_000)
+  const ctx = context(t)
+  const blockTimeout = 500
+  const s = await server(ctx, { blockTimeout, publishTimeout: 20_000 })
+  const told: string[] = []
+  const down = new Promise<void>(resolve => {
+    t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.readerDown, ({ channel }) => { told.push(`down ${channel}`); resolve() }))
+  })
+  const up = new Promise<void>(resolve => {
+    t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.readerUp, ({ channel }) => { told.push(`up ${channel}`); resolve() }))
+  })
+  const room = s.room('{stall}chat')
+  const sub = room.subscribe()
+  const before = await room.publish({ data: { n: 0 } })
+  t.equal((await within(take(sub, 1), 5000, 'an item before the stall'))[0]?.id, before)
+  const port = await cluster.owner(place({ prefix: ctx.prefix, cluster: true, slotGroups: 16 }, '{stall}chat').key)
+  // shorter than the cluster's node timeout (5 s): the others do not take the node for failed
+  cluster.pause(port)
+  let resumed = false
+  t.teardown(() => { if (!resumed) cluster.resume(port) })
+  const stalled = Date.now()
+  const during = room.publish({ data: { n: 1 } })
+  await within(down, blockTimeout + 1000 + 3000, 'readerDown')
+  const detected = Date.now() - stalled
+  t.comment(`a stalled master noticed after ${detected} ms (blockTimeout ${blockTimeout} ms)`)
+  t.ok(detected <= blockTimeout + 1000 + 1000, `noticed within blockTimeout + 1 s (${detected} ms)`)
+  t.equal(s.app.sse.stats().channels[0]?.connected, false, 'stats: not connected')
+  cluster.resume(port)
+  resumed = true
+  await within(up, 10_000, 'readerUp')
+  t.equal(s.app.sse.stats().channels[0]?.connected, true, 'stats: connected again')
+  const stored = await within(during, 10_000, 'the publish made during the stall')
+  const after = await room.publish({ data: { n: 2 } })
+  t.same((await within(take(sub, 2), 5000, 'the items after')).map(i => i.id), [stored, after], 'nothing lost, nothing twice')
+  t.same(told, ['down {stall}chat', 'up {stall}chat'], 'told once each')
+  t.equal(s.logs.lines.filter(l => l.level === WARN && /reader/.test(l.msg)).length, 1, 'one warning')
+  await sub.return?.()
 })

@@ -294,6 +294,19 @@ t.test('keys deleted while the reader was away: each channel still read is reset
   t.same(s.logs.lines.filter(l => /stream does not go on/.test(l.msg)).map(l => l.channel), ['a'], 'b is not read')
 })
 
+t.test('a reader whose channels all left while it was away is up again as soon as its connection is', async t => {
+  t.setTimeout(30_000)
+  const { s, sub, cutReader } = await readerAway(t)
+  const up = new Promise(resolve => { t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.readerUp, resolve)) })
+  await cutReader()
+  await within(s.logs.waitFor(l => l.level === WARN && /reader lost its connection/.test(l.msg)), 5000, 'down')
+  await sub.return?.()
+  t.equal(s.app.sse.stats().channels[0]?.connected, false, 'down meanwhile')
+  // nothing to read, so nothing to be answered: its connection being ready again is all there is to wait for
+  t.match(await within(up, 5000, 'readerUp'), { channel: 'chat' })
+  t.equal(s.app.sse.stats().channels[0]?.connected, true, 'up')
+})
+
 t.test('entries trimmed before the reader read them: sse-reset (expired) at the newest, then new items', async t => {
   t.setTimeout(30_000)
   const { s, admin, sub, cutReader } = await readerAway(t)
@@ -396,4 +409,45 @@ t.test('a channel without local subscribers is not read: XREAD names only stream
   t.same(await within(readingOnlyA, 5000, 'after b left'), ['sse:a'], 'b left: not read any more')
   t.equal((await take(subA, 1))[0]?.id, idA2)
   t.ok(reads.every(streams => !streams.includes('sse:c')), 'c never read')
+})
+
+t.test('a stalled Redis (SIGSTOP): the reader is down within blockTimeout + 1 s, and back after SIGCONT with nothing lost', async t => {
+  t.setTimeout(30_000)
+  const redis = await ownRedis(t)
+  const blockTimeout = 500
+  const s = await server(t, await redis.client({ retryStrategy: () => 50 }), { blockTimeout, publishTimeout: 20_000 })
+  const told: string[] = []
+  const down = new Promise<void>(resolve => {
+    t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.readerDown, ({ channel }) => { told.push(`down ${channel}`); resolve() }))
+  })
+  const up = new Promise<void>(resolve => {
+    t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.readerUp, ({ channel }) => { told.push(`up ${channel}`); resolve() }))
+  })
+  const sub = s.chat.subscribe()
+  const before = await s.chat.publish({ data: 1 })
+  t.equal((await within(take(sub, 1), 5000, 'an item before the stall'))[0]?.id, before)
+  const connected = (): boolean | undefined => s.app.sse.stats().channels.find(ch => ch.name === 'chat')?.connected
+  t.equal(connected(), true)
+  redis.pause()
+  let resumed = false
+  t.teardown(() => { if (!resumed) redis.resume() })
+  const stalled = Date.now()
+  // stored once Redis answers again: the reader must hand it on then, after the item before and before the next
+  const during = s.chat.publish({ data: 2 })
+  await within(down, blockTimeout + 1000 + 3000, 'readerDown')
+  const detected = Date.now() - stalled
+  t.comment(`a stalled Redis noticed after ${detected} ms (blockTimeout ${blockTimeout} ms)`)
+  // the bound, and up to 1 s more for the timers of a loaded machine
+  t.ok(detected <= blockTimeout + 1000 + 1000, `noticed within blockTimeout + 1 s (${detected} ms)`)
+  t.equal(connected(), false, 'stats: not connected')
+  t.equal(s.logs.lines.filter(l => l.level === WARN && /reader/.test(l.msg)).length, 1, 'one warning')
+  redis.resume()
+  resumed = true
+  await within(up, 10_000, 'readerUp')
+  t.equal(connected(), true, 'stats: connected again')
+  const stored = await within(during, 10_000, 'the publish made during the stall')
+  const after = await s.chat.publish({ data: 3 })
+  t.same((await within(take(sub, 2), 5000, 'the items after')).map(i => i.id), [stored, after], 'nothing lost, nothing twice')
+  t.same(told, ['down chat', 'up chat'], 'told once each')
+  t.same(s.app.sse.stats().resets, { expired: 0, unknown: 0, invalid: 0 }, 'no reset')
 })

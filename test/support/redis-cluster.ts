@@ -24,6 +24,9 @@ export interface RedisCluster {
   /** `kill -9` of the node on that port (its clients see their connections fail), and its start again. */
   kill: (port: number) => Promise<void>
   restart: (port: number) => Promise<void>
+  /** SIGSTOP of the node on that port (it holds its connections and answers nothing), and SIGCONT. */
+  pause: (port: number) => void
+  resume: (port: number) => void
   /** Stops every node and removes their directories. */
   stop: () => Promise<void>
 }
@@ -67,7 +70,11 @@ export async function startCluster (replicas = 0): Promise<RedisCluster> {
     const addresses = servers.map(server => `127.0.0.1:${server.port}`)
     await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', String(replicas),
       '--cluster-yes'], { timeout: 20_000 })
-    for (const server of servers) admin.set(server.port, new Redis(server.port, '127.0.0.1'))
+    for (const server of servers) {
+      const node = new Redis(server.port, '127.0.0.1')
+      node.on('error', () => {}) // a node killed is the point of some tests; ioredis would print each reconnection
+      admin.set(server.port, node)
+    }
     const ok = async (node: Redis): Promise<boolean> =>
       (await node.call('CLUSTER', 'INFO') as string).includes('cluster_state:ok')
     await everyNode(ok, 'cluster_state:ok on every node')
@@ -126,6 +133,8 @@ export async function startCluster (replicas = 0): Promise<RedisCluster> {
     },
     kill: async port => { await (servers.find(server => server.port === port) as RedisServer).kill() },
     restart: async port => { await (servers.find(server => server.port === port) as RedisServer).restart() },
+    pause: port => { (servers.find(server => server.port === port) as RedisServer).pause() },
+    resume: port => { (servers.find(server => server.port === port) as RedisServer).resume() },
     stop
   }
 }

@@ -8,12 +8,13 @@
 // concatenation, never by serializing the data again. Only these modules use ioredis, and only by type: the main
 // entry never loads it.
 //
-// On a Redis Cluster one XREAD may only name keys of one hash slot, so each channel's key carries a hash tag
-// (./keys.ts): its own (a name like `{tenant}chat`) or its slot group's (`{<prefix><n>}<name>`, n a hash of the
-// name), and there is one reader per tag, a cluster client of its own that follows the slot wherever it moves.
+// On a Redis Cluster one XREAD may only name keys of one hash slot, so each channel's key carries its slot group's
+// hash tag (./keys.ts: `{<prefix><n>}<name>`, n a hash of the name, or of the hash tag in it), and there is one
+// reader per group in use, a cluster client of its own that follows the slot wherever it moves. A reader no
+// channel has needed for a while closes (./shared.ts), and one that gets no answer in time takes a new connection.
 import type { ChannelBackendFactory } from '../backend.js'
 import { RedisBackend } from './backend.js'
-import { settingsOf, type RedisChannelsOptions } from './options.js'
+import { settingsOf, type Exactly, type RedisChannelsOptions } from './options.js'
 import { Backends } from './shared.js'
 
 export type { RedisChannelsOptions } from './options.js'
@@ -26,7 +27,9 @@ export type RedisChannels = ChannelBackendFactory<Promise<string>>
  * `app.sse.channel<T>('chat', { backend: redisChannels({ redis }) })`. Their `publish` returns a promise of the
  * stream id; a browser can reconnect to any process with `Last-Event-ID` and gets exactly what it missed.
  */
-export function redisChannels (options: RedisChannelsOptions): RedisChannels {
+export function redisChannels<Options extends RedisChannelsOptions> (
+  options: Exactly<Options, RedisChannelsOptions>
+): RedisChannels {
   const backends = new Backends(settingsOf(options))
   return (name, history, deliver, log, reset) => new RedisBackend(name, history, deliver, log, reset, backends)
 }

@@ -32,12 +32,12 @@ export type Placement = Pick<Settings, 'prefix' | 'cluster' | 'slotGroups'>
 
 /**
  * Where a channel lives: its stream's key, and the reader's tag (`''` without a cluster: one reader for all; on a
- * cluster `{tag}`, which every key of that reader starts with or carries, so that they share a slot).
+ * cluster `{<prefix><group>}`, which every key of that reader starts with, so that they share a slot). A name's own
+ * hash tag chooses its group (names that share a tag share a slot), never a slot of its own: readers stay as few
+ * as the groups, whatever tags the names carry.
  */
 export function place (settings: Placement, name: string): { key: string, tag: string } {
   if (!settings.cluster) return { key: settings.prefix + name, tag: '' }
-  const own = hashTag(name)
-  if (own !== undefined) return { key: settings.prefix + name, tag: `{${own}}` }
-  const tag = `{${settings.prefix}${slotGroup(name, settings.slotGroups)}}`
+  const tag = `{${settings.prefix}${slotGroup(hashTag(name) ?? name, settings.slotGroups)}}`
   return { key: tag + name, tag }
 }

@@ -10,18 +10,26 @@ import { gap, keyOf, NO_STREAM, streamInfo } from './ids.js'
 import type { Connection, Settings } from './options.js'
 
 // The shared reader: one connection and one blocking read per backend per process (on a Redis Cluster, per slot
-// group or hash tag), over the streams of the channels that have local subscribers, whatever their number.
+// group), over the streams of the channels that have local subscribers, whatever their number.
 
 /** ioredis states of a connection that is or will be open (not waiting to connect on first use, not closed). */
 const OPEN = new Set(['connecting', 'connect', 'ready'])
 /** Entries one XREAD returns at most, per stream. */
 const READ_BATCH = 512
+/**
+ * Milliseconds past `blockTimeout` a read (or a check) may go unanswered before Redis counts as stalled: the reader
+ * is then down, and takes a new connection.
+ */
+const STALL_MARGIN = 1000
+/** The margin doubles for each read in a row that was late (a huge answer still arrives whole), up to 2^6 times. */
+const MAX_STALL_DOUBLINGS = 6
 
 /**
  * One backend's reader: one connection, one `XREAD BLOCK` over the streams of every channel with local
  * subscribers, plus a control stream of its own that a joining channel writes to, to cut the block short (an XADD
  * that reaches Redis before the XREAD does is still seen by it: no race, and no `CLIENT UNBLOCK` permission).
- * It lives from the first channel that needs it to the close of the last channel of its backend.
+ * It lives from the first channel that needs it until no channel has needed it for `readerIdleTimeout`, or the last
+ * channel of its tag closes.
  */
 export class StreamReader {
   readonly #settings: Settings
@@ -37,13 +45,21 @@ export class StreamReader {
   #controlLast = '0-0'
   /** Whether the XREAD in flight (if any) was asked to return already: one wake-up per XREAD. */
   #woken = true
-  #idle: (() => void) | undefined
-  /** Set while the loop waits for the connection to be ready before it checks the streams. */
+  /** Set while the loop waits for a channel to read. */
+  #wake: (() => void) | undefined
+  /** Runs `readerIdleTimeout` after the last channel read left, unless one joins: the reader is not needed. */
+  #idle: NodeJS.Timeout | undefined
+  readonly #onIdle: () => void
+  /** Set while the loop waits for the connection to be ready before it sends anything. */
   #ready: (() => void) | undefined
   /** Settles when the connection is lost: the XREAD in flight then never answers (it is not resent). */
   #lost!: Promise<'lost'>
   #onLost!: () => void
+  /** Whether it told its channels it is down (its connection lost, a read failed or late), until an answer comes. */
   #down = false
+  /** Reads in a row that got no answer in time: each doubles the margin of the next. */
+  #late = 0
+  #deadline: NodeJS.Timeout | undefined
   #closed = false
   /**
    * Set when a read was cut short (the connection lost, or the read failed): a Redis that restarted without its
@@ -53,13 +69,17 @@ export class StreamReader {
   #check = false
   readonly #ended: Promise<void>
 
-  /** Every channel of its backend in this process, read or not: what its connection state is told to. */
+  /** Every channel of its tag in this process, read or not: what its connection state is told to. */
   readonly #served: () => Iterable<RedisBackend>
 
-  constructor (settings: Settings, log: FastifyBaseLogger, tag: string, served: () => Iterable<RedisBackend>) {
+  /** `onIdle` runs once no channel has been read for `readerIdleTimeout` (the reader is to be closed). */
+  constructor (
+    settings: Settings, log: FastifyBaseLogger, tag: string, served: () => Iterable<RedisBackend>, onIdle: () => void
+  ) {
     this.#settings = settings
     this.#log = log
     this.#served = served
+    this.#onIdle = onIdle
     // the tag first: the control stream shares the slot of the streams read with it
     this.#control = tag + settings.prefix + 'reader:' + randomUUID()
     this.#channels = settings.prefix + '*'
@@ -80,7 +100,8 @@ export class StreamReader {
   /** Reads this channel's stream after its `last`; the XREAD in flight does not cover it, so it is cut short. */
   add (backend: RedisBackend): void {
     this.#reading.set(backend.key, backend)
-    this.#idle?.()
+    clearTimeout(this.#idle)
+    this.#wake?.()
     if (this.#woken) return
     this.#woken = true
     // a pipeline answers its errors instead of rejecting; a wake-up lost with the connection is not needed (the
@@ -91,20 +112,25 @@ export class StreamReader {
       .exec()
   }
 
-  /** Whether its connection is up (false while it connects or reconnects). */
+  /** Whether it reads: its connection is up and Redis answers (false from a loss, a failed or late read on). */
   get connected (): boolean {
-    return this.#connection.status === 'ready'
+    return !this.#down && this.#connection.status === 'ready'
   }
 
   /** Stops reading this channel's stream (what the XREAD in flight brings for it is dropped). */
   remove (backend: RedisBackend): void {
-    if (this.#reading.get(backend.key) === backend) this.#reading.delete(backend.key)
+    if (this.#reading.get(backend.key) !== backend) return
+    this.#reading.delete(backend.key)
+    if (this.#reading.size === 0) this.#idle = setTimeout(this.#onIdle, this.#settings.readerIdleTimeout).unref()
   }
 
   close (): Promise<void> {
     this.#closed = true
-    this.#idle?.()
+    clearTimeout(this.#deadline)
+    clearTimeout(this.#idle)
+    this.#wake?.()
     this.#ready?.()
+    this.#onLost()
     // waiting to reconnect, it has no connection to close and says nothing more
     const ended = this.#connection.status === 'reconnecting' ? Promise.resolve() : this.#ended
     // a cluster client ends as it lets go of its node connections, before they have closed: wait for them too
@@ -119,14 +145,14 @@ export class StreamReader {
     let failures = 0
     while (!this.#closed) {
       if (this.#reading.size === 0) {
-        await new Promise<void>(resolve => { this.#idle = resolve })
-        this.#idle = undefined
+        await new Promise<void>(resolve => { this.#wake = resolve })
+        this.#wake = undefined
         continue
       }
       try {
-        // a check waits for the connection: those sent while it is down would pile up in its offline queue, one per
-        // try to reconnect
-        if (this.#check && this.#connection.status !== 'ready') {
+        // nothing is sent before the connection is ready: commands sent while it is down would pile up in its offline
+        // queue (one check per try to reconnect), and a read's time to answer is measured from when Redis has it
+        if (this.#connection.status !== 'ready') {
           await new Promise<void>(resolve => { this.#ready = resolve })
           this.#ready = undefined
           continue
@@ -142,29 +168,28 @@ export class StreamReader {
           command = this.#connection.call('XREAD', 'COUNT', READ_BATCH, 'BLOCK', this.#settings.blockTimeout,
             'STREAMS', this.#control, ...reading.map(backend => backend.key), this.#controlLast, ...ids)
         }
-        const reply = await Promise.race([command, this.#lost])
+        const reply = await Promise.race([command, this.#lost, this.#overdue()])
+        clearTimeout(this.#deadline)
         this.#woken = true
-        failures = 0
-        if (reply === 'lost' || reply === null) continue
-        if (checking) {
-          this.#check = false
-          this.#checked(reading, ids, reply as Array<[Error | null, unknown]>)
+        if (reply === 'overdue') {
+          await this.#stalled()
           continue
         }
-        const sent = new Map(reading.map((backend, i) => [backend.key, ids[i]]))
-        for (const [prefixed, entries] of reply as Array<[string, Entry[]]>) {
-          const key = prefixed.slice(this.#keyPrefix)
-          if (key === this.#control) {
-            this.#controlLast = (entries.at(-1) as Entry)[0]
-            continue
-          }
-          // still read from where this XREAD started (not gone quiet, nor restarted meanwhile)
-          const backend = this.#reading.get(key)
-          if (backend !== undefined && backend.last === sent.get(key)) backend.handOn(entries)
+        if (reply === 'lost') continue
+        if (checking) {
+          // a pipeline answers its errors: a failed check throws here
+          this.#checked(reading, ids, reply as Array<[Error | null, unknown]>)
+          this.#check = false
+        } else if (reply !== null) {
+          this.#handOn(reading, ids, reply as Array<[string, Entry[]]>)
         }
+        failures = 0
+        this.#late = 0
+        this.#up()
       } catch (err) {
+        // (never after close(): the read in flight is given up there, as `#lost`)
+        clearTimeout(this.#deadline)
         this.#woken = true
-        if (this.#closed) break
         failures++
         this.#check = true
         const reading = Array.from(this.#reading.values())
@@ -174,9 +199,25 @@ export class StreamReader {
         // other failure (a node down on a cluster) is the read's, retried as it was, and said once, not per channel
         if ((err as Error).message.startsWith('WRONGTYPE')) {
           for (const backend of reading) if (this.#reading.get(backend.key) === backend) backend.recheck()
+        } else {
+          this.#downFor('cannot read; retrying')
         }
         await new Promise(resolve => setTimeout(resolve, Math.min(2000, 50 * 2 ** failures)).unref())
       }
+    }
+  }
+
+  /** What an XREAD from `ids` brought: to each channel still read from there (not gone quiet, nor restarted). */
+  #handOn (reading: RedisBackend[], ids: string[], reply: Array<[string, Entry[]]>): void {
+    const sent = new Map(reading.map((backend, i) => [backend.key, ids[i]]))
+    for (const [prefixed, entries] of reply) {
+      const key = prefixed.slice(this.#keyPrefix)
+      if (key === this.#control) {
+        this.#controlLast = (entries.at(-1) as Entry)[0]
+        continue
+      }
+      const backend = this.#reading.get(key)
+      if (backend !== undefined && backend.last === sent.get(key)) backend.handOn(entries)
     }
   }
 
@@ -215,6 +256,50 @@ export class StreamReader {
     }
   }
 
+  /**
+   * Settles `blockTimeout` + the margin after a read was sent, unless it was answered: the timer fires before the I/O
+   * that was due by then, which may hold the answer, so it settles after that I/O.
+   */
+  #overdue (): Promise<'overdue'> {
+    return new Promise(resolve => {
+      this.#deadline = setTimeout(() => setImmediate(resolve, 'overdue'), this.#patience()).unref()
+    })
+  }
+
+  /** How long a read may take: its block, and the margin (doubled for each late read before it). */
+  #patience (): number {
+    return Math.min(2 ** 31 - 1, this.#settings.blockTimeout + STALL_MARGIN * 2 ** this.#late)
+  }
+
+  /**
+   * A read got no answer in time: a stalled Redis (or a connection that died without a word). The reader is down,
+   * and takes a new connection (the loop reads again once it is ready, after checking each stream).
+   */
+  async #stalled (): Promise<void> {
+    this.#downFor(`got no answer within ${this.#patience()} ms (Redis stalled?); reconnecting`)
+    this.#late = Math.min(MAX_STALL_DOUBLINGS, this.#late + 1)
+    // its close tells the loop to check each stream before it reads again
+    const lost = this.#lost
+    this.#connection.disconnect(true)
+    await lost
+  }
+
+  /** Once per outage, whatever its cause: a warning, and each of its channels told. */
+  #downFor (why: string): void {
+    if (this.#down) return
+    this.#down = true
+    this.#log.warn({ streams: this.#reading.size }, `SSE Redis channel reader ${why}`)
+    this.#tell(readerDown)
+  }
+
+  /** Redis answered: the outage, if any, is over. */
+  #up (): void {
+    if (!this.#down) return
+    this.#down = false
+    this.#log.info({ streams: this.#reading.size }, 'SSE Redis channel reader reconnected; resuming')
+    this.#tell(readerUp)
+  }
+
   #newLost (): void {
     this.#lost = new Promise(resolve => { this.#onLost = () => resolve('lost') })
   }
@@ -231,18 +316,13 @@ export class StreamReader {
   }
 
   #onReconnecting = (): void => {
-    if (this.#down) return
-    this.#down = true
-    this.#log.warn({ streams: this.#reading.size }, 'SSE Redis channel reader lost its connection; reconnecting')
-    this.#tell(readerDown)
+    this.#downFor('lost its connection; reconnecting')
   }
 
+  /** Connected again: up once a read (or check) is answered; at once when there is nothing to read. */
   #onReady = (): void => {
     this.#ready?.()
-    if (!this.#down) return
-    this.#down = false
-    this.#log.info({ streams: this.#reading.size }, 'SSE Redis channel reader reconnected; resuming')
-    this.#tell(readerUp)
+    if (this.#reading.size === 0) this.#up()
   }
 
   /** One diagnostics message per channel it serves: each channel's connection state changed with it. */

@@ -6,13 +6,18 @@ import { StreamReader } from './reader.js'
 
 /**
  * What the channels of one `redisChannels()` backend share: the settings, the readers (one; on a cluster one per
- * tag), the names in use.
+ * slot group), the names in use.
  */
 export class Backends {
   readonly settings: Settings
   readonly #channels = new Map<string, RedisBackend>()
-  /** The readers by tag, each started on first need and closed with the last channel of its tag. */
+  /**
+   * The readers by tag, each started on first need and closed once no channel of its tag has had a local
+   * subscriber for `readerIdleTimeout`, or with the last channel of its tag.
+   */
   readonly #readers = new Map<string, StreamReader>()
+  /** The closes of readers closed for idleness, until done: the last channel of a tag waits for them too. */
+  readonly #closing = new Set<Promise<void>>()
   /** How many channels each tag has. */
   readonly #tags = new Map<string, number>()
 
@@ -35,7 +40,7 @@ export class Backends {
     const tag = backend.tag
     let reader = this.#readers.get(tag)
     if (reader === undefined) {
-      reader = new StreamReader(this.settings, log, tag, () => this.#served(tag))
+      reader = new StreamReader(this.settings, log, tag, () => this.#served(tag), () => this.#idle(tag))
       this.#readers.set(tag, reader)
     }
     return reader
@@ -61,9 +66,16 @@ export class Backends {
     }
     this.#tags.delete(backend.tag)
     const reader = this.#readers.get(backend.tag)
-    if (reader === undefined) return Promise.resolve()
     this.#readers.delete(backend.tag)
-    return reader.close()
+    return Promise.all([reader?.close(), ...this.#closing]).then(() => {})
+  }
+
+  /** A reader no channel needed for a while: closed (the next subscriber of its tag starts a new one). */
+  #idle (tag: string): void {
+    const reader = this.#readers.get(tag) as StreamReader
+    this.#readers.delete(tag)
+    const closed: Promise<void> = reader.close().then(() => { this.#closing.delete(closed) })
+    this.#closing.add(closed)
   }
 
   /** The channels of a tag: those a reader's connection state is told to. */

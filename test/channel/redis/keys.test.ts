@@ -36,7 +36,13 @@ t.test('place: the stream key and the reader\'s tag, one reader for all without 
 
   const cluster = { prefix: 'sse:', cluster: true, slotGroups: 16 }
   t.same(place(cluster, 'chat'), { key: '{sse:11}chat', tag: '{sse:11}' }, 'a slot group')
-  t.same(place(cluster, '{tenant-7}orders'), { key: 'sse:{tenant-7}orders', tag: '{tenant-7}' }, 'its own tag')
+  // its own tag chooses the group, so names that share it share a slot; the group's tag comes first
+  const group = `{sse:${slotGroup('tenant-7', 16)}}`
+  t.same(place(cluster, '{tenant-7}orders'), { key: `${group}{tenant-7}orders`, tag: group }, 'its own tag: its group')
+  t.equal(place(cluster, '{tenant-7}invoices').tag, group, 'another name with that tag: the same group')
+  t.equal(group, '{sse:13}', 'the same group in every version (FNV-1a of "tenant-7" is 0x4932b8fd: 13 modulo 16)')
+  const groups = new Set(Array.from({ length: 500 }, (_, n) => place(cluster, `{tenant-${n}}room`).tag))
+  t.ok(groups.size <= 16, `500 tags: at most 16 groups (${groups.size})`)
   t.same(place(cluster, '{}{t}x'), { key: `{sse:${slotGroup('{}{t}x', 16)}}{}{t}x`, tag: `{sse:${slotGroup('{}{t}x', 16)}}` }, 'an empty first tag is no tag')
   t.same(place({ ...cluster, slotGroups: 1 }, 'chat'), { key: '{sse:0}chat', tag: '{sse:0}' })
   // every key of a reader hashes by its tag: the stream key and the idempotency keys of its publishes

@@ -20,7 +20,8 @@ t.test('the defaults, and what is given kept as given', async t => {
     slotGroups: 16,
     publishTimeout: 5000,
     blockTimeout: 5000,
-    idempotencyWindow: 300_000
+    idempotencyWindow: 300_000,
+    readerIdleTimeout: 30_000
   })
   const given = {
     redis: client({ cluster: true }),
@@ -29,7 +30,8 @@ t.test('the defaults, and what is given kept as given', async t => {
     slotGroups: 1,
     publishTimeout: 1,
     blockTimeout: 100,
-    idempotencyWindow: 60_000
+    idempotencyWindow: 60_000,
+    readerIdleTimeout: 1
   }
   t.same(settingsOf(given), { ...given, cluster: true })
   t.equal(settingsOf({ redis, prefix: '{x}' }).prefix, '{x}', 'without a cluster, the prefix may hold a tag')
@@ -50,12 +52,33 @@ t.test('each bad option is refused, naming it', async t => {
     [{ slotGroups: 1.5 }, 'slotGroups', /from 1 to 16384/],
     [{ readerName: 'a b' }, 'readerName', /letters, digits and _:.- only/],
     [{ readerName: 5 as unknown as string }, 'readerName', /letters, digits/],
-    [{ publishTimeout: 0 }, 'publishTimeout', /positive whole number of milliseconds, got 0/],
+    [{ publishTimeout: 0 }, 'publishTimeout', /positive whole number of milliseconds up to 2147483647, got 0/],
     [{ blockTimeout: Infinity }, 'blockTimeout', /positive whole number/],
-    [{ idempotencyWindow: 1.5 }, 'idempotencyWindow', /positive whole number/]
+    [{ idempotencyWindow: 1.5 }, 'idempotencyWindow', /positive whole number/],
+    [{ readerIdleTimeout: -1 }, 'readerIdleTimeout', /positive whole number of milliseconds up to 2147483647, got -1/],
+    // a timer longer than Node.js takes would fire at once
+    [{ publishTimeout: 2 ** 31 }, 'publishTimeout', /up to 2147483647, got 2147483648/],
+    [{ blockTimeout: 2 ** 31 }, 'blockTimeout', /up to 2147483647/]
   ]
   for (const [options, field, message] of refusals) {
     t.throws(() => settingsOf({ redis, ...options } as RedisChannelsOptions), { code: 'FST_SSE_INVALID_OPTION', field, message }, field)
   }
   t.ok(settingsOf({ redis: client({ keyPrefix: 'app{1}:' }) }), 'without a cluster, a keyPrefix may hold a tag')
+})
+
+t.test('an option redisChannels() does not have is refused by name, listing those it has; so is no object', async t => {
+  const redis = client()
+  for (const typo of ['prefx', 'publishTimout', 'slotGroup', 'keyPrefix']) {
+    t.throws(() => settingsOf({ redis, [typo]: 1 } as unknown as RedisChannelsOptions), {
+      code: 'FST_SSE_INVALID_OPTION',
+      field: typo,
+      message: new RegExp(`^fastify-typed-sse option "${typo}" is not an option of redisChannels\\(\\) \\(its options: redis, ` +
+        'prefix, publishTimeout, blockTimeout, readerName, idempotencyWindow, slotGroups, readerIdleTimeout\\)$')
+    }, typo)
+  }
+  for (const options of [undefined, null, 'redis://127.0.0.1']) {
+    t.throws(() => settingsOf(options as unknown as RedisChannelsOptions), {
+      code: 'FST_SSE_INVALID_OPTION', field: 'options', message: /redisChannels\(\) option "options" must be an object/
+    }, String(options))
+  }
 })
