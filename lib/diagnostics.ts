@@ -1,7 +1,7 @@
 import dc from 'node:diagnostics_channel'
 import type { FastifyRequest } from 'fastify'
 import type { ResetReason } from './channel/backend.js'
-import type { EndReason } from './stream.js'
+import type { EndReason } from './source.js'
 
 // What the plugin tells `node:diagnostics_channel` subscribers (APM agents, OpenTelemetry, a Prometheus
 // exporter). Every call site checks `hasSubscribers` before it builds a message: nobody listening, nothing built.

@@ -1,6 +1,7 @@
 import type { ResetReason } from './channel/backend.js'
 import { itemRefused, streamClose, streamOpen } from './diagnostics.js'
-import type { EndReason, EventStream } from './stream.js'
+import type { EndReason } from './source.js'
+import type { EventStream } from './stream.js'
 
 // The open streams of one plugin instance and what they have done: plain counters that streams add to as they
 // write, so a snapshot costs the same with ten streams open or a hundred thousand.

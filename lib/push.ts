@@ -1,7 +1,7 @@
 import { EncodedFrame, encodeItem } from './encode.js'
 import { invalidOption, pushOverflow } from './errors.js'
 import { refuseNonObject, refuseUnknown } from './options.js'
-import { WAIT, kAttachStream, type AttachableSource, type StreamLink, type SyncSource } from './stream.js'
+import { WAIT, kAttachStream, type AttachableSource, type StreamLink, type SyncSource } from './source.js'
 import type { SseSchema } from './typed/schema.js'
 import type { SseItem } from './types.js'
 

@@ -7,6 +7,9 @@ import { clock, elapsed, joinHeartbeats, leaveHeartbeats, longSpan, type Heartbe
 import type { StreamRegistry } from './metrics.js'
 import { LazyEmitter } from './lazy-emitter.js'
 import { abortStreamSignal, isStreamSignal, streamSignalAborted, streamStarted } from './signal.js'
+import {
+  attach, opensAtOnce, openSource, stopIterator, WAIT, type EndReason, type StreamLink, type SyncSource
+} from './source.js'
 import type { SseErrorMapper, SseItem, SseSerializer, SseSource } from './types.js'
 
 // One SSE response, from its first byte to its last. It never formats a field (lib/encode does), it pulls one
@@ -37,73 +40,6 @@ export interface ItemEncoding {
  */
 export type ItemHook = (item: unknown) => ItemEncoding | undefined
 
-/** Why a stream ended, as logged and as seen by `close()` callers. */
-export type EndReason = 'source ended' | 'source failed' | 'item refused' | 'client closed' | 'server closing' | 'too slow'
-
-// The attach handshake. A source that may need to act on the connection it is written to (a channel
-// subscription whose client fell too far behind) has a method under `kAttachStream`: the stream calls it once,
-// before the first pull, with its `StreamLink`. A source that answers with a `SyncSource` is then read through it,
-// synchronously, instead of through its async iterator: an item it has is written at once, and when it has none
-// the stream waits, holding no promise, until the source hands one over with `deliver()`. That is how a channel
-// writes a published item into every idle subscriber's socket within the publish call, as a hand-written server
-// loops over its responses.
-
-/** The method a source offers to learn about the stream that writes it. */
-export const kAttachStream = Symbol('fastify-typed-sse.attachStream')
-
-/** What `SyncSource.take()` returns when the source has no item yet: it will call `deliver()` when it has. */
-export const WAIT = Symbol('fastify-typed-sse.wait')
-
-/** What a stream offers the source it writes. */
-export interface StreamLink {
-  /**
-   * The source gave up on a client that reads too slowly: when the client is stuck (its socket full) the
-   * connection is closed now and this returns true; otherwise false, and the source should end after what is
-   * queued (the stream then ends by itself once the socket takes it).
-   */
-  disconnect: () => boolean
-  /**
-   * The item's frame as this stream writes it: checked and encoded by the stream's own rules (a typed route's
-   * serializer, and its schema with `validate`). Throws the `SseError` that would refuse the item.
-   */
-  encode: (item: unknown) => Frame
-  /**
-   * For a `SyncSource` only, once after each `take()` that answered `WAIT`: the next item, written at once,
-   * within the call; or nothing, when the source ended or failed (the stream then calls `take()` to learn which).
-   */
-  deliver: (item?: SseItem<unknown>) => void
-  /**
-   * Whether `signal` is this stream's `request.signal`: it aborts when the stream stops its source, which the
-   * stream does itself (`return()`), so a source need not listen to it.
-   */
-  stopsWith: (signal: AbortSignal) => boolean
-}
-
-/**
- * True on a source that runs no user code before its first item (a channel subscription): nothing can fail
- * early, so its stream sends the headers at once instead of waiting `headersDelay` for the first item.
- */
-export const kOpensAtOnce = Symbol('fastify-typed-sse.opensAtOnce')
-
-/** A source the stream reads synchronously (see above). */
-export interface SyncSource {
-  /**
-   * The next item; `WAIT` when there is none yet; `undefined` once the source has ended. Throws once the source
-   * failed, as a generator's throw.
-   */
-  take: () => SseItem<unknown> | typeof WAIT | undefined
-}
-
-/** A source that takes part in the attach handshake; it may ask to be read synchronously. */
-export interface AttachableSource {
-  [kAttachStream]: (stream: StreamLink) => SyncSource | undefined
-}
-
-function attach (source: object, stream: StreamLink): SyncSource | undefined {
-  const method = (source as Partial<AttachableSource>)[kAttachStream]
-  return typeof method === 'function' ? method.call(source, stream) : undefined
-}
-
 /** The route of a stream opened by the not-found handler, which has no URL pattern (no route can be named so). */
 export const NOT_FOUND_ROUTE = '(not found)'
 
@@ -116,12 +52,6 @@ const CLOSE_GRACE_MS = 1000
  * and no later than the frames would have left anyway (the response corks the socket until next tick).
  */
 const BATCH_CHARS = 16 * 1024
-
-async function * fromSync<T> (iterable: Iterable<SseItem<T>>): AsyncGenerator<SseItem<T>, void, undefined> {
-  yield * iterable
-}
-
-function noop (): void {}
 
 /** `process.nextTick` calls it with the stream as argument: no closure per burst or per stream. */
 function flushBurst (stream: EventStream): void {
@@ -194,18 +124,6 @@ function responseGone (res: FastifyReply['raw']): boolean {
   return raw.destroyed === true || raw.stream?.destroyed === true
 }
 
-/**
- * Asks a source to stop (a generator runs its `finally`). Not awaited: a generator busy in an await that
- * ignores the signal stops when it next yields, and nobody (least of all app.close) waits for that.
- */
-function stopIterator (iterator: AsyncIterator<unknown> | Iterator<unknown>, reply: FastifyReply): void {
-  try {
-    Promise.resolve(iterator.return?.()).then(noop, (err: unknown) => reply.log.error({ err }, 'SSE source failed while stopping'))
-  } catch (err) {
-    reply.log.error({ err }, 'SSE source failed while stopping')
-  }
-}
-
 /** Where the frames go: the response itself, or whatever an onSend hook put in front of it. */
 interface Destination {
   write: (chunk: Frame) => boolean
@@ -259,9 +177,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
     this.#itemHook = itemHook
     this.#registry = registry
     this.#route = reply.request.routeOptions.url ?? NOT_FOUND_ROUTE
-    this.#iterator = Symbol.asyncIterator in source
-      ? source[Symbol.asyncIterator]()
-      : fromSync(source)[Symbol.asyncIterator]()
+    this.#iterator = openSource(source)
     this.#sync = attach(source, this)
     registry.add(this)
     const res = reply.raw
@@ -276,8 +192,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
     else if (responseGone(res)) process.nextTick(EventStream.#onResponseClose.bind(res))
     if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
     if (options.heartbeat !== false) joinHeartbeats(this, options.heartbeat)
-    const opensAtOnce = (source as { [kOpensAtOnce]?: boolean })[kOpensAtOnce] === true
-    if (!opensAtOnce && options.headersDelay > 0) this.#set(HELD, true)
+    if (!opensAtOnce(source) && options.headersDelay > 0) this.#set(HELD, true)
   }
 
   #more (): StreamExtras {
@@ -724,20 +639,4 @@ function takeBackHeaders (reply: FastifyReply): void {
     reply.removeHeader(name)
     reply.raw.removeHeader(name)
   }
-}
-
-function iteratorOf (source: SseSource<unknown>): AsyncIterator<unknown> | Iterator<unknown> {
-  return Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]()
-}
-
-/** Stops a source that will not be streamed (a generator runs its finally, a subscription is released). */
-export function dropSource (reply: FastifyReply, source: unknown): void {
-  if (isSource(source)) stopIterator(iteratorOf(source), reply)
-}
-
-/** An async or sync iterable that is not a string (what `reply.sse()` accepts). */
-export function isSource (value: unknown): value is SseSource<unknown> {
-  if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return false
-  const candidate = value as Partial<Record<symbol, unknown>>
-  return typeof candidate[Symbol.asyncIterator] === 'function' || typeof candidate[Symbol.iterator] === 'function'
 }

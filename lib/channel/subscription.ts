@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { encodeAhead, frameSize, type EncodedItem } from '../encode.js'
 import { channelUnavailable } from '../errors.js'
-import { WAIT, kAttachStream, kOpensAtOnce, type AttachableSource, type StreamLink, type SyncSource } from '../stream.js'
+import { WAIT, kAttachStream, kOpensAtOnce, type AttachableSource, type StreamLink, type SyncSource } from '../source.js'
 import type { SseItem } from '../types.js'
 import type { ChannelBackend, ChannelItem, Replay, ResetReason } from './backend.js'
 import { NO_TAGS, reachable, type Tags } from './target.js'
