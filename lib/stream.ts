@@ -1,14 +1,15 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { HEARTBEAT_FRAME, encodeItem, frameOf, retryFrame, type Frame } from './encode.js'
 import {
-  closeHttp2Session, onConnectionClose, resetConnection, writeHeadDirectly, type PipedBody
+  closeHttp2Session, onConnectionClose, resetConnection, type PipedBody
 } from './fastify-internals.js'
+import { holdsHead, sendHead, takeBackHeaders, watchResponse, type ResponseWatcher } from './head.js'
 import { clock, elapsed, joinHeartbeats, leaveHeartbeats, longSpan, type HeartbeatMember } from './heartbeat.js'
 import type { StreamRegistry } from './metrics.js'
 import { LazyEmitter } from './lazy-emitter.js'
 import { abortStreamSignal, isStreamSignal, streamSignalAborted, streamStarted } from './signal.js'
 import {
-  attach, opensAtOnce, openSource, stopIterator, WAIT, type EndReason, type StreamLink, type SyncSource
+  attach, openSource, stopIterator, WAIT, type EndReason, type StreamLink, type SyncSource
 } from './source.js'
 import type { SseErrorMapper, SseItem, SseSerializer, SseSource } from './types.js'
 
@@ -52,6 +53,11 @@ const CLOSE_GRACE_MS = 1000
  * and no later than the frames would have left anyway (the response corks the socket until next tick).
  */
 const BATCH_CHARS = 16 * 1024
+
+/** The response closed before its stream existed (see the constructor). */
+function closeLater (stream: EventStream): void {
+  stream.responseClosed()
+}
 
 /** `process.nextTick` calls it with the stream as argument: no closure per burst or per stream. */
 function flushBurst (stream: EventStream): void {
@@ -102,22 +108,6 @@ function newExtras (): StreamExtras {
   }
 }
 
-/**
- * The stream of every response `reply.sse()` answered (undefined: a HEAD request's, which has none), for the one
- * 'close' listener all responses share (a closure per stream would cost more than the map's entry).
- */
-const streamOfResponse = new WeakMap<object, EventStream | undefined>()
-
-/** Whether `reply.sse()` answered this response (with a stream, or a HEAD request's head). */
-export function answeredBySse (res: object): boolean {
-  return streamOfResponse.has(res)
-}
-
-/** A HEAD request's response, answered by `reply.sse()` with a stream's head and no stream. */
-export function answeredHead (res: object): void {
-  streamOfResponse.set(res, undefined)
-}
-
 /** Whether a response closed already (HTTP/1: `destroyed`; HTTP/2: its stream's). */
 function responseGone (res: FastifyReply['raw']): boolean {
   const raw = res as { destroyed?: boolean, stream?: { destroyed?: boolean } }
@@ -139,7 +129,7 @@ interface Destination {
  * It emits what Fastify's end-of-stream watch needs: `end` once the body is complete, then `close` (through an
  * emitter made only once something listens: on the direct path nothing does).
  */
-export class EventStream extends LazyEmitter implements PipedBody, StreamLink, HeartbeatMember {
+export class EventStream extends LazyEmitter implements PipedBody, StreamLink, HeartbeatMember, ResponseWatcher {
   readonly #reply: FastifyReply
   readonly #iterator: AsyncIterator<SseItem<unknown>>
   /** Set when the source is read synchronously (see `SyncSource`). */
@@ -181,18 +171,16 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
     this.#sync = attach(source, this)
     registry.add(this)
     const res = reply.raw
-    streamOfResponse.set(res, this)
-    // `on`, not `once`: a response closes once, and once's wrapper would cost a closure and a record per stream
-    res.on('close', EventStream.#onResponseClose)
+    watchResponse(res, this)
     // Queued behind another response on a pipelining connection: no socket yet, and no 'close' if the client
     // leaves before it gets one. The connection's own close tells.
-    if (res.socket === null) this.#more().unwatch = onConnectionClose(reply.request, () => { this.#responseClose() })
+    if (res.socket === null) this.#more().unwatch = onConnectionClose(reply.request, () => { this.responseClosed() })
     // The client left before the stream existed (a hook or the handler awaited first): that 'close' was before
     // the listener, and none will follow. Closed on the next tick, once the body is piped.
-    else if (responseGone(res)) process.nextTick(EventStream.#onResponseClose.bind(res))
+    else if (responseGone(res)) process.nextTick(closeLater, this)
     if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
     if (options.heartbeat !== false) joinHeartbeats(this, options.heartbeat)
-    if (!opensAtOnce(source) && options.headersDelay > 0) this.#set(HELD, true)
+    if (holdsHead(source, options.headersDelay)) this.#set(HELD, true)
   }
 
   #more (): StreamExtras {
@@ -255,10 +243,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
   /** The headers, and what was batched before them (a `retry:` line), go out now. */
   #open (): void {
     this.#release()
-    const res = this.#reply.raw
-    if (this.#has(DIRECT)) {
-      if (!res.headersSent) writeHeadDirectly(this.#reply)
-    } else if ((this.#dest as unknown) === res && !res.headersSent) res.flushHeaders()
+    sendHead(this.#reply, this.#has(DIRECT), this.#dest)
     this.#flush()
   }
 
@@ -559,7 +544,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
 
   /**
    * Called by `close()` first, on an open stream only (a closed one has left the registry): its response has not
-   * closed yet, and `#responseClose` settles the promise when it does.
+   * closed yet, and `responseClosed` settles the promise when it does.
    */
   #whenResponseClosed (): Promise<void> {
     const extras = this.#more()
@@ -596,13 +581,8 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
     return longSpan(this.#startedAt, clock(), this.#reply.elapsedTime)
   }
 
-  /** The one 'close' listener of every stream's response (`this` is the response). */
-  static #onResponseClose (this: object): void {
-    const stream = streamOfResponse.get(this)
-    if (stream !== undefined) stream.#responseClose()
-  }
-
-  #responseClose (): void {
+  /** @internal `ResponseWatcher`: the response closed. */
+  responseClosed (): void {
     this.#extras?.resolveResponseClosed?.()
     this.destroy()
   }
@@ -622,21 +602,5 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
     }
     this.#reply.log.debug({ items: this.#items, durationMs: this.durationMs, reason: this.#reason }, 'SSE stream closed')
     this.emit('close')
-  }
-}
-
-/** The headers of an event stream, as lib/reply sets them; taken back when a stream fails before it opened. */
-export const STREAM_HEADERS = {
-  'content-type': 'text/event-stream; charset=utf-8',
-  'cache-control': 'no-cache, no-transform',
-  'x-accel-buffering': 'no'
-} as const
-
-/** Takes back the event-stream headers (those with the value lib/reply gave them) from a reply that will error. */
-function takeBackHeaders (reply: FastifyReply): void {
-  for (const [name, value] of Object.entries(STREAM_HEADERS)) {
-    if (reply.getHeader(name) !== value) continue
-    reply.removeHeader(name)
-    reply.raw.removeHeader(name)
   }
 }
