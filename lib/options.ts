@@ -1,6 +1,6 @@
 import { isRetry } from './encode.js'
 import { invalidOption, shown } from './errors.js'
-import type { ResolvedStreamOptions } from './stream.js'
+import type { ResolvedStreamOptions } from './writer.js'
 import type { SseErrorMapper, SsePluginOptions, SseStreamOptions } from './types.js'
 
 // The plugin's and each stream's options, checked once when they are given: a bad one is refused by name

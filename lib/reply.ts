@@ -7,7 +7,7 @@ import { resolveOptions, routeStreamOptions, type Limits, type ResolvedOptions }
 import { subscriptionTaken } from './channel/subscription.js'
 import { feedsAStream } from './push.js'
 import { dropSource, isSource } from './source.js'
-import { EventStream, type ItemHook } from './stream.js'
+import { EventStream, type ItemHook } from './writer.js'
 import { typedItemHook } from './typed/items.js'
 import type { SseStreamOptions } from './types.js'
 
