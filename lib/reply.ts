@@ -1,6 +1,7 @@
 import type { FastifyReply } from 'fastify'
 import { alreadySent, invalidSource, notAcceptable, routeName, sourceTaken } from './errors.js'
 import { clearHandlerTimeout, sendPathIdle, sendPipedBody } from './fastify-internals.js'
+import { FastifyBody } from './fastify-body.js'
 import { answeredBySse, answeredHead, setStreamHeaders } from './head.js'
 import type { RejectReason, StreamRegistry } from './metrics.js'
 import { resolveOptions, routeStreamOptions, type Limits, type ResolvedOptions } from './options.js'
@@ -148,5 +149,5 @@ function startStream (
     return reply
   }
   reply.log.debug({ direct: false }, 'SSE stream opened')
-  return sendPipedBody(reply, stream)
+  return sendPipedBody(reply, new FastifyBody(stream))
 }

@@ -1,12 +1,11 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { HEARTBEAT_FRAME, encodeItem, frameOf, retryFrame, type Frame } from './encode.js'
 import {
-  closeHttp2Session, onConnectionClose, resetConnection, type PipedBody
+  closeHttp2Session, onConnectionClose, resetConnection
 } from './fastify-internals.js'
 import { holdsHead, sendHead, takeBackHeaders, watchResponse, type ResponseWatcher } from './head.js'
 import { clock, elapsed, joinHeartbeats, leaveHeartbeats, longSpan, type HeartbeatMember } from './heartbeat.js'
 import type { StreamRegistry } from './metrics.js'
-import { LazyEmitter } from './lazy-emitter.js'
 import { abortStreamSignal, isStreamSignal, streamSignalAborted, streamStarted } from './signal.js'
 import {
   attach, openSource, stopIterator, WAIT, type EndReason, type StreamLink, type SyncSource
@@ -115,21 +114,31 @@ function responseGone (res: FastifyReply['raw']): boolean {
 }
 
 /** Where the frames go: the response itself, or whatever an onSend hook put in front of it. */
-interface Destination {
+export interface Destination {
   write: (chunk: Frame) => boolean
   end: () => unknown
   once: (event: 'drain', listener: () => void) => unknown
 }
 
+/** Who is told of the writer's end: Fastify's send path, through the body it pipes (lib/fastify-body). */
+export interface BodyEvents {
+  /** The body is complete (`close` follows). */
+  ended: () => void
+  closed: () => void
+  /** Whether a failure before the head went can be handed to Fastify (it listens once it piped the body). */
+  takesErrors: () => boolean
+  /** That failure, for Fastify's error handling. */
+  failed: (err: unknown) => void
+}
+
 /**
- * The body of one SSE response, handed to Fastify's `reply.send()` so that onSend hooks and headers work as
- * for any stream. Not a `Readable`: Fastify pipes it, and `pipe()` here writes whole frames straight to the
- * destination, pulling the next item only when the destination takes more. That skips the Readable buffer,
- * the pipe's closures and one copy of every chunk (the cost of an idle stream was mostly that machinery).
- * It emits what Fastify's end-of-stream watch needs: `end` once the body is complete, then `close` (through an
- * emitter made only once something listens: on the direct path nothing does).
+ * One SSE response's writer. Not a `Readable`: `pipe()` writes whole frames straight to the destination (the
+ * response, or what an onSend hook put in front of it), pulling the next item only when the destination takes
+ * more. That skips the Readable buffer, the pipe's closures and one copy of every chunk (the cost of an idle
+ * stream was mostly that machinery). Written directly (`pipeDirect()`) it tells nobody of its end; on Fastify's
+ * send path the body Fastify watches is told (`reportTo`).
  */
-export class EventStream extends LazyEmitter implements PipedBody, StreamLink, HeartbeatMember, ResponseWatcher {
+export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher {
   readonly #reply: FastifyReply
   readonly #iterator: AsyncIterator<SseItem<unknown>>
   /** Set when the source is read synchronously (see `SyncSource`). */
@@ -152,6 +161,8 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
   #items = 0
   #bytes = 0
   #extras: StreamExtras | undefined
+  /** Set on Fastify's send path: the body Fastify watches. */
+  #body: BodyEvents | undefined
 
   constructor (
     reply: FastifyReply,
@@ -160,7 +171,6 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
     registry: StreamRegistry,
     itemHook?: ItemHook
   ) {
-    super()
     this.#reply = reply
     streamStarted(reply.request, reply)
     this.#options = options
@@ -197,9 +207,9 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
   }
 
   /**
-   * Called by Fastify once every onSend hook has run and the headers are set (or by a hook that wraps the
-   * body). The headers go out with the first item, or once `headersDelay` passed without one; never earlier:
-   * that would send them without what an async onSend hook adds.
+   * Called through the body by Fastify once every onSend hook has run and the headers are set (or by a hook that
+   * wraps the body), or by `pipeDirect()`. The headers go out with the first item, or once `headersDelay` passed
+   * without one; never earlier: that would send them without what an async onSend hook adds.
    */
   pipe<T extends Destination> (dest: T, options?: { end?: boolean }): T {
     this.#dest = dest
@@ -211,6 +221,11 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
       if (this.#has(WANT_MORE)) this.#pull()
     }
     return dest
+  }
+
+  /** Fastify's send path will pipe the writer through `body`, and watch it. */
+  reportTo (body: BodyEvents): void {
+    this.#body = body
   }
 
   /**
@@ -433,12 +448,12 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
 
   /**
    * A failure before anything was sent is the route's ordinary error: the SSE headers are taken back and the
-   * error is handed to Fastify (as a file stream's missing file is, see `PipedBody`), which runs the error
+   * error is handed to Fastify (as a file stream's missing file is, see lib/fastify-body), which runs the error
    * handler and onError hooks and answers with the error's status. False once the response has started.
    */
   #failEarly (err: unknown, reason: EndReason): boolean {
     const res = this.#reply.raw
-    if (!this.#has(HELD) || res.headersSent || (!this.#has(DIRECT) && this.listenerCount('error') === 0)) return false
+    if (!this.#has(HELD) || res.headersSent || (!this.#has(DIRECT) && this.#body?.takesErrors() !== true)) return false
     this.#release()
     this.#set(FINISHED, true)
     this.#reason = reason
@@ -449,7 +464,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
     this.#reply.log.debug('SSE stream failed before its first item; answered by the error handler')
     // Fastify's path listens for the body's error; on the direct path the reply is not taken over yet
     if (this.#has(DIRECT)) this.#reply.send(err as Error)
-    else this.emit('error', err)
+    else (this.#body as BodyEvents).failed(err)
     this.destroy()
     return true
   }
@@ -495,7 +510,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
     if (this.#has(HELD)) this.#open()
     this.#flush() // the whole frames that came before the end
     if (this.#has(END_DEST)) (this.#dest as Destination).end()
-    this.emit('end')
+    this.#body?.ended()
     this.destroy()
   }
 
@@ -601,6 +616,6 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
       this.#stopSource()
     }
     this.#reply.log.debug({ items: this.#items, durationMs: this.durationMs, reason: this.#reason }, 'SSE stream closed')
-    this.emit('close')
+    this.#body?.closed()
   }
 }
