@@ -33,10 +33,7 @@ export interface SseStreamCloseMessage extends SseStreamOpenMessage {
   items: number
   /** Bytes of frames written (the event stream's own bytes: before compression, TLS or HTTP framing). */
   bytes: number
-  /**
-   * Milliseconds the stream was open. Past 49.7 days it counts from 0 again, unless Fastify times the request (a
-   * logger, an onResponse hook or `handlerTimeout`: with any of them it is right however long).
-   */
+  /** Milliseconds the stream was open. */
   durationMs: number
 }
 

@@ -4,7 +4,7 @@ import {
   closeHttp2Session, onConnectionClose, resetConnection
 } from './fastify-internals.js'
 import { holdsHead, sendHead, takeBackHeaders, watchResponse, type ResponseWatcher } from './head.js'
-import { clock, elapsed, joinHeartbeats, leaveHeartbeats, longSpan, type HeartbeatMember } from './heartbeat.js'
+import { clock, joinHeartbeats, leaveHeartbeats, type HeartbeatMember } from './heartbeat.js'
 import type { StreamRegistry } from './metrics.js'
 import { abortStreamSignal, isStreamSignal, streamSignalAborted, streamStarted } from './signal.js'
 import {
@@ -487,7 +487,7 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
   /** @internal Called by the heartbeat wheel when the stream is due: ms until it is due again. */
   heartbeat (now: number): number {
     const hb = this.#options.heartbeat as number
-    const idle = elapsed(this.#lastWrite, now)
+    const idle = now - this.#lastWrite
     if (idle < hb) return hb - idle
     // a stream not yet piped or opened, or whose destination is full, is not idle: it is waiting
     if (this.#dest !== undefined && this.#has(WANT_MORE) && !this.#has(HELD)) {
@@ -591,9 +591,7 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
   }
 
   get durationMs (): number {
-    // Fastify's clock for the request (from its arrival: a little longer) counts the wraps of a stream open for
-    // weeks; Fastify keeps it only with a logger, an onResponse hook or handlerTimeout, else 49.7 days wrap to 0
-    return longSpan(this.#startedAt, clock(), this.#reply.elapsedTime)
+    return clock() - this.#startedAt
   }
 
   /** @internal `ResponseWatcher`: the response closed. */
