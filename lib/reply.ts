@@ -5,8 +5,7 @@ import { FastifyBody } from './fastify-body.js'
 import { answeredBySse, answeredHead, setStreamHeaders } from './head.js'
 import type { RejectReason, StreamRegistry } from './metrics.js'
 import { resolveOptions, routeStreamOptions, type Limits, type ResolvedOptions } from './options.js'
-import { subscriptionTaken } from './channel/subscription.js'
-import { feedsAStream } from './push.js'
+import { feeding } from './queue.js'
 import { dropSource, isSource } from './source.js'
 import { EventStream, type ItemHook } from './writer.js'
 import { typedItemHook } from './typed/items.js'
@@ -90,8 +89,8 @@ function qOf (params: string[]): number {
 export function sseDecorator (host: StreamHost) {
   return function sse (this: FastifyReply, source: unknown, streamOptions?: SseStreamOptions): FastifyReply {
     // before anything would stop it: it is the other stream's source
-    if (feedsAStream(source)) throw sourceTaken(`${this.request.method} ${this.request.url}`, 'push source')
-    if (subscriptionTaken(source)) throw sourceTaken(`${this.request.method} ${this.request.url}`, 'channel subscription')
+    const taken = feeding(source)
+    if (taken !== undefined) throw sourceTaken(`${this.request.method} ${this.request.url}`, taken)
     let options: ResolvedOptions
     try {
       const base = routeStreamOptions(this.routeOptions.config) ?? host.defaults

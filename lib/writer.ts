@@ -1,12 +1,11 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { HEARTBEAT_FRAME, encodeItem, frameOf, retryFrame, type Frame } from './encode.js'
-import {
-  closeHttp2Session, onConnectionClose, resetConnection
-} from './fastify-internals.js'
+import { onConnectionClose } from './fastify-internals.js'
 import { holdsHead, sendHead, takeBackHeaders, watchResponse, type ResponseWatcher } from './head.js'
 import { clock, joinHeartbeats, leaveHeartbeats, type HeartbeatMember } from './heartbeat.js'
 import type { StreamRegistry } from './metrics.js'
 import { abortStreamSignal, isStreamSignal, streamSignalAborted, streamStarted } from './signal.js'
+import { endOrReset, resetWhenStuck } from './slow-client.js'
 import {
   attach, openSource, stopIterator, WAIT, type EndReason, type StreamLink, type SyncSource
 } from './source.js'
@@ -42,9 +41,6 @@ export type ItemHook = (item: unknown) => ItemEncoding | undefined
 
 /** The route of a stream opened by the not-found handler, which has no URL pattern (no route can be named so). */
 export const NOT_FOUND_ROUTE = '(not found)'
-
-/** How long `close()` lets a response that is still flushing end cleanly before it resets the connection. */
-const CLOSE_GRACE_MS = 1000
 
 /**
  * String frames that a source yields in one burst (without waiting on I/O in between) are gathered and
@@ -521,15 +517,9 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
    * comes back).
    */
   disconnect (): boolean {
-    if (this.#has(CLOSED) || !this.#stuck()) return false
+    if (this.#has(CLOSED) || !resetWhenStuck(this.#reply, this.#has(WANT_MORE))) return false
     this.#reason = 'too slow'
-    resetConnection(this.#reply, false)
     return true
-  }
-
-  /** The client is not taking what was written (HTTP/2 responses have no writableNeedDrain). */
-  #stuck (): boolean {
-    return !this.#has(WANT_MORE) || this.#reply.raw.writableNeedDrain === true
   }
 
   #stopSource (): void {
@@ -546,14 +536,9 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
     // made first: resetting the connection may close the response at once
     const responseClosed = this.#whenResponseClosed()
     if (!this.#has(FINISHED)) this.#reason = 'server closing'
-    if (this.#stuck()) resetConnection(this.#reply, true)
-    else {
+    endOrReset(this.#reply, this.#has(WANT_MORE), () => {
       if (!this.#has(FINISHED)) this.#finish('server closing')
-      // a client can stop reading with less in flight than fills the socket: it does not hold the close
-      const grace = setTimeout(() => resetConnection(this.#reply, true), CLOSE_GRACE_MS).unref()
-      void responseClosed.then(() => clearTimeout(grace))
-    }
-    closeHttp2Session(this.#reply.raw)
+    }, responseClosed)
     return responseClosed
   }
 
