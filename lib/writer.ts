@@ -59,25 +59,6 @@ function flushBurst (stream: EventStream): void {
   stream.flushBurst()
 }
 
-// An open stream's state, as bits of one field: an idle server holds one stream per connection, and eight
-// booleans would take eight fields of it.
-/** The destination is ended with the body (`pipe()`'s `end` option). */
-const END_DEST = 1
-/** A pull is under way: the source is working on the next item (or, read synchronously, will deliver it). */
-const PULLING = 2
-/** The destination takes more (it has not answered a write with false since its last `drain`). */
-const WANT_MORE = 4
-/** A burst's frames are batched, to be flushed on the next tick. */
-const FLUSH_QUEUED = 8
-/** No more items: the source ended, failed or was stopped. */
-const FINISHED = 16
-/** Destroyed: out of the registry, the heartbeats and the response's close watch. */
-const CLOSED = 32
-/** Piped by `pipeDirect()`: the stream writes the head itself when it opens. */
-const DIRECT = 64
-/** The headers wait for the first item, or `headersDelay` ms (see `#openHeld`); cleared once they may go. */
-const HELD = 128
-
 /** What only some streams need, kept apart so that an idle subscriber's stream holds one empty field for it all. */
 interface StreamExtras {
   /** The wait for the first item before the headers go out (see `#openHeld`). */
@@ -147,8 +128,22 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
   readonly #route: string
   readonly #startedAt = clock()
   #dest: Destination | undefined
-  /** The bits above (`END_DEST`, `PULLING`, …). */
-  #flags = END_DEST | WANT_MORE
+  /** The destination is ended with the body (`pipe()`'s `end` option). */
+  #endDest = true
+  /** A pull is under way: the source is working on the next item (or, read synchronously, will deliver it). */
+  #pulling = false
+  /** The destination takes more (it has not answered a write with false since its last `drain`). */
+  #takesMore = true
+  /** A burst's frames are batched, to be flushed on the next tick. */
+  #flushQueued = false
+  /** No more items: the source ended, failed or was stopped. */
+  #finished = false
+  /** Destroyed: out of the registry, the heartbeats and the response's close watch. */
+  #closed = false
+  /** Piped by `pipeDirect()`: the stream writes the head itself when it opens. */
+  #direct = false
+  /** The head waits for the first item, or `headersDelay` ms (see `#openHeld`); cleared once it may go. */
+  #held = false
   /** @internal Where the heartbeat wheel keeps this stream. */
   heartbeatSlot = -1
   #lastWrite = this.#startedAt
@@ -186,20 +181,12 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
     else if (responseGone(res)) process.nextTick(closeLater, this)
     if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
     if (options.heartbeat !== false) joinHeartbeats(this, options.heartbeat)
-    if (holdsHead(source, options.headersDelay)) this.#set(HELD, true)
+    this.#held = holdsHead(source, options.headersDelay)
   }
 
   #more (): StreamExtras {
     this.#extras ??= newExtras()
     return this.#extras
-  }
-
-  #has (flag: number): boolean {
-    return (this.#flags & flag) !== 0
-  }
-
-  #set (flag: number, on: boolean): void {
-    this.#flags = on ? this.#flags | flag : this.#flags & ~flag
   }
 
   /**
@@ -209,12 +196,12 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
    */
   pipe<T extends Destination> (dest: T, options?: { end?: boolean }): T {
     this.#dest = dest
-    this.#set(END_DEST, options?.end !== false)
-    if (this.#has(FINISHED)) this.#end()
+    this.#endDest = options?.end !== false
+    if (this.#finished) this.#end()
     else {
-      if (!this.#has(HELD)) this.#open()
+      if (!this.#held) this.#open()
       else this.#more().holdTimer = setTimeout(EventStream.#openHeld, this.#options.headersDelay, this).unref()
-      if (this.#has(WANT_MORE)) this.#pull()
+      if (this.#takesMore) this.#pull()
     }
     return dest
   }
@@ -230,7 +217,7 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
    * then, so a failure before that is still answered by Fastify's error handler.
    */
   pipeDirect (): void {
-    this.#set(DIRECT, true)
+    this.#direct = true
     this.pipe(this.#reply.raw)
   }
 
@@ -240,11 +227,11 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
    * soon. Static, so that a stream holds no closure for it.
    */
   static #openHeld (stream: EventStream): void {
-    if (!stream.#has(CLOSED)) stream.#open()
+    if (!stream.#closed) stream.#open()
   }
 
   #release (): void {
-    this.#set(HELD, false)
+    this.#held = false
     const extras = this.#extras
     if (extras === undefined) return
     clearTimeout(extras.holdTimer)
@@ -254,7 +241,7 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
   /** The headers, and what was batched before them (a `retry:` line), go out now. */
   #open (): void {
     this.#release()
-    sendHead(this.#reply, this.#has(DIRECT), this.#dest)
+    sendHead(this.#reply, this.#direct, this.#dest)
     this.#flush()
   }
 
@@ -263,7 +250,7 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
       this.#takeSync(this.#sync)
       return
     }
-    this.#set(PULLING, true)
+    this.#pulling = true
     let next: Promise<IteratorResult<SseItem<unknown>>>
     try {
       next = this.#iterator.next()
@@ -296,10 +283,10 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
   }
 
   #onStep (step: IteratorResult<SseItem<unknown>>): void {
-    this.#set(PULLING, false)
-    if (this.#has(FINISHED)) return // closed while the source was working: its item has nowhere to go
+    this.#pulling = false
+    if (this.#finished) return // closed while the source was working: its item has nowhere to go
     if (step.done === true) this.#finish('source ended')
-    else if (this.#writeItem(step.value) && this.#has(WANT_MORE)) this.#pull()
+    else if (this.#writeItem(step.value) && this.#takesMore) this.#pull()
   }
 
   /** Reads a `SyncSource` until it has nothing ready, or the destination is full. */
@@ -315,14 +302,14 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
         return
       }
       if (item === WAIT) {
-        this.#set(PULLING, true)
+        this.#pulling = true
         return
       }
       if (item === undefined) {
         if (!this.#clientLeft()) this.#finish('source ended')
         return
       }
-      if (!this.#writeItem(item) || !this.#has(WANT_MORE)) return
+      if (!this.#writeItem(item) || !this.#takesMore) return
     }
   }
 
@@ -343,9 +330,9 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
 
   /** `StreamLink`: a `SyncSource`'s item, or word that it ended or failed, after a `take()` that answered `WAIT`. */
   deliver (item?: SseItem<unknown>): void {
-    this.#set(PULLING, false)
-    if (this.#has(FINISHED)) return
-    if (item === undefined || (this.#writeItem(item) && this.#has(WANT_MORE))) this.#takeSync(this.#sync as SyncSource)
+    this.#pulling = false
+    if (this.#finished) return
+    if (item === undefined || (this.#writeItem(item) && this.#takesMore)) this.#takeSync(this.#sync as SyncSource)
   }
 
   /** Encodes and writes one item (the first opens the stream); false when the stream ended on it. */
@@ -362,14 +349,14 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
       return false
     }
     // the first item opens the stream: headers first, on their own, as a stream opened by the wait sends them
-    if (this.#has(HELD)) this.#open()
+    if (this.#held) this.#open()
     this.#items++
     this.#registry.items++
     if (typeof frame === 'string') {
       this.#batch += frame
       if (this.#batch.length >= BATCH_CHARS) this.#flush()
-      else if (!this.#has(FLUSH_QUEUED)) {
-        this.#set(FLUSH_QUEUED, true)
+      else if (!this.#flushQueued) {
+        this.#flushQueued = true
         process.nextTick(flushBurst, this)
       }
     } else {
@@ -381,8 +368,8 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
 
   /** @internal The end of a burst of string frames (see `flushBurst`). */
   flushBurst (): void {
-    this.#set(FLUSH_QUEUED, false)
-    if (!this.#has(CLOSED)) this.#flush()
+    this.#flushQueued = false
+    if (!this.#closed) this.#flush()
   }
 
   #flush (): void {
@@ -405,8 +392,8 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
       this.#writeFailed(err)
       return
     }
-    if (!taken && this.#has(WANT_MORE)) {
-      this.#set(WANT_MORE, false)
+    if (!taken && this.#takesMore) {
+      this.#takesMore = false
       // a closure made only when the socket is full, not one held by every stream
       ;(this.#dest as Destination).once('drain', () => { this.#onDrain() })
     }
@@ -419,19 +406,19 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
    */
   #writeFailed (err: unknown): void {
     this.#reply.log.error({ err }, 'SSE stream write failed; connection closed')
-    this.#set(WANT_MORE, false)
+    this.#takesMore = false
     this.#reply.raw.destroy()
     this.destroy()
   }
 
   #onDrain (): void {
-    this.#set(WANT_MORE, true)
-    if (!this.#has(PULLING) && !this.#has(FINISHED)) this.#pull()
+    this.#takesMore = true
+    if (!this.#pulling && !this.#finished) this.#pull()
   }
 
   #onError (err: unknown): void {
-    this.#set(PULLING, false)
-    if (this.#has(FINISHED)) {
+    this.#pulling = false
+    if (this.#finished) {
       // the usual way a generator waiting on request.signal ends once the stream is closed: not an error
       this.#reply.log.debug({ err }, 'SSE source stopped after the stream closed')
       return
@@ -449,9 +436,9 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
    */
   #failEarly (err: unknown, reason: EndReason): boolean {
     const res = this.#reply.raw
-    if (!this.#has(HELD) || res.headersSent || (!this.#has(DIRECT) && this.#body?.takesErrors() !== true)) return false
+    if (!this.#held || res.headersSent || (!this.#direct && this.#body?.takesErrors() !== true)) return false
     this.#release()
-    this.#set(FINISHED, true)
+    this.#finished = true
     this.#reason = reason
     // still a stream that opened and closed, for app.sse.stats() and the diagnostics channels
     if (reason === 'item refused') this.#registry.itemRefused(this, err as Error)
@@ -459,7 +446,7 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
     takeBackHeaders(this.#reply)
     this.#reply.log.debug('SSE stream failed before its first item; answered by the error handler')
     // Fastify's path listens for the body's error; on the direct path the reply is not taken over yet
-    if (this.#has(DIRECT)) this.#reply.send(err as Error)
+    if (this.#direct) this.#reply.send(err as Error)
     else (this.#body as BodyEvents).failed(err)
     this.destroy()
     return true
@@ -486,7 +473,7 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
     const idle = now - this.#lastWrite
     if (idle < hb) return hb - idle
     // a stream not yet piped or opened, or whose destination is full, is not idle: it is waiting
-    if (this.#dest !== undefined && this.#has(WANT_MORE) && !this.#has(HELD)) {
+    if (this.#dest !== undefined && this.#takesMore && !this.#held) {
       this.#write(HEARTBEAT_FRAME)
       this.#registry.heartbeats++
     }
@@ -495,7 +482,7 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
 
   /** No more pulls; end the body cleanly once piped; stop the source unless it stopped by itself. */
   #finish (reason: EndReason): void {
-    this.#set(FINISHED, true)
+    this.#finished = true
     this.#reason = reason
     if (reason !== 'source ended') this.#stopSource()
     if (this.#dest !== undefined) this.#end()
@@ -503,9 +490,9 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
 
   #end (): void {
     // a source that ended before its first item: the head goes out with the end
-    if (this.#has(HELD)) this.#open()
+    if (this.#held) this.#open()
     this.#flush() // the whole frames that came before the end
-    if (this.#has(END_DEST)) (this.#dest as Destination).end()
+    if (this.#endDest) (this.#dest as Destination).end()
     this.#body?.ended()
     this.destroy()
   }
@@ -517,7 +504,7 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
    * comes back).
    */
   disconnect (): boolean {
-    if (this.#has(CLOSED) || !resetWhenStuck(this.#reply, this.#has(WANT_MORE))) return false
+    if (this.#closed || !resetWhenStuck(this.#reply, this.#takesMore)) return false
     this.#reason = 'too slow'
     return true
   }
@@ -535,9 +522,9 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
   close (): Promise<void> {
     // made first: resetting the connection may close the response at once
     const responseClosed = this.#whenResponseClosed()
-    if (!this.#has(FINISHED)) this.#reason = 'server closing'
-    endOrReset(this.#reply, this.#has(WANT_MORE), () => {
-      if (!this.#has(FINISHED)) this.#finish('server closing')
+    if (!this.#finished) this.#reason = 'server closing'
+    endOrReset(this.#reply, this.#takesMore, () => {
+      if (!this.#finished) this.#finish('server closing')
     }, responseClosed)
     return responseClosed
   }
@@ -587,15 +574,15 @@ export class EventStream implements StreamLink, HeartbeatMember, ResponseWatcher
 
   /** Stops everything at once (Fastify calls it when the response closes before the body ended). */
   destroy (): void {
-    if (this.#has(CLOSED)) return
-    this.#set(CLOSED, true)
+    if (this.#closed) return
+    this.#closed = true
     const { heartbeat } = this.#options
     if (heartbeat !== false) leaveHeartbeats(this, heartbeat)
     clearTimeout(this.#extras?.holdTimer)
     this.#registry.delete(this)
     this.#extras?.unwatch?.()
-    if (!this.#has(FINISHED)) {
-      this.#set(FINISHED, true)
+    if (!this.#finished) {
+      this.#finished = true
       this.#stopSource()
     }
     this.#reply.log.debug({ items: this.#items, durationMs: this.durationMs, reason: this.#reason }, 'SSE stream closed')
