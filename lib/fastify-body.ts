@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import type { PipedBody } from './fastify-internals.js'
-import type { BodyEvents, Destination, EventStream } from './writer.js'
+import type { EventStream } from './stream.js'
+import type { BodyEvents, Destination } from './writer.js'
 
 // The body handed to Fastify's `reply.send()` when its stream-send path has work to do (an onSend hook, a
 // trailer). That path pipes the body and watches it with `finished()`, so the body must be an EventEmitter that

@@ -7,7 +7,7 @@ import type { RejectReason, StreamRegistry } from './metrics.js'
 import { resolveOptions, routeStreamOptions, type Limits, type ResolvedOptions } from './options.js'
 import { feeding } from './queue.js'
 import { dropSource, isSource } from './source.js'
-import { EventStream, type ItemHook } from './writer.js'
+import { EventStream, type ItemHook } from './stream.js'
 import { typedItemHook } from './typed/items.js'
 import type { SseStreamOptions } from './types.js'
 

@@ -2,7 +2,8 @@ import t from 'tap'
 import { EventEmitter } from 'node:events'
 import { finished } from 'node:stream'
 import { FastifyBody } from '../lib/fastify-body.js'
-import type { BodyEvents, Destination, EventStream } from '../lib/writer.js'
+import type { EventStream } from '../lib/stream.js'
+import type { BodyEvents, Destination } from '../lib/writer.js'
 import { startApp } from './helpers.js'
 
 /** Stands in for a writer: records what the body asks of it. */

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { invalidItem, routeName } from '../errors.js'
-import type { ItemEncoding, ItemHook } from '../writer.js'
+import type { ItemEncoding, ItemHook } from '../stream.js'
 import type { SseSerializer } from '../types.js'
 import { isTextSchema, refResolver, streamAt, streamsOf, type JsonSchema, type SseSchemaInfo } from './schema.js'
 
