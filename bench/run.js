@@ -5,12 +5,14 @@
 // run bench/README.md (bench/README.template.md with the run's tables in place of its results marker).
 //
 // Options: --quick, --rounds=N, --only=raw,ours (a subset, for development),
+// --baseline=<path to a built dist/> (adds `ours-before`, this plugin from that build, beside `ours`, so that one run
+// compares a change with the build before it; such a run leaves bench/README.md as it is),
 // --report=bench/results/<run>.json (re-render that run's tables, plot and, for a full run, bench/README.md;
 // run nothing, install nothing).
 import { fork, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
-import { dirname, join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -31,17 +33,26 @@ if (!reporting && !existsSync(join(root, 'dist', 'index.js'))) {
   console.error('dist/ is missing: run `npm run build` at the root (`npm run bench` does it)')
   process.exit(1)
 }
+const baseline = option('baseline') === undefined ? undefined : resolve(option('baseline'))
+if (!reporting && baseline !== undefined && !existsSync(join(baseline, 'index.js'))) {
+  console.error(`--baseline=${option('baseline')}: no index.js there; give the dist/ of a build (npm run build in it)`)
+  process.exit(1)
+}
 
 // ---- configuration ---------------------------------------------------------------------------------------
 const SERVERS = [
   { key: 'raw', label: 'raw node:http', file: 'raw.js' },
   { key: 'ours', label: 'fastify-typed-sse', file: 'ours.js' },
+  // with --baseline only (or in a report of such a run): the same server, with the plugin from that build
+  { key: 'ours-before', label: 'fastify-typed-sse (before)', file: 'ours.js', dist: baseline },
   { key: 'fastify-sse', label: '@fastify/sse', file: 'fastify-sse.js' },
   { key: 'fastify-sse-v2', label: 'fastify-sse-v2', file: 'fastify-sse-v2.js' },
   { key: 'better-sse', label: 'better-sse', file: 'better-sse.js' }
 ]
 const only = option('only')?.split(',')
-const servers = only ? SERVERS.filter(s => only.includes(s.key)) : SERVERS
+const servers = SERVERS.filter(s => s.key === 'ours-before'
+  ? baseline !== undefined && (only === undefined || only.includes('ours') || only.includes(s.key))
+  : only === undefined || only.includes(s.key))
 
 const CONFIG = quick
   ? {
@@ -81,6 +92,7 @@ function startServer (server) {
   return new Promise((resolve, reject) => {
     const child = fork(join(here, 'servers', server.file), [], {
       execArgv: ['--expose-gc'],
+      env: server.dist === undefined ? process.env : { ...process.env, BENCH_DIST: server.dist },
       stdio: ['ignore', 'inherit', 'pipe', 'ipc']
     })
     let stderr = ''
@@ -368,7 +380,7 @@ function markdown (summary, meta) {
 }
 
 const GOAL_P99_MS = 100
-const COLORS = { raw: '#555555', ours: '#d62728', 'fastify-sse': '#1f77b4', 'fastify-sse-v2': '#2ca02c', 'better-sse': '#ff7f0e' }
+const COLORS = { raw: '#555555', ours: '#d62728', 'ours-before': '#ff9896', 'fastify-sse': '#1f77b4', 'fastify-sse-v2': '#2ca02c', 'better-sse': '#ff7f0e' }
 
 /** Fan-out latency (p50 dashed, p99 solid, min–max of p99 as a whisker) against subscribers, per server. */
 function svg (summary, meta) {
@@ -450,6 +462,7 @@ function versions () {
   const read = (p) => { try { return JSON.parse(spawnSync('node', ['-p', `JSON.stringify(require(${JSON.stringify(p)}))`], { encoding: 'utf8' }).stdout).version } catch { return undefined } }
   v.raw = `node ${process.versions.node}`
   v.ours = read(join(root, 'package.json'))
+  if (baseline !== undefined) v['ours-before'] = baseline
   v['fastify-sse'] = read(join(here, 'node_modules/@fastify/sse/package.json'))
   v['fastify-sse-v2'] = read(join(here, 'node_modules/fastify-sse-v2/package.json'))
   v['better-sse'] = read(join(here, 'node_modules/better-sse/package.json'))
@@ -536,7 +549,7 @@ writeFileSync(join(resultsDir, `${stamp}-${meta.mode}.json`), json)
 writeFileSync(join(resultsDir, `latest-${meta.mode}.json`), json)
 writeFileSync(join(resultsDir, `latest-${meta.mode}.md`), header(meta) + md + '\n')
 writeFileSync(join(resultsDir, `fanout-latency-${meta.mode}.svg`), svg(summary, meta))
-if (meta.mode === 'full' && only === undefined) {
+if (meta.mode === 'full' && only === undefined && baseline === undefined) {
   writeReadme(header(meta) + md, `bench/results/${stamp}-${meta.mode}.json`)
 }
 console.log('\n' + md + '\n')
