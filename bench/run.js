@@ -5,6 +5,8 @@
 // after a full run of every server bench/README.md (re-rendered by bench/figures.js).
 //
 // Options: --quick, --rounds=N, --only=raw,ours (a subset, for development; its latest-* files are kept apart),
+// --baseline=<path to a built dist/> (adds `ours-before`, this plugin from that build, beside `ours`, so that one run
+// compares a change with the build before it; such a run is kept apart like a subset),
 // --report=bench/results/<run>.json (make that run the latest: its tables, plot and, for a full run of every
 // server, bench/README.md; run nothing, install nothing).
 import { fork, spawnSync } from 'node:child_process'
@@ -32,17 +34,26 @@ if (!reporting && !existsSync(join(root, 'dist', 'index.js'))) {
   console.error('dist/ is missing: run `npm run build` at the root (`npm run bench` does it)')
   process.exit(1)
 }
+const baseline = option('baseline') === undefined ? undefined : resolve(option('baseline'))
+if (!reporting && baseline !== undefined && !existsSync(join(baseline, 'index.js'))) {
+  console.error(`--baseline=${option('baseline')}: no index.js there; give the dist/ of a build (npm run build in it)`)
+  process.exit(1)
+}
 
 // ---- configuration ---------------------------------------------------------------------------------------
 const SERVERS = [
   { key: 'raw', label: 'raw node:http', file: 'raw.js' },
   { key: 'ours', label: 'fastify-typed-sse', file: 'ours.js' },
+  // with --baseline only (or in a report of such a run): the same server, with the plugin from that build
+  { key: 'ours-before', label: 'fastify-typed-sse (before)', file: 'ours.js', dist: baseline },
   { key: 'fastify-sse', label: '@fastify/sse', file: 'fastify-sse.js' },
   { key: 'fastify-sse-v2', label: 'fastify-sse-v2', file: 'fastify-sse-v2.js' },
   { key: 'better-sse', label: 'better-sse', file: 'better-sse.js' }
 ]
 const only = option('only')?.split(',')
-const servers = SERVERS.filter(s => only === undefined || only.includes(s.key))
+const servers = SERVERS.filter(s => s.key === 'ours-before'
+  ? baseline !== undefined && (only === undefined || only.includes('ours') || only.includes(s.key))
+  : only === undefined || only.includes(s.key))
 
 const CONFIG = quick
   ? {
@@ -82,6 +93,7 @@ function startServer (server) {
   return new Promise((resolve, reject) => {
     const child = fork(join(here, 'servers', server.file), [], {
       execArgv: ['--expose-gc'],
+      env: server.dist === undefined ? process.env : { ...process.env, BENCH_DIST: server.dist },
       stdio: ['ignore', 'inherit', 'pipe', 'ipc']
     })
     let stderr = ''
@@ -369,7 +381,7 @@ function markdown (summary, meta) {
 }
 
 const GOAL_P99_MS = 100
-const COLORS = { raw: '#555555', ours: '#d62728', 'fastify-sse': '#1f77b4', 'fastify-sse-v2': '#2ca02c', 'better-sse': '#ff7f0e' }
+const COLORS = { raw: '#555555', ours: '#d62728', 'ours-before': '#ff9896', 'fastify-sse': '#1f77b4', 'fastify-sse-v2': '#2ca02c', 'better-sse': '#ff7f0e' }
 
 /** Fan-out latency (p50 dashed, p99 solid, min–max of p99 as a whisker) against subscribers, per server. */
 function svg (summary, meta) {
@@ -451,6 +463,7 @@ function versions () {
   const read = (p) => { try { return JSON.parse(spawnSync('node', ['-p', `JSON.stringify(require(${JSON.stringify(p)}))`], { encoding: 'utf8' }).stdout).version } catch { return undefined } }
   v.raw = `node ${process.versions.node}`
   v.ours = read(join(root, 'package.json'))
+  if (baseline !== undefined) v['ours-before'] = baseline
   v['fastify-sse'] = read(join(here, 'node_modules/@fastify/sse/package.json'))
   v['fastify-sse-v2'] = read(join(here, 'node_modules/fastify-sse-v2/package.json'))
   v['better-sse'] = read(join(here, 'node_modules/better-sse/package.json'))
@@ -480,8 +493,11 @@ if (option('report') !== undefined) {
 
 // A run of some servers only is kept apart (latest-full-raw+ours.*): the latest-* files and bench/README.md show
 // whole runs only.
+/** `full` or `quick` for a run of every server; a run of some (--only) or with a baseline is named by its servers. */
 function latestName (mode, ran) {
-  return ran.length === SERVERS.length ? mode : `${mode}-${ran.map(s => s.key).join('+')}`
+  const every = SERVERS.filter(s => s.key !== 'ours-before')
+  const whole = ran.length === every.length && ran.every(s => s.key !== 'ours-before')
+  return whole ? mode : `${mode}-${ran.map(s => s.key).join('+')}`
 }
 
 function header (meta, file) {

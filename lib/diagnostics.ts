@@ -1,7 +1,7 @@
 import dc from 'node:diagnostics_channel'
 import type { FastifyRequest } from 'fastify'
 import type { ResetReason } from './channel/backend.js'
-import type { EndReason } from './stream.js'
+import type { EndReason } from './source.js'
 
 // What the plugin tells `node:diagnostics_channel` subscribers (APM agents, OpenTelemetry, a Prometheus
 // exporter). Every call site checks `hasSubscribers` before it builds a message: nobody listening, nothing built.
@@ -33,10 +33,7 @@ export interface SseStreamCloseMessage extends SseStreamOpenMessage {
   items: number
   /** Bytes of frames written (the event stream's own bytes: before compression, TLS or HTTP framing). */
   bytes: number
-  /**
-   * Milliseconds the stream was open. Past 49.7 days it counts from 0 again, unless Fastify times the request (a
-   * logger, an onResponse hook or `handlerTimeout`: with any of them it is right however long).
-   */
+  /** Milliseconds the stream was open. */
   durationMs: number
 }
 

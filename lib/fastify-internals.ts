@@ -80,7 +80,7 @@ export function clearHandlerTimeout (request: FastifyRequest): void {
  * the body's `end`/`close` and the response's `finish`/`close` with `finished()`, and calls `body.destroy()` when
  * the response closes before the body ended. A body that emits `error` before the headers were sent gets the
  * route's error handling (onError hooks, the error handler, the error's status), as a missing file does.
- * `EventStream` implements exactly that much of a Readable.
+ * `FastifyBody` (lib/fastify-body) implements exactly that much of a Readable.
  */
 export interface PipedBody {
   pipe: (dest: never, options?: { end?: boolean }) => unknown

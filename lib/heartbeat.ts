@@ -1,30 +1,12 @@
 // Heartbeats for every open stream from one timer per heartbeat interval, not one timer per stream: an idle
 // stream then holds a slot in a set instead of a Timeout, its callback and its place in Node's timer lists.
 
-const EPOCH = Date.now()
-const LAP = 2 ** 32
-
 /**
- * Milliseconds since this module loaded, as a 32-bit integer that wraps every 49.7 days: what streams stamp their
- * writes with. V8 keeps such an integer inside the object; any other number is a separate 16-byte box per field,
- * per stream. Take spans with `elapsed()` or `longSpan()`, never by subtracting.
+ * Whole milliseconds on a monotonic clock (since the process started): what streams stamp their writes with. A
+ * wall-clock change moves neither heartbeats nor durations.
  */
 export function clock (): number {
-  return (Date.now() - EPOCH) | 0
-}
-
-/** Milliseconds from `stamp` to `now` (both `clock()` values), right across a wrap for spans under 24 days. */
-export function elapsed (stamp: number, now: number): number {
-  return (now - stamp) | 0
-}
-
-/**
- * Milliseconds from `stamp` to `now` (both `clock()` values), however long: `about`, a measure of the same span
- * from another clock (right within days), tells how many times the stamps wrapped.
- */
-export function longSpan (stamp: number, now: number, about: number): number {
-  const wrapped = (now - stamp) >>> 0
-  return wrapped + Math.max(0, Math.round((about - wrapped) / LAP)) * LAP
+  return Math.floor(performance.now())
 }
 
 /** A stream that writes heartbeats. */

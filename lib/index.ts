@@ -124,4 +124,4 @@ export type {
   SseReaderMessage, SseReplayMessage, SseResetMessage, SseStreamCloseMessage, SseStreamOpenMessage
 } from './diagnostics.js'
 export type { RejectReason, SseChannelStats, SseStats } from './metrics.js'
-export type { EndReason } from './stream.js'
+export type { EndReason } from './source.js'

@@ -1,9 +1,11 @@
+import type { FastifyRequest } from 'fastify'
 import type { ResetReason } from './channel/backend.js'
 import { itemRefused, streamClose, streamOpen } from './diagnostics.js'
-import type { EndReason, EventStream } from './stream.js'
+import type { EndReason } from './source.js'
 
 // The open streams of one plugin instance and what they have done: plain counters that streams add to as they
-// write, so a snapshot costs the same with ten streams open or a hundred thousand.
+// write, so a snapshot costs the same with ten streams open or a hundred thousand. It knows a stream only by what
+// the stream reports (`OpenStream`), never the writer itself.
 
 /**
  * Why a request got an answer instead of a stream: `maxConnections` reached, the server closing (both 503), or
@@ -66,14 +68,22 @@ export interface SseStats {
   channels: SseChannelStats[]
 }
 
-/** What a stream tells the registry when it opens and closes. */
-export interface StreamRecord {
+/** What the registry reads of an open stream, and how it closes it with the app. */
+export interface OpenStream {
+  readonly request: FastifyRequest
+  /** The route's URL pattern (`/rooms/:room`). */
   readonly route: string
+  readonly reason: EndReason
+  readonly items: number
+  readonly bytes: number
+  readonly durationMs: number
+  /** Ends the stream because the server is closing; resolves once its response has closed. */
+  close: () => Promise<void>
 }
 
 /** The open streams of one plugin instance, and the counters of those that closed. */
 export class StreamRegistry {
-  readonly #open = new Set<EventStream>()
+  readonly #open = new Set<OpenStream>()
   readonly #byRoute = new Map<string, number>()
   opened = 0
   rejected = 0
@@ -93,18 +103,18 @@ export class StreamRegistry {
     return this.#open.size
   }
 
-  [Symbol.iterator] (): IterableIterator<EventStream> {
+  [Symbol.iterator] (): IterableIterator<OpenStream> {
     return this.#open.values()
   }
 
-  add (stream: EventStream): void {
+  add (stream: OpenStream): void {
     this.#open.add(stream)
     this.opened++
     this.#byRoute.set(stream.route, (this.#byRoute.get(stream.route) ?? 0) + 1)
     if (streamOpen.hasSubscribers) streamOpen.publish({ request: stream.request, route: stream.route })
   }
 
-  delete (stream: EventStream): void {
+  delete (stream: OpenStream): void {
     this.#open.delete(stream)
     const left = (this.#byRoute.get(stream.route) as number) - 1
     if (left === 0) this.#byRoute.delete(stream.route)
@@ -129,7 +139,7 @@ export class StreamRegistry {
   }
 
   /** An item the stream could not encode; it ends with reason 'item refused'. */
-  itemRefused (stream: EventStream, error: Error): void {
+  itemRefused (stream: OpenStream, error: Error): void {
     this.refused++
     if (itemRefused.hasSubscribers) itemRefused.publish({ request: stream.request, route: stream.route, error })
   }

@@ -1,12 +1,22 @@
 import { isRetry } from './encode.js'
 import { invalidOption, shown } from './errors.js'
-import type { ResolvedStreamOptions } from './stream.js'
-import type { SseErrorMapper, SsePluginOptions, SseStreamOptions } from './types.js'
+import type { SseErrorMapper, SsePluginOptions, SseSerializer, SseStreamOptions } from './types.js'
 
 // The plugin's and each stream's options, checked once when they are given: a bad one is refused by name
 // at registration (or at `reply.sse()`), never discovered later on a live stream.
 
 const MAX_TIMER = 2 ** 31 - 1
+
+/** Stream options with the plugin's defaults filled in and validated. */
+export interface ResolvedStreamOptions {
+  heartbeat: number | false
+  retry: number | undefined
+  serialize: SseSerializer
+  /** Longest wait for the first item before the headers go out without one; 0: at once. */
+  headersDelay: number
+  /** Maps a failure after the stream opened to a last item for the client. */
+  onError: SseErrorMapper | undefined
+}
 
 /** Stream options resolved, with what only typed routes use. */
 export interface ResolvedOptions extends ResolvedStreamOptions {

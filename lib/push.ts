@@ -1,16 +1,18 @@
 import { EncodedFrame, encodeItem } from './encode.js'
-import { invalidOption, pushOverflow } from './errors.js'
+import { pushOverflow } from './errors.js'
 import { refuseNonObject, refuseUnknown } from './options.js'
-import { WAIT, kAttachStream, type AttachableSource, type StreamLink, type SyncSource } from './stream.js'
+import { BoundedQueue, type QueueKind } from './queue.js'
+import { queueLimit, type QueueLimits } from './slow-client.js'
+import type { StreamLink } from './source.js'
 import type { SseSchema } from './typed/schema.js'
 import type { SseItem } from './types.js'
 
 // Push-style writing: a bounded queue that callbacks and EventEmitters push items into, and that one stream
 // reads as its source. The producer learns that the client is behind (push() returns false, drained() waits),
 // that it left (signal), and a producer that pushes regardless cannot grow the queue past its bounds. Items are
-// encoded when pushed, by the rules of the stream that writes them, so a bad one throws at the push call. The
-// stream reads it synchronously (lib/stream's SyncSource): an item pushed while the stream waits is written
-// within the push() call.
+// encoded when pushed, by the rules of the stream that writes them, so a bad one throws at the push call. Its
+// queue is lib/queue's, as a channel subscriber's: an item pushed while the stream waits is written within the
+// push() call, and a client past the limits is cut off as lib/slow-client decides.
 
 /** Options of `pushSource()`. */
 export interface PushSourceOptions {
@@ -56,12 +58,7 @@ export interface PushSource<Item = SseItem> extends AsyncIterable<Item> {
   readonly queued: number
 }
 
-const DEFAULTS = { queueItems: 512, queueBytes: 1024 * 1024 }
-const OPTION_NAMES: readonly string[] = Object.keys(DEFAULTS)
-
-const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true })
-
-type Step = IteratorResult<SseItem<unknown>, undefined>
+const OPTION_NAMES: readonly string[] = ['queueItems', 'queueBytes']
 
 /** Once streamed, the frames the stream's own rules encoded; before that, items as pushed. */
 type Queued = EncodedFrame | SseItem<unknown>
@@ -71,95 +68,56 @@ function noData (): string {
   return ''
 }
 
-function bytesOf (item: Queued): number {
-  return item instanceof EncodedFrame ? item.bytes : 0
-}
-
-function checkBound (name: keyof typeof DEFAULTS, value: number | undefined): number {
-  if (value === undefined) return DEFAULTS[name]
-  if (!(Number.isSafeInteger(value) && value >= 1)) {
-    throw invalidOption(name, `must be a whole number >= 1, got ${String(value)}`, 'pushSource()')
-  }
-  return value
-}
-
-class Push implements
-  PushSource<SseItem<unknown>>, AsyncIterator<SseItem<unknown>, undefined>, AttachableSource, SyncSource {
-  readonly #queueItems: number
-  readonly #queueBytes: number
-  /** Frames once streamed; before that, items as pushed (encoded when the stream takes the source). */
-  #queue: Array<Queued | undefined> = []
-  #head = 0
-  #bytes = 0
+class Push extends BoundedQueue<Queued> implements PushSource<SseItem<unknown>> {
+  readonly #limits: QueueLimits
+  /** Set once the stream took the source: it encodes what is pushed. */
   #link: StreamLink | undefined
-  /** The stream took everything and waits for `deliver()`. */
-  #linkWaits = false
-  /** Takes no more items: ended, failed, cut off or stopped. What is queued is still handed out. */
-  #closed = false
-  /** Handed out, once the queue is, instead of the end: a rejection, as a generator's throw. */
-  #failure: { error: unknown } | undefined
-  #wake: ((step: Step | Promise<Step>) => void) | undefined
-  /** The pending `next()`, so that a second call made before it settles queues behind it. */
-  #waiting: Promise<unknown> | undefined
   /** Made when `signal` is first read. */
   #controller: AbortController | undefined
   #drained: { promise: Promise<void>, resolve: () => void } | undefined
 
-  /** Whether a stream took this source: its items are that stream's (see `feedsAStream`). */
-  static taken (source: Push): boolean {
-    return source.#link !== undefined
-  }
-
   constructor (options: PushSourceOptions) {
+    super()
     refuseNonObject(options, '{ queueItems, queueBytes }', 'pushSource()')
     refuseUnknown(options, OPTION_NAMES, 'pushSource()')
-    this.#queueItems = checkBound('queueItems', options.queueItems)
-    this.#queueBytes = checkBound('queueBytes', options.queueBytes)
+    this.#limits = {
+      queueItems: queueLimit('queueItems', options.queueItems, 'pushSource()'),
+      queueBytes: queueLimit('queueBytes', options.queueBytes, 'pushSource()')
+    }
   }
 
-  get queued (): number {
-    return this.#queue.length - this.#head
+  protected get kind (): QueueKind {
+    return 'push source'
   }
 
-  get closed (): boolean {
-    return this.#closed
+  protected limits (): QueueLimits {
+    return this.#limits
+  }
+
+  protected sizeOf (item: Queued): number {
+    return item instanceof EncodedFrame ? item.bytes : 0
   }
 
   get signal (): AbortSignal {
     if (this.#controller === undefined) {
       this.#controller = new AbortController()
-      if (this.#closed) this.#controller.abort()
+      if (this.closed) this.#controller.abort()
     }
     return this.#controller.signal
   }
 
   push (item: SseItem<unknown>): boolean {
-    if (this.#closed) return false
-    const queued = this.#encode(item)
-    if (this.#linkWaits) {
-      // the stream writes it within this call
-      this.#linkWaits = false
-      ;(this.#link as StreamLink).deliver(queued as SseItem<unknown>)
-      return true
-    }
-    if (this.#wake !== undefined) {
-      // the stream is waiting for an item: straight to it
-      this.#settle({ value: queued as SseItem<unknown>, done: false })
-      return true
-    }
-    const size = bytesOf(queued)
-    const count = this.queued
-    if (count >= this.#queueItems || (count > 0 && this.#bytes + size > this.#queueBytes)) {
-      this.#overflow(count)
-      return false
-    }
-    this.#queue.push(queued)
-    this.#bytes += size
-    return 2 * (count + 1) < this.#queueItems && 2 * this.#bytes < this.#queueBytes
+    if (this.closed) return false
+    // encoded by the stream's rules once it is streamed; before that, its fields are checked. Throws for a bad item.
+    let queued: Queued = item
+    if (this.#link !== undefined) queued = new EncodedFrame(this.#link.encode(item))
+    else encodeItem(item, noData)
+    // false at half the limits: room is left for a producer that pushes a little more before it waits
+    return this.offer(queued) && this.roomy()
   }
 
   drained (): Promise<void> {
-    if (this.#closed || this.queued === 0) return Promise.resolve()
+    if (this.closed || this.queued === 0) return Promise.resolve()
     if (this.#drained === undefined) {
       let resolve!: () => void
       const promise = new Promise<void>(_resolve => { resolve = _resolve })
@@ -169,134 +127,39 @@ class Push implements
   }
 
   end (last?: SseItem<unknown>): void {
-    if (this.#closed) return
+    if (this.closed) return
     try {
       if (last !== undefined) this.push(last)
     } finally {
-      this.#close()
+      this.close()
     }
   }
 
   fail (error: unknown): void {
-    if (this.#closed) return
-    this.#failure = { error }
-    this.#close()
+    if (this.closed) return
+    this.close({ error })
   }
 
-  [Symbol.asyncIterator] (): this {
-    return this
-  }
-
-  next (): Promise<Step> {
-    const item = this.#shift()
-    if (item !== undefined) return Promise.resolve({ value: item, done: false })
-    if (this.#closed) return this.#last()
-    // after the pending one, however it settles: a failure is handed out once
-    if (this.#waiting !== undefined) return this.#waiting.then(() => this.next(), () => this.next())
-    const waiting = new Promise<Step>(resolve => { this.#wake = resolve })
-    this.#waiting = waiting
-    return waiting
-  }
-
-  /** The consumer stops (the client left, the server closes, the stream failed): the queue is dropped. */
-  return (): Promise<Step> {
-    this.#failure = undefined
-    this.#queue = []
-    this.#head = 0
-    this.#bytes = 0
-    this.#close()
-    return Promise.resolve(DONE)
-  }
-
-  [kAttachStream] (link: StreamLink): SyncSource {
+  protected override attached (link: StreamLink): void {
     this.#link = link
-    // what was pushed before the source was streamed is encoded now, by the stream's rules
-    for (let i = this.#head; i < this.#queue.length; i++) {
-      try {
-        const encoded = new EncodedFrame(link.encode(this.#queue[i]))
-        this.#queue[i] = encoded
-        this.#bytes += encoded.bytes
-      } catch (err) {
-        // as a generator that yields a bad item: what came before it is written, then the stream fails, even
-        // when end() or fail() was called already (what came after the bad item is never written)
-        this.#queue.length = i
-        this.#failure = { error: err }
-        this.#close()
-        break
-      }
-    }
-    return this
+    // what was pushed before the source was streamed is encoded now, by the stream's rules: a bad item fails the
+    // stream as a generator that yields one does, even when end() or fail() was called already
+    this.convert(item => new EncodedFrame(link.encode(item)))
   }
 
-  /** @internal `SyncSource`: the stream takes the next frame; the end or the failure once the queue is written. */
-  take (): SseItem<unknown> | typeof WAIT | undefined {
-    const item = this.#shift()
-    if (item !== undefined) return item
-    if (!this.#closed) {
-      this.#linkWaits = true
-      return WAIT
-    }
-    const failure = this.#failure
-    this.#failure = undefined
-    if (failure !== undefined) throw failure.error
-    return undefined
+  /** Too slow: the stream fails with this once what is queued was written (logged; `onError` maps it). */
+  protected overflowed (queued: number, bytes: number): { error: unknown } {
+    const { queueItems, queueBytes } = this.#limits
+    return { error: pushOverflow(queued, bytes, queueItems, queueBytes) }
   }
 
-  /** Encoded by the stream's rules once it is streamed; before that, its fields are checked. Throws for a bad item. */
-  #encode (item: SseItem<unknown>): Queued {
-    if (this.#link !== undefined) return new EncodedFrame(this.#link.encode(item))
-    encodeItem(item, noData)
-    return item
-  }
-
-  /** Over a bound: the client is too slow. */
-  #overflow (count: number): void {
-    // A stream whose client is stuck (its socket full) resets the connection now, and the queue is dropped;
-    // otherwise what is queued is still written, then the stream fails with the error (logged; onError maps it).
-    if (this.#link?.disconnect() === true) this.return()
-    else this.fail(pushOverflow(count, this.#bytes, this.#queueItems, this.#queueBytes))
-  }
-
-  /** The next queued item; a frame is handed to the stream as an item it writes as it is (see `frameOf`). */
-  #shift (): SseItem<unknown> | undefined {
-    if (this.#head === this.#queue.length) return undefined
-    const item = this.#queue[this.#head] as SseItem<unknown>
-    this.#queue[this.#head++] = undefined
-    this.#bytes -= bytesOf(item)
-    if (this.#head === this.#queue.length) {
-      this.#queue = []
-      this.#head = 0
-      this.#resolveDrained()
-    }
-    return item
-  }
-
-  /** What follows the queue of a closed source: its failure once, then the end. */
-  #last (): Promise<Step> {
-    const failure = this.#failure
-    if (failure === undefined) return Promise.resolve(DONE)
-    this.#failure = undefined
-    return Promise.reject(failure.error)
-  }
-
-  #close (): void {
-    if (this.#closed) return
-    this.#closed = true
+  protected override onClose (): void {
     this.#controller?.abort()
     this.#resolveDrained()
-    // a waiting consumer has an empty queue (items go straight to it): it gets the end, or the failure
-    if (this.#wake !== undefined) this.#settle(this.#last())
-    if (this.#linkWaits) {
-      this.#linkWaits = false
-      ;(this.#link as StreamLink).deliver()
-    }
   }
 
-  #settle (step: Step | Promise<Step>): void {
-    const wake = this.#wake as (step: Step | Promise<Step>) => void
-    this.#wake = undefined
-    this.#waiting = undefined
-    wake(step)
+  protected override emptied (): void {
+    this.#resolveDrained()
   }
 
   #resolveDrained (): void {
@@ -304,11 +167,6 @@ class Push implements
     this.#drained = undefined
     drained?.resolve()
   }
-}
-
-/** A push source a stream takes its items from already: another would split them (and their accounting). */
-export function feedsAStream (source: unknown): boolean {
-  return source instanceof Push && Push.taken(source)
 }
 
 /**

@@ -1,11 +1,13 @@
 import type { FastifyReply } from 'fastify'
 import { alreadySent, invalidSource, notAcceptable, routeName, sourceTaken } from './errors.js'
-import { clearHandlerTimeout, keepsConnection, omitKeepAliveHint, sendPathIdle, sendPipedBody } from './fastify-internals.js'
+import { clearHandlerTimeout, sendPathIdle, sendPipedBody } from './fastify-internals.js'
+import { FastifyBody } from './fastify-body.js'
+import { answeredBySse, answeredHead, setStreamHeaders } from './head.js'
 import type { RejectReason, StreamRegistry } from './metrics.js'
 import { resolveOptions, routeStreamOptions, type Limits, type ResolvedOptions } from './options.js'
-import { subscriptionTaken } from './channel/subscription.js'
-import { feedsAStream } from './push.js'
-import { answeredBySse, answeredHead, dropSource, EventStream, isSource, STREAM_HEADERS, type ItemHook } from './stream.js'
+import { feeding } from './queue.js'
+import { dropSource, isSource } from './source.js'
+import { EventStream, type ItemHook } from './stream.js'
 import { typedItemHook } from './typed/items.js'
 import type { SseStreamOptions } from './types.js'
 
@@ -87,8 +89,8 @@ function qOf (params: string[]): number {
 export function sseDecorator (host: StreamHost) {
   return function sse (this: FastifyReply, source: unknown, streamOptions?: SseStreamOptions): FastifyReply {
     // before anything would stop it: it is the other stream's source
-    if (feedsAStream(source)) throw sourceTaken(`${this.request.method} ${this.request.url}`, 'push source')
-    if (subscriptionTaken(source)) throw sourceTaken(`${this.request.method} ${this.request.url}`, 'channel subscription')
+    const taken = feeding(source)
+    if (taken !== undefined) throw sourceTaken(`${this.request.method} ${this.request.url}`, taken)
     let options: ResolvedOptions
     try {
       const base = routeStreamOptions(this.routeOptions.config) ?? host.defaults
@@ -128,20 +130,7 @@ function startStream (
     dropSource(reply, source)
     return reply
   }
-  reply.header('content-type', STREAM_HEADERS['content-type'])
-  if (!reply.hasHeader('cache-control')) reply.header('cache-control', STREAM_HEADERS['cache-control'])
-  reply.header('x-accel-buffering', STREAM_HEADERS['x-accel-buffering'])
-  // No `connection` header of ours: Node writes the right one on HTTP/1 (`keep-alive` on a persistent connection;
-  // `close` on HTTP/1.0, where a body with neither a length nor chunking ends with the connection, or when the
-  // client asked to close), and HTTP/2 forbids it (RFC 9113 §8.2.2). One set before is made what Node would write.
-  const raw = reply.request.raw
-  if (raw.httpVersionMajor === 1) {
-    omitKeepAliveHint(reply.raw)
-    if (reply.hasHeader('connection')) {
-      reply.header('connection', raw.httpVersionMinor !== 0 && keepsConnection(reply.raw) ? 'keep-alive' : 'close')
-    }
-  } else reply.removeHeader('connection')
-
+  setStreamHeaders(reply)
   if (reply.request.method === 'HEAD') {
     // A HEAD response has no body: an endless source would be pulled forever into nothing.
     answeredHead(reply.raw)
@@ -159,5 +148,5 @@ function startStream (
     return reply
   }
   reply.log.debug({ direct: false }, 'SSE stream opened')
-  return sendPipedBody(reply, stream)
+  return sendPipedBody(reply, new FastifyBody(stream))
 }

@@ -4,7 +4,7 @@ import { endHandlerSpan } from './fastify-internals.js'
 import { resolveRouteOptions, type ResolvedOptions } from './options.js'
 import { isSeenRoute, isStreaming, kSeenRoute } from './reply.js'
 import { bindStreamSignal } from './signal.js'
-import { dropSource, isSource } from './stream.js'
+import { dropSource, isSource } from './source.js'
 import { noteRoute } from './typed/openapi.js'
 import { streamAt, streamsOf, type RouteStreams } from './typed/schema.js'
 

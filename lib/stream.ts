@@ -1,28 +1,22 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { HEARTBEAT_FRAME, encodeItem, frameOf, retryFrame, type Frame } from './encode.js'
-import {
-  closeHttp2Session, onConnectionClose, resetConnection, writeHeadDirectly, type PipedBody
-} from './fastify-internals.js'
-import { clock, elapsed, joinHeartbeats, leaveHeartbeats, longSpan, type HeartbeatMember } from './heartbeat.js'
+import { encodeItem, frameOf, type Frame } from './encode.js'
+import { onConnectionClose } from './fastify-internals.js'
+import { holdsHead, watchResponse, type ResponseWatcher } from './head.js'
+import { clock } from './heartbeat.js'
 import type { StreamRegistry } from './metrics.js'
-import { LazyEmitter } from './lazy-emitter.js'
+import type { ResolvedStreamOptions } from './options.js'
 import { abortStreamSignal, isStreamSignal, streamSignalAborted, streamStarted } from './signal.js'
-import type { SseErrorMapper, SseItem, SseSerializer, SseSource } from './types.js'
+import { endOrReset, resetWhenStuck } from './slow-client.js'
+import {
+  attach, openSource, stopIterator, WAIT, type EndReason, type StreamLink, type SyncSource
+} from './source.js'
+import type { SseItem, SseSerializer, SseSource } from './types.js'
+import { ResponseWriter } from './writer.js'
 
-// One SSE response, from its first byte to its last. It never formats a field (lib/encode does), it pulls one
-// item at a time from the source and only when the socket takes more, writes a heartbeat when idle, and stops
-// the source when the client leaves or the server closes. Headers and limits are lib/reply's.
-
-/** Stream options with the plugin's defaults filled in and validated. */
-export interface ResolvedStreamOptions {
-  heartbeat: number | false
-  retry: number | undefined
-  serialize: SseSerializer
-  /** Longest wait for the first item before the headers go out without one; 0: at once. */
-  headersDelay: number
-  /** Maps a failure after the stream opened to a last item for the client. */
-  onError: SseErrorMapper | undefined
-}
+// One SSE stream, from its first item to its end: it pulls one item at a time from the source, and only when the
+// socket takes more (lib/writer writes them); reads a `SyncSource` synchronously; never formats a field (lib/encode
+// does); and ends for one reason (`EndReason`): the source ended or failed, an item was refused, the client left,
+// the server closed, or the client was too slow. Every end but the source's own stops the source.
 
 /** How a typed route encodes an item's data: its serializer (undefined: the stream's own), and string data as text. */
 export interface ItemEncoding {
@@ -37,155 +31,24 @@ export interface ItemEncoding {
  */
 export type ItemHook = (item: unknown) => ItemEncoding | undefined
 
-/** Why a stream ended, as logged and as seen by `close()` callers. */
-export type EndReason = 'source ended' | 'source failed' | 'item refused' | 'client closed' | 'server closing' | 'too slow'
-
-// The attach handshake. A source that may need to act on the connection it is written to (a channel
-// subscription whose client fell too far behind) has a method under `kAttachStream`: the stream calls it once,
-// before the first pull, with its `StreamLink`. A source that answers with a `SyncSource` is then read through it,
-// synchronously, instead of through its async iterator: an item it has is written at once, and when it has none
-// the stream waits, holding no promise, until the source hands one over with `deliver()`. That is how a channel
-// writes a published item into every idle subscriber's socket within the publish call, as a hand-written server
-// loops over its responses.
-
-/** The method a source offers to learn about the stream that writes it. */
-export const kAttachStream = Symbol('fastify-typed-sse.attachStream')
-
-/** What `SyncSource.take()` returns when the source has no item yet: it will call `deliver()` when it has. */
-export const WAIT = Symbol('fastify-typed-sse.wait')
-
-/** What a stream offers the source it writes. */
-export interface StreamLink {
-  /**
-   * The source gave up on a client that reads too slowly: when the client is stuck (its socket full) the
-   * connection is closed now and this returns true; otherwise false, and the source should end after what is
-   * queued (the stream then ends by itself once the socket takes it).
-   */
-  disconnect: () => boolean
-  /**
-   * The item's frame as this stream writes it: checked and encoded by the stream's own rules (a typed route's
-   * serializer, and its schema with `validate`). Throws the `SseError` that would refuse the item.
-   */
-  encode: (item: unknown) => Frame
-  /**
-   * For a `SyncSource` only, once after each `take()` that answered `WAIT`: the next item, written at once,
-   * within the call; or nothing, when the source ended or failed (the stream then calls `take()` to learn which).
-   */
-  deliver: (item?: SseItem<unknown>) => void
-  /**
-   * Whether `signal` is this stream's `request.signal`: it aborts when the stream stops its source, which the
-   * stream does itself (`return()`), so a source need not listen to it.
-   */
-  stopsWith: (signal: AbortSignal) => boolean
-}
-
-/**
- * True on a source that runs no user code before its first item (a channel subscription): nothing can fail
- * early, so its stream sends the headers at once instead of waiting `headersDelay` for the first item.
- */
-export const kOpensAtOnce = Symbol('fastify-typed-sse.opensAtOnce')
-
-/** A source the stream reads synchronously (see above). */
-export interface SyncSource {
-  /**
-   * The next item; `WAIT` when there is none yet; `undefined` once the source has ended. Throws once the source
-   * failed, as a generator's throw.
-   */
-  take: () => SseItem<unknown> | typeof WAIT | undefined
-}
-
-/** A source that takes part in the attach handshake; it may ask to be read synchronously. */
-export interface AttachableSource {
-  [kAttachStream]: (stream: StreamLink) => SyncSource | undefined
-}
-
-function attach (source: object, stream: StreamLink): SyncSource | undefined {
-  const method = (source as Partial<AttachableSource>)[kAttachStream]
-  return typeof method === 'function' ? method.call(source, stream) : undefined
-}
-
 /** The route of a stream opened by the not-found handler, which has no URL pattern (no route can be named so). */
 export const NOT_FOUND_ROUTE = '(not found)'
 
-/** How long `close()` lets a response that is still flushing end cleanly before it resets the connection. */
-const CLOSE_GRACE_MS = 1000
-
-/**
- * String frames that a source yields in one burst (without waiting on I/O in between) are gathered and
- * pushed as one chunk when the burst ends, or at this many characters: one socket write instead of many,
- * and no later than the frames would have left anyway (the response corks the socket until next tick).
- */
-const BATCH_CHARS = 16 * 1024
-
-async function * fromSync<T> (iterable: Iterable<SseItem<T>>): AsyncGenerator<SseItem<T>, void, undefined> {
-  yield * iterable
+/** The response closed before its stream existed (see the constructor). */
+function closeLater (stream: EventStream): void {
+  stream.responseClosed()
 }
-
-function noop (): void {}
-
-/** `process.nextTick` calls it with the stream as argument: no closure per burst or per stream. */
-function flushBurst (stream: EventStream): void {
-  stream.flushBurst()
-}
-
-// An open stream's state, as bits of one field: an idle server holds one stream per connection, and eight
-// booleans would take eight fields of it.
-/** The destination is ended with the body (`pipe()`'s `end` option). */
-const END_DEST = 1
-/** A pull is under way: the source is working on the next item (or, read synchronously, will deliver it). */
-const PULLING = 2
-/** The destination takes more (it has not answered a write with false since its last `drain`). */
-const WANT_MORE = 4
-/** A burst's frames are batched, to be flushed on the next tick. */
-const FLUSH_QUEUED = 8
-/** No more items: the source ended, failed or was stopped. */
-const FINISHED = 16
-/** Destroyed: out of the registry, the heartbeats and the response's close watch. */
-const CLOSED = 32
-/** Piped by `pipeDirect()`: the stream writes the head itself when it opens. */
-const DIRECT = 64
-/** The headers wait for the first item, or `headersDelay` ms (see `#openHeld`); cleared once they may go. */
-const HELD = 128
 
 /** What only some streams need, kept apart so that an idle subscriber's stream holds one empty field for it all. */
 interface StreamExtras {
-  /** The wait for the first item before the headers go out (see `#openHeld`). */
-  holdTimer: NodeJS.Timeout | undefined
   /** Settles once the response has closed; made only when `close()` waits for it. */
-  responseClosed: Promise<void> | undefined
-  resolveResponseClosed: (() => void) | undefined
+  responseClosed?: Promise<void>
+  resolveResponseClosed?: () => void
   /** Stops watching the connection of a response queued behind another (see the constructor). */
-  unwatch: (() => void) | undefined
+  unwatch?: () => void
   /** `#onStep` and `#onError` as callbacks of an asynchronous source's promises (see `#pull`). */
-  stepped: ((step: IteratorResult<SseItem<unknown>>) => void) | undefined
-  failed: ((err: unknown) => void) | undefined
-}
-
-function newExtras (): StreamExtras {
-  return {
-    holdTimer: undefined,
-    responseClosed: undefined,
-    resolveResponseClosed: undefined,
-    unwatch: undefined,
-    stepped: undefined,
-    failed: undefined
-  }
-}
-
-/**
- * The stream of every response `reply.sse()` answered (undefined: a HEAD request's, which has none), for the one
- * 'close' listener all responses share (a closure per stream would cost more than the map's entry).
- */
-const streamOfResponse = new WeakMap<object, EventStream | undefined>()
-
-/** Whether `reply.sse()` answered this response (with a stream, or a HEAD request's head). */
-export function answeredBySse (res: object): boolean {
-  return streamOfResponse.has(res)
-}
-
-/** A HEAD request's response, answered by `reply.sse()` with a stream's head and no stream. */
-export function answeredHead (res: object): void {
-  streamOfResponse.set(res, undefined)
+  stepped?: (step: IteratorResult<SseItem<unknown>>) => void
+  failed?: (err: unknown) => void
 }
 
 /** Whether a response closed already (HTTP/1: `destroyed`; HTTP/2: its stream's). */
@@ -194,55 +57,22 @@ function responseGone (res: FastifyReply['raw']): boolean {
   return raw.destroyed === true || raw.stream?.destroyed === true
 }
 
-/**
- * Asks a source to stop (a generator runs its `finally`). Not awaited: a generator busy in an await that
- * ignores the signal stops when it next yields, and nobody (least of all app.close) waits for that.
- */
-function stopIterator (iterator: AsyncIterator<unknown> | Iterator<unknown>, reply: FastifyReply): void {
-  try {
-    Promise.resolve(iterator.return?.()).then(noop, (err: unknown) => reply.log.error({ err }, 'SSE source failed while stopping'))
-  } catch (err) {
-    reply.log.error({ err }, 'SSE source failed while stopping')
-  }
-}
-
-/** Where the frames go: the response itself, or whatever an onSend hook put in front of it. */
-interface Destination {
-  write: (chunk: Frame) => boolean
-  end: () => unknown
-  once: (event: 'drain', listener: () => void) => unknown
-}
-
-/**
- * The body of one SSE response, handed to Fastify's `reply.send()` so that onSend hooks and headers work as
- * for any stream. Not a `Readable`: Fastify pipes it, and `pipe()` here writes whole frames straight to the
- * destination, pulling the next item only when the destination takes more. That skips the Readable buffer,
- * the pipe's closures and one copy of every chunk (the cost of an idle stream was mostly that machinery).
- * It emits what Fastify's end-of-stream watch needs: `end` once the body is complete, then `close` (through an
- * emitter made only once something listens: on the direct path nothing does).
- */
-export class EventStream extends LazyEmitter implements PipedBody, StreamLink, HeartbeatMember {
-  readonly #reply: FastifyReply
+/** The stream of one response `reply.sse()` answered. */
+export class EventStream extends ResponseWriter implements StreamLink, ResponseWatcher {
   readonly #iterator: AsyncIterator<SseItem<unknown>>
   /** Set when the source is read synchronously (see `SyncSource`). */
   readonly #sync: SyncSource | undefined
-  /** Shared by the streams of a route (or of the plugin): serializer, `onError`, heartbeat interval. */
-  readonly #options: ResolvedStreamOptions
   /** A typed route's item check and serializer choice (lib/typed/items); unset on untyped streams. */
   readonly #itemHook: ItemHook | undefined
-  readonly #registry: StreamRegistry
-  readonly #route: string
+  /** The route's URL pattern (`/rooms/:room`). */
+  readonly route: string
   readonly #startedAt = clock()
-  #dest: Destination | undefined
-  /** The bits above (`END_DEST`, `PULLING`, …). */
-  #flags = END_DEST | WANT_MORE
-  /** @internal Where the heartbeat wheel keeps this stream. */
-  heartbeatSlot = -1
-  #lastWrite = this.#startedAt
-  #batch = ''
+  /** A pull is under way: the source is working on the next item (or, read synchronously, will deliver it). */
+  #pulling = false
+  /** No more items: the source ended, failed or was stopped. */
+  #finished = false
   #reason: EndReason = 'client closed'
   #items = 0
-  #bytes = 0
   #extras: StreamExtras | undefined
 
   constructor (
@@ -252,99 +82,38 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
     registry: StreamRegistry,
     itemHook?: ItemHook
   ) {
-    super()
-    this.#reply = reply
+    super(reply, options, registry, holdsHead(source, options.headersDelay))
     streamStarted(reply.request, reply)
-    this.#options = options
     this.#itemHook = itemHook
-    this.#registry = registry
-    this.#route = reply.request.routeOptions.url ?? NOT_FOUND_ROUTE
-    this.#iterator = Symbol.asyncIterator in source
-      ? source[Symbol.asyncIterator]()
-      : fromSync(source)[Symbol.asyncIterator]()
+    this.route = reply.request.routeOptions.url ?? NOT_FOUND_ROUTE
+    this.#iterator = openSource(source)
     this.#sync = attach(source, this)
     registry.add(this)
     const res = reply.raw
-    streamOfResponse.set(res, this)
-    // `on`, not `once`: a response closes once, and once's wrapper would cost a closure and a record per stream
-    res.on('close', EventStream.#onResponseClose)
+    watchResponse(res, this)
     // Queued behind another response on a pipelining connection: no socket yet, and no 'close' if the client
     // leaves before it gets one. The connection's own close tells.
-    if (res.socket === null) this.#more().unwatch = onConnectionClose(reply.request, () => { this.#responseClose() })
+    if (res.socket === null) this.#more().unwatch = onConnectionClose(reply.request, () => { this.responseClosed() })
     // The client left before the stream existed (a hook or the handler awaited first): that 'close' was before
     // the listener, and none will follow. Closed on the next tick, once the body is piped.
-    else if (responseGone(res)) process.nextTick(EventStream.#onResponseClose.bind(res))
-    if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
-    if (options.heartbeat !== false) joinHeartbeats(this, options.heartbeat)
-    const opensAtOnce = (source as { [kOpensAtOnce]?: boolean })[kOpensAtOnce] === true
-    if (!opensAtOnce && options.headersDelay > 0) this.#set(HELD, true)
+    else if (responseGone(res)) process.nextTick(closeLater, this)
   }
 
   #more (): StreamExtras {
-    this.#extras ??= newExtras()
+    this.#extras ??= {}
     return this.#extras
   }
 
-  #has (flag: number): boolean {
-    return (this.#flags & flag) !== 0
-  }
-
-  #set (flag: number, on: boolean): void {
-    this.#flags = on ? this.#flags | flag : this.#flags & ~flag
-  }
-
-  /**
-   * Called by Fastify once every onSend hook has run and the headers are set (or by a hook that wraps the
-   * body). The headers go out with the first item, or once `headersDelay` passed without one; never earlier:
-   * that would send them without what an async onSend hook adds.
-   */
-  pipe<T extends Destination> (dest: T, options?: { end?: boolean }): T {
-    this.#dest = dest
-    this.#set(END_DEST, options?.end !== false)
-    if (this.#has(FINISHED)) this.#end()
+  protected piped (): void {
+    if (this.#finished) this.endBody()
     else {
-      if (!this.#has(HELD)) this.#open()
-      else this.#more().holdTimer = setTimeout(EventStream.#openHeld, this.#options.headersDelay, this).unref()
-      if (this.#has(WANT_MORE)) this.#pull()
+      this.openOrHold()
+      if (this.takesMore) this.#pull()
     }
-    return dest
   }
 
-  /**
-   * Pipes into the response itself, bypassing Fastify's stream path (lib/reply takes it when that path has
-   * nothing to do): the stream writes the head when it opens, and takes the reply over (`reply.hijack()`) only
-   * then, so a failure before that is still answered by Fastify's error handler.
-   */
-  pipeDirect (): void {
-    this.#set(DIRECT, true)
-    this.pipe(this.#reply.raw)
-  }
-
-  /**
-   * The headers wait for the first item, or `headersDelay` ms of silence: until then a failure can still be
-   * answered with a status (`#failEarly`), and a client whose first item is slow still sees the stream open
-   * soon. Static, so that a stream holds no closure for it.
-   */
-  static #openHeld (stream: EventStream): void {
-    if (!stream.#has(CLOSED)) stream.#open()
-  }
-
-  #release (): void {
-    this.#set(HELD, false)
-    const extras = this.#extras
-    if (extras === undefined) return
-    clearTimeout(extras.holdTimer)
-    extras.holdTimer = undefined
-  }
-
-  /** The headers, and what was batched before them (a `retry:` line), go out now. */
-  #open (): void {
-    this.#release()
-    const res = this.#reply.raw
-    if (this.#has(DIRECT)) {
-      if (!res.headersSent) writeHeadDirectly(this.#reply)
-    } else if ((this.#dest as unknown) === res && !res.headersSent) res.flushHeaders()
-    this.#flush()
+  protected drained (): void {
+    if (!this.#pulling && !this.#finished) this.#pull()
   }
 
   #pull (): void {
@@ -352,7 +121,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
       this.#takeSync(this.#sync)
       return
     }
-    this.#set(PULLING, true)
+    this.#pulling = true
     let next: Promise<IteratorResult<SseItem<unknown>>>
     try {
       next = this.#iterator.next()
@@ -372,8 +141,8 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
   #encode (item: unknown): string {
     const typed = this.#itemHook?.(item)
     return typed === undefined
-      ? encodeItem(item, this.#options.serialize)
-      : encodeItem(item, typed.serialize ?? this.#options.serialize, typed.text)
+      ? encodeItem(item, this.options.serialize)
+      : encodeItem(item, typed.serialize ?? this.options.serialize, typed.text)
   }
 
   /**
@@ -385,10 +154,10 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
   }
 
   #onStep (step: IteratorResult<SseItem<unknown>>): void {
-    this.#set(PULLING, false)
-    if (this.#has(FINISHED)) return // closed while the source was working: its item has nowhere to go
+    this.#pulling = false
+    if (this.#finished) return // closed while the source was working: its item has nowhere to go
     if (step.done === true) this.#finish('source ended')
-    else if (this.#writeItem(step.value) && this.#has(WANT_MORE)) this.#pull()
+    else if (this.#writeItem(step.value) && this.takesMore) this.#pull()
   }
 
   /** Reads a `SyncSource` until it has nothing ready, or the destination is full. */
@@ -404,14 +173,14 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
         return
       }
       if (item === WAIT) {
-        this.#set(PULLING, true)
+        this.#pulling = true
         return
       }
       if (item === undefined) {
         if (!this.#clientLeft()) this.#finish('source ended')
         return
       }
-      if (!this.#writeItem(item) || !this.#has(WANT_MORE)) return
+      if (!this.#writeItem(item) || !this.takesMore) return
     }
   }
 
@@ -420,21 +189,21 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
    * failed on that signal: the stream closes as the client's, not as the source's end or failure.
    */
   #clientLeft (): boolean {
-    if (!streamSignalAborted(this.#reply.request)) return false
+    if (!streamSignalAborted(this.reply.request)) return false
     this.destroy()
     return true
   }
 
   /** `StreamLink`: see there. */
   stopsWith (signal: AbortSignal): boolean {
-    return isStreamSignal(this.#reply.request, signal)
+    return isStreamSignal(this.reply.request, signal)
   }
 
   /** `StreamLink`: a `SyncSource`'s item, or word that it ended or failed, after a `take()` that answered `WAIT`. */
   deliver (item?: SseItem<unknown>): void {
-    this.#set(PULLING, false)
-    if (this.#has(FINISHED)) return
-    if (item === undefined || (this.#writeItem(item) && this.#has(WANT_MORE))) this.#takeSync(this.#sync as SyncSource)
+    this.#pulling = false
+    if (this.#finished) return
+    if (item === undefined || (this.#writeItem(item) && this.takesMore)) this.#takeSync(this.#sync as SyncSource)
   }
 
   /** Encodes and writes one item (the first opens the stream); false when the stream ended on it. */
@@ -444,113 +213,43 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
       frame = this.encode(item)
     } catch (err) {
       if (this.#failEarly(err, 'item refused')) return false
-      this.#reply.log.error({ err }, 'SSE item refused; stream ended')
-      this.#registry.itemRefused(this, err as Error)
+      this.reply.log.error({ err }, 'SSE item refused; stream ended')
+      this.registry.itemRefused(this, err as Error)
       this.#lastWord(err)
       this.#finish('item refused')
       return false
     }
-    // the first item opens the stream: headers first, on their own, as a stream opened by the wait sends them
-    if (this.#has(HELD)) this.#open()
     this.#items++
-    this.#registry.items++
-    if (typeof frame === 'string') {
-      this.#batch += frame
-      if (this.#batch.length >= BATCH_CHARS) this.#flush()
-      else if (!this.#has(FLUSH_QUEUED)) {
-        this.#set(FLUSH_QUEUED, true)
-        process.nextTick(flushBurst, this)
-      }
-    } else {
-      this.#flush()
-      this.#write(frame)
-    }
+    this.registry.items++
+    this.writeFrame(frame)
     return true
   }
 
-  /** @internal The end of a burst of string frames (see `flushBurst`). */
-  flushBurst (): void {
-    this.#set(FLUSH_QUEUED, false)
-    if (!this.#has(CLOSED)) this.#flush()
-  }
-
-  #flush (): void {
-    if (this.#batch === '' || this.#dest === undefined) return
-    const batch = this.#batch
-    this.#batch = ''
-    this.#write(batch)
-  }
-
-  /** Writes whole frames; a full destination stops the pulling until it drains. */
-  #write (frame: Frame): void {
-    this.#lastWrite = clock()
-    const bytes = typeof frame === 'string' ? Buffer.byteLength(frame) : frame.byteLength
-    this.#bytes += bytes
-    this.#registry.bytes += bytes
-    let taken: boolean
-    try {
-      taken = (this.#dest as Destination).write(frame)
-    } catch (err) {
-      this.#writeFailed(err)
-      return
-    }
-    if (!taken && this.#has(WANT_MORE)) {
-      this.#set(WANT_MORE, false)
-      // a closure made only when the socket is full, not one held by every stream
-      ;(this.#dest as Destination).once('drain', () => { this.#onDrain() })
-    }
-  }
-
-  /**
-   * What an `onSend` hook put in front of the response threw on a write. Caught here, not left to the caller: the
-   * caller may be a channel's fan-out loop, whose other subscribers must still get the item. The connection is
-   * closed; the client reconnects as from any dropped stream.
-   */
-  #writeFailed (err: unknown): void {
-    this.#reply.log.error({ err }, 'SSE stream write failed; connection closed')
-    this.#set(WANT_MORE, false)
-    this.#reply.raw.destroy()
-    this.destroy()
-  }
-
-  #onDrain (): void {
-    this.#set(WANT_MORE, true)
-    if (!this.#has(PULLING) && !this.#has(FINISHED)) this.#pull()
-  }
-
   #onError (err: unknown): void {
-    this.#set(PULLING, false)
-    if (this.#has(FINISHED)) {
+    this.#pulling = false
+    if (this.#finished) {
       // the usual way a generator waiting on request.signal ends once the stream is closed: not an error
-      this.#reply.log.debug({ err }, 'SSE source stopped after the stream closed')
+      this.reply.log.debug({ err }, 'SSE source stopped after the stream closed')
       return
     }
     if (this.#failEarly(err, 'source failed')) return
-    this.#reply.log.error({ err }, 'SSE source failed; stream ended')
+    this.reply.log.error({ err }, 'SSE source failed; stream ended')
     this.#lastWord(err)
     this.#finish('source failed')
   }
 
   /**
-   * A failure before anything was sent is the route's ordinary error: the SSE headers are taken back and the
-   * error is handed to Fastify (as a file stream's missing file is, see `PipedBody`), which runs the error
-   * handler and onError hooks and answers with the error's status. False once the response has started.
+   * A failure before anything was sent is the route's ordinary error (see `answerEarly`). False once the response
+   * has started.
    */
   #failEarly (err: unknown, reason: EndReason): boolean {
-    const res = this.#reply.raw
-    if (!this.#has(HELD) || res.headersSent || (!this.#has(DIRECT) && this.listenerCount('error') === 0)) return false
-    this.#release()
-    this.#set(FINISHED, true)
+    if (!this.canAnswerEarly()) return false
+    this.#finished = true
     this.#reason = reason
     // still a stream that opened and closed, for app.sse.stats() and the diagnostics channels
-    if (reason === 'item refused') this.#registry.itemRefused(this, err as Error)
+    if (reason === 'item refused') this.registry.itemRefused(this, err as Error)
     if (reason !== 'source failed') this.#stopSource()
-    takeBackHeaders(this.#reply)
-    this.#reply.log.debug('SSE stream failed before its first item; answered by the error handler')
-    // Fastify's path listens for the body's error; on the direct path the reply is not taken over yet
-    if (this.#has(DIRECT)) this.#reply.send(err as Error)
-    else this.emit('error', err)
-    this.destroy()
+    this.answerEarly(err)
     return true
   }
 
@@ -559,92 +258,56 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
    * can decide not to reconnect). A mapper that throws, or returns a bad item, is logged; the stream just ends.
    */
   #lastWord (err: unknown): void {
-    if (this.#options.onError === undefined) return
+    if (this.options.onError === undefined) return
     try {
-      const item = this.#options.onError(err, this.#reply.request)
+      const item = this.options.onError(err, this.reply.request)
       // encoded with the stream's serializer: a last word is not held to the route's schema
-      if (item !== undefined) this.#batch += encodeItem(item, this.#options.serialize)
+      if (item !== undefined) this.addLast(encodeItem(item, this.options.serialize))
     } catch (mapErr) {
-      this.#reply.log.error({ err: mapErr }, 'SSE onError failed; stream ended without a last item')
+      this.reply.log.error({ err: mapErr }, 'SSE onError failed; stream ended without a last item')
     }
-  }
-
-  /** @internal Called by the heartbeat wheel when the stream is due: ms until it is due again. */
-  heartbeat (now: number): number {
-    const hb = this.#options.heartbeat as number
-    const idle = elapsed(this.#lastWrite, now)
-    if (idle < hb) return hb - idle
-    // a stream not yet piped or opened, or whose destination is full, is not idle: it is waiting
-    if (this.#dest !== undefined && this.#has(WANT_MORE) && !this.#has(HELD)) {
-      this.#write(HEARTBEAT_FRAME)
-      this.#registry.heartbeats++
-    }
-    return hb
   }
 
   /** No more pulls; end the body cleanly once piped; stop the source unless it stopped by itself. */
   #finish (reason: EndReason): void {
-    this.#set(FINISHED, true)
+    this.#finished = true
     this.#reason = reason
     if (reason !== 'source ended') this.#stopSource()
-    if (this.#dest !== undefined) this.#end()
-  }
-
-  #end (): void {
-    // a source that ended before its first item: the head goes out with the end
-    if (this.#has(HELD)) this.#open()
-    this.#flush() // the whole frames that came before the end
-    if (this.#has(END_DEST)) (this.#dest as Destination).end()
-    this.emit('end')
-    this.destroy()
+    if (this.piping) this.endBody()
   }
 
   /**
-   * The source gave up on a client that reads too slowly (`StreamLink`). A stream whose socket still takes more
-   * reads the source's end by itself, after what is in flight; one whose socket is full is reset now, so a
-   * stuck client holds nothing on the server, in the kernel neither (it resumes with Last-Event-ID when it
-   * comes back).
+   * `StreamLink`: the source gave up on a client that reads too slowly; lib/slow-client decides whether its
+   * connection is reset now (a stream whose socket still takes more reads the source's end by itself).
    */
   disconnect (): boolean {
-    if (this.#has(CLOSED) || !this.#stuck()) return false
+    if (this.closed || !resetWhenStuck(this.reply, this.takesMore)) return false
     this.#reason = 'too slow'
-    resetConnection(this.#reply, false)
     return true
   }
 
-  /** The client is not taking what was written (HTTP/2 responses have no writableNeedDrain). */
-  #stuck (): boolean {
-    return !this.#has(WANT_MORE) || this.#reply.raw.writableNeedDrain === true
-  }
-
   #stopSource (): void {
-    abortStreamSignal(this.#reply.request)
-    stopIterator(this.#iterator, this.#reply)
+    abortStreamSignal(this.reply.request)
+    stopIterator(this.#iterator, this.reply)
   }
 
   /**
-   * Ends the stream because the server is closing: the source is stopped and the body ended cleanly, or
-   * the connection reset when the client is not reading (its socket is full). Resolves once the
-   * response has closed.
+   * Ends the stream because the server is closing: the source is stopped and the body ended cleanly, or the
+   * connection reset when the client is not reading (lib/slow-client). Resolves once the response has closed.
    */
   close (): Promise<void> {
     // made first: resetting the connection may close the response at once
     const responseClosed = this.#whenResponseClosed()
-    if (!this.#has(FINISHED)) this.#reason = 'server closing'
-    if (this.#stuck()) resetConnection(this.#reply, true)
-    else {
-      if (!this.#has(FINISHED)) this.#finish('server closing')
-      // a client can stop reading with less in flight than fills the socket: it does not hold the close
-      const grace = setTimeout(() => resetConnection(this.#reply, true), CLOSE_GRACE_MS).unref()
-      void responseClosed.then(() => clearTimeout(grace))
-    }
-    closeHttp2Session(this.#reply.raw)
+    if (!this.#finished) this.#reason = 'server closing'
+    endOrReset(this.reply, this.takesMore, () => {
+      if (!this.#finished) this.#finish('server closing')
+    }, responseClosed)
     return responseClosed
   }
 
   /**
    * Called by `close()` first, on an open stream only (a closed one has left the registry): its response has not
-   * closed yet, and `#responseClose` settles the promise when it does.
+   * closed yet, and `responseClosed` settles the promise when it does.
    */
   #whenResponseClosed (): Promise<void> {
     const extras = this.#more()
@@ -653,12 +316,7 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
   }
 
   get request (): FastifyRequest {
-    return this.#reply.request
-  }
-
-  /** The route's URL pattern (`/rooms/:room`). */
-  get route (): string {
-    return this.#route
+    return this.reply.request
   }
 
   get reason (): EndReason {
@@ -670,74 +328,23 @@ export class EventStream extends LazyEmitter implements PipedBody, StreamLink, H
     return this.#items
   }
 
-  /** Bytes of frames written so far. */
-  get bytes (): number {
-    return this.#bytes
-  }
-
   get durationMs (): number {
-    // Fastify's clock for the request (from its arrival: a little longer) counts the wraps of a stream open for
-    // weeks; Fastify keeps it only with a logger, an onResponse hook or handlerTimeout, else 49.7 days wrap to 0
-    return longSpan(this.#startedAt, clock(), this.#reply.elapsedTime)
+    return clock() - this.#startedAt
   }
 
-  /** The one 'close' listener of every stream's response (`this` is the response). */
-  static #onResponseClose (this: object): void {
-    const stream = streamOfResponse.get(this)
-    if (stream !== undefined) stream.#responseClose()
-  }
-
-  #responseClose (): void {
+  /** @internal `ResponseWatcher`: the response closed. */
+  responseClosed (): void {
     this.#extras?.resolveResponseClosed?.()
     this.destroy()
   }
 
-  /** Stops everything at once (Fastify calls it when the response closes before the body ended). */
-  destroy (): void {
-    if (this.#has(CLOSED)) return
-    this.#set(CLOSED, true)
-    const { heartbeat } = this.#options
-    if (heartbeat !== false) leaveHeartbeats(this, heartbeat)
-    clearTimeout(this.#extras?.holdTimer)
-    this.#registry.delete(this)
+  protected destroyed (): void {
+    this.registry.delete(this)
     this.#extras?.unwatch?.()
-    if (!this.#has(FINISHED)) {
-      this.#set(FINISHED, true)
+    if (!this.#finished) {
+      this.#finished = true
       this.#stopSource()
     }
-    this.#reply.log.debug({ items: this.#items, durationMs: this.durationMs, reason: this.#reason }, 'SSE stream closed')
-    this.emit('close')
+    this.reply.log.debug({ items: this.#items, durationMs: this.durationMs, reason: this.#reason }, 'SSE stream closed')
   }
-}
-
-/** The headers of an event stream, as lib/reply sets them; taken back when a stream fails before it opened. */
-export const STREAM_HEADERS = {
-  'content-type': 'text/event-stream; charset=utf-8',
-  'cache-control': 'no-cache, no-transform',
-  'x-accel-buffering': 'no'
-} as const
-
-/** Takes back the event-stream headers (those with the value lib/reply gave them) from a reply that will error. */
-function takeBackHeaders (reply: FastifyReply): void {
-  for (const [name, value] of Object.entries(STREAM_HEADERS)) {
-    if (reply.getHeader(name) !== value) continue
-    reply.removeHeader(name)
-    reply.raw.removeHeader(name)
-  }
-}
-
-function iteratorOf (source: SseSource<unknown>): AsyncIterator<unknown> | Iterator<unknown> {
-  return Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]()
-}
-
-/** Stops a source that will not be streamed (a generator runs its finally, a subscription is released). */
-export function dropSource (reply: FastifyReply, source: unknown): void {
-  if (isSource(source)) stopIterator(iteratorOf(source), reply)
-}
-
-/** An async or sync iterable that is not a string (what `reply.sse()` accepts). */
-export function isSource (value: unknown): value is SseSource<unknown> {
-  if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return false
-  const candidate = value as Partial<Record<symbol, unknown>>
-  return typeof candidate[Symbol.asyncIterator] === 'function' || typeof candidate[Symbol.iterator] === 'function'
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm test`: prepares what the tests need, then build, typecheck, lint, samples (when defined) and tap, stopping
+// `npm test`: prepares what the tests need, then build, typecheck, lint, deps, samples (when defined) and tap, stopping
 // at the first failure. Arguments go to tap (`npm test -- test/encode.test.ts`).
 //
 // - The browser tests drive Chromium (CHROMIUM_PATH, default /usr/bin/chromium) and make their TLS certificate
@@ -206,7 +206,7 @@ function npmRun (script) {
 async function main () {
   await checkTools()
   await checkRedis()
-  for (const script of ['build', 'typecheck', 'lint', 'samples']) {
+  for (const script of ['build', 'typecheck', 'lint', 'deps', 'samples']) {
     if (pkg.scripts?.[script] === undefined) continue
     const { code } = await npmRun(script)
     if (code !== 0) await fail(`npm run ${script} failed`, code)

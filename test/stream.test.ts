@@ -7,7 +7,7 @@ import { request } from 'undici'
 import Fastify from 'fastify'
 import ssePlugin, { type SseItem } from '../lib/index.js'
 import { encodeItem, kFrame } from '../lib/encode.js'
-import { kAttachStream } from '../lib/stream.js'
+import { kAttachStream } from '../lib/source.js'
 import { all, deferred, DEBUG, ERROR, open, startApp, take, WARN } from './helpers.js'
 
 t.test('headers: SSE ones added, earlier ones and the status kept', async t => {

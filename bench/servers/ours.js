@@ -1,7 +1,12 @@
-// fastify-typed-sse, loaded from the repository's built dist/ (`npm run build` at the root).
+// fastify-typed-sse, loaded from the repository's built dist/ (`npm run build` at the root), or from the build in
+// BENCH_DIST (bench/run.js --baseline).
+import { join } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import Fastify from 'fastify'
-import ssePlugin from '../../dist/index.js'
 import { item, now, ready } from './common.js'
+
+const dist = process.env.BENCH_DIST ?? fileURLToPath(new URL('../../dist/', import.meta.url))
+const { default: ssePlugin } = await import(pathToFileURL(join(dist, 'index.js')).href)
 
 const app = Fastify({ logger: false })
 await app.register(ssePlugin)
@@ -37,4 +42,4 @@ app.post('/pub', async (request) => {
 })
 
 await app.listen({ port: 0, host: '127.0.0.1', backlog: 4096 })
-ready('ours', app.server.address().port, size)
+ready(process.env.BENCH_DIST === undefined ? 'ours' : 'ours-before', app.server.address().port, size)

@@ -12,6 +12,7 @@ import { encodeAhead, encodeItem, encodeParts } from '../encode.js'
 import { cutOff, replayServed, resetServed } from '../diagnostics.js'
 import { channelClosed, invalidOption } from '../errors.js'
 import { StreamRegistry, type ChannelCounters, type SseChannelStats, type SseStats } from '../metrics.js'
+import { QUEUE_LIMITS, queueLimit } from '../slow-client.js'
 import type { SseItem, SseSerializer } from '../types.js'
 
 export { MAX_LAST_EVENT_ID, type ChannelSubscription, type SseResetData, type SubscribeOptions } from './subscription.js'
@@ -87,17 +88,12 @@ interface ResolvedChannelOptions extends HistoryOptions {
   queueBytes: number
 }
 
-const DEFAULTS: ResolvedChannelOptions = {
-  history: 100, historyMaxAge: Infinity, queueItems: 512, queueBytes: 1024 * 1024
-}
+const DEFAULTS: ResolvedChannelOptions = { history: 100, historyMaxAge: Infinity, ...QUEUE_LIMITS }
 const MAX_HISTORY = 10_000_000
 const OPTION_NAMES = Object.keys(DEFAULTS) as Array<keyof ResolvedChannelOptions>
 
 function resolveChannelOptions (options: ChannelOptions | SharedChannelOptions): ResolvedChannelOptions {
-  const {
-    history = DEFAULTS.history, historyMaxAge = DEFAULTS.historyMaxAge, queueItems = DEFAULTS.queueItems,
-    queueBytes = DEFAULTS.queueBytes, backend
-  } = options
+  const { history = DEFAULTS.history, historyMaxAge = DEFAULTS.historyMaxAge, backend } = options
   if (backend !== undefined && typeof backend !== 'function') {
     throw invalidOption('backend', `must be a channel backend such as redisChannels({ redis }), got ${typeof backend}`)
   }
@@ -107,12 +103,8 @@ function resolveChannelOptions (options: ChannelOptions | SharedChannelOptions):
   if (!(typeof historyMaxAge === 'number' && historyMaxAge > 0)) {
     throw invalidOption('historyMaxAge', `must be a positive number of milliseconds, got ${String(historyMaxAge)}`)
   }
-  if (!(Number.isSafeInteger(queueItems) && queueItems >= 1)) {
-    throw invalidOption('queueItems', `must be a whole number of items >= 1, got ${String(queueItems)}`)
-  }
-  if (!(Number.isSafeInteger(queueBytes) && queueBytes >= 1)) {
-    throw invalidOption('queueBytes', `must be a whole number of bytes >= 1, got ${String(queueBytes)}`)
-  }
+  const queueItems = queueLimit('queueItems', options.queueItems)
+  const queueBytes = queueLimit('queueBytes', options.queueBytes)
   return { history, historyMaxAge, queueItems, queueBytes }
 }
 
