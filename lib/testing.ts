@@ -1,14 +1,13 @@
 import type { FastifyInstance, HTTPMethods, InjectOptions } from 'fastify'
 import { METHODS, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http'
-import type { TSchema } from '@sinclair/typebox'
-import {
-  decoder, headerValue, lowerCaseKeys, MAX_DELAY, mimeEssence, type ClientSchema, type ItemsOf, type ReceivedItem
-} from './client/connect.js'
+import { headerValue, lowerCaseKeys, MAX_DELAY, mimeEssence } from './client/connect.js'
+import { decoder, type ClientSchema, type ItemsOf, type ReceivedItem } from './client/decode.js'
 import { invalidOption, SseClientError, SseRuntimeError, shown } from './errors.js'
 import {
   checkCount, checkHeaders, checkLastEventId, checkStringValues, refuseUnknownOptions, type OptionNames
 } from './client/options.js'
 import { checkParseOptions, parseEventStream } from './client/parse.js'
+import type { TypeBoxSchema } from './typed/static.js'
 
 // `fastify-typed-sse/testing`: test an SSE route in three lines, through `app.inject` (no port, no socket):
 //   const events = await collect(app, { url: '/clock', count: 3 })
@@ -39,7 +38,7 @@ export interface InjectSseOptions extends InjectSseBaseOptions {
   /** Decodes and validates each event as `connect` does: the route's `sseSchema(…)`, or a TypeBox data schema. */
   schema?: ClientSchema
   /** The TypeBox schemas (with an `$id`) that `Type.Ref`s in `schema` name. */
-  references?: TSchema[]
+  references?: TypeBoxSchema[]
 }
 
 /** The names `injectSse()` takes: any other is refused at the call. */
@@ -68,7 +67,7 @@ export interface CollectOptions extends CollectBaseOptions {
   /** Decodes and validates each event as `connect` does: the route's `sseSchema(…)`, or a TypeBox data schema. */
   schema?: ClientSchema
   /** The TypeBox schemas (with an `$id`) that `Type.Ref`s in `schema` name. */
-  references?: TSchema[]
+  references?: TypeBoxSchema[]
 }
 
 /** The names `collect()` takes: `injectSse()`'s and its own. */
@@ -138,7 +137,7 @@ function describeRequest (options: InjectSseOptions): string {
  * when the answer is not a 200 `text/event-stream` response (its status and body are in the message).
  */
 export async function injectSse<S extends ClientSchema> (
-  app: FastifyInstance, options: InjectSseBaseOptions & { schema: S, references?: TSchema[] }
+  app: FastifyInstance, options: InjectSseBaseOptions & { schema: S, references?: TypeBoxSchema[] }
 ): Promise<InjectedStream<unknown, ItemsOf<S>>>
 export async function injectSse (
   app: FastifyInstance, options: InjectSseBaseOptions & { json: false, schema?: undefined }
@@ -158,6 +157,7 @@ async function openStream (app: FastifyInstance, options: InjectSseOptions): Pro
   const request: InjectOptions = { method: options.method ?? 'GET', url: options.url, headers, payloadAsStream: true }
   if (options.query !== undefined) request.query = options.query
   if (options.payload !== undefined) request.payload = options.payload
+  const decode = await decoder(options) // before the request: nothing to clean up if the schema's TypeBox fails
   const response = await app.inject(request)
   const body = response.stream()
   const what = describeRequest(options)
@@ -177,7 +177,6 @@ async function openStream (app: FastifyInstance, options: InjectSseOptions): Pro
 
   let closed = false
   const comments: string[] = []
-  const decode = decoder(options)
   const close = (): void => {
     closed = true
     response.raw.res.destroy() // the 'close' a leaving client causes: the plugin stops the source
@@ -233,7 +232,7 @@ async function openStream (app: FastifyInstance, options: InjectSseOptions): Pro
  * until the route ends the stream. Fails with the events that did come when they take longer than `timeout`.
  */
 export async function collect<S extends ClientSchema> (
-  app: FastifyInstance, options: CollectBaseOptions & { schema: S, references?: TSchema[] }
+  app: FastifyInstance, options: CollectBaseOptions & { schema: S, references?: TypeBoxSchema[] }
 ): Promise<Array<ItemsOf<S>>>
 export async function collect (
   app: FastifyInstance, options: CollectBaseOptions & { json: false, schema?: undefined }
@@ -253,4 +252,4 @@ export async function collect (app: FastifyInstance, options: CollectOptions): P
   }
 }
 
-export type { ReceivedItem } from './client/connect.js'
+export type { ReceivedItem } from './client/decode.js'

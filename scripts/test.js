@@ -1,6 +1,9 @@
 #!/usr/bin/env node
-// `npm test`: prepares what the tests need, then build, typecheck, lint, deps, samples (when defined) and tap, stopping
-// at the first failure. Arguments go to tap (`npm test -- test/encode.test.ts`).
+// `npm test`: prepares what the tests need, then build, typecheck (TypeScript 5.9, then 7), lint, deps (no import
+// circle, no module over 450 lines), samples, the package checks (publint, attw, links) and tap, each step that
+// package.json defines, stopping at the first failure. Arguments go to tap (`npm test -- test/encode.test.ts`).
+// The tests themselves run on TypeScript 5.9: tap loads .ts files through the TypeScript compiler API, which
+// TypeScript 7 (a native binary) does not offer.
 //
 // - The browser tests drive Chromium (CHROMIUM_PATH, default /usr/bin/chromium) and make their TLS certificate
 //   with the openssl CLI. When either is missing on Debian and we are root, they are installed with apt-get.
@@ -206,7 +209,7 @@ function npmRun (script) {
 async function main () {
   await checkTools()
   await checkRedis()
-  for (const script of ['build', 'typecheck', 'lint', 'deps', 'samples']) {
+  for (const script of ['build', 'typecheck', 'typecheck:ts7', 'lint', 'deps', 'samples', 'check:package']) {
     if (pkg.scripts?.[script] === undefined) continue
     const { code } = await npmRun(script)
     if (code !== 0) await fail(`npm run ${script} failed`, code)

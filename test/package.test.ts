@@ -57,3 +57,15 @@ t.test('the redis subpath by name; no module of the package loads ioredis (the u
     console.log(JSON.stringify({ factory: typeof redisChannels, loads, entry: entry.slice(entry.indexOf('/dist/')) }))`])
   t.same(JSON.parse(out), { factory: 'function', loads: [], entry: '/dist/channel/redis/index.js' })
 })
+
+t.test('no module of the package loads a TypeBox up front: the client loads the one its schema comes from', async t => {
+  const out = await node(['--input-type=module', '-e', `
+    import 'fastify-typed-sse'
+    import 'fastify-typed-sse/client'
+    import 'fastify-typed-sse/testing'
+    import { readdirSync, readFileSync } from 'node:fs'
+    const loads = readdirSync('dist', { recursive: true }).filter(f => f.endsWith('.js') && /^import [^(]*from ['"](@sinclair\\/typebox|typebox)[/'"]/m.test(readFileSync('dist/' + f, 'utf8')))
+    const lazily = readdirSync('dist', { recursive: true }).filter(f => f.endsWith('.js') && /import\\(['"](@sinclair\\/typebox|typebox)\\//.test(readFileSync('dist/' + f, 'utf8')))
+    console.log(JSON.stringify({ loads, lazily }))`])
+  t.same(JSON.parse(out), { loads: [], lazily: ['client/check.js'] })
+})

@@ -96,6 +96,16 @@ plain.get<{ Reply: SseStream<SseItem<Tock>> }>('/tock-reply-bad', (request, repl
   return reply.sse([{ data: { n: 'x' } }])
 })
 
+// ---- every source the run time streams: sync generators, arrays and other iterables too
+app.get('/clock-generator', { schema: { response: { 200: clock } } }, function * () {
+  yield { data: { now: 1 } }
+})
+app.get('/clock-array', { schema: { response: { 200: clock } } }, () => [{ data: { now: 1 } }])
+app.get('/clock-async-array', { schema: { response: { 200: clock } } }, async () => [{ data: { now: 1 } }])
+// @ts-expect-error an array of the wrong data
+app.get('/clock-array-bad', { schema: { response: { 200: clock } } }, () => [{ data: { now: 'one' } }])
+plain.get<{ Reply: SseStream<SseItem<Tock>> }>('/tock-array', () => [{ data: { n: 1 } }])
+
 // ---- untyped use is unchanged
 plain.get('/any', (request, reply) => reply.sse([{ data: { anything: true } }]))
 plain.get('/any-mixed', (request, reply) => reply.sse<unknown>([{ data: { anything: true } }, { data: 'text' }]))
@@ -105,6 +115,12 @@ plain.get('/any-gen-reply', async (request, reply) => {
   return reply.sse(items())
 })
 plain.get('/any-gen', async function * () { yield { data: 1 } })
+// annotated with plain SseGenerator, an untyped generator's items are checked field by field
+plain.get('/any-gen-annotated', async function * (): SseGenerator {
+  yield { data: { anything: true }, event: 'x', id: '1', retry: 10, comment: 'c' }
+  // @ts-expect-error a misspelt field: "evnt" is not a field of SseItem
+  yield { data: 1, evnt: 'x' }
+})
 
 // ---- the README's route generic forms
 const readmePlain = Fastify()
@@ -185,7 +201,8 @@ plain.get<{ Reply: SseStream<SseItem<Tock>> }>('/tock-channel-bad', (request, re
 })
 // the route's own items are unchanged by it: what reply.sse() takes item by item, and what a generator yields
 expectTypeOf<SseStream<SseItem<Tock>>>().toEqualTypeOf<
-  AsyncIterable<SseItem<Tock>> | AsyncIterableIterator<SseItem<Tock | SseResetData>> | FastifyReply
+  AsyncIterable<SseItem<Tock>> | Iterable<SseItem<Tock>> | AsyncIterableIterator<SseItem<Tock | SseResetData>> |
+  FastifyReply
 >()
 app.get('/clock-channel-annotated', { schema: { response: { 200: clock } } },
   async function * (): SseGenerator<typeof clock> {

@@ -1,12 +1,9 @@
-import type { Static, TSchema } from '@sinclair/typebox'
-import { TypeCompiler, type TypeCheck, type ValueError } from '@sinclair/typebox/compiler'
 import { invalidOption, SseClientError, SseError, SseParseError, shown } from '../errors.js'
+import type { TypeBoxSchema } from '../typed/static.js'
+import type { SseItem } from '../types.js'
+import { decoder, type ClientSchema, type ItemsOf, type ReceivedItem } from './decode.js'
 import { checkCount, checkHeaders, checkLastEventId, refuseUnknownOptions, type OptionNames } from './options.js'
 import { checkParseOptions, parseEventStream } from './parse.js'
-import type { SseItem } from '../types.js'
-import {
-  isTextSchema, refResolver, sseSchemaInfo, type JsonSchema, type RefResolver, type SseControlItem, type SseSchema
-} from '../typed/schema.js'
 
 // A typed, reconnecting event-stream client for Node, with the reconnection rules of the browser's
 // EventSource (WHATWG HTML §9.2): `Last-Event-ID` on every reconnection, the server's `retry:` as the delay,
@@ -23,41 +20,6 @@ export interface FetchResponseLike {
 
 /** What `connect` needs of `fetch`. */
 export type FetchLike = (url: string, init: { method: 'GET', headers: Record<string, string>, signal: AbortSignal }) => Promise<FetchResponseLike>
-
-/**
- * What `connect` decodes and validates `data` with: the route's own response schema (`sseSchema(data)` or an
- * `sseSchema({ event: data, … })` event map), or a TypeBox schema of the data.
- */
-export type ClientSchema = TSchema | SseSchema<unknown>
-
-/** The type of `data` a TypeBox schema describes. */
-export type DataOf<S extends TSchema> = Static<S>
-
-/** An event as the client yields it: always with `data`, decoded. */
-export type ReceivedItem<T> = SseItem<T> & { data: T }
-
-/** An event of an event map as the client yields it: `event` names it (absent on the wire: `message`). */
-export interface ReceivedEvent<E extends string, D> {
-  event: E
-  data: D
-  id?: string
-  retry?: number
-}
-
-/** What the client yields for one item type a route may send (items without data are never yielded). */
-export type ReceivedOf<Item> = Item extends SseControlItem
-  ? never
-  : Item extends { event: infer E extends string, data?: infer D }
-    ? ReceivedEvent<E, Exclude<D, undefined>>
-    : Item extends SseItem<infer T> ? ReceivedItem<T> : never
-
-/**
- * The events a client reads given a schema: for an event map, a union discriminated on `event` (narrow it with
- * `if (item.event === 'tick')`); for one data schema, items whose `data` has its type.
- */
-export type ItemsOf<S extends ClientSchema> = S extends SseSchema<infer Item>
-  ? ReceivedOf<Item>
-  : S extends TSchema ? ReceivedItem<Static<S>> : never
 
 /** The options of `connect` but `schema` (overloads add a typed one: an optional one here confuses inference). */
 export interface ConnectBaseOptions {
@@ -99,7 +61,7 @@ export interface ConnectOptions extends ConnectBaseOptions {
    */
   schema?: ClientSchema
   /** The TypeBox schemas (with an `$id`) that `Type.Ref`s in `schema` name, as the route's shared schemas. */
-  references?: TSchema[]
+  references?: TypeBoxSchema[]
 }
 
 /** The names `connect()` takes: any other (a misspelt `retryy`, say) is refused at the call. */
@@ -170,83 +132,6 @@ async function discard (response: FetchResponseLike): Promise<void> {
   }
 }
 
-function describeEvent (item: SseItem<string>): string {
-  return (item.event === undefined ? 'message event' : `"${item.event}" event`) + (item.id === undefined ? '' : ` (id "${item.id}")`)
-}
-
-/** How one event's data is decoded and checked. */
-interface DataRule {
-  /** The data is the text as sent (its schema admits only strings); else it is JSON. */
-  readonly text: boolean
-  readonly check: TypeCheck<TSchema> | undefined
-}
-
-const TYPEBOX_KIND = Symbol.for('TypeBox.Kind')
-
-function ruleFor (schema: object, references: TSchema[], resolve: RefResolver): DataRule {
-  // a plain JSON Schema (no TypeBox kind) decides the decoding but is not compiled: TypeBox checks its own schemas
-  const check = TYPEBOX_KIND in schema ? TypeCompiler.Compile(schema as unknown as TSchema, references) : undefined
-  return { text: isTextSchema(schema, resolve), check }
-}
-
-function parseJson (item: SseItem<string>): unknown {
-  try {
-    return JSON.parse(item.data as string)
-  } catch (err) {
-    throw new SseClientError('FST_SSE_CLIENT_DATA', `${describeEvent(item)} data is not JSON: ${(err as Error).message}`, { cause: err })
-  }
-}
-
-function checked (item: SseItem<string>, data: unknown, check: TypeCheck<TSchema> | undefined): unknown {
-  if (check !== undefined && !check.Check(data)) {
-    // TypeBox reports at least one error for a value that fails Check
-    const first = check.Errors(data).First() as ValueError
-    const where = first.path === '' ? 'data' : `data${first.path}`
-    throw new SseClientError('FST_SSE_CLIENT_DATA', `${describeEvent(item)} does not match the schema: ${where} ${first.message}`)
-  }
-  return data
-}
-
-/** What decodes events: the schema's rule, else the `json` option's. */
-export interface DecodeOptions {
-  schema?: ClientSchema | undefined
-  references?: TSchema[] | undefined
-  json?: boolean | undefined
-}
-
-/** Internal (lib/testing uses it too): decodes and checks one parsed event. */
-export function decoder (options: DecodeOptions): (item: SseItem<string>) => SseItem<unknown> & { data: unknown } {
-  const { schema, references = [], json } = options
-  if (schema === undefined) {
-    if (json === false) return item => item as SseItem<unknown> & { data: unknown }
-    if (json === true) return item => ({ ...item, data: parseJson(item) })
-    return item => {
-      try {
-        return { ...item, data: JSON.parse(item.data as string) }
-      } catch {
-        return item as SseItem<unknown> & { data: unknown }
-      }
-    }
-  }
-  const resolve = refResolver(id => references.find(reference => reference.$id === id))
-  const info = sseSchemaInfo(schema)
-  const decode = (item: SseItem<string>, rule: DataRule): unknown =>
-    checked(item, rule.text ? item.data : parseJson(item), rule.check)
-  if (info?.events === undefined) {
-    const rule = ruleFor(info === undefined ? schema : info.data as JsonSchema, references, resolve)
-    return item => ({ ...item, data: decode(item, rule) })
-  }
-  const rules = new Map(Object.entries(info.events).map(([name, data]) => [name, ruleFor(data, references, resolve)]))
-  return item => {
-    const event = item.event ?? 'message' // what a browser dispatches an event without a name as
-    const rule = rules.get(event)
-    if (rule === undefined) {
-      throw new SseClientError('FST_SSE_CLIENT_DATA', `${describeEvent(item)} is not an event of the schema (expected one of ${[...rules.keys()].map(name => JSON.stringify(name)).join(', ')})`)
-    }
-    return { ...item, event, data: decode(item, rule) }
-  }
-}
-
 /** Internal: the same headers with lower-case names. */
 export function lowerCaseKeys (headers: Record<string, string> = {}): Record<string, string> {
   const out: Record<string, string> = {}
@@ -268,7 +153,7 @@ export function mimeEssence (contentType: string | null | undefined): string {
  * longer than `maxEventLength`.
  */
 export function connect<S extends ClientSchema> (
-  url: string | URL, options: ConnectBaseOptions & { schema: S, references?: TSchema[] }
+  url: string | URL, options: ConnectBaseOptions & { schema: S, references?: TypeBoxSchema[] }
 ): AsyncGenerator<ItemsOf<S>, void, undefined>
 export function connect (
   url: string | URL, options: ConnectBaseOptions & { json: false, schema?: undefined }
@@ -281,7 +166,7 @@ export function connect (
 ): AsyncGenerator<SseItem<unknown>, void, undefined> {
   checkConnectOptions(url, options)
   const { retry = DEFAULT_RETRY, maxRetries = Infinity } = options
-  return run(String(url), options, retry, maxRetries, decoder(options))
+  return run(String(url), options, retry, maxRetries)
 }
 
 const CONNECT = 'connect()'
@@ -335,14 +220,15 @@ async function * run (
   url: string,
   options: ConnectOptions,
   initialDelay: number,
-  maxRetries: number,
-  decode: (item: SseItem<string>) => SseItem<unknown>
+  maxRetries: number
 ): AsyncGenerator<SseItem<unknown>, void, undefined> {
   const fetchImpl: FetchLike = options.fetch ?? globalThis.fetch
   const { signal, reconnect = true } = options
   const controller = new AbortController()
   const onAbort = (): void => controller.abort(signal?.reason)
   if (signal?.aborted === true) return
+  // loads the compiler of the schema's TypeBox on first use: on the first `next()`, not at the call
+  const decode = await decoder(options)
   signal?.addEventListener('abort', onAbort, { once: true })
   let delay = initialDelay
   let lastEventId = options.lastEventId ?? ''

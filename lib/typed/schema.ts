@@ -1,8 +1,8 @@
-import { Type, type Static, type TSchema, type TUnsafe } from '@sinclair/typebox'
 import type { FastifyReply, FastifySchema } from 'fastify'
 import type { SseResetData } from '../channel/subscription.js'
 import { invalidSchema } from '../errors.js'
 import type { SseItem } from '../types.js'
+import type { ProvidedAs, StaticOf, TypeBoxSchema } from './static.js'
 
 // Typed streams: `sseSchema()` builds a response schema that documents a route as text/event-stream, types what
 // its handler may yield, and tells the plugin which serializer (and, with `validate`, which check) fits each item.
@@ -14,11 +14,13 @@ export const kSseSchema: unique symbol = Symbol.for('fastify-typed-sse.schema') 
 export const EVENT_STREAM = 'text/event-stream'
 
 /**
- * What a route with an SSE response schema may produce: an async iterable (an async generator) of its items, a
- * channel subscription of their data (whose first item may be an `sse-reset` one), or the reply that
- * `reply.sse()` returns. It is the `Static` of the schema, and the `Reply` of a route generic.
+ * What a route with an SSE response schema may produce: what streams at run time — an async iterable (an async
+ * generator) or a sync one (a generator, an array) of its items, a channel subscription of their data (whose
+ * first item may be an `sse-reset` one) — or the reply that `reply.sse()` returns. It is the `Static` of the
+ * schema, and the `Reply` of a route generic.
  */
-export type SseStream<Item> = AsyncIterable<Item> | AsyncIterableIterator<WithResetData<Item>> | FastifyReply
+export type SseStream<Item> =
+  AsyncIterable<Item> | Iterable<Item> | AsyncIterableIterator<WithResetData<Item>> | FastifyReply
 
 /**
  * The items of a channel subscription that fits a route of these items: theirs, `data` widened by the `sse-reset`
@@ -36,22 +38,24 @@ export interface SseControlItem {
   data?: undefined
 }
 
-/** A map of event names to data schemas, for `sseSchema({ tick: Type.Object(...), ... })`. */
-export type SseEventSchemas = Record<string, TSchema>
+/** A map of event names to data schemas (of either TypeBox), for `sseSchema({ tick: Type.Object(...), ... })`. */
+export type SseEventSchemas = Record<string, TypeBoxSchema>
 
 /** The item type of an event map: a union discriminated on `event`. */
 export type SseEventItem<M extends SseEventSchemas> = {
-  [K in keyof M & string]: Omit<SseItem<Static<M[K]>>, 'event'> & { event: K }
+  [K in keyof M & string]: Omit<SseItem<StaticOf<M[K]>>, 'event'> & { event: K }
 }[keyof M & string]
 
 /** The item type of a route whose response schema is `S` (built by `sseSchema`). */
-export type SseItemOf<S> = S extends SseSchema<infer Item> ? Item : never
+export type SseItemOf<S> = S extends SseSchema<infer Item, unknown> ? Item : never
 
 /**
- * The return type to annotate a typed route's `async function *` handler with (`async function * ():
- * SseGenerator<typeof schema>`): each `yield` is then checked on its own line, and an event name needs no `as const`.
+ * The return type to annotate an `async function *` handler with: `SseGenerator<typeof schema>` on a typed route,
+ * plain `SseGenerator` on an untyped one (any `SseItem`). Each `yield` is then checked on its own line (a misspelt
+ * field included), and an event name needs no `as const`.
  */
-export type SseGenerator<S extends SseSchema<unknown>> = AsyncGenerator<SseItemOf<S>, void, undefined>
+export type SseGenerator<S extends SseSchema<unknown, unknown> = SseSchema<SseItem>> =
+  AsyncGenerator<SseItemOf<S>, void, undefined>
 
 /**
  * The item type `reply.sse()` accepts given a reply type: the route's items when it is a typed SSE route (not
@@ -61,10 +65,13 @@ export type SseItemOfReply<R> = R extends AsyncIterable<infer Item>
   ? R extends AsyncIterator<unknown> & AsyncIterable<SseItem<infer D>> ? SseResetData extends D ? never : Item : Item
   : never
 
-/** The `text/event-stream` response schema built by `sseSchema()`. */
-export interface SseSchema<Item> {
+/**
+ * The `text/event-stream` response schema built by `sseSchema()`, of items `Item`; `From` is the TypeBox schema
+ * (or the event map's schemas) it was built from, whose TypeBox it speaks to the route's type provider.
+ */
+export interface SseSchema<Item, From = unknown> {
   description: string
-  content: { 'text/event-stream': { schema: TUnsafe<SseStream<Item>> } }
+  content: { 'text/event-stream': { schema: ProvidedAs<SseStream<Item>, From> } }
   readonly [kSseSchema]: SseSchemaInfo
 }
 
@@ -73,7 +80,7 @@ export interface SseSchemaOptions {
   description?: string
 }
 
-/** A JSON Schema object (a TypeBox schema is one). */
+/** A JSON Schema object (a TypeBox schema is one at run time). */
 export type JsonSchema = Record<string, unknown>
 
 /** What the plugin and the OpenAPI transform read from an SSE response schema. */
@@ -141,10 +148,21 @@ const KEYWORDS = new Set([
   'allOf', 'not', 'if', 'then', 'else', 'additionalProperties', 'patternProperties', 'required', 'format', 'pattern',
   'minimum', 'maximum', 'minLength', 'maxLength', 'title', 'description', 'default', 'examples', 'nullable'
 ])
-const TYPEBOX_KIND = Symbol.for('TypeBox.Kind')
+
+/** Which TypeBox made a schema, told by the marks each leaves on its schemas (none shows in their JSON). */
+export type TypeBoxFlavour = 'sinclair' | 'typebox1'
+
+const SINCLAIR_KIND = Symbol.for('TypeBox.Kind')
+
+/** `sinclair` for a schema of @sinclair/typebox, `typebox1` for one of typebox 1.x, undefined for plain JSON. */
+export function typeBoxOf (value: unknown): TypeBoxFlavour | undefined {
+  if (typeof value !== 'object' || value === null) return undefined
+  if (SINCLAIR_KIND in value) return 'sinclair'
+  return '~kind' in value || '~unsafe' in value ? 'typebox1' : undefined
+}
 
 function isTypeBox (value: unknown): boolean {
-  return typeof value === 'object' && value !== null && TYPEBOX_KIND in value
+  return typeBoxOf(value) !== undefined
 }
 
 function isDataSchema (value: object): boolean {
@@ -200,10 +218,12 @@ function checkEventName (name: string): void {
  * as `text/event-stream` in OpenAPI, types what the handler yields or passes to `reply.sse()`, and gives the
  * plugin the data schemas it compiles serializers (and, with `validate: true`, checks) from.
  */
-export function sseSchema<D extends TSchema> (data: D, options?: SseSchemaOptions): SseSchema<SseItem<Static<D>>>
+export function sseSchema<D extends TypeBoxSchema> (
+  data: D, options?: SseSchemaOptions
+): SseSchema<SseItem<StaticOf<D>>, D>
 export function sseSchema<M extends SseEventSchemas> (
   events: M, options?: SseSchemaOptions
-): SseSchema<SseEventItem<M> | SseControlItem>
+): SseSchema<SseEventItem<M> | SseControlItem, M[keyof M]>
 export function sseSchema (schema: JsonSchema, options?: SseSchemaOptions): SseSchema<SseItem>
 export function sseSchema (schema: unknown, options: SseSchemaOptions = {}): SseSchema<unknown> {
   const checked = checkSchema(schema, 'the data schema or event map')
@@ -221,7 +241,10 @@ export function sseSchema (schema: unknown, options: SseSchemaOptions = {}): Sse
   const info: SseSchemaInfo = { data, events, itemSchema: describeItems(data, events, wireData) }
   return {
     description: options.description ?? 'A stream of Server-Sent Events',
-    content: { [EVENT_STREAM]: { schema: Type.Unsafe<SseStream<unknown>>(describeItems(data, events, s => s)) } },
+    // plain JSON Schema: the TypeBox fields the type says it has are phantom ones, for the type providers
+    content: {
+      [EVENT_STREAM]: { schema: describeItems(data, events, s => s) as ProvidedAs<SseStream<unknown>, unknown> }
+    },
     [kSseSchema]: info
   }
 }
