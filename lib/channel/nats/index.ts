@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { NatsConnection } from '@nats-io/nats-core'
+import type { NatsConnection } from '@nats-io/transport-node'
 import type { ChannelBackendFactory } from '../backend.js'
 import { readerDown, readerUp } from '../../diagnostics.js'
 import { invalidOption, shown } from '../../errors.js'

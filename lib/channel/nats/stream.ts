@@ -1,7 +1,7 @@
 import {
   jetstream, JetStreamApiError, jetstreamManager, type JetStreamClient, type JetStreamManager, type StreamInfo
 } from '@nats-io/jetstream'
-import type { NatsConnection } from '@nats-io/nats-core'
+import type { NatsConnection } from '@nats-io/transport-node'
 import { streamTag, type StreamState } from './subjects.js'
 
 // The JetStream stream of a `natsChannels()` backend: made with the backend's limits when it is missing, used as it

@@ -14,13 +14,12 @@ import { channelRow, parseNotification, type RawChannelRow } from './rules.js'
 /** Channels one query reads at most; more wait for the next one. */
 const READ_CHANNELS = 256
 
-/** Gives back (or ends) a connection the listener is done with; a pool's client is destroyed, not reused. */
+/**
+ * Gives back (or ends) a connection the listener is done with, settling once it has ended; a pool's client is
+ * destroyed, not reused. Never rejects (pg's end() resolves once the connection has ended, at once when it had).
+ */
 function release (client: Client, err?: Error): Promise<void> {
-  if ('release' in client && typeof client.release === 'function') {
-    client.release(err ?? true)
-    return Promise.resolve()
-  }
-  // never rejects (pg's end() resolves once the connection has ended, at once when it had)
+  if ('release' in client && typeof client.release === 'function') client.release(err ?? true)
   return client.end()
 }
 
