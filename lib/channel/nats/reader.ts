@@ -62,8 +62,8 @@ export class NatsReader {
 
   /**
    * Checks the stream after the connection came back or the consumer was made again: a stream made again (another
-   * tag) restarts the reader from its end, after resetting every channel read (`unknown`); messages removed after
-   * the reader's position before it read them reset every channel read (`expired`).
+   * tag) restarts the reader from its end, after resetting every channel read (`unknown`). Messages removed before
+   * the reader read them show as a jump of the sequence with the next message.
    */
   async check (): Promise<void> {
     let facts: StreamFacts
@@ -79,15 +79,9 @@ export class NatsReader {
     const { tag, at } = cursor
     // not started yet, or closed: the start reads the stream itself
     if (at === undefined || this.#closed) return
-    if (facts.tag !== tag) {
-      this.#stop()
-      this.#start()
-      return
-    }
-    if (facts.first > at + 1) {
-      this.#lose('expired', tag, facts.first - 1)
-      cursor.set(tag, facts.first - 1)
-    }
+    if (facts.tag === tag) return
+    this.#stop()
+    this.#start()
   }
 
   async close (): Promise<void> {
