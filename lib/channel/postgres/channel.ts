@@ -94,6 +94,11 @@ FROM ${channels} c LEFT JOIN LATERAL (
 WHERE c.name = $1 ORDER BY i.seq`
   }
 
+  /** The epoch of the row the listener reads this channel from (undefined before it found it). */
+  get epoch (): string | undefined {
+    return this.#cursor.tag
+  }
+
   /** Where the listener has read this channel to (undefined while it is not read). */
   get cursorAt (): number | undefined {
     return this.#cursor.at

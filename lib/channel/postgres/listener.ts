@@ -7,7 +7,7 @@ import { channelRow, parseNotification, type RawChannelRow } from './rules.js'
 
 // One backend's listener: one connection that LISTENs to the notifications of every channel of its prefix, whatever
 // the number of channels, and reads (on your pool) what the channels with local subscribers have after their
-// cursors: one query for every channel notified meanwhile. A notification carries only `<seq>:<channel>` (far below
+// cursors: one query for every channel notified meanwhile. A notification carries `<seq>:<epoch>:<channel>` (far below
 // PostgreSQL's 8,000 bytes), never the item. When the connection is lost, notifications are lost with it: once it
 // listens again, every channel read is read again after its cursor, so nothing is missed.
 
@@ -169,7 +169,10 @@ ORDER BY w.n, i.seq`
     if (notified === undefined) return
     const channel = this.#reading.get(notified.name)
     const at = channel?.cursorAt
-    if (at !== undefined && notified.seq > at) this.#mark(channel as PostgresChannel)
+    // what it has read already (a read in batches reads ahead of the notifications) is not read again; a row made
+    // again (another epoch) numbers from 1 again
+    if (at === undefined) return
+    if (notified.seq > at || notified.epoch !== channel?.epoch) this.#mark(channel as PostgresChannel)
   }
 
   #mark (channel: PostgresChannel): void {

@@ -55,11 +55,13 @@ export function catchUp (
   return { relocate: false, lost: first > last + 1 ? first - 1 : undefined }
 }
 
-const NOTIFICATION = /^([1-9][0-9]{0,15}):/
+const NOTIFICATION = /^([1-9][0-9]{0,15}):([0-9a-z]{1,16}):/
 
-/** The number and channel of a notification (`<seq>:<channel>`); undefined for one no channel sent. */
-export function parseNotification (payload: string | undefined): { seq: number, name: string } | undefined {
+/** What a notification says (`<seq>:<epoch>:<channel>`); undefined for one no channel sent. */
+export function parseNotification (
+  payload: string | undefined
+): { seq: number, epoch: string, name: string } | undefined {
   const match = NOTIFICATION.exec(payload ?? '')
   if (match === null) return undefined
-  return { seq: Number(match[1]), name: (payload as string).slice(match[0].length) }
+  return { seq: Number(match[1]), epoch: match[2] as string, name: (payload as string).slice(match[0].length) }
 }

@@ -80,7 +80,7 @@ BEGIN
 END $$;
 
 -- Stores an item under the lock of its channel's row, trims by count (p_keep) and age (p_max_age ms, NULL: none),
--- remembers its idempotency key (p_key, NULL: none) for p_window ms, and notifies '<seq>:<channel>' at commit.
+-- remembers its idempotency key (p_key, NULL: none) for p_window ms, and notifies '<seq>:<epoch>:<channel>' at commit.
 -- A key seen within its window stores nothing and answers the id stored with it.
 CREATE OR REPLACE FUNCTION ${append} (p_name text, p_head text, p_tail text, p_fields text, p_key text,
   p_keep bigint, p_max_age double precision, p_window double precision) RETURNS text
@@ -118,7 +118,7 @@ BEGIN
     DELETE FROM ${keys} WHERE (channel, key) IN
       (SELECT channel, key FROM ${keys} WHERE channel = p_name AND expires <= v_now LIMIT 64);
   END IF;
-  PERFORM pg_notify('${notify}', v_seq || ':' || p_name);
+  PERFORM pg_notify('${notify}', v_seq || ':' || v_epoch || ':' || p_name);
   RETURN v_epoch || '-' || v_seq;
 END $$;
 `

@@ -30,8 +30,10 @@ t.test('catch-up: the row gone or made again, items removed before they were rea
   t.same(catchUp('e1', 7, row, []), { relocate: false, lost: 10 }, 'deleted before read')
 })
 
-t.test('notifications say <seq>:<channel>', async t => {
-  t.same(parseNotification('12:room:a'), { seq: 12, name: 'room:a' })
-  t.same(parseNotification('1:'), { seq: 1, name: '' })
-  for (const payload of [undefined, '', 'x:room', '0:room', '12room']) t.equal(parseNotification(payload), undefined)
+t.test('notifications say <seq>:<epoch>:<channel>', async t => {
+  t.same(parseNotification('12:ab3:room:a'), { seq: 12, epoch: 'ab3', name: 'room:a' })
+  t.same(parseNotification('1:e:'), { seq: 1, epoch: 'e', name: '' })
+  for (const payload of [undefined, '', 'x:e:room', '0:e:room', '12:room', '12::room', '12:E:room']) {
+    t.equal(parseNotification(payload), undefined, String(payload))
+  }
 })
