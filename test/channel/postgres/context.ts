@@ -4,7 +4,9 @@
 import type { Test } from 'tap'
 import pg from 'pg'
 import type { FastifyInstance } from 'fastify'
-import { ensureSchema, postgresChannels, type PostgresChannelsOptions } from '../../../lib/channel/postgres/index.js'
+import {
+  ensureSchema, postgresChannels, type PostgresChannels, type PostgresChannelsOptions
+} from '../../../lib/channel/postgres/index.js'
 import type { Channel } from '../../../lib/index.js'
 import { startApp, type LogCapture } from '../../helpers.js'
 
@@ -19,6 +21,8 @@ export interface PgContext {
   admin: pg.Pool
   /** The pids of the listening connections of this prefix. */
   listeners: () => Promise<number[]>
+  /** Terminates the connections of the context's pools (the listeners taken from them included). */
+  terminate: () => Promise<number>
 }
 
 export interface PgServer {
@@ -26,6 +30,7 @@ export interface PgServer {
   url: string
   logs: LogCapture
   room: Channel<number, Promise<string>>
+  backend: PostgresChannels
 }
 
 export async function pgContext (t: Test, options: { schema?: boolean } = {}): Promise<PgContext> {
@@ -43,11 +48,13 @@ export async function pgContext (t: Test, options: { schema?: boolean } = {}): P
     prefix,
     admin,
     pool: (max = 4) => {
-      const pool = new pg.Pool({ connectionString: PG_URL, max })
+      const pool = new pg.Pool({ connectionString: PG_URL, max, application_name: `test:${prefix}` })
       pool.on('error', () => {}) // connections terminated on purpose
       pools.push(pool)
       return pool
     },
+    terminate: async () => (await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE application_name IN ($1, $2)`, [`test:${prefix}`, `fastify-typed-sse:${prefix}`])).rowCount ?? 0,
     listeners: async () => (await admin.query<{ pid: number }>(
       'SELECT pid FROM pg_stat_activity WHERE application_name = $1', [`fastify-typed-sse:${prefix}`])).rows.map(r => r.pid)
   }
@@ -66,7 +73,7 @@ export async function pgServer (
       reply.sse(room.subscribe({ lastEventId: req.headers['last-event-id'], signal: req.signal })))
   })
   t.teardown(() => started.app.close())
-  return { ...started, room }
+  return { ...started, room, backend }
 }
 
 /** Resolves once the room's reader knows where the channel is (a subscriber gets items from then on). */
