@@ -147,7 +147,6 @@ ORDER BY w.n, i.seq`
     // while it connects, the query in flight fails with the connection, and #connect tries again
     if (client !== this.#client || !this.#up) return
     this.#drop(client, err)
-    if (this.#closed) return
     if (!this.#down) {
       this.#down = true
       const failure = channelUnavailable(this.#settings.prefix + '*', `the listener lost its connection: ${err?.message ?? 'ended'}`, err)

@@ -138,7 +138,8 @@ export interface EnsureSchemaOptions {
 export async function ensureSchema (pool: Pool, options: EnsureSchemaOptions = {}): Promise<void> {
   refuseNonObject(options, '{ prefix }', 'ensureSchema()')
   refuseUnknown(options, ['prefix'], 'ensureSchema()')
-  const sql = schemaSql(checkPrefix(options.prefix ?? DEFAULT_PREFIX, 'ensureSchema()'))
+  const { prefix = DEFAULT_PREFIX } = options
+  const sql = schemaSql(checkPrefix(prefix, 'ensureSchema()'))
   const client = await pool.connect()
   try {
     await client.query('BEGIN')

@@ -19,7 +19,6 @@ export class Cursor {
     this.#at = at
     if (this.#waiting.length === 0) return
     const reached = this.#waiting.filter(waiter => waiter.at <= at)
-    if (reached.length === 0) return
     this.#waiting = this.#waiting.filter(waiter => waiter.at > at)
     for (const waiter of reached) waiter.resolve()
   }

@@ -155,6 +155,21 @@ t.test("a channel's row deleted while it is read: its subscribers get sse-reset 
   await sub.return?.()
 })
 
+t.test('notified of a row that is not there any more: the listener finds where the channel is again', async t => {
+  const ctx = await pgContext(t)
+  const s = await pgServer(t, ctx)
+  const sub = s.room.subscribe()
+  await located(s.room, s.app)
+  await take(sub, 0)
+  const [{ epoch }] = (await ctx.admin.query(`DELETE FROM ${ctx.prefix}channels WHERE name = 'room' RETURNING epoch`)).rows
+  await ctx.admin.query(`SELECT pg_notify('${ctx.prefix}items', '99:${epoch as string}:room')`)
+  const [reset] = await within(take(sub, 1), 5000, 'the reset') as Array<SseItem<unknown>>
+  t.match(reset, { event: 'sse-reset', data: { reason: 'unknown' }, id: /-0$/ })
+  const next = await s.room.publish({ data: 1 })
+  t.same((await within(take(sub, 1), 5000, 'the items after it'))[0]?.id, next)
+  await sub.return?.()
+})
+
 t.test('a listener of your own (a Client), ended by the plugin; a channel closed while it starts', async t => {
   const ctx = await pgContext(t)
   const clients: pg.Client[] = []
@@ -207,4 +222,122 @@ t.test('readerDown and readerUp are told for the channels of a listener that los
   await within(back, 10_000, 'the listener listens again')
   t.same(events, ['down:room', 'up:room'])
   await sub.return?.()
+})
+
+t.test('replays: from the newest id (nothing missed), an invalid id before the reader knows where it is', async t => {
+  const ctx = await pgContext(t)
+  const s = await pgServer(t, ctx)
+  const newest = await s.room.publish({ data: 1 })
+  const invalid = s.room.subscribe({ lastEventId: 'x'.repeat(300) })
+  t.same((await within(take(invalid, 1), 5000, 'the reset'))[0], { id: newest, event: 'sse-reset', data: { reason: 'invalid' } })
+  const upToDate = s.room.subscribe({ lastEventId: newest })
+  const next = await s.room.publish({ data: 2 })
+  t.same((await within(take(upToDate, 1), 5000, 'the next item'))[0]?.id, next, 'nothing replayed, the next item live')
+  await invalid.return?.()
+  await upToDate.return?.()
+})
+
+t.test('a row no channel wrote is skipped and said; a publish PostgreSQL holds up times out', async t => {
+  const ctx = await pgContext(t)
+  const s = await pgServer(t, ctx, { publishTimeout: 200 })
+  const sub = s.room.subscribe()
+  await located(s.room, s.app)
+  await ctx.admin.query(`UPDATE ${ctx.prefix}channels SET last_seq = 1 WHERE name = 'room';
+    INSERT INTO ${ctx.prefix}items (channel, seq, at, head, tail, fields) VALUES ('room', 1, now(), '', 'data: x\n\n', 'nope');
+    SELECT pg_notify('${ctx.prefix}items', '1:' || epoch || ':room') FROM ${ctx.prefix}channels`)
+  await within(s.logs.waitFor(line => /skipped an item that no channel wrote/.test(line.msg)), 5000, 'skipped')
+  const held = await ctx.admin.connect()
+  await held.query(`BEGIN; SELECT * FROM ${ctx.prefix}channels WHERE name = 'room' FOR UPDATE`)
+  await t.rejects(s.room.publish({ data: 2 }), {
+    code: 'FST_SSE_CHANNEL_UNAVAILABLE', message: /PostgreSQL did not answer within 200 ms; the item may or may not have been published$/
+  })
+  await held.query('COMMIT')
+  held.release()
+  t.same((await within(take(sub, 1), 5000, 'the held publish'))[0]?.data, 2, 'it was published after all')
+  await sub.return?.()
+})
+
+t.test('a channel that goes quiet while its reader starts, or while it cannot find its row, stops', async t => {
+  const ctx = await pgContext(t)
+  const s = await pgServer(t, ctx)
+  const quick = s.room.subscribe()
+  await quick.return?.()
+  const away = `${ctx.prefix}channels_away`
+  await ctx.admin.query(`ALTER TABLE ${ctx.prefix}channels RENAME TO ${away}`)
+  const failing = s.room.subscribe()
+  await sleep(20)
+  await failing.return?.()
+  await ctx.admin.query(`ALTER TABLE ${away} RENAME TO ${ctx.prefix}channels`)
+  const sub = s.room.subscribe()
+  await located(s.room, s.app)
+  const id = await s.room.publish({ data: 1 })
+  t.equal((await within(take(sub, 1), 5000, 'the item'))[0]?.id, id)
+  await sub.return?.()
+  t.equal(s.logs.lines.filter(line => /reader failed; retrying/.test(line.msg)).length <= 1, true, 'no retry after it went quiet')
+})
+
+t.test('more channels notified at once than one read takes: read in several', async t => {
+  const ctx = await pgContext(t)
+  const backend = postgresChannels({ pool: ctx.pool(8), prefix: ctx.prefix })
+  const s = await pgServer(t, ctx)
+  const rooms = Array.from({ length: 300 }, (_, n) => s.app.sse.channel<number>(`r${n}`, { backend }))
+  const subs = rooms.map(room => room.subscribe())
+  for (const room of rooms) await located(room, s.app)
+  await ctx.admin.query(`SELECT ${ctx.prefix}append('r' || n, '', E'data: 1\\n\\n', '{"data":1}', NULL, 10, NULL, 1000)
+    FROM generate_series(0, 299) AS n`)
+  const firsts = await within(Promise.all(subs.map(sub => take(sub, 1))), 10_000, 'an item in every room')
+  t.equal(firsts.length, 300)
+  for (const sub of subs) await sub.return?.()
+})
+
+t.test('a listener connection that fails while it starts listening, or ends without an error', async t => {
+  const ctx = await pgContext(t)
+  const clients: pg.Client[] = []
+  let tries = 0
+  const listener = async (): Promise<pg.Client> => {
+    const client = new pg.Client({ connectionString: PG_URL })
+    clients.push(client)
+    await client.connect()
+    // the first one is closed before it is handed over: SET application_name fails
+    if (++tries === 1) await client.end()
+    return client
+  }
+  const s = await pgServer(t, ctx, { listener })
+  const sub = s.room.subscribe()
+  await located(s.room, s.app)
+  const back = s.logs.waitFor(line => /listens again; resuming/.test(line.msg))
+  await clients.at(-1)?.end()
+  await within(back, 5000, 'listening again after an end')
+  t.ok(s.logs.lines.some(line => /lost its connection/.test(line.msg) && /ended/.test(line.err?.message ?? '')), 'ended')
+  const id = await s.room.publish({ data: 1 })
+  t.equal((await within(take(sub, 1), 5000, 'the item'))[0]?.id, id)
+  await sub.return?.()
+})
+
+t.test('closed while the listener asks for its name, or while its connection fails', async t => {
+  const ctx = await pgContext(t)
+  for (const fail of [false, true]) {
+    const app: { close?: () => Promise<void> } = {}
+    const listener = async (): Promise<pg.Client> => {
+      const client = new pg.Client({ connectionString: PG_URL })
+      await client.connect()
+      const query = client.query.bind(client) as (text: string) => Promise<unknown>
+      // the app closes while the listener asks for its name (failing), or once it listens
+      ;(client as unknown as { query: (text: string) => Promise<unknown> }).query = async (text: string) => {
+        if (fail) {
+          await app.close?.()
+          throw new Error('refused')
+        }
+        const result = await query(text)
+        if (text.startsWith('LISTEN')) await app.close?.()
+        return result
+      }
+      return client
+    }
+    const s = await pgServer(t, ctx, { listener })
+    app.close = () => s.app.close()
+    const sub = s.room.subscribe()
+    await within(s.logs.waitFor(line => /Server listening/.test(line.msg)).then(() => app.close?.()), 5000, 'closed')
+    t.equal((await sub.next()).done, true, 'the subscription ended with the app')
+  }
 })
