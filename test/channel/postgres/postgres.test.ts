@@ -5,7 +5,7 @@ import pg from 'pg'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ensureSchema, postgresChannels, schemaSql } from '../../../lib/channel/postgres/index.js'
 import { subscribeSseDiagnostic, type SseItem } from '../../../lib/index.js'
-import { open, take, WARN, within } from '../../helpers.js'
+import { deferred, open, take, WARN, within } from '../../helpers.js'
 import { located, pgContext, pgServer, PG_URL } from './context.js'
 
 t.test('postgresChannels() refuses what it does not take, naming the option', async t => {
@@ -246,11 +246,15 @@ t.test('a row no channel wrote is skipped and said; a publish PostgreSQL holds u
     INSERT INTO ${ctx.prefix}items (channel, seq, at, head, tail, fields) VALUES ('room', 1, now(), '', 'data: x\n\n', 'nope');
     SELECT pg_notify('${ctx.prefix}items', '1:' || epoch || ':room') FROM ${ctx.prefix}channels`)
   await within(s.logs.waitFor(line => /skipped an item that no channel wrote/.test(line.msg)), 5000, 'skipped')
+  const failures: string[] = []
+  const off = subscribeSseDiagnostic('fastify-typed-sse:channel:publish-failed', m => { failures.push(m.channel) })
+  t.teardown(off)
   const held = await ctx.admin.connect()
   await held.query(`BEGIN; SELECT * FROM ${ctx.prefix}channels WHERE name = 'room' FOR UPDATE`)
   await t.rejects(s.room.publish({ data: 2 }), {
     code: 'FST_SSE_CHANNEL_UNAVAILABLE', message: /PostgreSQL did not answer within 200 ms; the item may or may not have been published$/
   })
+  t.same(failures, ['room'], 'told to diagnostics')
   await held.query('COMMIT')
   held.release()
   t.same((await within(take(sub, 1), 5000, 'the held publish'))[0]?.data, 2, 'it was published after all')
@@ -318,6 +322,7 @@ t.test('closed while the listener asks for its name, or while its connection fai
   const ctx = await pgContext(t)
   for (const fail of [false, true]) {
     const app: { close?: () => Promise<void> } = {}
+    const closed = deferred()
     const listener = async (): Promise<pg.Client> => {
       const client = new pg.Client({ connectionString: PG_URL })
       await client.connect()
@@ -326,10 +331,14 @@ t.test('closed while the listener asks for its name, or while its connection fai
       ;(client as unknown as { query: (text: string) => Promise<unknown> }).query = async (text: string) => {
         if (fail) {
           await app.close?.()
+          closed.resolve()
           throw new Error('refused')
         }
         const result = await query(text)
-        if (text.startsWith('LISTEN')) await app.close?.()
+        if (text.startsWith('LISTEN')) {
+          await app.close?.()
+          closed.resolve()
+        }
         return result
       }
       return client
@@ -337,7 +346,7 @@ t.test('closed while the listener asks for its name, or while its connection fai
     const s = await pgServer(t, ctx, { listener })
     app.close = () => s.app.close()
     const sub = s.room.subscribe()
-    await within(s.logs.waitFor(line => /Server listening/.test(line.msg)).then(() => app.close?.()), 5000, 'closed')
+    await within(closed.promise, 5000, 'closed')
     t.equal((await sub.next()).done, true, 'the subscription ended with the app')
   }
 })
