@@ -118,7 +118,7 @@ class Backend implements NatsGroup, ReaderHost {
     return reader.close()
   }
 
-  /** The connection's state: said once per outage and once when it is back (then the reader checks its stream). */
+  /** The connection's state: said once per outage and once when it is back (then the reader starts again). */
   async #watch (): Promise<void> {
     for await (const status of this.settings.connection.status()) {
       if (status.type === 'disconnect' && this.#up) {
@@ -127,9 +127,11 @@ class Backend implements NatsGroup, ReaderHost {
         this.#tell(readerDown)
       } else if (status.type === 'reconnect' && !this.#up) {
         this.#up = true
+        // the server may have restarted without its store: the stream (and its tag) is read again
+        this.#facts = undefined
         this.#log?.info({ channels: this.#channels.size }, 'SSE NATS channel reader reconnected; resuming')
         this.#tell(readerUp)
-        void this.#reader?.check()
+        this.#reader?.restart()
       }
     }
   }

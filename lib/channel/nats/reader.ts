@@ -19,8 +19,8 @@ export interface ReaderHost {
   readonly settings: NatsSettings
   /** Where the reader has handed messages on to: the position of every channel of the backend. */
   readonly cursor: Cursor
-  /** The stream's facts now (made when it is missing). */
-  facts: () => Promise<StreamFacts>
+  /** The stream's facts: (`fresh`) read now, the stream made when it is missing. */
+  facts: (fresh: boolean) => Promise<StreamFacts>
 }
 
 export class NatsReader {
@@ -68,7 +68,7 @@ export class NatsReader {
   async check (): Promise<void> {
     let facts: StreamFacts
     try {
-      facts = await this.#host.facts()
+      facts = await this.#host.facts(true)
     } catch (err) {
       // the next reconnection or consumer notice checks again
       const failure = channelUnavailable(this.#host.settings.prefix + '.*', `the reader could not check the stream: ${(err as Error).message}`, err)
@@ -80,6 +80,18 @@ export class NatsReader {
     // not started yet, or closed: the start reads the stream itself
     if (at === undefined || this.#closed) return
     if (facts.tag === tag) return
+    this.#stop()
+    this.#start()
+  }
+
+  /**
+   * Starts a new consumer after the reader's position, once the connection is back: the server may have restarted
+   * (without the consumer, or without its store), and the client's own recovery of an ordered consumer can wait a
+   * long while. Checked like a start: a stream made again resets every channel read.
+   */
+  restart (): void {
+    if (this.#closed) return
+    clearTimeout(this.#retry)
     this.#stop()
     this.#start()
   }
@@ -103,7 +115,7 @@ export class NatsReader {
     const generation = ++this.#generation
     const { settings, cursor } = this.#host
     const started = (async () => {
-      const facts = await this.#host.facts()
+      const facts = await this.#host.facts(true)
       if (generation !== this.#generation) return
       const { tag, at } = cursor
       if (at !== undefined && tag !== facts.tag) this.#lose('unknown', facts.tag, facts.last)
