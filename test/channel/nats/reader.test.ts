@@ -18,6 +18,9 @@ interface Fake {
   /** Called when the reader asks for its consumer. */
   onGet: () => void
   stopped: number
+  /** What the next consumer's status() says, when `say` is called. */
+  statuses: Array<{ type: string }>
+  say: () => void
 }
 
 function fake (): Fake {
@@ -28,6 +31,8 @@ function fake (): Fake {
     starts,
     onGet: () => {},
     stopped: 0,
+    statuses: [],
+    say: () => {},
     deliver: (seq, token) => {
       const body = pack({ head: '', tail: `data: ${seq}\n\n`, fields: `{"data":${seq}}` })
       callbacks.at(-1)?.({ seq, subject: 'p.' + token, string: () => body })
@@ -37,7 +42,17 @@ function fake (): Fake {
   const consumer = {
     consume: async ({ callback }: { callback: (message: unknown) => void }) => {
       callbacks.push(callback)
-      return { stop: () => { state.stopped++ }, status: async function * () {} }
+      const statuses = state.statuses
+      let say!: () => void
+      const said = new Promise<void>(resolve => { say = resolve })
+      state.say = say
+      return {
+        stop: () => { state.stopped++ },
+        status: async function * () {
+          await said
+          yield * statuses
+        }
+      }
     },
     delete: async () => true
   }
@@ -140,4 +155,37 @@ t.test('closed while it starts: no consumer, or the one it got is stopped', asyn
   t.equal(g.stopped, 1, 'stopped at once')
   g.deliver(11, 'room')
   t.equal(g.host.cursor.at, undefined, 'nothing handed on')
+})
+
+t.test('what the consumer says: a consumer made again is checked; an old consumer is not listened to', async t => {
+  const f = fake()
+  let checks = 0
+  const facts = f.host.facts
+  f.host.facts = async (fresh) => { checks++; return await facts(fresh) }
+  f.statuses = [{ type: 'heartbeat' }, { type: 'ordered_consumer_recreated' }, { type: 'stream_not_found' }]
+  const reader = new NatsReader(f.host, log)
+  await reader.starting
+  const first = f.say
+  f.statuses = [{ type: 'ordered_consumer_recreated' }]
+  reader.restart()
+  await reader.starting
+  t.equal(checks, 2, 'two starts')
+  first() // the first consumer speaks after it was replaced: not heard
+  await new Promise(resolve => setImmediate(resolve))
+  t.equal(checks, 2)
+  f.say()
+  await new Promise(resolve => setImmediate(resolve))
+  t.equal(checks, 3, 'the current one is heard: one check')
+  await reader.close()
+  reader.restart()
+  t.equal(checks, 3, 'closed: no restart')
+})
+
+t.test('a start that fails after the reader closed is not retried', async t => {
+  const f = fake()
+  f.host.facts = async () => { throw new Error('no answer') }
+  const reader = new NatsReader(f.host, log)
+  await reader.close()
+  await reader.starting
+  t.equal(reader.failing, false, 'not counted')
 })
