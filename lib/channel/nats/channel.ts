@@ -23,6 +23,8 @@ export interface NatsGroup {
   readonly up: boolean
   /** The reader, started on first need. */
   reader: (log: FastifyBaseLogger) => NatsReader
+  /** Settles once a reader that is starting (and not failing) consumes; undefined when there is no such start. */
+  readonly starting: Promise<unknown> | undefined
   /** Takes the channel out of the reader's (there is nothing to do without a reader). */
   remove: (channel: NatsChannel) => void
   /** The stream's facts: the last ones read, or (`fresh`) read now; the stream is made when it is missing. */
@@ -62,8 +64,8 @@ export class NatsChannel extends StoredChannel {
     if (connection.isClosed()) throw channelUnavailable(this.name, 'the NATS connection is closed; the item was not published')
     if (!this.#group.up) throw channelUnavailable(this.name, 'NATS is not connected (reconnecting); the item was not published')
     // a channel that has just got its first subscriber waits for the reader to start: its subscribers get this item
-    const reader = this.#group.reader(this.log)
-    if (reader.starting !== undefined && !reader.failing) await reader.starting
+    const starting = this.#group.starting
+    if (starting !== undefined) await starting
     const { tag } = await this.#group.facts()
     const ack = await js.publish(this.#subject, pack(stored), {
       timeout: publishTimeout,

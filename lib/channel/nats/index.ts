@@ -96,6 +96,11 @@ class Backend implements NatsGroup, ReaderHost {
     return this.#reader
   }
 
+  get starting (): Promise<unknown> | undefined {
+    const reader = this.#reader
+    return reader === undefined || reader.failing ? undefined : reader.starting
+  }
+
   remove (channel: NatsChannel): void {
     this.#reader?.remove(channel)
   }

@@ -110,7 +110,7 @@ t.test('a stalled server: the publish times out, saying it may or may not have b
   const { server, ctx } = await own(t)
   const s = await natsServer(t, ctx, { publishTimeout: 300 })
   await s.room.publish({ data: 1 })
-  server.pause()
+  await server.pause()
   t.teardown(() => server.resume())
   await t.rejects(s.room.publish({ data: 2 }, { idempotencyKey: 'k' }), {
     code: 'FST_SSE_CHANNEL_UNAVAILABLE',

@@ -4,7 +4,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort } from '../redis-server.js'
@@ -13,11 +14,12 @@ const BINARY = existsSync('/usr/sbin/nats-server') ? '/usr/sbin/nats-server' : '
 
 export interface NatsServer {
   readonly url: string
+  /** SIGSTOP, resolved once the server is stopped: it holds its connections and answers nothing until `resume()`. */
+  pause: () => Promise<void>
   /** `kill -9`. */
   kill: () => Promise<void>
   /** Starts it again on the same port: with its store, or (`fresh`) an empty one (a server that lost its data). */
   restart: (fresh?: boolean) => Promise<void>
-  pause: () => void
   resume: () => void
   stop: () => Promise<void>
 }
@@ -83,7 +85,13 @@ export async function startNats (): Promise<NatsServer> {
       if (fresh) store++
       await launch()
     },
-    pause: () => { proc?.kill('SIGSTOP') },
+    pause: async () => {
+      proc?.kill('SIGSTOP')
+      // a signal is delivered asynchronously: wait (at most 2 s) until the kernel says the process is stopped
+      for (let i = 0; i < 200 && !/^\d+ \(.*\) T/.test(await readFile(`/proc/${String(proc?.pid)}/stat`, 'utf8')); i++) {
+        await sleep(10)
+      }
+    },
     resume: () => { proc?.kill('SIGCONT') },
     stop: async () => {
       proc?.kill('SIGCONT')

@@ -2,7 +2,7 @@
 // messages no channel wrote, and a gap the reader sees. Each test has a stream of its own (./context).
 import t from 'tap'
 import { natsChannels } from '../../../lib/channel/nats/index.js'
-import type { SseItem } from '../../../lib/index.js'
+import { subscribeSseDiagnostic, type SseItem } from '../../../lib/index.js'
 import { DEBUG, ERROR, take, WARN, within } from '../../helpers.js'
 import { natsContext, natsServer, started } from './context.js'
 
@@ -81,7 +81,11 @@ t.test('replays: an empty channel, one behind by as many as the stream keeps, on
   for (let n = 0; n < 6; n++) ids.push(await s.room.publish({ data: n }))
   const behind = s.room.subscribe({ lastEventId: ids[0] })
   t.same((await within(take(behind, 1), 5000, 'the reset'))[0], { id: ids[5], event: 'sse-reset', data: { reason: 'expired' } })
+  const replayed = new Promise<number>(resolve => {
+    const off = subscribeSseDiagnostic('fastify-typed-sse:channel:replay', m => { off(); resolve(m.items) })
+  })
   const current = s.room.subscribe({ lastEventId: ids[5] })
+  t.equal(await within(replayed, 5000, 'the replay'), 0, 'nothing missed')
   const next = await s.room.publish({ data: 6 })
   t.equal((await within(take(current, 1), 5000, 'the next item'))[0]?.id, next, 'nothing replayed')
   const recent = s.room.subscribe({ lastEventId: ids[4] })

@@ -40,3 +40,9 @@ t.test('any other failure is the caller’s', async t => {
   }
   await t.rejects(streamFacts(settings(manager)), /error 10052/)
 })
+
+t.test('a stream without subjects is refused; one without a per-subject limit has none', async t => {
+  const found = (config: object) => settings({ streams: { info: async () => ({ ...info, config }) } })
+  await t.rejects(streamFacts(found({})), /has the subjects \[\]: it must have \["p\.>"\] only/)
+  t.match(await streamFacts(found({ subjects: ['p.>'] })), { perChannel: 0 })
+})
