@@ -1,0 +1,203 @@
+// One contract for every channel engine (memory, Redis, PostgreSQL, NATS): two Fastify apps ("servers") share a
+// channel through the engine, and clients talk to them over real sockets (undici). What differs between engines is
+// said by the engine itself (`shared`): an in-memory channel reaches one process only, so there "the other server"
+// is the same one, and a restarted server has no history (its clients get sse-reset).
+import type { Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { ChannelBackendFactory } from '../../../lib/channel/backend.js'
+import type { Channel, SseItem } from '../../../lib/index.js'
+import { open, startApp, take, within, type LogCapture } from '../../helpers.js'
+
+/** How the contract reaches one engine. */
+export interface Engine {
+  readonly name: string
+  /** Whether the engine is shared by processes (false: in-memory). */
+  readonly shared: boolean
+  /** A backend for one server (its own client or connection); undefined: the in-memory default. Closed at teardown. */
+  backend: (t: Test) => Promise<ChannelBackendFactory | undefined>
+  /** A backend whose store cannot be reached (a closed port, a closed connection), for shared engines. */
+  unreachable?: (t: Test) => Promise<ChannelBackendFactory>
+  /** The connections (or consumers) the engine holds for the apps now, to see them released on close. */
+  held?: () => Promise<number>
+  /** Items to publish past a history of 3 for the oldest to be gone (Redis trims whole nodes). Default 10. */
+  readonly gapItems?: number
+}
+
+type AnyChannel = Channel<number, string | Promise<string>>
+
+export interface Server {
+  app: FastifyInstance
+  url: string
+  logs: LogCapture
+  room: AnyChannel
+}
+
+let rooms = 0
+
+/** One server: an app with the channel `name` on the engine and the route GET /room. */
+async function server (
+  t: Test, backend: ChannelBackendFactory | undefined, name: string, history = 100
+): Promise<Server> {
+  let room!: AnyChannel
+  const started = await startApp(app => {
+    const shared = backend as ChannelBackendFactory<Promise<string>>
+    room = (backend === undefined
+      ? app.sse.channel<number>(name, { history })
+      : app.sse.channel<number>(name, { history, backend: shared })) as AnyChannel
+    app.get('/room', (req, reply) =>
+      reply.sse(room.subscribe({ lastEventId: req.headers['last-event-id'], signal: req.signal })))
+  })
+  t.teardown(() => started.app.close())
+  return { ...started, room }
+}
+
+/** Two servers sharing a channel (for an engine that is not shared, the same server twice). */
+async function pair (t: Test, engine: Engine, history = 100): Promise<[Server, Server]> {
+  const name = `room-${process.pid}-${++rooms}`
+  const a = await server(t, await engine.backend(t), name, history)
+  const b = engine.shared ? await server(t, await engine.backend(t), name, history) : a
+  return [a, b]
+}
+
+type Client = Awaited<ReturnType<typeof open>>
+
+/**
+ * Publishes until every client got an item (a shared channel's reader finds where the channel is when it gets its
+ * first subscriber: what is published before that is not live for it); resolves with the last published id, which
+ * every client has read up to when it resolves. At most 50 rounds of 100 ms.
+ */
+async function prime (t: Test, publish: () => Promise<string> | string, clients: Client[]): Promise<string> {
+  const firsts = clients.map(c => c.events.next())
+  let last = ''
+  for (let round = 0; ; round++) {
+    last = await publish()
+    const all = await Promise.race([Promise.all(firsts), sleep(100).then(() => undefined)])
+    if (all !== undefined) break
+    if (round === 50) throw new Error('timed out: every client got an item')
+  }
+  await Promise.all(clients.map(async (c, i) => {
+    for (let step = await (firsts[i] as Promise<IteratorResult<SseItem<string>>>); step.value?.id !== last;) {
+      step = await c.events.next()
+    }
+  }))
+  t.pass('every client gets items')
+  return last
+}
+
+/**
+ * Resolves once the server has seen every client leave (else its close would wait for a keep-alive socket the
+ * client's pool still holds).
+ */
+async function settled (...servers: Server[]): Promise<void> {
+  for (const s of new Set(servers)) {
+    const count = (msg: string): number => s.logs.lines.filter(line => line.msg === msg).length
+    const done = (): boolean => count('SSE stream closed') >= count('SSE stream opened')
+    if (!done()) await within(s.logs.waitFor(done), 5000, 'the server saw its clients leave')
+  }
+}
+
+function ids (items: Array<SseItem<string>>): string[] {
+  return items.map(item => item.id as string)
+}
+
+/** The contract, as subtests of `t`. */
+export function contract (t: Test, engine: Engine): void {
+  t.test(`${engine.name}: items published on both servers reach every client on both in one order`, async t => {
+    const [a, b] = await pair(t, engine)
+    const clients = await Promise.all([a, a, b, b].map(s => open(`${s.url}/room`)))
+    await prime(t, () => a.room.publish({ data: -1 }), clients)
+    const published: string[] = []
+    for (let n = 0; n < 20; n++) published.push(await (n % 2 === 0 ? a : b).room.publish({ data: n }))
+    const seen = await within(Promise.all(clients.map(c => take(c.events, 20))), 10_000, 'twenty items each')
+    for (const items of seen) t.same(ids(items), published, 'every item, once, in publish order')
+    t.same(seen[0]?.map(item => item.data), Array.from({ length: 20 }, (_, n) => String(n)))
+    for (const c of clients) c.res.body.destroy()
+    await settled(a, b)
+  })
+
+  t.test(`${engine.name}: a client that reconnects to the other server gets exactly what it missed`, async t => {
+    const [a, b] = await pair(t, engine)
+    const first = await open(`${a.url}/room`, { reset: true })
+    await prime(t, () => a.room.publish({ data: -1 }), [first])
+    const before = await a.room.publish({ data: 0 })
+    t.same(ids(await within(take(first.events, 1), 5000, 'the first item')), [before])
+    first.res.body.destroy()
+    const missed: string[] = []
+    for (let n = 1; n <= 5; n++) missed.push(await (n % 2 === 0 ? a : b).room.publish({ data: n }))
+    const back = await open(`${b.url}/room`, { reset: true, headers: { 'last-event-id': before } })
+    const replayed = await within(take(back.events, 5), 5000, 'the replay')
+    t.same(ids(replayed), missed, 'exactly the missed items, in order')
+    const live = await b.room.publish({ data: 6 })
+    t.same(ids(await within(take(back.events, 1), 5000, 'a live item after the replay')), [live])
+    back.res.body.destroy()
+    await settled(a, b)
+  })
+
+  t.test(`${engine.name}: the history outlives a server`, async t => {
+    const name = `room-${process.pid}-${++rooms}`
+    const a = await server(t, await engine.backend(t), name)
+    const kept: string[] = []
+    for (let n = 1; n <= 3; n++) kept.push(await a.room.publish({ data: n }))
+    await a.app.close()
+    const c = await server(t, await engine.backend(t), name)
+    const back = await open(`${c.url}/room`, { reset: true, headers: { 'last-event-id': kept[0] as string } })
+    const first = await within(take(back.events, 1), 5000, 'what the new server sends first')
+    if (engine.shared) {
+      t.same(ids([...first, ...await within(take(back.events, 1), 5000, 'the second item')]), kept.slice(1),
+        'the items after the id, from the store')
+    } else {
+      t.same(first[0], { id: first[0]?.id, event: 'sse-reset', data: '{"reason":"unknown"}' },
+        'in memory the history went with the server: sse-reset')
+    }
+    back.res.body.destroy()
+    await settled(c)
+  })
+
+  t.test(`${engine.name}: a client that missed more than the history gets sse-reset, then live items`, async t => {
+    const [a, b] = await pair(t, engine, 3)
+    const at = await a.room.publish({ data: 0 })
+    let newest = at
+    const gap = engine.gapItems ?? 10
+    for (let n = 1; n <= gap; n++) newest = await a.room.publish({ data: n })
+    const back = await open(`${b.url}/room`, { reset: true, headers: { 'last-event-id': at } })
+    const [reset] = await within(take(back.events, 1), 5000, 'the reset')
+    t.same(reset, { id: newest, event: 'sse-reset', data: '{"reason":"expired"}' }, 'expired, at the newest item')
+    const live = await a.room.publish({ data: gap + 1 })
+    t.same(ids(await within(take(back.events, 1), 5000, 'the next live item')), [live], 'nothing before it twice')
+    back.res.body.destroy()
+    for (const [id, reason] of [['not-an-id', 'unknown'], ['x'.repeat(300), 'invalid']]) {
+      const other = await open(`${b.url}/room`, { reset: true, headers: { 'last-event-id': id as string } })
+      const [item] = await within(take(other.events, 1), 5000, `the ${reason} reset`)
+      t.same(item, { id: live, event: 'sse-reset', data: `{"reason":"${reason}"}` }, `${reason}: at the newest item`)
+      other.res.body.destroy()
+    }
+    await settled(a, b)
+  })
+
+  if (engine.unreachable !== undefined) {
+    const unreachable = engine.unreachable
+    t.test(`${engine.name}: an engine that cannot be reached rejects the publish, and says why`, async t => {
+      const s = await server(t, await unreachable(t), `room-${process.pid}-${++rooms}`)
+      const failed = await Promise.resolve(s.room.publish({ data: 1 })).then(() => undefined, (err: unknown) => err)
+      t.match(failed, { code: 'FST_SSE_CHANNEL_UNAVAILABLE', message: /^SSE channel "room-[0-9-]+": / })
+      t.match(s.app.sse.stats().channels[0], { publishFailures: 1 }, 'counted')
+    })
+  }
+
+  t.test(`${engine.name}: app.close() ends the streams and releases what the engine holds`, async t => {
+    const before = await engine.held?.()
+    const [a, b] = await pair(t, engine)
+    const clients = await Promise.all([a, b].map(s => open(`${s.url}/room`)))
+    await prime(t, () => b.room.publish({ data: -1 }), clients)
+    await Promise.all([...new Set([a.app, b.app])].map(app => app.close()))
+    for (const c of clients) {
+      t.same((await within(c.events.next(), 5000, 'the stream ends')).done, true, 'the stream ended')
+    }
+    // a connection closed by the client lingers a moment in the server's own list: asked for up to 5 s
+    if (engine.held !== undefined) {
+      for (let tries = 0; tries < 50 && await engine.held() !== before; tries++) await sleep(100)
+      t.equal(await engine.held(), before, 'nothing more held than before')
+    }
+  })
+}
