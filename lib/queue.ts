@@ -73,7 +73,7 @@ implements AsyncIterator<SseItem<unknown>, undefined>, AttachableSource, SyncSou
   protected attached (_stream: StreamLink): void {}
 
   /** It stopped taking items (`close()`, a cut-off, `stop()`). */
-  protected onClose (): void {}
+  protected abstract onClose (): void
 
   /** It has nothing more to hand out (read to its end, or stopped). */
   protected onEnd (): void {}
