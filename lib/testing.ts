@@ -1,9 +1,11 @@
 import type { FastifyInstance, HTTPMethods, InjectOptions } from 'fastify'
 import { METHODS, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http'
 import type { TSchema } from '@sinclair/typebox'
-import {
-  decoder, headerValue, lowerCaseKeys, MAX_DELAY, mimeEssence, type ClientSchema, type ItemsOf, type ReceivedItem
-} from './client/connect.js'
+import { MAX_DELAY } from './client/backoff.js'
+import type { ClientSchema, ItemsOf, ReceivedItem } from './client/connect.js'
+import { decoder } from './client/decode.js'
+import { headerValue, lowerCaseKeys, mimeEssence } from './client/http.js'
+import { schemaValidator } from './client/validate.js'
 import { invalidOption, SseClientError, SseRuntimeError, shown } from './errors.js'
 import {
   checkCount, checkHeaders, checkLastEventId, checkStringValues, refuseUnknownOptions, type OptionNames
@@ -177,7 +179,8 @@ async function openStream (app: FastifyInstance, options: InjectSseOptions): Pro
 
   let closed = false
   const comments: string[] = []
-  const decode = decoder(options)
+  const { schema, references } = options
+  const decode = decoder(options, schema === undefined ? undefined : schemaValidator(schema, references))
   const close = (): void => {
     closed = true
     response.raw.res.destroy() // the 'close' a leaving client causes: the plugin stops the source
