@@ -37,11 +37,11 @@ function parseJson (item: SseItem<string>): unknown {
   }
 }
 
-function checked (item: SseItem<string>, data: unknown, event: string, validate: DataValidator | undefined): unknown {
+function checked (item: SseItem<string>, data: unknown, validate: DataValidator | undefined): unknown {
   if (validate === undefined) return data
   let problem: string | undefined
   try {
-    problem = validate(data, event)
+    problem = validate(data, item.event ?? 'message') // what a browser dispatches an event without a name as
   } catch (err) {
     throw new SseClientError('FST_SSE_CLIENT_DATA', `${describeEvent(item)} could not be validated: ${(err as Error).message}`, { cause: err })
   }
@@ -57,11 +57,11 @@ export function decoder (options: DecodeOptions, validate?: DataValidator): (ite
   if (schema === undefined) {
     if (json === false) {
       return item => {
-        checked(item, item.data, item.event ?? 'message', validate)
+        checked(item, item.data, validate)
         return item as DecodedItem
       }
     }
-    if (json === true) return item => ({ ...item, data: checked(item, parseJson(item), item.event ?? 'message', validate) })
+    if (json === true) return item => ({ ...item, data: checked(item, parseJson(item), validate) })
     return item => {
       let data: unknown
       try {
@@ -69,17 +69,14 @@ export function decoder (options: DecodeOptions, validate?: DataValidator): (ite
       } catch {
         data = item.data
       }
-      return { ...item, data: checked(item, data, item.event ?? 'message', validate) }
+      return { ...item, data: checked(item, data, validate) }
     }
   }
   const resolve = refResolver(id => references.find(reference => reference.$id === id))
   const info = sseSchemaInfo(schema)
   if (info?.events === undefined) {
     const text = isTextSchema(info === undefined ? schema : info.data, resolve)
-    return item => {
-      const event = item.event ?? 'message'
-      return { ...item, data: checked(item, text ? item.data : parseJson(item), event, validate) }
-    }
+    return item => ({ ...item, data: checked(item, text ? item.data : parseJson(item), validate) })
   }
   const rules = new Map(Object.entries(info.events).map(([name, data]) => [name, isTextSchema(data, resolve)]))
   return item => {
@@ -88,6 +85,6 @@ export function decoder (options: DecodeOptions, validate?: DataValidator): (ite
     if (text === undefined) {
       throw new SseClientError('FST_SSE_CLIENT_DATA', `${describeEvent(item)} is not an event of the schema (expected one of ${[...rules.keys()].map(name => JSON.stringify(name)).join(', ')})`)
     }
-    return { ...item, event, data: checked(item, text ? item.data : parseJson(item), event, validate) }
+    return { ...item, event, data: checked(item, text ? item.data : parseJson(item), validate) }
   }
 }

@@ -221,6 +221,25 @@ async function * attempt (
 
 function noop (): void {}
 
+/** Attempts, and the waits between them, until one ends the run. */
+async function * attempts (
+  s: Session, st: RunState, stop: AbortSignal, decode: (item: SseItem<string>) => DecodedItem
+): AsyncGenerator<DecodedItem, void, undefined> {
+  const parseOptions = {
+    maxEventLength: s.maxEventLength,
+    // a timer longer than 2^31-1 ms fires at once in Node: a huge retry would become a reconnect storm
+    onRetry: (ms: number) => { st.retry = Math.min(ms, MAX_DELAY) },
+    onId: (id: string) => { st.lastEventId = id }
+  }
+  for (;;) {
+    const next = yield * attempt(s, st, stop, decode, parseOptions)
+    if (next === undefined) return
+    const delay = reconnectDelay(next.floor, st.failures + 1, s.maxRetryDelay)
+    s.onState?.('reconnecting', { failures: st.failures, delay, error: next.why })
+    if (!await wait(delay, stop)) return
+  }
+}
+
 /** Runs a session: its events, decoded, over as many connections as it takes. */
 export async function * run (
   s: Session, decode: (item: SseItem<string>) => DecodedItem
@@ -231,22 +250,10 @@ export async function * run (
   const onAbort = (): void => stop.abort()
   signal?.addEventListener('abort', onAbort, { once: true })
   const st: RunState = { retry: s.retry, lastEventId: s.lastEventId, failures: 0, status: 0, sameStatus: 0 }
-  const parseOptions = {
-    maxEventLength: s.maxEventLength,
-    // a timer longer than 2^31-1 ms fires at once in Node: a huge retry would become a reconnect storm
-    onRetry: (ms: number) => { st.retry = Math.min(ms, MAX_DELAY) },
-    onId: (id: string) => { st.lastEventId = id }
-  }
   let error: unknown
   try {
     onState?.('connecting', { failures: 0 })
-    for (;;) {
-      const next = yield * attempt(s, st, stop.signal, decode, parseOptions)
-      if (next === undefined) return
-      const delay = reconnectDelay(next.floor, st.failures + 1, s.maxRetryDelay)
-      onState?.('reconnecting', { failures: st.failures, delay, error: next.why })
-      if (!await wait(delay, stop.signal)) return
-    }
+    yield * attempts(s, st, stop.signal, decode)
   } catch (err) {
     error = err
     throw err
