@@ -100,7 +100,7 @@ export const ssePlugin = fp(ssePluginCallback, { fastify: '5.x', name: 'fastify-
 export default ssePlugin
 
 export { encodeItem } from './encode.js'
-export { lastEventId, type RequestWithHeaders } from './last-event-id.js'
+export { LAST_EVENT_ID_QUERY, lastEventId, type LastEventIdOptions, type RequestWithHeaders } from './last-event-id.js'
 export { pushSource, type PushItemOf, type PushSource, type PushSourceOptions } from './push.js'
 export { sseSchema } from './typed/schema.js'
 export { sseSwaggerTransform, type SwaggerTransformInput } from './typed/openapi.js'
