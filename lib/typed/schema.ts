@@ -1,4 +1,4 @@
-import { Type, type Static, type TSchema, type TUnsafe } from '@sinclair/typebox'
+import { Unsafe, type Static, type TSchema, type TUnsafe } from '@sinclair/typebox'
 import type { FastifyReply, FastifySchema } from 'fastify'
 import type { SseResetData } from '../channel/subscription.js'
 import { invalidSchema } from '../errors.js'
@@ -227,7 +227,7 @@ export function sseSchema (schema: unknown, options: SseSchemaOptions = {}): Sse
   }
   const info: SseSchemaInfo = { data, events, itemSchema: describeItems(data, events, wireData) }
   const content: Record<string, { schema: unknown }> = {
-    [EVENT_STREAM]: { schema: Type.Unsafe<SseStream<unknown>>(describeItems(data, events, s => s)) }
+    [EVENT_STREAM]: { schema: Unsafe<SseStream<unknown>>(describeItems(data, events, s => s)) }
   }
   // not in the static type: a route's reply type stays the stream's (the JSON answer is config.sse.json's)
   if (options.json !== undefined) content[JSON_MEDIA] = { schema: checkSchema(options.json, 'the json option') }

@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { gzipSync } from 'node:zlib'
 import { build, type Metafile } from 'esbuild'
+import { sseSchema } from '../../lib/schema.js'
+import { sseSchema as fromMain } from '../../lib/index.js'
 
 // What `import { connect } from 'fastify-typed-sse/client'` costs a browser page: the module the `browser` export
 // condition names, bundled by esbuild for the browser, minified and gzipped. It must stay small (the TypeBox
@@ -48,6 +50,8 @@ t.test('the browser entry of the client is what the package exports to bundlers'
     default: './dist/client/index.js'
   })
   t.same(pkg.exports['./client/validate'], { types: './dist/client/validate.d.ts', default: './dist/client/validate.js' })
+  t.same(pkg.exports['./schema'], { types: './dist/schema.d.ts', default: './dist/schema.js' })
+  t.equal(sseSchema, fromMain, 'the schema entry has the main entry\'s sseSchema()')
 })
 
 t.test(`connect() bundled for a browser: at most ${LIMIT} bytes min+gzip, nothing of Node, no TypeBox`, async t => {
@@ -64,4 +68,13 @@ t.test(`connect() bundled for a browser: at most ${LIMIT} bytes min+gzip, nothin
   t.ok(validate.inputs.some(input => input.includes('@sinclair/typebox')), 'validator() brings the TypeBox compiler')
   t.ok(validate.gzipped > client.gzipped * 2, 'which is why it is opt-in')
   t.same(validate.imports, [])
+
+  // a page that shares the route's schema module: sseSchema() and TypeBox's builders, imported by name
+  const shared = await bundle("import { connect } from './lib/client/browser.ts'; import { sseSchema } from './lib/schema.ts'; " +
+    "import { Object as O, Integer, String as S } from '@sinclair/typebox'; export const events = sseSchema({ tick: O({ n: Integer() }), log: S() }); export { connect }")
+  t.comment(`connect() and a shared sseSchema(): ${shared.minified} bytes minified, ${shared.gzipped} min+gzip`)
+  t.ok(shared.gzipped <= LIMIT + 2 * 1024, `${shared.gzipped} bytes: the schema module adds about 2 KB, not the server`)
+  t.same(shared.inputs.filter(input => input.startsWith('lib/') && !input.startsWith('lib/client/')).sort(),
+    ['lib/errors.ts', 'lib/schema.ts', 'lib/typed/schema.ts'], 'nothing of the plugin')
+  t.same(shared.imports, [])
 })
