@@ -4,7 +4,7 @@ import t from 'tap'
 import { once } from 'node:events'
 import { connect as netConnect } from 'node:net'
 import { connect } from '../lib/client/index.js'
-import { lastEventId, parseEventStream, type SseItem } from '../lib/index.js'
+import { lastEventId, parseEventStream, type RequestWithHeaders, type SseItem } from '../lib/index.js'
 import { startApp, within } from './helpers.js'
 
 const IDS = ['a', '✓', '日本', 'z']
@@ -28,15 +28,18 @@ async function get (url: string, path: string, id?: Buffer): Promise<Array<SseIt
   return out
 }
 
+/** A route that resumes after the id it is given (its header, else its query parameter). */
+async function * resume (request: RequestWithHeaders): AsyncGenerator<SseItem<string>> {
+  const from = lastEventId(request)
+  for (let i = from === undefined ? 0 : IDS.indexOf(from) + 1; i < IDS.length; i++) {
+    yield { id: IDS[i] as string, data: IDS[i] as string }
+  }
+}
+
 t.test('a generator route resumes from a non-ASCII id it wrote, sent back as UTF-8 bytes', async t => {
   t.setTimeout(10_000)
   const { app, url } = await startApp(app => {
-    app.get('/resume', async function * (request) {
-      const from = lastEventId(request)
-      for (let i = from === undefined ? 0 : IDS.indexOf(from) + 1; i < IDS.length; i++) {
-        yield { id: IDS[i] as string, data: IDS[i] as string }
-      }
-    })
+    app.get('/resume', resume)
     app.get('/echo', async function * (request) {
       yield { data: JSON.stringify({ decoded: lastEventId(request) ?? null, raw: request.headers['last-event-id'] ?? null }) }
     })
@@ -75,12 +78,7 @@ t.test('an array (headers kept apart) gives its first value; text beyond a byte 
 t.test('without the header, the lastEventId query parameter: a first connection resumes from a cursor in its URL', async t => {
   t.setTimeout(10_000)
   const { app, url } = await startApp(app => {
-    app.get('/resume', async function * (request) {
-      const from = lastEventId(request)
-      for (let i = from === undefined ? 0 : IDS.indexOf(from) + 1; i < IDS.length; i++) {
-        yield { id: IDS[i] as string, data: IDS[i] as string }
-      }
-    })
+    app.get('/resume', resume)
     app.get('/cursor', async function * (request) {
       yield { data: JSON.stringify({ cursor: lastEventId(request, { query: 'cursor' }) ?? null, off: lastEventId(request, { query: false }) ?? null }) }
     })

@@ -17,7 +17,7 @@ export interface ReadableLike {
 }
 
 /** The body `connect` sends: one that can be sent again on every reconnection (not a stream, which is read once). */
-export type ConnectBody = string | Uint8Array | ArrayBuffer | Blob | URLSearchParams
+export type ConnectBody = string | Uint8Array<ArrayBuffer> | ArrayBuffer | Blob | URLSearchParams
 
 /** What `connect` passes to `fetch` (a subset of `RequestInit`: the global `fetch` and undici's both take it). */
 export interface FetchInit {

@@ -100,11 +100,23 @@ function checkDelays (options: ConnectOptions): void {
   }
 }
 
+/**
+ * The URL to fetch: absolute, or in a page (or a worker) relative to its location, as `fetch` and `EventSource`
+ * take it there. Errors name the stream by it.
+ */
+function resolveUrl (url: unknown): string {
+  const base = (globalThis as { location?: { href?: string } }).location?.href
+  try {
+    return new URL(String(url), base).href
+  } catch {
+    const what = base === undefined ? 'an absolute URL' : 'a URL'
+    throw new SseError('FST_SSE_INVALID_OPTION', 'url', `connect() needs ${what}, got ${shown(url)}`)
+  }
+}
+
 /** Checks `connect()`'s arguments, naming the first bad one, and resolves them with their defaults. */
 export function resolveSession (url: unknown, options: ConnectOptions): Session {
-  if (!URL.canParse(String(url))) {
-    throw new SseError('FST_SSE_INVALID_OPTION', 'url', `connect() needs an absolute URL, got ${shown(url)}`)
-  }
+  const href = resolveUrl(url)
   refuseUnknownOptions(options, CONNECT_OPTIONS, CONNECT)
   const { maxRetries = Infinity, signal, lastEventId, headers, schema, references } = options
   checkDelays(options)
@@ -139,7 +151,7 @@ export function resolveSession (url: unknown, options: ConnectOptions): Session 
   checkReferences(references, CONNECT)
   const { body, credentials, mode } = options
   return {
-    url: String(url),
+    url: href,
     fetch: options.fetch ?? globalThis.fetch,
     init: {
       method,

@@ -319,6 +319,21 @@ t.test('the browser entry: the same client, no check unless given one; validator
   t.throws(() => validator(sseSchema({ a: { type: 'number' }, b: { type: 'string' } })), { code: 'FST_SSE_INVALID_OPTION', field: 'schema' })
 })
 
+t.test('in a page (a global location), a URL relative to it, as fetch and EventSource take', async t => {
+  const global = globalThis as unknown as Record<string, unknown>
+  global.location = { href: 'http://127.0.0.1:1/app/page.html' }
+  t.teardown(() => { delete global.location })
+  const urls: string[] = []
+  const fetch: FetchLike = async url => {
+    urls.push(url)
+    return { status: 204, headers: { get: () => null }, body: null }
+  }
+  t.same(await drain(connect('/feed?x=1', { fetch })), [])
+  t.same(await drain(connect('events', { fetch })), [])
+  t.same(urls, ['http://127.0.0.1:1/feed?x=1', 'http://127.0.0.1:1/app/events'])
+  t.throws(() => connect('http://[bad', { fetch }), { field: 'url', message: 'connect() needs a URL, got "http://[bad" (string)' })
+})
+
 t.test('new options are refused at the call, naming each, before any request', async t => {
   let fetched = 0
   const fetch: FetchLike = async () => { fetched++; throw new Error('not called') }
