@@ -11,7 +11,7 @@ import { resolvePluginOptions } from './options.js'
 import { sseDecorator, type StreamHost } from './reply.js'
 import { refuseSerializedStream, routeHook } from './route.js'
 import type { SseItemOfReply, WithResetData } from './typed/schema.js'
-import type { SseItem, SsePluginOptions, SseSource, SseStreamOptions } from './types.js'
+import type { SseItem, SsePluginOptions, SseRouteOptions, SseSource, SseStreamOptions } from './types.js'
 
 // The plugin: options, the `reply.sse` and `app.sse` decorators, the hook that makes streaming handlers stream,
 // and the hooks that end every stream and channel on close. The work is in the modules it wires together.
@@ -57,9 +57,10 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /**
      * Options of every stream of this route (an `async function*` handler's, or `reply.sse()`'s), over the
-     * plugin's; a `reply.sse()` call's own options win over them. Checked when the route is declared.
+     * plugin's; a `reply.sse()` call's own options win over them; `json` makes the route dual (JSON for a client
+     * that does not take an event stream). Checked when the route is declared.
      */
-    sse?: SseStreamOptions
+    sse?: SseRouteOptions
   }
   interface FastifyInstance {
     /** Broadcast channels (`app.sse.channel<T>(name, { history })`, closed with the app) and `app.sse.stats()`. */
@@ -100,7 +101,7 @@ export const ssePlugin = fp(ssePluginCallback, { fastify: '5.x', name: 'fastify-
 export default ssePlugin
 
 export { encodeItem } from './encode.js'
-export { lastEventId, type RequestWithHeaders } from './last-event-id.js'
+export { LAST_EVENT_ID_QUERY, lastEventId, type LastEventIdOptions, type RequestWithHeaders } from './last-event-id.js'
 export { pushSource, type PushItemOf, type PushSource, type PushSourceOptions } from './push.js'
 export { sseSchema } from './typed/schema.js'
 export { sseSwaggerTransform, type SwaggerTransformInput } from './typed/openapi.js'
@@ -117,7 +118,9 @@ export type {
 } from './channel/index.js'
 export type { ChannelBackendFactory, PublishOptions, ResetReason } from './channel/backend.js'
 export { parseEventStream, type ParseOptions } from './client/parse.js'
-export type { SseErrorMapper, SseItem, SsePluginOptions, SseSerializer, SseSource, SseStreamOptions } from './types.js'
+export type {
+  SseErrorMapper, SseItem, SseJsonAnswer, SsePluginOptions, SseRouteOptions, SseSerializer, SseSource, SseStreamOptions
+} from './types.js'
 export { SSE_DIAGNOSTICS, subscribeSseDiagnostic } from './diagnostics.js'
 export type {
   SseCutOffMessage, SseDiagnosticMessages, SseDiagnosticName, SseItemRefusedMessage, SsePublishFailedMessage,

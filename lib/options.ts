@@ -1,6 +1,6 @@
 import { isRetry } from './encode.js'
 import { invalidOption, shown } from './errors.js'
-import type { SseErrorMapper, SsePluginOptions, SseSerializer, SseStreamOptions } from './types.js'
+import type { SseErrorMapper, SseJsonAnswer, SsePluginOptions, SseRouteOptions, SseSerializer, SseStreamOptions } from './types.js'
 
 // The plugin's and each stream's options, checked once when they are given: a bad one is refused by name
 // at registration (or at `reply.sse()`), never discovered later on a live stream.
@@ -29,6 +29,7 @@ export const DEFAULTS: ResolvedOptions = {
 
 const STREAM_OPTIONS: readonly string[] = ['heartbeat', 'retry', 'serialize', 'validate', 'headersDelay', 'onError']
 const PLUGIN_OPTIONS: readonly string[] = [...STREAM_OPTIONS, 'maxConnections', 'retryAfter']
+const ROUTE_OPTIONS: readonly string[] = [...STREAM_OPTIONS, 'json']
 // What Fastify passes a plugin along with its own options (`app.register(plugin, { prefix })`).
 const REGISTER_OPTIONS: readonly string[] = ['prefix', 'logLevel', 'logSerializers']
 
@@ -77,12 +78,24 @@ export function resolveOptions (options: SseStreamOptions, base: ResolvedOptions
 /** Each route's `config.sse`, resolved when the route is declared (Fastify copies the config, not this object). */
 const routeOptions = new WeakMap<SseStreamOptions, ResolvedOptions>()
 
-/** Checks a route's `config.sse` stream options, naming the route; they apply to every stream of the route. */
+/**
+ * Checks a route's `config.sse`, naming the route: its stream options apply to every stream of the route; its
+ * `json` answer, returned, makes the route dual.
+ */
 export function resolveRouteOptions (
-  config: { sse?: SseStreamOptions } | undefined, defaults: ResolvedOptions, route: string
-): void {
+  config: { sse?: SseRouteOptions } | undefined, defaults: ResolvedOptions, route: string
+): SseJsonAnswer | undefined {
   const own = config?.sse
-  if (own !== undefined) routeOptions.set(own, resolveOptions(own, defaults, `route ${route} (config.sse)`))
+  if (own === undefined) return undefined
+  const where = `route ${route} (config.sse)`
+  refuseNonObject(own, 'the options of its streams', where)
+  refuseUnknown(own, ROUTE_OPTIONS, where)
+  const { json, ...stream } = own
+  routeOptions.set(own, resolveOptions(stream, defaults, where))
+  if (json !== undefined && typeof json !== 'function') {
+    throw invalidOption('json', `must be a function (request, reply) => the JSON answer, got ${shown(json)}`, where)
+  }
+  return json
 }
 
 /** The stream options of a route with a `config.sse`, else undefined (the plugin's apply). */

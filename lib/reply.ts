@@ -58,13 +58,22 @@ function refuseStream (
  * specific range that covers it (`text/event-stream`, then `text/*`, then `*\/*`) has a q above 0.
  */
 export function acceptsEventStream (accept: string | undefined): boolean {
+  return accepts(accept, 'text/event-stream', 'text/*')
+}
+
+/** Whether a request's `Accept` header lets it take `application/json`, by the same rule. */
+export function acceptsJson (accept: string | undefined): boolean {
+  return accepts(accept, 'application/json', 'application/*')
+}
+
+function accepts (accept: string | undefined, media: string, family: string): boolean {
   if (accept === undefined || accept.trim() === '') return true
   let specificity = -1
   let q = 0
   for (const range of accept.split(',')) {
     const params = range.split(';')
     const type = (params[0] as string).trim().toLowerCase()
-    const level = type === 'text/event-stream' ? 2 : type === 'text/*' ? 1 : type === '*/*' ? 0 : -1
+    const level = type === media ? 2 : type === family ? 1 : type === '*/*' ? 0 : -1
     if (level < 0 || level < specificity) continue
     const weight = qOf(params)
     q = level > specificity ? weight : Math.max(q, weight)

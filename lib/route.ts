@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod, RouteOptions } from 'fastify'
+import { addJsonAnswer } from './dual.js'
 import { notAStream, routeName, sentIterator, unseenRoute } from './errors.js'
 import { endHandlerSpan } from './fastify-internals.js'
 import { resolveRouteOptions, type ResolvedOptions } from './options.js'
@@ -121,7 +122,8 @@ export function routeHook (defaults: ResolvedOptions): (this: FastifyInstance, r
   return function onRoute (this: FastifyInstance, route: RouteOptions) {
     const original = route.handler as Handler
     const name = routeName(route)
-    resolveRouteOptions(route.config, defaults, name)
+    const json = resolveRouteOptions(route.config, defaults, name)
+    if (json !== undefined) addJsonAnswer(route, json)
     noteRoute(route, this, isGeneratorFunction(original))
     const streams = streamsOf(route.schema)
     route.handler = wrapHandler(original, streams, name) as RouteHandlerMethod

@@ -1,7 +1,10 @@
 import type { FastifyInstance, HTTPMethods, InjectOptions } from 'fastify'
 import { METHODS, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http'
-import { headerValue, lowerCaseKeys, MAX_DELAY, mimeEssence } from './client/connect.js'
-import { decoder, type ClientSchema, type ItemsOf, type ReceivedItem } from './client/decode.js'
+import { MAX_DELAY } from './client/backoff.js'
+import type { ClientSchema, ItemsOf, ReceivedItem } from './client/connect.js'
+import { decoder } from './client/decode.js'
+import { headerValue, lowerCaseKeys, mimeEssence } from './client/http.js'
+import { schemaValidator } from './client/validate.js'
 import { invalidOption, SseClientError, SseRuntimeError, shown } from './errors.js'
 import {
   checkCount, checkHeaders, checkLastEventId, checkStringValues, refuseUnknownOptions, type OptionNames
@@ -157,7 +160,9 @@ async function openStream (app: FastifyInstance, options: InjectSseOptions): Pro
   const request: InjectOptions = { method: options.method ?? 'GET', url: options.url, headers, payloadAsStream: true }
   if (options.query !== undefined) request.query = options.query
   if (options.payload !== undefined) request.payload = options.payload
-  const decode = await decoder(options) // before the request: nothing to clean up if the schema's TypeBox fails
+  const { schema, references } = options
+  // before the request: nothing to clean up if the schema's TypeBox fails to load
+  const decode = decoder(options, schema === undefined ? undefined : await schemaValidator(schema, references))
   const response = await app.inject(request)
   const body = response.stream()
   const what = describeRequest(options)
@@ -252,4 +257,4 @@ export async function collect (app: FastifyInstance, options: CollectOptions): P
   }
 }
 
-export type { ReceivedItem } from './client/decode.js'
+export type { ReceivedItem } from './client/connect.js'

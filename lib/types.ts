@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 
 /** One Server-Sent Event. Every present field is written on its own line(s); `data` is JSON unless a string. */
 export interface SseItem<T = unknown> {
@@ -52,6 +52,22 @@ export interface SseStreamOptions<Item = SseItem> {
   headersDelay?: number
   /** A last item for the client when the stream fails after it opened (see `SseErrorMapper`). Default: none. */
   onError?: SseErrorMapper<Item>
+}
+
+/**
+ * What a dual route answers a client whose `Accept` rules out `text/event-stream`: the value (or what the promise
+ * resolves to) is sent as JSON, through the route's `application/json` response schema when it has one.
+ */
+export type SseJsonAnswer = (request: FastifyRequest, reply: FastifyReply) => unknown
+
+/** A route's `config.sse`: the options of its streams, and what makes it dual. */
+export interface SseRouteOptions extends SseStreamOptions {
+  /**
+   * Makes the route dual: a request whose `Accept` rules out `text/event-stream` but takes JSON gets what this
+   * returns (a snapshot, or a finite array) as JSON, instead of a 406; the handler does not run for it. Document the
+   * second media type with `sseSchema(data, { json: schema })`. Default: none (such a request is answered 406).
+   */
+  json?: SseJsonAnswer
 }
 
 /** Options of `fastify.register(ssePlugin, options)`. */

@@ -1,9 +1,9 @@
 import t, { type Test } from 'tap'
-import { existsSync } from 'node:fs'
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
-import { chromium, type Browser, type BrowserContext } from 'playwright-core'
+import type { Browser, BrowserContext } from 'playwright-core'
 import ssePlugin from '../lib/index.js'
 import type { SseItem } from '../lib/index.js'
+import { chromiumForFile, Reports } from './chromium.js'
 import { deferred, startApp } from './helpers.js'
 import { selfSignedCertificate } from './tls.js'
 
@@ -11,9 +11,6 @@ import { selfSignedCertificate } from './tls.js'
 // One browser for the file, a fresh context (profile) per test. Chromium missing is a failure, not a skip:
 // npm test installs it, and a suite that silently skips its browser tests tests nothing.
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-// As the machine notes say: without the background-networking flags Chromium keeps dialling Google's hosts.
-const FLAGS = ['--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-sandbox']
 const WAIT = 5000 // the longest any single browser event may take to arrive
 
 /** What the page reports for each EventSource event (see PAGE). */
@@ -42,29 +39,10 @@ const OPEN = 1
 const CLOSED = 2
 const CONNECTING = 0
 
-/** The reports of one page, and bounded waits on them. */
-class Reports {
-  readonly list: Report[] = []
-  #waiters: Array<() => void> = []
-
-  push (report: Report): void {
-    this.list.push(report)
-    for (const wake of this.#waiters.splice(0)) wake()
-  }
-
-  /** Resolves with the reports so far once `count` of them match `match`; fails after WAIT ms. */
-  async until (count: number, match: (r: Report) => boolean = () => true, timeout = WAIT): Promise<Report[]> {
-    const deadline = Date.now() + timeout
-    for (;;) {
-      if (this.list.filter(match).length >= count) return this.list
-      const left = deadline - Date.now()
-      if (left <= 0) throw new Error(`waited ${timeout} ms for ${count} matching browser events; got ${JSON.stringify(this.list)}`)
-      const woken = deferred()
-      this.#waiters.push(woken.resolve)
-      const timer = setTimeout(woken.resolve, left)
-      await woken.promise
-      clearTimeout(timer)
-    }
+/** The reports of one page, and waits on them bounded by WAIT unless told. */
+class PageReports extends Reports<Report> {
+  override until (count: number, match: (r: Report) => boolean = () => true, timeout = WAIT): Promise<Report[]> {
+    return super.until(count, match, timeout)
   }
 }
 
@@ -77,7 +55,7 @@ async function openPage (t: Test, browser: Browser, origin: string, path: string
   const context: BrowserContext = await browser.newContext({ ignoreHTTPSErrors: https })
   t.teardown(() => context.close())
   const page = await context.newPage()
-  const reports = new Reports()
+  const reports = new PageReports()
   await page.exposeFunction('report', (r: Report) => reports.push(r))
   await page.goto(origin + '/', { timeout: WAIT })
   await page.evaluate(`openStream(${JSON.stringify(path)}, ${JSON.stringify(names)})`)
@@ -88,17 +66,10 @@ function waitForAbort (signal: AbortSignal): Promise<void> {
   return new Promise(resolve => signal.addEventListener('abort', () => resolve(), { once: true }))
 }
 
-if (!existsSync(CHROMIUM)) {
-  t.fail(`Chromium not found at ${CHROMIUM}: the browser tests need it. Install it with "apt-get install -y chromium" ` +
-    '(npm test does so when it is missing) or point CHROMIUM_PATH at a Chromium binary.')
-} else {
+const chromium = chromiumForFile()
+if (chromium !== undefined) {
   let browser!: Browser
-  t.before(async () => {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM, headless: true, chromiumSandbox: false, args: FLAGS, timeout: 30_000
-    })
-  })
-  t.teardown(() => browser?.close())
+  t.before(() => { browser = chromium.browser() })
 
   t.test('onopen, JSON data on onmessage, named events, lastEventId, beside async hooks; leaving stops the generator', async t => {
     t.setTimeout(15_000)

@@ -4,7 +4,7 @@ import t from 'tap'
 import { once } from 'node:events'
 import { connect as netConnect } from 'node:net'
 import { connect } from '../lib/client/index.js'
-import { lastEventId, parseEventStream, type SseItem } from '../lib/index.js'
+import { lastEventId, parseEventStream, type RequestWithHeaders, type SseItem } from '../lib/index.js'
 import { startApp, within } from './helpers.js'
 
 const IDS = ['a', '✓', '日本', 'z']
@@ -28,15 +28,18 @@ async function get (url: string, path: string, id?: Buffer): Promise<Array<SseIt
   return out
 }
 
+/** A route that resumes after the id it is given (its header, else its query parameter). */
+async function * resume (request: RequestWithHeaders): AsyncGenerator<SseItem<string>> {
+  const from = lastEventId(request)
+  for (let i = from === undefined ? 0 : IDS.indexOf(from) + 1; i < IDS.length; i++) {
+    yield { id: IDS[i] as string, data: IDS[i] as string }
+  }
+}
+
 t.test('a generator route resumes from a non-ASCII id it wrote, sent back as UTF-8 bytes', async t => {
   t.setTimeout(10_000)
   const { app, url } = await startApp(app => {
-    app.get('/resume', async function * (request) {
-      const from = lastEventId(request)
-      for (let i = from === undefined ? 0 : IDS.indexOf(from) + 1; i < IDS.length; i++) {
-        yield { id: IDS[i] as string, data: IDS[i] as string }
-      }
-    })
+    app.get('/resume', resume)
     app.get('/echo', async function * (request) {
       yield { data: JSON.stringify({ decoded: lastEventId(request) ?? null, raw: request.headers['last-event-id'] ?? null }) }
     })
@@ -70,4 +73,42 @@ t.test('an array (headers kept apart) gives its first value; text beyond a byte 
   t.equal(lastEventId({ headers: {} }), undefined)
   t.equal(lastEventId({ headers: { 'last-event-id': '' } }), '', 'an empty id is an id (the client reset its own)')
   t.equal(lastEventId({ headers: { 'last-event-id': '日本' } }), '日本', 'already text (app.inject() headers): as it is')
+})
+
+t.test('without the header, the lastEventId query parameter: a first connection resumes from a cursor in its URL', async t => {
+  t.setTimeout(10_000)
+  const { app, url } = await startApp(app => {
+    app.get('/resume', resume)
+    app.get('/cursor', async function * (request) {
+      yield { data: JSON.stringify({ cursor: lastEventId(request, { query: 'cursor' }) ?? null, off: lastEventId(request, { query: false }) ?? null }) }
+    })
+  })
+  t.teardown(() => app.close())
+
+  t.same((await get(url, `/resume?lastEventId=${encodeURIComponent('✓')}`)).map(e => e.data), ['日本', 'z'], 'percent-encoded UTF-8, over the wire')
+  t.same((await get(url, '/resume?lastEventId=%E2%9C%93', Buffer.from('日本', 'utf8'))).map(e => e.data), ['z'], 'the header wins: a reconnection repeats its first URL')
+  t.same((await get(url, '/cursor?cursor=41')).map(e => JSON.parse(e.data as string)), [{ cursor: '41', off: null }], 'another name; false: the header only')
+
+  const events = connect(`${url}/resume?lastEventId=a`, { json: false, reconnect: false })
+  const got: string[] = []
+  for await (const item of events) got.push(item.data)
+  t.same(got, ['✓', '日本', 'z'], 'connect() with the cursor in its URL')
+
+  t.equal(lastEventId({ headers: {}, url: '/x?lastEventId=' }), '', 'empty: an empty id')
+  t.equal(lastEventId({ headers: {}, url: '/x?other=1' }), undefined)
+  t.equal(lastEventId({ headers: {}, url: '/x' }), undefined)
+  t.equal(lastEventId({ headers: {} }), undefined, 'no url (a bare object): the header only')
+  for (const bad of ['a%0Ab', 'a%0Db', 'a%00b']) {
+    t.equal(lastEventId({ headers: {}, url: `/x?lastEventId=${bad}` }), undefined, `${bad}: no stream sends such an id`)
+  }
+})
+
+t.test('lastEventId() refuses options it does not take, naming them', async t => {
+  const request = { headers: {}, url: '/x?lastEventId=1' }
+  t.throws(() => lastEventId(request, { qurey: 'x' } as object), { code: 'FST_SSE_INVALID_OPTION', field: 'qurey', message: /is not an option of lastEventId\(\) \(its options: query\)$/ })
+  t.throws(() => lastEventId(request, null as never), { code: 'FST_SSE_INVALID_OPTION', field: 'options', message: /^lastEventId\(\) option "options" must be an object/ })
+  for (const bad of ['', 5, true, null]) {
+    t.throws(() => lastEventId(request, { query: bad as never }), { code: 'FST_SSE_INVALID_OPTION', field: 'query', message: /^lastEventId\(\) option "query" must be a query parameter name or false, got / }, String(bad))
+  }
+  t.equal(lastEventId(request, {}), '1')
 })

@@ -39,3 +39,45 @@ export async function testing (): Promise<void> {
   expectTypeOf(await stream.take(1)).toEqualTypeOf<Chat[]>()
   for await (const item of stream.events) expectTypeOf(item).toEqualTypeOf<Chat>()
 }
+
+// The browser entry types what it yields exactly as the Node entry does; the request and reconnection options are
+// fetch's names with fetch's values, and a mistake in them fails to compile.
+export async function browserClient (): Promise<void> {
+  const { connect: inPage } = await import('../lib/client/browser.js')
+  const { validator } = await import('../lib/client/validate.js')
+  for await (const item of inPage('/chat', {
+    schema: chat,
+    validate: await validator(chat),
+    method: 'POST',
+    headers: { authorization: 'Bearer x' },
+    body: JSON.stringify({ prompt: 'hi' }),
+    credentials: 'include',
+    mode: 'cors',
+    maxRetryDelay: 10_000,
+    inactivityTimeout: false,
+    onState: (state, info) => {
+      expectTypeOf(state).toEqualTypeOf<'connecting' | 'open' | 'reconnecting' | 'closed'>()
+      expectTypeOf(info.delay).toEqualTypeOf<number | undefined>()
+      expectTypeOf(info.failures).toEqualTypeOf<number>()
+    }
+  })) {
+    expectTypeOf(item).toEqualTypeOf<Chat>()
+  }
+  const bytes = new TextEncoder().encode('x')
+  const bodies = [bytes, bytes.buffer, new Blob(['x']), new URLSearchParams({ a: '1' }), 'x']
+  for (const body of bodies) void inPage('/x', { method: 'POST', body })
+  void inPage('/x', { validate: (data, event) => typeof data === 'object' ? undefined : `${event}: not an object` })
+  void inPage('/x', { validate: false })
+  // @ts-expect-error validation is a function or false, not a flag
+  void inPage('/x', { validate: true })
+  // @ts-expect-error a stream cannot be sent again on a reconnection
+  void inPage('/x', { method: 'POST', body: new ReadableStream() })
+  // @ts-expect-error no-cors answers cannot be read
+  void inPage('/x', { mode: 'no-cors' })
+  // @ts-expect-error fetch's credentials values only
+  void inPage('/x', { credentials: 'always' })
+  // @ts-expect-error a number of milliseconds or false
+  void inPage('/x', { inactivityTimeout: '30s' })
+  // @ts-expect-error a validator returns a problem (a string) or undefined
+  void inPage('/x', { validate: () => 1 })
+}

@@ -50,6 +50,15 @@ app.get('/g', { config: { sse: { headersDelay: 0, onError: () => ({ event: 'end'
 })
 // @ts-expect-error a route's config.sse is checked like any stream options
 app.get('/h', { config: { sse: { headersDelay: '0' } } }, async function * () {})
+// a dual route: its JSON answer for clients that do not take an event stream, a route option only
+app.get('/dual', { config: { sse: { json: async (request, reply) => ({ url: request.url, sent: reply.sent }) } } }, async function * () {})
+// @ts-expect-error json is a function of the request
+app.get('/dual2', { config: { sse: { json: [1, 2] } } }, async function * () {})
+// @ts-expect-error json is a route option, not the plugin's
+void app.register(ssePlugin, { json: () => [] })
+expectTypeOf(lastEventId({ headers: {}, url: '/x?lastEventId=1' }, { query: 'cursor' })).toEqualTypeOf<string | undefined>()
+// @ts-expect-error query is a parameter name or false
+lastEventId({ headers: {} }, { query: true })
 void app.register(ssePlugin, { headersDelay: 50, onError: () => undefined })
 // @ts-expect-error headersDelay is a number of milliseconds
 void app.register(ssePlugin, { headersDelay: '50' })

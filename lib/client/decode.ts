@@ -1,62 +1,32 @@
 import { SseClientError } from '../errors.js'
-import {
-  isTextSchema, refResolver, sseSchemaInfo, type JsonSchema, type RefResolver, type SseControlItem, type SseSchema
-} from '../typed/schema.js'
-import type { StaticOf, TypeBoxSchema } from '../typed/static.js'
 import type { SseItem } from '../types.js'
-import { compileCheck, type DataCheck } from './check.js'
+import { isTextSchema, refResolver, sseSchemaInfo } from '../typed/schema.js'
 
-// What the client (and the test helpers) make of a parsed event: its data decoded as the route encoded it and,
-// with a schema, checked; and the types that a schema gives the events read with it.
+// An event's data as the route encoded it: the server's rule (lib/typed/schema's isTextSchema) says which data is
+// the text itself and which is JSON, so both ends agree. Checking the data is a separate, optional step: a
+// `DataValidator` (lib/client/validate builds one from TypeBox schemas), kept out of this module so that a
+// browser bundle of the client does not carry a schema compiler it does not use.
 
 /**
- * What `connect` decodes and validates `data` with: the route's own response schema (`sseSchema(data)` or an
- * `sseSchema({ event: data, … })` event map), or a TypeBox schema of the data (of either TypeBox).
+ * Checks one event's decoded data: returns `undefined` when it is valid, else what is wrong with it (a message,
+ * such as `data/n Expected integer`). `event` is the event's name (`message` when the stream gave none).
  */
-export type ClientSchema = TypeBoxSchema | SseSchema<unknown, unknown>
+export type DataValidator = (data: unknown, event: string) => string | undefined
 
-/** The type of `data` a TypeBox schema describes. */
-export type DataOf<S extends TypeBoxSchema> = StaticOf<S>
-
-/** An event as the client yields it: always with `data`, decoded. */
-export type ReceivedItem<T> = SseItem<T> & { data: T }
-
-/** An event of an event map as the client yields it: `event` names it (absent on the wire: `message`). */
-export interface ReceivedEvent<E extends string, D> {
-  event: E
-  data: D
-  id?: string
-  retry?: number
+/** What decodes events: the schema's rule, else the `json` option's. */
+export interface DecodeOptions {
+  /** The route's `sseSchema(…)`, or a schema of the data (TypeBox or plain JSON Schema). */
+  schema?: object | undefined
+  /** The schemas with an `$id` that `$ref`s in `schema` name. */
+  references?: readonly object[] | undefined
+  json?: boolean | undefined
 }
 
-/** What the client yields for one item type a route may send (items without data are never yielded). */
-export type ReceivedOf<Item> = Item extends SseControlItem
-  ? never
-  : Item extends { event: infer E extends string, data?: infer D }
-    ? ReceivedEvent<E, Exclude<D, undefined>>
-    : Item extends SseItem<infer T> ? ReceivedItem<T> : never
+/** An event as the client yields it, before its type is known. */
+export type DecodedItem = SseItem<unknown> & { data: unknown }
 
-/**
- * The events a client reads given a schema: for an event map, a union discriminated on `event` (narrow it with
- * `if (item.event === 'tick')`); for one data schema, items whose `data` has its type.
- */
-export type ItemsOf<S extends ClientSchema> = S extends SseSchema<infer Item, unknown>
-  ? ReceivedOf<Item>
-  : S extends TypeBoxSchema ? ReceivedItem<StaticOf<S>> : never
-
-function describeEvent (item: SseItem<string>): string {
+export function describeEvent (item: SseItem<string>): string {
   return (item.event === undefined ? 'message event' : `"${item.event}" event`) + (item.id === undefined ? '' : ` (id "${item.id}")`)
-}
-
-/** How one event's data is decoded and checked. */
-interface DataRule {
-  /** The data is the text as sent (its schema admits only strings); else it is JSON. */
-  readonly text: boolean
-  readonly check: DataCheck | undefined
-}
-
-async function ruleFor (schema: object, references: readonly TypeBoxSchema[], resolve: RefResolver): Promise<DataRule> {
-  return { text: isTextSchema(schema, resolve), check: await compileCheck(schema, references) }
 }
 
 function parseJson (item: SseItem<string>): unknown {
@@ -67,60 +37,54 @@ function parseJson (item: SseItem<string>): unknown {
   }
 }
 
-function checked (item: SseItem<string>, data: unknown, check: DataCheck | undefined): unknown {
-  const problem = check?.(data)
+function checked (item: SseItem<string>, data: unknown, validate: DataValidator | undefined): unknown {
+  if (validate === undefined) return data
+  let problem: string | undefined
+  try {
+    problem = validate(data, item.event ?? 'message') // what a browser dispatches an event without a name as
+  } catch (err) {
+    throw new SseClientError('FST_SSE_CLIENT_DATA', `${describeEvent(item)} could not be validated: ${(err as Error).message}`, { cause: err })
+  }
   if (problem !== undefined) {
-    const where = problem.path === '' ? 'data' : `data${problem.path}`
-    throw new SseClientError('FST_SSE_CLIENT_DATA', `${describeEvent(item)} does not match the schema: ${where} ${problem.message}`)
+    throw new SseClientError('FST_SSE_CLIENT_DATA', `${describeEvent(item)} does not match the schema: ${problem}`)
   }
   return data
 }
 
-/** What decodes events: the schema's rule, else the `json` option's. */
-export interface DecodeOptions {
-  schema?: ClientSchema | undefined
-  references?: readonly TypeBoxSchema[] | undefined
-  json?: boolean | undefined
-}
-
-/** Decodes and checks one parsed event. */
-export type Decoder = (item: SseItem<string>) => SseItem<unknown> & { data: unknown }
-
-/**
- * Internal (the client and lib/testing): the decoder of the events of a stream, its schema's checks compiled by
- * the TypeBox that made it (loaded on first use, hence async).
- */
-export async function decoder (options: DecodeOptions): Promise<Decoder> {
+/** Internal (lib/testing uses it too): decodes, and with `validate` checks, one parsed event. */
+export function decoder (options: DecodeOptions, validate?: DataValidator): (item: SseItem<string>) => DecodedItem {
   const { schema, references = [], json } = options
   if (schema === undefined) {
-    if (json === false) return item => item as SseItem<unknown> & { data: unknown }
-    if (json === true) return item => ({ ...item, data: parseJson(item) })
-    return item => {
-      try {
-        return { ...item, data: JSON.parse(item.data as string) }
-      } catch {
-        return item as SseItem<unknown> & { data: unknown }
+    if (json === false) {
+      return item => {
+        checked(item, item.data, validate)
+        return item as DecodedItem
       }
+    }
+    if (json === true) return item => ({ ...item, data: checked(item, parseJson(item), validate) })
+    return item => {
+      let data: unknown
+      try {
+        data = JSON.parse(item.data as string)
+      } catch {
+        data = item.data
+      }
+      return { ...item, data: checked(item, data, validate) }
     }
   }
   const resolve = refResolver(id => references.find(reference => (reference as { $id?: unknown }).$id === id))
   const info = sseSchemaInfo(schema)
-  const decode = (item: SseItem<string>, rule: DataRule): unknown =>
-    checked(item, rule.text ? item.data : parseJson(item), rule.check)
   if (info?.events === undefined) {
-    const rule = await ruleFor(info === undefined ? schema : info.data as JsonSchema, references, resolve)
-    return item => ({ ...item, data: decode(item, rule) })
+    const text = isTextSchema(info === undefined ? schema : info.data, resolve)
+    return item => ({ ...item, data: checked(item, text ? item.data : parseJson(item), validate) })
   }
-  const entries = Object.entries(info.events)
-  const rules = new Map(await Promise.all(
-    entries.map(async ([name, data]) => [name, await ruleFor(data, references, resolve)] as const)
-  ))
+  const rules = new Map(Object.entries(info.events).map(([name, data]) => [name, isTextSchema(data, resolve)]))
   return item => {
     const event = item.event ?? 'message' // what a browser dispatches an event without a name as
-    const rule = rules.get(event)
-    if (rule === undefined) {
+    const text = rules.get(event)
+    if (text === undefined) {
       throw new SseClientError('FST_SSE_CLIENT_DATA', `${describeEvent(item)} is not an event of the schema (expected one of ${[...rules.keys()].map(name => JSON.stringify(name)).join(', ')})`)
     }
-    return { ...item, event, data: decode(item, rule) }
+    return { ...item, event, data: checked(item, text ? item.data : parseJson(item), validate) }
   }
 }

@@ -1,6 +1,10 @@
-// `fastify-typed-sse/client`: what a Node consumer or a test needs to read a stream, without the server side.
-export { parseEventStream, type ParseOptions } from './parse.js'
-export { SseClientError, SseParseError, SseRuntimeError, type SseClientErrorCode } from '../errors.js'
-export { connect, type ConnectBaseOptions, type ConnectOptions, type FetchLike, type FetchResponseLike } from './connect.js'
-export type { ClientSchema, DataOf, ItemsOf, ReceivedEvent, ReceivedItem, ReceivedOf } from './decode.js'
-export type { SseItem } from '../types.js'
+// `fastify-typed-sse/client` in Node (and wherever the `browser` export condition is not chosen): `connect()` that,
+// given a TypeBox `schema`, checks each event against it unless told otherwise (`validate`). Bundlers building for
+// a browser get lib/client/browser instead: the same client, validation opt-in, without the TypeBox compiler.
+import { connectWith, type Connect } from './connect.js'
+import { schemaValidator } from './validate.js'
+
+/** @inheritDoc Connect */
+export const connect: Connect = connectWith(schemaValidator)
+
+export * from './exports.js'

@@ -69,3 +69,14 @@ export function checkCount (value: unknown, option: string, owner: string): void
     throw invalidOption(option, `must be a non-negative whole number or Infinity, got ${shown(value)}`, owner)
   }
 }
+
+/** Refuses `references` (when given) that are not an array of schemas. */
+export function checkReferences (references: unknown, owner: string): void {
+  if (references !== undefined && !(Array.isArray(references) && references.every(isObject))) {
+    throw invalidOption('references', `must be an array of TypeBox schemas, got ${shown(references)}`, owner)
+  }
+}
+
+function isObject (value: unknown): boolean {
+  return typeof value === 'object' && value !== null
+}

@@ -12,6 +12,8 @@ export const kSseSchema: unique symbol = Symbol.for('fastify-typed-sse.schema') 
 
 /** The media type of every SSE response. */
 export const EVENT_STREAM = 'text/event-stream'
+/** The media type of a dual route's other answer. */
+const JSON_MEDIA = 'application/json'
 
 /**
  * What a route with an SSE response schema may produce: what streams at run time — an async iterable (an async
@@ -78,6 +80,11 @@ export interface SseSchema<Item, From = unknown> {
 export interface SseSchemaOptions {
   /** The response's description in the OpenAPI document. Default: "A stream of Server-Sent Events". */
   description?: string
+  /**
+   * The schema of the JSON answer of a dual route (`config.sse.json`), documented as a second media type,
+   * `application/json`, beside `text/event-stream`; Fastify serializes that answer with it. Default: none.
+   */
+  json?: TypeBoxSchema | JsonSchema
 }
 
 /** A JSON Schema object (a TypeBox schema is one at run time). */
@@ -239,12 +246,15 @@ export function sseSchema (schema: unknown, options: SseSchemaOptions = {}): Sse
     }
   }
   const info: SseSchemaInfo = { data, events, itemSchema: describeItems(data, events, wireData) }
+  const content: Record<string, { schema: unknown }> = {
+    // plain JSON Schema: the TypeBox fields the type says it has are phantom ones, for the type providers
+    [EVENT_STREAM]: { schema: describeItems(data, events, s => s) as ProvidedAs<SseStream<unknown>, unknown> }
+  }
+  // not in the static type: a route's reply type stays the stream's (the JSON answer is config.sse.json's)
+  if (options.json !== undefined) content[JSON_MEDIA] = { schema: checkSchema(options.json, 'the json option') }
   return {
     description: options.description ?? 'A stream of Server-Sent Events',
-    // plain JSON Schema: the TypeBox fields the type says it has are phantom ones, for the type providers
-    content: {
-      [EVENT_STREAM]: { schema: describeItems(data, events, s => s) as ProvidedAs<SseStream<unknown>, unknown> }
-    },
+    content: content as SseSchema<unknown>['content'],
     [kSseSchema]: info
   }
 }

@@ -331,7 +331,8 @@ t.test('an unknown option name is refused at the call, naming it and the known o
   let fetched = 0
   const fetch: FetchLike = async () => { fetched++; throw new Error('not called') }
   const url = 'http://127.0.0.1:1/'
-  const known = 'signal, lastEventId, headers, retry, reconnect, maxRetries, json, maxEventLength, retryUnavailable, fetch, schema, references'
+  const known = 'signal, lastEventId, headers, retry, reconnect, maxRetries, json, maxEventLength, retryUnavailable, fetch, schema, references, ' +
+    'method, body, credentials, mode, maxRetryDelay, inactivityTimeout, validate, onState'
   for (const name of ['retryy', 'lastEventID', 'header', 'timeout', 'constructor']) {
     // an options object built at run time (or a JavaScript caller's), which the types cannot see into
     const options: Record<string, unknown> = { fetch }
@@ -362,7 +363,15 @@ t.test('an unknown option name is refused at the call, naming it and the known o
     retryUnavailable: false,
     fetch,
     schema: Type.Number(),
-    references: []
+    references: [],
+    method: 'POST',
+    body: 'prompt',
+    credentials: 'include',
+    mode: 'cors',
+    maxRetryDelay: 100,
+    inactivityTimeout: 1000,
+    validate: false,
+    onState: () => {}
   }
   t.equal(Object.keys(every).join(', '), known)
   const events = connect(url, every)
