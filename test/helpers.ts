@@ -116,6 +116,20 @@ export function deferred<T = void> (): { promise: Promise<T>, resolve: (value: T
   return { promise, resolve }
 }
 
+/**
+ * Whether `promise` settles within `ms`: a test asserts it (`t.ok(await settles(stopped.promise), '…')`) and fails
+ * then and there, naming what did not happen, instead of waiting for the test's own timeout.
+ */
+export async function settles (promise: Promise<unknown>, ms = 5000): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<false>(resolve => { timer = setTimeout(resolve, ms, false) })
+  try {
+    return await Promise.race([promise.then(() => true, () => true), late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** Runs `tsx <example>` as a user would, on a free port; resolves with its URL once it listens. */
 export async function runExample (t: Test, example: string, env: Record<string, string> = {}): Promise<string> {
   const root = fileURLToPath(new URL('..', import.meta.url))

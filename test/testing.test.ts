@@ -2,11 +2,10 @@ import t, { type Test } from 'tap'
 import { Readable } from 'node:stream'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
-import { expectTypeOf } from 'expect-type'
 import ssePlugin, { sseSchema } from '../lib/index.js'
-import { collect, injectSse, type CollectBaseOptions, type CollectOptions, type ReceivedItem } from '../lib/testing.js'
+import { collect, injectSse, type CollectBaseOptions, type CollectOptions } from '../lib/testing.js'
 import { SseClientError } from '../lib/client/index.js'
-import { deferred } from './helpers.js'
+import { deferred, settles } from './helpers.js'
 
 const Tick = Type.Object({ n: Type.Integer() })
 
@@ -39,10 +38,8 @@ t.test('three lines: collect(app, { url, count }) on an endless route, which is 
     })
   })
   const events = await collect(app, { url: '/clock', count: 3, schema: Tick })
-  expectTypeOf(events).toEqualTypeOf<Array<ReceivedItem<{ n: number }>>>()
   t.same(events, [0, 1, 2].map(n => ({ id: String(n), event: 'tick', data: { n } })))
-  await stopped.promise
-  t.pass("the route's generator was stopped (its finally ran)")
+  t.ok(await settles(stopped.promise), "the route's generator was stopped (its finally ran)")
 })
 
 t.test('collect without count reads until the route ends the stream; json: false keeps strings', async t => {
@@ -54,7 +51,6 @@ t.test('collect without count reads until the route ends the stream; json: false
     })
   })
   const events = await collect(app, { url: '/list', json: false })
-  expectTypeOf(events).toEqualTypeOf<Array<ReceivedItem<string>>>()
   t.same(events, [{ data: 'one' }, { data: 'two\nlines' }])
 })
 

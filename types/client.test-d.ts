@@ -2,7 +2,7 @@
 import { Type } from '@sinclair/typebox'
 import Fastify from 'fastify'
 import { expectTypeOf } from 'expect-type'
-import { sseSchema } from '../lib/index.js'
+import { sseSchema, type SseItem } from '../lib/index.js'
 import { connect, type ReceivedEvent, type ReceivedItem } from '../lib/client/index.js'
 import { collect, injectSse } from '../lib/testing.js'
 
@@ -29,12 +29,22 @@ export async function client (): Promise<void> {
   for await (const item of connect('http://127.0.0.1/tick', { schema: Type.Object({ n: Type.Number() }) })) {
     expectTypeOf(item).toEqualTypeOf<ReceivedItem<{ n: number }>>()
   }
+  const tick = Type.Object({ n: Type.Integer(), label: Type.Optional(Type.String()) })
+  for await (const item of connect('http://127.0.0.1/tick', { schema: tick })) {
+    expectTypeOf(item.data).toEqualTypeOf<{ n: number, label?: string }>()
+  }
+  for await (const item of connect<{ a: string }>('http://127.0.0.1/a')) expectTypeOf(item.data).toEqualTypeOf<{ a: string }>()
+  for await (const item of connect('http://127.0.0.1/text', { json: false })) expectTypeOf(item.data).toEqualTypeOf<string>()
+  for await (const item of connect('http://127.0.0.1/any')) expectTypeOf(item.data).toEqualTypeOf<unknown>()
+  expectTypeOf<ReceivedItem<number>>().toMatchTypeOf<SseItem<number>>()
+  expectTypeOf<ReceivedItem<number>['data']>().toEqualTypeOf<number>()
 }
 
 export async function testing (): Promise<void> {
   const app = Fastify()
   expectTypeOf(await collect(app, { url: '/chat', schema: chat })).toEqualTypeOf<Chat[]>()
   expectTypeOf(await collect(app, { url: '/clock', count: 1, schema: clock })).toEqualTypeOf<Array<ReceivedItem<{ now: number }>>>()
+  expectTypeOf(await collect(app, { url: '/list', json: false })).toEqualTypeOf<Array<ReceivedItem<string>>>()
   const stream = await injectSse(app, { url: '/chat', schema: chat })
   expectTypeOf(await stream.take(1)).toEqualTypeOf<Chat[]>()
   for await (const item of stream.events) expectTypeOf(item).toEqualTypeOf<Chat>()
