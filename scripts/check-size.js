@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 
 const LIMIT = 450
 /** Modules over the limit, each with the most lines it may have until it is split. */
-const OVER = { 'lib/channel/redis.ts': 860 }
+const OVER = {}
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 
