@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import type { Cluster, Redis } from 'ioredis'
 import { readerDown, readerUp } from '../../diagnostics.js'
 import { channelUnavailable } from '../../errors.js'
-import type { RedisBackend } from './backend.js'
+import type { ResetReason } from '../backend.js'
 import type { Entry } from './entry.js'
 import { gap, keyOf, NO_STREAM, streamInfo } from './ids.js'
 import type { Connection, Settings } from './options.js'
@@ -24,6 +24,21 @@ const STALL_MARGIN = 1000
 /** The margin doubles for each read in a row that was late (a huge answer still arrives whole), up to 2^6 times. */
 const MAX_STALL_DOUBLINGS = 6
 
+/** What the reader needs of a channel whose stream it reads (a `RedisBackend`, lib/channel/redis/backend). */
+export interface ReadChannel {
+  readonly name: string
+  /** Its stream's key. */
+  readonly key: string
+  /** The id of the last entry read from its stream. */
+  readonly last: string | undefined
+  /** Entries read after `last`, oldest first. */
+  handOn: (entries: Entry[]) => void
+  /** Its stream does not go on from `last`: its subscribers get a reset at `position`. */
+  lost: (reason: ResetReason, position: string) => void
+  /** The shared read failed, perhaps for this channel's key: it checks its stream again. */
+  recheck: () => void
+}
+
 /**
  * One backend's reader: one connection, one `XREAD BLOCK` over the streams of every channel with local
  * subscribers, plus a control stream of its own that a joining channel writes to, to cut the block short (an XADD
@@ -36,7 +51,7 @@ export class StreamReader {
   readonly #log: FastifyBaseLogger
   readonly #connection: Connection
   /** The channels read, by stream key: each has local subscribers and knows where it is (`last`). */
-  readonly #reading = new Map<string, RedisBackend>()
+  readonly #reading = new Map<string, ReadChannel>()
   readonly #control: string
   /** The length of the client's `keyPrefix`: ioredis adds it to the keys sent, XREAD answers with full names. */
   readonly #keyPrefix: number
@@ -70,11 +85,11 @@ export class StreamReader {
   readonly #ended: Promise<void>
 
   /** Every channel of its tag in this process, read or not: what its connection state is told to. */
-  readonly #served: () => Iterable<RedisBackend>
+  readonly #served: () => Iterable<ReadChannel>
 
   /** `onIdle` runs once no channel has been read for `readerIdleTimeout` (the reader is to be closed). */
   constructor (
-    settings: Settings, log: FastifyBaseLogger, tag: string, served: () => Iterable<RedisBackend>, onIdle: () => void
+    settings: Settings, log: FastifyBaseLogger, tag: string, served: () => Iterable<ReadChannel>, onIdle: () => void
   ) {
     this.#settings = settings
     this.#log = log
@@ -98,7 +113,7 @@ export class StreamReader {
   }
 
   /** Reads this channel's stream after its `last`; the XREAD in flight does not cover it, so it is cut short. */
-  add (backend: RedisBackend): void {
+  add (backend: ReadChannel): void {
     this.#reading.set(backend.key, backend)
     clearTimeout(this.#idle)
     this.#wake?.()
@@ -118,7 +133,7 @@ export class StreamReader {
   }
 
   /** Stops reading this channel's stream (what the XREAD in flight brings for it is dropped). */
-  remove (backend: RedisBackend): void {
+  remove (backend: ReadChannel): void {
     if (this.#reading.get(backend.key) !== backend) return
     this.#reading.delete(backend.key)
     if (this.#reading.size === 0) this.#idle = setTimeout(this.#onIdle, this.#settings.readerIdleTimeout).unref()
@@ -208,7 +223,7 @@ export class StreamReader {
   }
 
   /** What an XREAD from `ids` brought: to each channel still read from there (not gone quiet, nor restarted). */
-  #handOn (reading: RedisBackend[], ids: string[], reply: Array<[string, Entry[]]>): void {
+  #handOn (reading: ReadChannel[], ids: string[], reply: Array<[string, Entry[]]>): void {
     const sent = new Map(reading.map((backend, i) => [backend.key, ids[i]]))
     for (const [prefixed, entries] of reply) {
       const key = prefixed.slice(this.#keyPrefix)
@@ -225,10 +240,10 @@ export class StreamReader {
    * Whether each stream still goes on from where its channel was read (`ids`): one pipeline on the reader's
    * connection, answered before its next read. See `#checked`.
    */
-  #checks (reading: RedisBackend[], ids: string[]): Promise<unknown> {
+  #checks (reading: ReadChannel[], ids: string[]): Promise<unknown> {
     const pipeline = this.#connection.pipeline()
     for (let i = 0; i < reading.length; i++) {
-      const key = (reading[i] as RedisBackend).key
+      const key = (reading[i] as ReadChannel).key
       const id = ids[i] as string
       pipeline.call('XINFO', 'STREAM', key).call('XRANGE', key, id, id)
     }
@@ -239,13 +254,13 @@ export class StreamReader {
    * A stream that does not go on from where its channel was read (a Redis that lost its data, a key deleted,
    * entries trimmed before they were read) resets its channel's subscribers to where it is now.
    */
-  #checked (reading: RedisBackend[], ids: string[], replies: Array<[Error | null, unknown]>): void {
+  #checked (reading: ReadChannel[], ids: string[], replies: Array<[Error | null, unknown]>): void {
     for (let i = 0; i < reading.length; i++) {
       const [infoError, info] = replies[2 * i] as [Error | null, unknown]
       const [rangeError, range] = replies[2 * i + 1] as [Error | null, unknown]
       // a key that holds no stream: the read fails the same way, and each channel finds its stream again
       if (rangeError !== null) throw rangeError
-      const backend = reading[i] as RedisBackend
+      const backend = reading[i] as ReadChannel
       const last = ids[i] as string
       // still read from there (not gone quiet, nor restarted meanwhile)
       if (this.#reading.get(backend.key) !== backend || backend.last !== last) continue

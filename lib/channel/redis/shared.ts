@@ -1,8 +1,12 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { invalidOption } from '../../errors.js'
-import type { RedisBackend } from './backend.js'
 import type { Settings } from './options.js'
-import { StreamReader } from './reader.js'
+import { StreamReader, type ReadChannel } from './reader.js'
+
+/** What the channels' registry needs of a channel (a `RedisBackend`): its reader's tag, and what the reader reads. */
+export interface SharedChannel extends ReadChannel {
+  readonly tag: string
+}
 
 /**
  * What the channels of one `redisChannels()` backend share: the settings, the readers (one; on a cluster one per
@@ -10,7 +14,7 @@ import { StreamReader } from './reader.js'
  */
 export class Backends {
   readonly settings: Settings
-  readonly #channels = new Map<string, RedisBackend>()
+  readonly #channels = new Map<string, SharedChannel>()
   /**
    * The readers by tag, each started on first need and closed once no channel of its tag has had a local
    * subscriber for `readerIdleTimeout`, or with the last channel of its tag.
@@ -26,7 +30,7 @@ export class Backends {
   }
 
   /** A channel of this backend is created: one per name (its reader reads each stream once). */
-  open (name: string, backend: RedisBackend): void {
+  open (name: string, backend: SharedChannel): void {
     if (this.#channels.has(name)) {
       throw invalidOption('backend', `of channel "${name}" already serves a channel of that name ` +
         '(another app of this process?): give each app its own redisChannels()')
@@ -36,7 +40,7 @@ export class Backends {
   }
 
   /** The reader of a channel's tag, started on first need. */
-  reader (backend: RedisBackend, log: FastifyBaseLogger): StreamReader {
+  reader (backend: SharedChannel, log: FastifyBaseLogger): StreamReader {
     const tag = backend.tag
     let reader = this.#readers.get(tag)
     if (reader === undefined) {
@@ -47,17 +51,17 @@ export class Backends {
   }
 
   /** Whether the reader's connection is up; undefined while there is no reader (no channel was read yet). */
-  connected (backend: RedisBackend): boolean | undefined {
+  connected (backend: SharedChannel): boolean | undefined {
     return this.#readers.get(backend.tag)?.connected
   }
 
   /** Stops reading a channel's stream (there is nothing to stop without a reader). */
-  remove (backend: RedisBackend): void {
+  remove (backend: SharedChannel): void {
     this.#readers.get(backend.tag)?.remove(backend)
   }
 
   /** A channel of this backend closed: the last one of its tag closes their reader. */
-  close (backend: RedisBackend): Promise<void> {
+  close (backend: SharedChannel): Promise<void> {
     this.#channels.delete(backend.name)
     const left = (this.#tags.get(backend.tag) as number) - 1
     if (left > 0) {
@@ -79,7 +83,7 @@ export class Backends {
   }
 
   /** The channels of a tag: those a reader's connection state is told to. */
-  * #served (tag: string): Generator<RedisBackend, void> {
+  * #served (tag: string): Generator<SharedChannel, void> {
     for (const backend of this.#channels.values()) if (backend.tag === tag) yield backend
   }
 }
