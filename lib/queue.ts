@@ -108,17 +108,7 @@ implements AsyncIterator<SseItem<unknown>, undefined>, AttachableSource, SyncSou
    */
   protected offer (item: Item): boolean {
     if (this.#state !== 'open') return false
-    if (!this.held()) {
-      if (this.#streamWaits) {
-        this.#streamWaits = false
-        ;(this.#stream as StreamLink).deliver(item as SseItem<unknown>)
-        return true
-      }
-      if (this.#pending !== undefined) {
-        this.#settle({ value: item as SseItem<unknown>, done: false })
-        return true
-      }
-    }
+    if (!this.held() && this.#handOver(item as SseItem<unknown>)) return true
     const size = this.sizeOf(item)
     const queued = this.queued
     if (overLimits(queued, this.#bytes, size, this.limits())) {
@@ -170,15 +160,27 @@ implements AsyncIterator<SseItem<unknown>, undefined>, AttachableSource, SyncSou
     this.#wakeAtEnd()
   }
 
-  /** No longer held (see `held`): a reader that waits gets the next item now. */
+  /**
+   * No longer held (see `held`): a reader that waits gets the next item now, or, closed meanwhile with nothing left
+   * (cut off while held, and what was queued was held back already), the end.
+   */
   protected release (): void {
     if (!this.#streamWaits && this.#pending === undefined) return
     const item = this.shift()
-    if (item === undefined) return
+    if (item !== undefined) this.#handOver(item)
+    else if (this.#atEnd()) this.#wakeAtEnd()
+  }
+
+  /** To a reader that waits for one: a waiting stream writes it within this call, a pending `next()` resolves. */
+  #handOver (item: SseItem<unknown>): boolean {
     if (this.#streamWaits) {
       this.#streamWaits = false
       ;(this.#stream as StreamLink).deliver(item)
-    } else this.#settle({ value: item, done: false })
+      return true
+    }
+    if (this.#pending === undefined) return false
+    this.#settle({ value: item, done: false })
+    return true
   }
 
   /** The waiting item `index` places from the next. */

@@ -97,6 +97,7 @@ export class EventStream extends ResponseWriter implements StreamLink, ResponseW
     // The client left before the stream existed (a hook or the handler awaited first): that 'close' was before
     // the listener, and none will follow. Closed on the next tick, once the body is piped.
     else if (responseGone(res)) process.nextTick(closeLater, this)
+    this.startHeartbeats()
   }
 
   #more (): StreamExtras {

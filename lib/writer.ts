@@ -79,7 +79,15 @@ export abstract class ResponseWriter implements HeartbeatMember {
     this.registry = registry
     this.#held = holdsHead
     if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
-    if (options.heartbeat !== false) joinHeartbeats(this, options.heartbeat)
+  }
+
+  /**
+   * Joins the heartbeat wheel. Called last by the stream's constructor, not by this one: the wheel would hold for
+   * good a writer whose stream then failed to construct (a source whose iterator cannot be made).
+   */
+  protected startHeartbeats (): void {
+    const { heartbeat } = this.options
+    if (heartbeat !== false) joinHeartbeats(this, heartbeat)
   }
 
   /** The destination was piped: the stream starts (or, ended already, ends the body now). */

@@ -221,6 +221,27 @@ t.test('held: items wait behind what is held back; release() hands the next to a
   t.ok(r.isEnded)
 })
 
+t.test('closed while held, and nothing left once released: a waiting reader gets the end, not a wait for ever', async t => {
+  const q = new TestQueue({ queueItems: 1, queueBytes: 100 })
+  q.hold = true
+  const s = link()
+  q[kAttachStream](s)
+  t.equal(q.take(), WAIT)
+  q.add('a')
+  t.equal(q.add('b'), false, 'over the limits while held: cut off, the stream reads on')
+  q.dropLeading(1) // what was queued turned out to be held back already (a replay that holds it)
+  q.unhold()
+  t.same(s.delivered, ['end'], 'the stream learns of the end')
+  t.equal(q.take(), undefined)
+
+  const r = new TestQueue()
+  r.hold = true
+  const next = r.next()
+  r.end()
+  r.unhold()
+  t.same(await next, { value: undefined, done: true }, 'a waiting next() too')
+})
+
 t.test('convert(): each waiting item replaced and recounted; the first that throws fails the queue there', async t => {
   const q = new TestQueue({ queueItems: 10, queueBytes: 100 })
   q.add('a', 0)

@@ -2,6 +2,8 @@ import t from 'tap'
 import { connect as netConnect } from 'node:net'
 import { once } from 'node:events'
 import { PassThrough } from 'node:stream'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
 import Fastify from 'fastify'
@@ -542,4 +544,28 @@ t.test('a hand-written async iterator whose next() answers with a plain result',
   })
   t.teardown(() => app.close())
   t.equal(await (await request(url + '/plain-next')).body.text(), 'data: 0\n\ndata: 1\n\ndata: 2\n\n')
+})
+
+t.test('a source whose iterator cannot be made: a 500, and nothing of the stream is left behind', async t => {
+  t.setTimeout(10_000)
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  let held: WeakRef<object> | undefined
+  const { app, url } = await startApp(app => {
+    app.get('/no-iterator', (req, reply) => {
+      held = new WeakRef(req)
+      return reply.sse({ [Symbol.asyncIterator] () { throw new Error('no iterator') } } as unknown as AsyncIterable<SseItem>)
+    })
+  }, { heartbeat: 30 })
+  t.teardown(() => app.close())
+
+  const res = await request(url + '/no-iterator')
+  t.equal(res.statusCode, 500, 'the route\'s ordinary error')
+  await res.body.dump()
+  // the request is let go once answered: a half-made stream held in the heartbeat wheel would keep it
+  for (let i = 0; i < 20 && held?.deref() !== undefined; i++) {
+    await sleep(10)
+    gc()
+  }
+  t.equal(held?.deref(), undefined, 'the request was collected')
 })
