@@ -346,6 +346,8 @@ export class EventStream extends ResponseWriter implements StreamLink, ResponseW
       this.#finished = true
       this.#stopSource()
     }
-    this.reply.log.debug({ items: this.#items, durationMs: this.durationMs, reason: this.#reason }, 'SSE stream closed')
+    // a client that left is worth a line at the level Fastify logs its requests at; every other end is routine
+    const level = this.#reason === 'client closed' ? 'info' : 'debug'
+    this.reply.log[level]({ items: this.#items, durationMs: this.durationMs, reason: this.#reason }, 'SSE stream closed')
   }
 }

@@ -97,6 +97,7 @@ if (chromium !== undefined) {
   t.test('POST with an auth header and a body; typed events; a dropped connection resumed with Last-Event-ID', async t => {
     t.setTimeout(20_000)
     const requests: Array<{ method: string, auth: unknown, body: unknown, lastEventId: unknown }> = []
+    const seen = deferred() // the page has the first two events: only then does the network fail
     const { app, url } = await startApp(app => {
       pageRoutes(app)
       app.post('/job', async function * (request) {
@@ -104,7 +105,7 @@ if (chromium !== undefined) {
         if (requests.length === 1) {
           yield { retry: 200, id: '1', event: 'state', data: 'running' }
           yield { id: '2', event: 'progress', data: { done: 1, total: 2 } }
-          await new Promise(resolve => setImmediate(resolve))
+          await seen.promise
           request.raw.socket.destroy() // the network fails: no clean end of the body
           await once(request.signal, 'abort')
           return
@@ -119,6 +120,8 @@ if (chromium !== undefined) {
     await run(page, 'job', '/job', {
       method: 'POST', headers: { authorization: 'Bearer xyz', 'content-type': 'application/json' }, body: JSON.stringify({ job: 7 }), schema: 'job'
     })
+    await reports.until(2, r => r.type === 'event', WAIT)
+    seen.resolve()
     const list = await reports.until(4, r => r.type === 'event', WAIT)
     t.same(list.filter(r => r.type === 'event').map(r => [r.event, r.id, r.data, r.dataType]), [
       ['state', '1', 'running', 'string'],

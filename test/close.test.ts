@@ -197,7 +197,8 @@ t.test('the client left before the stream existed: the stream closes, app.close(
   socket.write('GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
   await waiting.promise
   socket.destroy()
-  t.match(await logs.waitFor(l => l.msg === 'SSE stream closed'), { reason: 'client closed' })
+  t.match(await logs.waitFor(l => l.msg === 'SSE stream closed'), { level: 30, reason: 'client closed', items: Number, durationMs: Number },
+    'one info line when the client left early: why, how long, how many items')
   t.equal(app.sse.stats().open, 0, 'not left open')
   await app.close()
 })

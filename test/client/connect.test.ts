@@ -72,7 +72,8 @@ t.test('connect() is lazy: nothing is fetched until the iteration starts', async
   let fetched = 0
   const fetch = (async () => { fetched++; throw new Error('not reached') }) as never
   const url = 'http://127.0.0.1:1/never-called'
-  const streams = [connect(url, { schema: Tick, fetch }), connect(url, { json: false, fetch }), connect(url, { fetch })]
+  const once = { fetch, reconnect: false }
+  const streams = [connect(url, { schema: Tick, ...once }), connect(url, { json: false, ...once }), connect(url, once)]
   await new Promise(resolve => setImmediate(resolve))
   t.equal(fetched, 0, 'nothing fetched by the calls')
   await t.rejects(streams[2]!.next(), 'the first next() fetches')
