@@ -451,3 +451,32 @@ t.test('a stalled Redis (SIGSTOP): the reader is down within blockTimeout + 1 s,
   t.same(told, ['down chat', 'up chat'], 'told once each')
   t.same(s.app.sse.stats().resets, { expired: 0, unknown: 0, invalid: 0 }, 'no reset')
 })
+
+t.test('a reader down when its channels all left stays until Redis answers it: readerUp told, then it closes when idle', async t => {
+  t.setTimeout(30_000)
+  const redis = await ownRedis(t)
+  const admin = await redis.client()
+  // a user whose XREAD can be taken away and given back: reads fail while its connection stays up
+  await admin.call('ACL', 'SETUSER', 'reader', 'on', 'nopass', '~*', '&*', '+@all')
+  const s = await server(t, await redis.client({ username: 'reader', password: 'x' }), { blockTimeout: 200, readerIdleTimeout: 300 })
+  const told: string[] = []
+  t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.readerDown, ({ channel }) => { told.push(`down ${channel}`) }))
+  const up = new Promise<void>(resolve => {
+    t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.readerUp, ({ channel }) => { told.push(`up ${channel}`); resolve() }))
+  })
+  const connected = (): boolean | undefined => s.app.sse.stats().channels[0]?.connected
+  const sub = s.chat.subscribe()
+  const id = await s.chat.publish({ data: 1 })
+  t.equal((await within(take(sub, 1), 5000, 'an item'))[0]?.id, id)
+  await admin.call('ACL', 'SETUSER', 'reader', '-xread')
+  await within(s.logs.waitFor(l => l.level === WARN && /reader cannot read/.test(l.msg)), 5000, 'down')
+  await sub.return?.()
+  // longer than readerIdleTimeout: Redis is still refusing, so the reader is still down, not gone
+  await sleep(900)
+  t.equal(connected(), false, 'still down (not undefined: the reader is kept while down)')
+  await admin.call('ACL', 'SETUSER', 'reader', '+xread')
+  await within(up, 5000, 'readerUp once Redis answers, with no channel to read')
+  t.same(told, ['down chat', 'up chat'], 'down, then up: told once each')
+  for (let i = 0; i < 100 && connected() !== undefined; i++) await sleep(50)
+  t.equal(connected(), undefined, 'then closed once idle')
+})

@@ -45,8 +45,8 @@ export interface ReadChannel {
  * One backend's reader: one connection, one `XREAD BLOCK` over the streams of every channel with local
  * subscribers, plus a control stream of its own that a joining channel writes to, to cut the block short (an XADD
  * that reaches Redis before the XREAD does is still seen by it: no race, and no `CLIENT UNBLOCK` permission).
- * It lives from the first channel that needs it until no channel has needed it for `readerIdleTimeout`, or the last
- * channel of its tag closes.
+ * It lives from the first channel that needs it until no channel has needed it for `readerIdleTimeout` (and Redis
+ * answers it: down, it stays), or the last channel of its tag closes.
  */
 export class StreamReader {
   readonly #settings: Settings
@@ -138,7 +138,13 @@ export class StreamReader {
   remove (backend: ReadChannel): void {
     if (this.#reading.get(backend.key) !== backend) return
     this.#reading.delete(backend.key)
-    if (this.#reading.size === 0) this.#idle = setTimeout(this.#onIdle, this.#settings.readerIdleTimeout).unref()
+    if (this.#reading.size === 0) this.#idle = setTimeout(this.#idleOut, this.#settings.readerIdleTimeout).unref()
+  }
+
+  /** Not needed for a while: closed, unless down (kept until Redis answers, so that its channels are told it is up). */
+  #idleOut = (): void => {
+    if (this.#down) this.#idle = setTimeout(this.#idleOut, this.#settings.readerIdleTimeout).unref()
+    else this.#onIdle()
   }
 
   close (): Promise<void> {
@@ -161,7 +167,8 @@ export class StreamReader {
   async #run (): Promise<void> {
     let failures = 0
     while (!this.#closed) {
-      if (this.#reading.size === 0) {
+      // down, it asks on with nothing to read (its control stream alone), until Redis answers
+      if (this.#reading.size === 0 && !this.#down) {
         await new Promise<void>(resolve => { this.#wake = resolve })
         this.#wake = undefined
         continue
@@ -174,15 +181,17 @@ export class StreamReader {
           this.#ready = undefined
           continue
         }
-        const checking = this.#check
         const reading = Array.from(this.#reading.values())
+        const checking = this.#check && reading.length > 0
         const ids = reading.map(backend => backend.last as string)
         let command: Promise<unknown>
         if (checking) {
           command = this.#checks(reading, ids)
         } else {
-          this.#woken = false
-          command = this.#connection.call('XREAD', 'COUNT', READ_BATCH, 'BLOCK', this.#settings.blockTimeout,
+          // with nothing to read, no block: whether Redis answers is all it asks
+          this.#woken = reading.length === 0
+          const block = this.#woken ? [] : ['BLOCK', this.#settings.blockTimeout]
+          command = this.#connection.call('XREAD', 'COUNT', READ_BATCH, ...block,
             'STREAMS', this.#control, ...reading.map(backend => backend.key), this.#controlLast, ...ids)
         }
         const reply = await Promise.race([command, this.#lost, this.#overdue()])
