@@ -196,10 +196,10 @@ t.test('inactivityTimeout: a server that never answers is a failed attempt; time
   }, { heartbeat: false })
   t.teardown(() => app.close())
   const controller = new AbortController()
-  const events = connect<number>(`${url}/slow-reader`, { inactivityTimeout: 100, signal: controller.signal })
+  const events = connect<number>(`${url}/slow-reader`, { inactivityTimeout: 500, signal: controller.signal })
   t.same((await events.next()).value, { id: '1', data: 1 })
   // the consumer is busy for four timeouts: nothing is read meanwhile, so that silence is not the server's
-  await new Promise(resolve => setTimeout(resolve, 400))
+  await new Promise(resolve => setTimeout(resolve, 2000))
   const next = events.next()
   release.resolve()
   t.same((await next).value, { id: '2', data: 2 })
