@@ -230,7 +230,11 @@ t.test('replays: from the newest id (nothing missed), an invalid id before the r
   const newest = await s.room.publish({ data: 1 })
   const invalid = s.room.subscribe({ lastEventId: 'x'.repeat(300) })
   t.same((await within(take(invalid, 1), 5000, 'the reset'))[0], { id: newest, event: 'sse-reset', data: { reason: 'invalid' } })
+  const replayed = new Promise<number>(resolve => {
+    const off = subscribeSseDiagnostic('fastify-typed-sse:channel:replay', m => { off(); resolve(m.items) })
+  })
   const upToDate = s.room.subscribe({ lastEventId: newest })
+  t.equal(await within(replayed, 5000, 'the replay'), 0, 'nothing missed')
   const next = await s.room.publish({ data: 2 })
   t.same((await within(take(upToDate, 1), 5000, 'the next item'))[0]?.id, next, 'nothing replayed, the next item live')
   await invalid.return?.()
