@@ -77,6 +77,10 @@ t.test('the answer may set its own status or send itself; a failure is the route
       preHandler: async (request, reply) => { if (request.headers.authorization === undefined) await reply.code(401).send({ error: 'who?' }) },
       config: { sse: { json: () => ({ secret: 42 }) } }
     }, async function * () {})
+    app.get('/hooked', {
+      preHandler: [async (request) => { request.headers['x-seen'] = 'yes' }],
+      config: { sse: { json: (request) => ({ seen: request.headers['x-seen'] }) } }
+    }, async function * () {})
   })
   t.teardown(() => app.close())
   const get = async (path: string, headers: Record<string, string> = {}) => {
@@ -88,6 +92,7 @@ t.test('the answer may set its own status or send itself; a failure is the route
   t.match(await get('/broken'), [500, { message: 'snapshot failed' }])
   t.same(await get('/guarded'), [401, { error: 'who?' }], "the route's own preHandler (its auth) runs before the answer")
   t.same(await get('/guarded', { authorization: 'yes' }), [200, { secret: 42 }])
+  t.same(await get('/hooked'), [200, { seen: 'yes' }], 'after a list of preHandler hooks too')
 })
 
 t.test('config.sse is checked when the route is declared, json included', async t => {
