@@ -144,7 +144,7 @@ export function writeHeadDirectly (reply: FastifyReply): void {
   const headers = reply.getHeaders()
   reply.hijack()
   reply.raw.writeHead(reply.statusCode, headers as OutgoingHttpHeaders)
-  // the client sees the stream open before the first event, as on Fastify's path (lib/stream's pipe)
+  // the client sees the stream open before the first event, as on Fastify's path (lib/head's sendHead)
   reply.raw.flushHeaders()
 }
 

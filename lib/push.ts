@@ -153,7 +153,7 @@ class Push extends BoundedQueue<Queued> implements PushSource<SseItem<unknown>> 
     return { error: pushOverflow(queued, bytes, queueItems, queueBytes) }
   }
 
-  protected override onClose (): void {
+  protected onClose (): void {
     this.#controller?.abort()
     this.#resolveDrained()
   }

@@ -63,6 +63,8 @@ implements AsyncIterator<SseItem<unknown>, undefined>, AttachableSource, SyncSou
    * Answers what the queue fails with after what is queued, when its client still reads (undefined: it just ends).
    */
   protected abstract overflowed (queued: number, bytes: number): { error: unknown } | undefined
+  /** It stopped taking items (`close()`, a cut-off, `stop()`). */
+  protected abstract onClose (): void
 
   /** Whether the queue holds its items back for now (a subscriber's replay on its way): a reader waits. */
   protected held (): boolean {
@@ -71,9 +73,6 @@ implements AsyncIterator<SseItem<unknown>, undefined>, AttachableSource, SyncSou
 
   /** A stream attached (before its first read). */
   protected attached (_stream: StreamLink): void {}
-
-  /** It stopped taking items (`close()`, a cut-off, `stop()`). */
-  protected abstract onClose (): void
 
   /** It has nothing more to hand out (read to its end, or stopped). */
   protected onEnd (): void {}

@@ -12,7 +12,8 @@ import { typedItemHook } from './typed/items.js'
 import type { SseStreamOptions } from './types.js'
 
 // `reply.sse(source, options)`: the checks and limits before a stream opens, the response headers of an event
-// stream, and the hand-over of the stream to Fastify as the reply's body (so onSend hooks run as for any body).
+// stream (lib/head), and the hand-over of the stream to Fastify as the reply's body (so onSend hooks run as for
+// any body), or to the stream itself when Fastify's send path has nothing to do.
 
 /** What every stream of one plugin instance shares. */
 export interface StreamHost {

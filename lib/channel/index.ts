@@ -19,7 +19,7 @@ export { MAX_LAST_EVENT_ID, type ChannelSubscription, type SseResetData, type Su
 export type { TargetOptions } from './target.js'
 
 // Broadcast: one writer, many listeners. Each published item is encoded once by the channel and the same
-// frame is handed to every subscriber's bounded queue; the stream writer (lib/stream) writes those bytes as they
+// frame is handed to every subscriber's bounded queue; the stream (lib/stream, lib/writer) writes those bytes as they
 // are. Publishing never waits for anyone: a subscriber whose queue is full is cut off and resumes by
 // Last-Event-ID when its client reconnects.
 

@@ -154,7 +154,7 @@ export class Subscriber extends BoundedQueue<ChannelItem> implements ChannelSubs
   }
 
   /** Cut off: it leaves the fan-out, unless its replay is on its way (see `#resume`). */
-  protected override onClose (): void {
+  protected onClose (): void {
     // a backend drops the replays of a channel that has no subscriber left
     if (!this.#replaying) this.#channel.detach(this)
   }
