@@ -6,7 +6,7 @@
 //
 // Options: --quick, --rounds=N, --only=raw,ours (a subset, for development; its latest-* files are kept apart),
 // --baseline=<path to a built dist/> (adds `ours-before`, this plugin from that build, beside `ours`, so that one run
-// compares a change with the build before it; such a run is kept apart like a subset),
+// compares a change with the build before it; a full run so is the latest, its tables with one more column),
 // --report=bench/results/<run>.json (make that run the latest: its tables, plot and, for a full run of every
 // server, bench/README.md; run nothing, install nothing).
 import { fork, spawnSync } from 'node:child_process'
@@ -493,10 +493,12 @@ if (option('report') !== undefined) {
 
 // A run of some servers only is kept apart (latest-full-raw+ours.*): the latest-* files and bench/README.md show
 // whole runs only.
-/** `full` or `quick` for a run of every server; a run of some (--only) or with a baseline is named by its servers. */
+/**
+ * `full` or `quick` for a run of every server (with or without a `--baseline` beside ours, which then shows as one
+ * more column); a run of some (--only) is named by its servers.
+ */
 function latestName (mode, ran) {
-  const every = SERVERS.filter(s => s.key !== 'ours-before')
-  const whole = ran.length === every.length && ran.every(s => s.key !== 'ours-before')
+  const whole = SERVERS.every(s => s.key === 'ours-before' || ran.some(r => r.key === s.key))
   return whole ? mode : `${mode}-${ran.map(s => s.key).join('+')}`
 }
 
