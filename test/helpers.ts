@@ -55,6 +55,7 @@ export class LogCapture extends Writable {
 
 export const ERROR = 50
 export const WARN = 40
+export const INFO = 30
 export const DEBUG = 20
 
 export interface TestApp {

@@ -10,7 +10,7 @@ import Fastify from 'fastify'
 import ssePlugin, { type SseItem } from '../lib/index.js'
 import { encodeItem, kFrame } from '../lib/encode.js'
 import { kAttachStream } from '../lib/source.js'
-import { all, deferred, DEBUG, ERROR, open, startApp, take, WARN, settles } from './helpers.js'
+import { all, deferred, ERROR, INFO, open, startApp, take, WARN, settles } from './helpers.js'
 
 t.test('headers: SSE ones added, earlier ones and the status kept', async t => {
   t.setTimeout(10_000)
@@ -202,7 +202,7 @@ t.test('the heartbeat is reset by every write', async t => {
   t.equal(text.split('data: ').length - 1, 40)
 })
 
-t.test('client disconnect: request.signal aborts, the generator finally runs at once, logged at debug', async t => {
+t.test('client disconnect: request.signal aborts, the generator finally runs at once, logged at info', async t => {
   t.setTimeout(10_000)
   const finished = deferred<number>()
   const started = deferred()
@@ -228,7 +228,7 @@ t.test('client disconnect: request.signal aborts, the generator finally runs at 
   const finallyAt = await finished.promise
   t.ok(finallyAt - abortedAt < 1000, `finally ran ${finallyAt - abortedAt} ms after the client left`)
   const closed = await logs.waitFor(l => l.msg === 'SSE stream closed')
-  t.equal(closed.level, DEBUG)
+  t.equal(closed.level, INFO, 'a client that left early: one line at info')
   t.equal(closed.reason, 'client closed')
   t.equal(closed.items, 1)
   await logs.waitFor(l => l.msg === 'SSE source stopped after the stream closed')

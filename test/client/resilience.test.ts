@@ -4,7 +4,7 @@ import { createServer, type Socket } from 'node:net'
 import { Type } from '@sinclair/typebox'
 import { connect, type ConnectionState, type ConnectionStateInfo, type FetchLike } from '../../lib/client/index.js'
 import { connect as browserConnect } from '../../lib/client/browser.js'
-import { validator } from '../../lib/client/validate.js'
+import { schemaValidator, validator } from '../../lib/client/validate.js'
 import { reconnectDelay, wait } from '../../lib/client/backoff.js'
 import { sseSchema } from '../../lib/index.js'
 import type { SsePluginOptions } from '../../lib/types.js'
@@ -317,6 +317,8 @@ t.test('the browser entry: the same client, no check unless given one; validator
   t.throws(() => validator('Tick' as never), { field: 'schema', message: 'validator() needs an sseSchema() or a TypeBox schema, got "Tick" (string)' })
   t.throws(() => validator({ type: 'number' } as never), { field: 'schema', message: /needs a TypeBox schema to compile: this one has none/ })
   t.throws(() => validator(sseSchema({ a: { type: 'number' }, b: { type: 'string' } })), { code: 'FST_SSE_INVALID_OPTION', field: 'schema' })
+  t.throws(() => validator(sseSchema({ type: 'number' })), { code: 'FST_SSE_INVALID_OPTION', field: 'schema' })
+  t.equal(await schemaValidator(sseSchema({ a: { type: 'number' } })), undefined, 'an event map of plain JSON Schemas: nothing to check')
 })
 
 t.test('in a page (a global location), a URL relative to it, as fetch and EventSource take', async t => {
