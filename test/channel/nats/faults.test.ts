@@ -3,9 +3,9 @@
 // (a publish times out). Two apps, each with its own connection, stand for two servers.
 import t from 'tap'
 import type { Test } from 'tap'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { subscribeSseDiagnostic, type SseItem, type SseRuntimeError } from '../../../lib/index.js'
+import { subscribeSseDiagnostic, type SseItem } from '../../../lib/index.js'
 import { open, take, within } from '../../helpers.js'
+import { readUpTo, steadyPublish } from '../../support/steady-publish.js'
 import { natsContext, natsServer, started, type NatsContext } from './context.js'
 import { startNats, type NatsServer } from '../../support/nats-server.js'
 
@@ -34,26 +34,7 @@ t.test('kill -9, restart with its store, two servers publishing: each resolved p
   const live = [a.room.subscribe(), b.room.subscribe()]
   await started(a.room, a.app)
   await started(b.room, b.app)
-  const resolved: string[] = []
-  const rejected: SseRuntimeError[] = []
-  let stop = false
-  const publishing = (async () => {
-    const deadline = Date.now() + 40_000
-    for (let n = 0; !stop && n < 4000 && Date.now() < deadline; n++) {
-      try {
-        resolved.push(await (n % 2 === 0 ? a : b).room.publish({ data: n }))
-      } catch (err) {
-        rejected.push(err as SseRuntimeError)
-        await sleep(5)
-      }
-    }
-  })()
-  const until = async (done: () => boolean, what: string): Promise<void> => {
-    for (const deadline = Date.now() + 30_000; !done();) {
-      if (Date.now() > deadline) throw new Error(`timed out: ${what}`)
-      await sleep(5)
-    }
-  }
+  const { resolved, rejected, until, stop } = steadyPublish([a.room, b.room], 30_000)
   await until(() => resolved.length >= 50, '50 publishes before the outage')
   await server.kill()
   await until(() => rejected.length >= 5, 'publishes rejected during the outage')
@@ -62,20 +43,13 @@ t.test('kill -9, restart with its store, two servers publishing: each resolved p
   await server.restart()
   await within(Promise.all(back), 20_000, 'both readers back')
   await until(() => resolved.length >= count + 50, '50 publishes after the restart')
-  stop = true
-  await publishing
+  await stop()
   t.ok(rejected.every(err => err.code === 'FST_SSE_CHANNEL_UNAVAILABLE'), 'each failed publish: CHANNEL_UNAVAILABLE')
   t.ok(rejected.some(err => /NATS is not connected/.test(err.message)), 'while reconnecting: not published')
-  const last = resolved.at(-1) as string
-  const read = async (next: () => Promise<string>): Promise<string[]> => {
-    const ids: string[] = []
-    while (ids.at(-1) !== last) ids.push(await next())
-    return ids
-  }
-  const seen = await within(Promise.all([
-    ...clients.map(c => read(async () => (await take(c.events, 1))[0]?.id as string)),
-    ...live.map(sub => read(async () => (await take(sub, 1))[0]?.id as string))
-  ]), 30_000, 'every subscriber reached the last publish')
+  const seen = await readUpTo(resolved.at(-1) as string, [
+    ...clients.map(c => async () => (await take(c.events, 1))[0]?.id as string),
+    ...live.map(sub => async () => (await take(sub, 1))[0]?.id as string)
+  ], 30_000)
   t.ok(seen.every(ids => JSON.stringify(ids) === JSON.stringify(seen[0])), 'one order on both servers')
   t.ok(seen.every(ids => new Set(ids).size === ids.length), 'no duplicate')
   const got = new Set(seen[0])

@@ -3,9 +3,8 @@
 // two servers. Nothing acknowledged may be lost, nothing delivered twice, and every subscriber sees one order.
 import t from 'tap'
 import pg from 'pg'
-import { setTimeout as sleep } from 'node:timers/promises'
-import type { SseRuntimeError } from '../../../lib/index.js'
 import { DEBUG, ERROR, open, take, within } from '../../helpers.js'
+import { readUpTo, steadyPublish } from '../../support/steady-publish.js'
 import { located, pgContext, pgServer, PG_URL } from './context.js'
 
 t.test('listeners and pool connections terminated under a steady publish: each resolved publish reaches all, in order', async t => {
@@ -17,26 +16,7 @@ t.test('listeners and pool connections terminated under a steady publish: each r
   const live = [a.room.subscribe(), b.room.subscribe()]
   await located(a.room, a.app)
   await located(b.room, b.app)
-  const resolved: string[] = []
-  const rejected: SseRuntimeError[] = []
-  let stop = false
-  const publishing = (async () => {
-    const deadline = Date.now() + 40_000
-    for (let n = 0; !stop && n < 4000 && Date.now() < deadline; n++) {
-      try {
-        resolved.push(await (n % 2 === 0 ? a : b).room.publish({ data: n }))
-      } catch (err) {
-        rejected.push(err as SseRuntimeError)
-        await sleep(5)
-      }
-    }
-  })()
-  const until = async (done: () => boolean, what: string): Promise<void> => {
-    for (const deadline = Date.now() + 20_000; !done();) {
-      if (Date.now() > deadline) throw new Error(`timed out: ${what}`)
-      await sleep(5)
-    }
-  }
+  const { resolved, rejected, until, stop } = steadyPublish([a.room, b.room], 20_000)
   await until(() => resolved.length >= 50, '50 publishes')
   const listening = [a, b].map(s => s.logs.waitFor(line => /listens again; resuming/.test(line.msg)))
   t.equal((await ctx.listeners()).length, 2, 'one listener per server')
@@ -46,19 +26,12 @@ t.test('listeners and pool connections terminated under a steady publish: each r
   t.ok(await ctx.terminate() >= 2, 'every connection of the pools terminated')
   const count = resolved.length
   await until(() => resolved.length >= count + 100, '100 publishes after the pools lost their connections')
-  stop = true
-  await publishing
+  await stop()
   t.ok(rejected.every(err => err.code === 'FST_SSE_CHANNEL_UNAVAILABLE'), 'a failed publish: CHANNEL_UNAVAILABLE')
-  const last = resolved.at(-1) as string
-  const read = async (next: () => Promise<string>): Promise<string[]> => {
-    const ids: string[] = []
-    while (ids.at(-1) !== last) ids.push(await next())
-    return ids
-  }
-  const seen = await within(Promise.all([
-    ...clients.map(c => read(async () => (await take(c.events, 1))[0]?.id as string)),
-    ...live.map(sub => read(async () => (await take(sub, 1))[0]?.id as string))
-  ]), 20_000, 'every subscriber reached the last publish')
+  const seen = await readUpTo(resolved.at(-1) as string, [
+    ...clients.map(c => async () => (await take(c.events, 1))[0]?.id as string),
+    ...live.map(sub => async () => (await take(sub, 1))[0]?.id as string)
+  ], 20_000)
   t.ok(seen.every(ids => JSON.stringify(ids) === JSON.stringify(seen[0])), 'one order everywhere')
   t.ok(seen.every(ids => new Set(ids).size === ids.length), 'no duplicate')
   const got = new Set(seen[0])
