@@ -5,7 +5,7 @@ import { readerDown, readerUp } from '../../diagnostics.js'
 import { invalidOption, shown } from '../../errors.js'
 import { refuseNonObject, refuseUnknown } from '../../options.js'
 import { Cursor } from '../store/cursor.js'
-import { checkName, positiveMs } from '../store/items.js'
+import { addChannel, checkName, positiveMs } from '../store/items.js'
 import { NatsChannel, type NatsGroup } from './channel.js'
 import { NatsReader, type ReaderHost } from './reader.js'
 import { handles, streamFacts, type NatsSettings, type StreamFacts } from './stream.js'
@@ -73,13 +73,7 @@ class Backend implements NatsGroup, ReaderHost {
       throw invalidOption('history', `of channel "${name}" is ${history}: a NATS channel replays fewer items than ` +
         `the stream keeps per channel (maxPerChannel ${this.settings.maxPerChannel} of natsChannels())`)
     }
-    if (this.#channels.has(name)) {
-      throw invalidOption('backend', `of channel "${name}" already serves a channel of that name ` +
-        '(another app of this process?): give each app its own natsChannels()')
-    }
-    const created = channel()
-    this.#channels.set(name, created)
-    return created
+    return addChannel(this.#channels, name, 'natsChannels()', channel)
   }
 
   get connected (): boolean | undefined {

@@ -3,7 +3,7 @@ import type { Client, Pool } from 'pg'
 import type { ChannelBackendFactory } from '../backend.js'
 import { invalidOption, shown } from '../../errors.js'
 import { refuseNonObject, refuseUnknown } from '../../options.js'
-import { checkName, positiveMs } from '../store/items.js'
+import { addChannel, checkName, positiveMs } from '../store/items.js'
 import { PostgresChannel, type PostgresGroup } from './channel.js'
 import type { PostgresSettings } from './settings.js'
 import { Listener } from './listener.js'
@@ -70,13 +70,7 @@ class Backend implements PostgresGroup {
   /** A channel of this backend is created: one per name (its listener reads each channel once). */
   open (name: string, channel: () => PostgresChannel): PostgresChannel {
     checkName(name, 'PostgreSQL')
-    if (this.#channels.has(name)) {
-      throw invalidOption('backend', `of channel "${name}" already serves a channel of that name ` +
-        '(another app of this process?): give each app its own postgresChannels()')
-    }
-    const created = channel()
-    this.#channels.set(name, created)
-    return created
+    return addChannel(this.#channels, name, 'postgresChannels()', channel)
   }
 
   listener = (log: FastifyBaseLogger): Listener => {

@@ -65,6 +65,20 @@ export function checkName (name: string, engine: string): void {
   }
 }
 
+/**
+ * Adds the channel `create()` makes under `name` to a backend's `channels`, refusing a second one of that name: its
+ * reader hands each channel's items to one channel only. `factory` names the backend's function in the error.
+ */
+export function addChannel<C> (channels: Map<string, C>, name: string, factory: string, create: () => C): C {
+  if (channels.has(name)) {
+    throw invalidOption('backend', `of channel "${name}" already serves a channel of that name ` +
+      `(another app of this process?): give each app its own ${factory}`)
+  }
+  const created = create()
+  channels.set(name, created)
+  return created
+}
+
 const ID = /^([0-9a-z]{1,16})-(0|[1-9][0-9]{0,15})$/
 
 /** An id of these stores: `<tag>-<seq>`, the tag telling one history from another that reused its numbers. */
