@@ -2,13 +2,12 @@
 // kill it (-9), stall it (SIGSTOP) and start it again on the same port, with its store or a new empty one — what the
 // shared server at NATS_URL must never suffer.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
 import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { freePort } from './redis-server.js'
+import { freePort, killHard, launchWithRetries, ready, watchdog } from './child-server.js'
 
 const BINARY = existsSync('/usr/sbin/nats-server') ? '/usr/sbin/nats-server' : 'nats-server'
 
@@ -24,24 +23,6 @@ export interface NatsServer {
   stop: () => Promise<void>
 }
 
-async function ready (proc: ChildProcess): Promise<void> {
-  let output = ''
-  const started = new Promise<void>((resolve, reject) => {
-    proc.stderr?.on('data', (chunk: Buffer) => {
-      output += chunk.toString()
-      if (output.includes('Server is ready')) resolve()
-    })
-    proc.once('exit', code => reject(new Error(`nats-server exited (${String(code)}): ${output.slice(-500)}`)))
-    proc.once('error', err => reject(new Error(`nats-server could not be started (is it installed?): ${err.message}`)))
-  })
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000)
-  try {
-    await started
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
 export async function startNats (): Promise<NatsServer> {
   const root = await mkdtemp(join(tmpdir(), 'fastify-typed-sse-nats-'))
   let store = 0
@@ -51,33 +32,15 @@ export async function startNats (): Promise<NatsServer> {
     proc = spawn(BINARY, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', join(root, String(store)),
       '-P', join(root, 'pid')],
     { stdio: ['ignore', 'ignore', 'pipe'] })
-    await ready(proc)
+    await ready(proc, 'nats-server', 'stderr', 'Server is ready')
     proc.stderr?.resume()
   }
-  for (let attempt = 0; ; attempt++) {
+  await launchWithRetries(async () => {
     port = await freePort()
-    try {
-      await launch()
-      break
-    } catch (err) {
-      if (attempt === 2) {
-        await rm(root, { recursive: true, force: true })
-        throw err
-      }
-    }
-  }
-  const kill = async (): Promise<void> => {
-    const running = proc
-    if (running === undefined || running.exitCode !== null || running.signalCode !== null) return
-    const exited = once(running, 'exit')
-    running.kill('SIGKILL')
-    await exited
-  }
-  // the test process may die without its teardown: a watchdog in its own process group kills the server then
-  const watchdog = spawn('sh', ['-c', 'while kill -0 "$1" 2>/dev/null; do sleep 0.2; done; ' +
-    'kill -9 "$(cat "$2/pid")" 2>/dev/null; rm -rf "$2"', 'watchdog', String(process.pid), root],
-  { detached: true, stdio: 'ignore' })
-  watchdog.unref()
+    await launch()
+  }, root)
+  const kill = (): Promise<void> => killHard(proc)
+  const guard = watchdog(root)
   return {
     url: `nats://127.0.0.1:${port}`,
     kill,
@@ -97,7 +60,7 @@ export async function startNats (): Promise<NatsServer> {
       proc?.kill('SIGCONT')
       await kill()
       await rm(root, { recursive: true, force: true })
-      watchdog.kill('SIGKILL')
+      guard.kill('SIGKILL')
     }
   }
 }

@@ -1,11 +1,10 @@
 // A redis-server of a test's own, on a free loopback port, in a temporary directory: a test can kill it (-9) and
 // start it again on the same port with its append-only file, which the shared Redis must never suffer.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { freePort, killHard, launchWithRetries, ready, watchdog } from './child-server.js'
 
 export interface RedisServer {
   readonly port: number
@@ -19,34 +18,6 @@ export interface RedisServer {
   resume: () => void
   /** Stops it and removes its directory. */
   stop: () => Promise<void>
-}
-
-/** A TCP port with nothing listening on it (there is a race with other processes; a start that loses it retries). */
-export async function freePort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
-  const { port } = s.address() as AddressInfo
-  await new Promise(resolve => s.close(resolve))
-  return port
-}
-
-/** Resolves once the server says it accepts connections; rejects when it exits first or takes over 10 s. */
-async function ready (proc: ChildProcess): Promise<void> {
-  let output = ''
-  const started = new Promise<void>((resolve, reject) => {
-    proc.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString()
-      if (output.includes('Ready to accept connections')) resolve()
-    })
-    proc.once('exit', code => reject(new Error(`redis-server exited (${String(code)}): ${output.slice(-500)}`)))
-    proc.once('error', err => reject(new Error(`redis-server could not be started (is it installed?): ${err.message}`)))
-  })
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000)
-  try {
-    await started
-  } finally {
-    clearTimeout(timer)
-  }
 }
 
 /**
@@ -63,34 +34,15 @@ export async function startRedis (args: string[] = []): Promise<RedisServer> {
     const config = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
       '--pidfile', join(dir, 'pid'), '--appendonly', 'yes', '--appendfsync', 'always', '--logfile', '', ...bus, ...args]
     proc = spawn('redis-server', config, { stdio: ['ignore', 'pipe', 'inherit'] })
-    await ready(proc)
+    await ready(proc, 'redis-server', 'stdout', 'Ready to accept connections')
   }
-  for (let attempt = 0; ; attempt++) {
+  await launchWithRetries(async () => {
     port = await freePort()
     if (args.includes('--cluster-enabled')) bus = ['--cluster-port', String(await freePort())]
-    try {
-      await launch()
-      break
-    } catch (err) {
-      if (attempt === 2) {
-        await rm(dir, { recursive: true, force: true })
-        throw err
-      }
-    }
-  }
-  const kill = async (): Promise<void> => {
-    const running = proc
-    if (running === undefined || running.exitCode !== null || running.signalCode !== null) return
-    const exited = once(running, 'exit')
-    running.kill('SIGKILL')
-    await exited
-  }
-  // A test process that times out or is killed ends without its teardown: a watchdog outside it (its own process
-  // group) then kills the server, whatever pid a restart gave it, and removes the directory.
-  const watchdog = spawn('sh', ['-c', 'while kill -0 "$1" 2>/dev/null; do sleep 0.2; done; ' +
-    'kill -9 "$(cat "$2/pid")" 2>/dev/null; rm -rf "$2"', 'watchdog', String(process.pid), dir],
-  { detached: true, stdio: 'ignore' })
-  watchdog.unref()
+    await launch()
+  }, dir)
+  const kill = (): Promise<void> => killHard(proc)
+  const guard = watchdog(dir)
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
@@ -101,7 +53,7 @@ export async function startRedis (args: string[] = []): Promise<RedisServer> {
     stop: async () => {
       await kill()
       await rm(dir, { recursive: true, force: true })
-      watchdog.kill('SIGKILL')
+      guard.kill('SIGKILL')
     }
   }
 }

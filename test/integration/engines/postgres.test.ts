@@ -3,7 +3,7 @@
 import t from 'tap'
 import pg from 'pg'
 import { ensureSchema, postgresChannels } from '../../../lib/channel/postgres/index.js'
-import { freePort } from '../../support/redis-server.js'
+import { freePort } from '../../support/child-server.js'
 import { contract } from './contract.js'
 
 const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test'

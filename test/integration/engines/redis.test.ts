@@ -3,7 +3,7 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { redisChannels } from '../../../lib/channel/redis/index.js'
-import { freePort } from '../../support/redis-server.js'
+import { freePort } from '../../support/child-server.js'
 import { contract } from './contract.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
