@@ -270,7 +270,10 @@ t.test('a channel that goes quiet while its reader starts, or while it cannot fi
   // the listener connects once the first subscriber has gone: its start finds the row after it went quiet
   let open!: () => void
   const gate = new Promise<void>(resolve => { open = resolve })
+  let asked!: () => void
+  const connecting = new Promise<void>(resolve => { asked = resolve })
   const listener = async (): Promise<pg.Client> => {
+    asked()
     await gate
     const client = new pg.Client({ connectionString: PG_URL })
     await client.connect()
@@ -278,6 +281,7 @@ t.test('a channel that goes quiet while its reader starts, or while it cannot fi
   }
   const s = await pgServer(t, ctx, { listener })
   const quick = s.room.subscribe()
+  await within(connecting, 5000, 'the start under way (the listener connecting)')
   await quick.return?.()
   open()
   const probe = s.room.subscribe()
