@@ -11,6 +11,10 @@ const MAX_TIMER = 2 ** 31 - 1
 export interface ResolvedStreamOptions {
   heartbeat: number | false
   retry: number | undefined
+  /** The share of `retry` each stream's `retry:` line may differ by, either way (0: exactly `retry`). */
+  retryJitter: number
+  /** Longest a full destination may go without draining before the connection is reset; false: no limit. */
+  writeTimeout: number | false
   serialize: SseSerializer
   /** Longest wait for the first item before the headers go out without one; 0: at once. */
   headersDelay: number
@@ -24,10 +28,19 @@ export interface ResolvedOptions extends ResolvedStreamOptions {
 }
 
 export const DEFAULTS: ResolvedOptions = {
-  heartbeat: 15_000, retry: undefined, serialize: JSON.stringify, validate: false, headersDelay: 100, onError: undefined
+  heartbeat: 15_000,
+  retry: undefined,
+  retryJitter: 0.5,
+  writeTimeout: 30_000,
+  serialize: JSON.stringify,
+  validate: false,
+  headersDelay: 100,
+  onError: undefined
 }
 
-const STREAM_OPTIONS: readonly string[] = ['heartbeat', 'retry', 'serialize', 'validate', 'headersDelay', 'onError']
+const STREAM_OPTIONS: readonly string[] = [
+  'heartbeat', 'retry', 'retryJitter', 'writeTimeout', 'serialize', 'validate', 'headersDelay', 'onError'
+]
 const PLUGIN_OPTIONS: readonly string[] = [...STREAM_OPTIONS, 'maxConnections', 'retryAfter']
 const ROUTE_OPTIONS: readonly string[] = [...STREAM_OPTIONS, 'json']
 // What Fastify passes a plugin along with its own options (`app.register(plugin, { prefix })`).
@@ -55,14 +68,20 @@ export function refuseNonObject (options: unknown, shape: string, where: string)
 export function resolveOptions (options: SseStreamOptions, base: ResolvedOptions, where = 'reply.sse()'): ResolvedOptions {
   if (where !== PLUGIN) refuseUnknown(options, STREAM_OPTIONS, where)
   const {
-    heartbeat = base.heartbeat, retry = base.retry, serialize = base.serialize, validate = base.validate,
-    headersDelay = base.headersDelay, onError = base.onError
+    heartbeat = base.heartbeat, retry = base.retry, retryJitter = base.retryJitter, writeTimeout = base.writeTimeout,
+    serialize = base.serialize, validate = base.validate, headersDelay = base.headersDelay, onError = base.onError
   } = options
   if (heartbeat !== false && !(Number.isSafeInteger(heartbeat) && heartbeat > 0 && heartbeat <= MAX_TIMER)) {
     throw invalidOption('heartbeat', `must be a positive whole number of milliseconds or false, got ${shown(heartbeat)}`)
   }
   if (retry !== undefined && !isRetry(retry)) {
     throw invalidOption('retry', `must be a non-negative whole number of milliseconds, got ${shown(retry)}`)
+  }
+  if (!(typeof retryJitter === 'number' && retryJitter >= 0 && retryJitter <= 1)) {
+    throw invalidOption('retryJitter', `must be a number from 0 to 1 (a share of retry), got ${shown(retryJitter)}`)
+  }
+  if (writeTimeout !== false && !(Number.isSafeInteger(writeTimeout) && writeTimeout > 0 && writeTimeout <= MAX_TIMER)) {
+    throw invalidOption('writeTimeout', `must be a positive whole number of milliseconds or false, got ${shown(writeTimeout)}`)
   }
   if (typeof serialize !== 'function') throw invalidOption('serialize', `must be a function, got ${shown(serialize)}`)
   if (typeof validate !== 'boolean') throw invalidOption('validate', `must be a boolean, got ${shown(validate)}`)
@@ -72,7 +91,9 @@ export function resolveOptions (options: SseStreamOptions, base: ResolvedOptions
   if (onError !== undefined && typeof onError !== 'function') {
     throw invalidOption('onError', `must be a function (error, request) => item, got ${shown(onError)}`)
   }
-  return { heartbeat, retry, serialize, validate, headersDelay, onError: onError as SseErrorMapper | undefined }
+  return {
+    heartbeat, retry, retryJitter, writeTimeout, serialize, validate, headersDelay, onError: onError as SseErrorMapper | undefined
+  }
 }
 
 /** Each route's `config.sse`, resolved when the route is declared (Fastify copies the config, not this object). */

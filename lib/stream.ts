@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { encodeItem, frameOf, type Frame } from './encode.js'
-import { onConnectionClose } from './fastify-internals.js'
+import { onConnectionClose, resetConnection } from './fastify-internals.js'
 import { holdsHead, watchResponse, type ResponseWatcher } from './head.js'
 import { clock } from './heartbeat.js'
 import type { StreamRegistry } from './metrics.js'
@@ -16,7 +16,8 @@ import { ResponseWriter } from './writer.js'
 // One SSE stream, from its first item to its end: it pulls one item at a time from the source, and only when the
 // socket takes more (lib/writer writes them); reads a `SyncSource` synchronously; never formats a field (lib/encode
 // does); and ends for one reason (`EndReason`): the source ended or failed, an item was refused, the client left,
-// the server closed, or the client was too slow. Every end but the source's own stops the source.
+// the server closed, or the client was too slow (its queue overflowed, or it took nothing for `writeTimeout`).
+// Every end but the source's own stops the source.
 
 /** How a typed route encodes an item's data: its serializer (undefined: the stream's own), and string data as text. */
 export interface ItemEncoding {
@@ -285,6 +286,18 @@ export class EventStream extends ResponseWriter implements StreamLink, ResponseW
     if (this.closed || !resetWhenStuck(this.reply, this.takesMore)) return false
     this.#reason = 'too slow'
     return true
+  }
+
+  /**
+   * The client took nothing for `writeTimeout` ms while output waited for it (lib/writer): its connection is
+   * reset, as a stuck client cut off from its queue is (lib/slow-client), so that the kernel lets go of what it
+   * could not send; the response's close then stops the source. A stream that had ended already keeps its reason.
+   */
+  protected writeTimedOut (): void {
+    if (!this.closed) this.#reason = 'too slow'
+    this.reply.log.warn({ writeTimeout: this.options.writeTimeout },
+      'SSE client took no bytes within writeTimeout; connection reset')
+    resetConnection(this.reply, false)
   }
 
   #stopSource (): void {

@@ -30,8 +30,23 @@ export type SseErrorMapper<Item = SseItem> = (error: unknown, request: FastifyRe
 export interface SseStreamOptions<Item = SseItem> {
   /** Milliseconds of silence after which a `:` comment is written; `false` turns the heartbeat off. Default 15000. */
   heartbeat?: number | false
-  /** Reconnection delay (ms) sent as a `retry:` line when the stream opens. Default: none. */
+  /**
+   * Reconnection delay (ms) sent as a `retry:` line when the stream opens, varied per stream by `retryJitter`.
+   * Default: none (the client's own default applies).
+   */
   retry?: number
+  /**
+   * How far each stream's `retry:` line may differ from `retry`, as a share of it: each stream sends a whole
+   * number drawn evenly from `retry × (1 − retryJitter)` to `retry × (1 + retryJitter)`, so that clients dropped
+   * together (a restart) do not all come back at once. 0 sends `retry` exactly. From 0 to 1; default 0.5.
+   */
+  retryJitter?: number
+  /**
+   * Longest time (ms) a client may take no bytes while the stream has output waiting for it (the socket said
+   * wait, and has not drained since): past it, the connection is reset (HTTP/2: the stream) and the source
+   * stopped; the stream ends as `'too slow'`. `false`: no limit. Default 30000.
+   */
+  writeTimeout?: number | false
   /**
    * Serializer for non-string `data`. Default: on a route with an `sseSchema()` response, the serializer compiled
    * from the data schema (fast-json-stringify, through Fastify's serializer compiler), else `JSON.stringify`.

@@ -6,8 +6,9 @@ import type { StreamRegistry } from './metrics.js'
 import type { ResolvedStreamOptions } from './options.js'
 
 // Writes one SSE response: whole frames into its destination, string frames of one burst gathered into one
-// write, no more once the destination is full (until it drains), a heartbeat comment when idle, the head when
-// the stream opens (lib/head decides when), and the end of the body. What to write, and when the stream ends, is
+// write, no more once the destination is full (until it drains, or `writeTimeout` passes without a drain: the
+// stream then cuts the client off), a heartbeat comment when idle, the head when the stream opens (lib/head
+// decides when), and the end of the body. What to write, and when the stream ends, is
 // lib/stream's (`EventStream` extends this: one object per stream).
 
 /** Where the frames go: the response itself, or whatever an onSend hook put in front of it. */
@@ -34,6 +35,14 @@ export interface BodyEvents {
  * and no later than the frames would have left anyway (the response corks the socket until next tick).
  */
 const BATCH_CHARS = 16 * 1024
+
+/**
+ * The delay of one stream's `retry:` line: `retry` moved by up to `retryJitter` of it either way, evenly, in
+ * whole milliseconds (>= 0, as `retryJitter` is at most 1).
+ */
+export function jitteredRetry (retry: number, retryJitter: number): number {
+  return Math.round(retry * (1 + retryJitter * (2 * Math.random() - 1)))
+}
 
 /** `process.nextTick` calls it with the writer as argument: no closure per burst or per stream. */
 function flushBurst (writer: ResponseWriter): void {
@@ -65,7 +74,12 @@ export abstract class ResponseWriter implements HeartbeatMember {
   #direct = false
   /** The head waits for the first item, or `headersDelay` ms (see `#openHeld`); cleared once it may go. */
   #held: boolean
-  #holdTimer: NodeJS.Timeout | undefined
+  /**
+   * Before the stream opens, the head's wait (`headersDelay`); after, the write timeout, set when the destination
+   * first says wait and kept (refreshed) while it keeps saying so (see `#timeOut`). One field for both: an idle
+   * stream holds no timer, and a stream cannot wait on both at once (nothing is written before it opens).
+   */
+  #timer: NodeJS.Timeout | undefined
   /** Set on Fastify's send path: the body Fastify watches. */
   #body: BodyEvents | undefined
   /** @internal Where the heartbeat wheel keeps this stream. */
@@ -78,7 +92,7 @@ export abstract class ResponseWriter implements HeartbeatMember {
     this.options = options
     this.registry = registry
     this.#held = holdsHead
-    if (options.retry !== undefined) this.#batch = retryFrame(options.retry)
+    if (options.retry !== undefined) this.#batch = retryFrame(jitteredRetry(options.retry, options.retryJitter))
   }
 
   /**
@@ -96,6 +110,8 @@ export abstract class ResponseWriter implements HeartbeatMember {
   protected abstract drained (): void
   /** Destroyed (see `destroy`): the stream lets go of what it holds. */
   protected abstract destroyed (): void
+  /** The client took nothing for `writeTimeout` ms while output waited for it: the stream cuts it off. */
+  protected abstract writeTimedOut (): void
 
   /**
    * Called through the body by Fastify once every onSend hook has run and the headers are set (or by a hook that
@@ -129,7 +145,7 @@ export abstract class ResponseWriter implements HeartbeatMember {
    */
   protected openOrHold (): void {
     if (!this.#held) this.#open()
-    else this.#holdTimer = setTimeout(ResponseWriter.#openHeld, this.options.headersDelay, this).unref()
+    else this.#timer = setTimeout(ResponseWriter.#openHeld, this.options.headersDelay, this).unref()
   }
 
   /** Static, so that a writer holds no closure for its wait. */
@@ -139,8 +155,8 @@ export abstract class ResponseWriter implements HeartbeatMember {
 
   #release (): void {
     this.#held = false
-    clearTimeout(this.#holdTimer)
-    this.#holdTimer = undefined
+    clearTimeout(this.#timer)
+    this.#timer = undefined
   }
 
   /** The head, and what was batched before it (a `retry:` line), go out now. */
@@ -202,7 +218,28 @@ export abstract class ResponseWriter implements HeartbeatMember {
       this.#takesMore = false
       // a closure made only when the socket is full, not one held by every stream
       ;(this.#dest as Destination).once('drain', () => { this.#onDrain() })
+      this.#armWriteTimeout()
     }
+  }
+
+  /**
+   * The destination said wait: the client has `writeTimeout` ms to take enough for it to drain. A drain does not
+   * clear the timer (a busy stream fills and drains its socket all the time): the timer, refreshed at each wait,
+   * finds on firing whether the stream is still waiting, so a stream makes at most one per `writeTimeout`.
+   */
+  #armWriteTimeout (): void {
+    const { writeTimeout } = this.options
+    if (writeTimeout === false) return
+    if (this.#timer === undefined) this.#timer = setTimeout(ResponseWriter.#timeOut, writeTimeout, this).unref()
+    else this.#timer.refresh()
+  }
+
+  /** Static, so that a writer holds no closure for its write timeout. */
+  static #timeOut (writer: ResponseWriter): void {
+    writer.#timer = undefined
+    // drained since the last wait began (and not waiting again, which would have refreshed the timer)
+    if (writer.#takesMore) return
+    writer.writeTimedOut()
   }
 
   /**
@@ -271,14 +308,17 @@ export abstract class ResponseWriter implements HeartbeatMember {
     return this.#closed
   }
 
-  /** Ends the body, once piped: the head first if it still waits, then what was batched. */
+  /**
+   * Ends the body, once piped: the head first if it still waits, then what was batched. A client still not taking
+   * what waits for it keeps the write timeout (the response's close clears it).
+   */
   protected endBody (): void {
     // a source that ended before its first item: the head goes out with the end
     if (this.#held) this.#open()
     this.#flush() // the whole frames that came before the end
     if (this.#endDest) (this.#dest as Destination).end()
     this.#body?.ended()
-    this.destroy()
+    this.#close(!this.#takesMore)
   }
 
   /** Bytes of frames written so far. */
@@ -288,11 +328,19 @@ export abstract class ResponseWriter implements HeartbeatMember {
 
   /** Stops everything at once (Fastify calls it when the response closes before the body ended). */
   destroy (): void {
+    this.#close(false)
+  }
+
+  /** `keepTimer`: a body ended while its client held back its last bytes keeps its write timeout. */
+  #close (keepTimer: boolean): void {
+    if (!keepTimer) {
+      clearTimeout(this.#timer)
+      this.#timer = undefined
+    }
     if (this.#closed) return
     this.#closed = true
     const { heartbeat } = this.options
     if (heartbeat !== false) leaveHeartbeats(this, heartbeat)
-    clearTimeout(this.#holdTimer)
     this.destroyed()
     this.#body?.closed()
   }

@@ -271,7 +271,7 @@ t.test('headers go out with the first item, or after headersDelay without one', 
     app.get('/retry', (_req, reply) => reply.sse((async function * () {
       await release.promise
       yield { data: 'x' }
-    })(), { retry: 1000, headersDelay: 60_000 }))
+    })(), { retry: 1000, retryJitter: 0, headersDelay: 60_000 }))
   }, { headersDelay: 20 })
   t.teardown(() => app.close())
 

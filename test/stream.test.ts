@@ -90,7 +90,7 @@ t.test('sync iterables, empty items, custom serializers and options per call', a
     app.get('/array', (_req, reply) => reply.sse<unknown>([{ data: 1 }, {}, { event: 'e', data: [2] }]))
     app.get('/per-call', (_req, reply) => reply.sse([{ data: { a: 1 } }], { retry: 250, serialize: v => `<${JSON.stringify(v)}>` }))
     app.get('/generator-sync', (_req, reply) => reply.sse((function * () { yield { data: 'g' } })()))
-  }, { retry: 1000, serialize: v => JSON.stringify(v, null, 0) })
+  }, { retry: 1000, retryJitter: 0, serialize: v => JSON.stringify(v, null, 0) })
   t.teardown(() => app.close())
 
   t.equal(await (await request(url + '/array')).body.text(), 'retry: 1000\n\ndata: 1\n\nevent: e\ndata: [2]\n\n',
@@ -137,6 +137,15 @@ t.test('plugin options are validated when registering', async t => {
     [{ heartbeat: 2 ** 31 }, /"heartbeat"/],
     [{ heartbeat: true }, /"heartbeat"/],
     [{ retry: -1 }, /"retry" must be a non-negative whole number/],
+    [{ retryJitter: -0.1 }, /"retryJitter" must be a number from 0 to 1 \(a share of retry\), got -0.1/],
+    [{ retryJitter: 1.5 }, /"retryJitter"/],
+    [{ retryJitter: NaN }, /"retryJitter"/],
+    [{ retryJitter: '0.5' }, /"retryJitter" .*got "0.5" \(string\)$/],
+    [{ writeTimeout: 0 }, /"writeTimeout" must be a positive whole number of milliseconds or false, got 0/],
+    [{ writeTimeout: 1.5 }, /"writeTimeout"/],
+    [{ writeTimeout: 2 ** 31 }, /"writeTimeout"/],
+    [{ writeTimeout: Infinity }, /"writeTimeout"/],
+    [{ writeTimeout: true }, /"writeTimeout" .*got true$/],
     [{ serialize: 'json' }, /"serialize" must be a function, got "json" \(string\)/],
     [{ heartbeat: '1000' }, /"heartbeat" .*got "1000" \(string\)$/],
     [{ heartbeat: 10n }, /got 10n \(bigint\)$/],
@@ -156,7 +165,9 @@ t.test('plugin options are validated when registering', async t => {
     await app.close()
   }
   const ok = Fastify()
-  await t.resolves(async () => { await ok.register(ssePlugin, { heartbeat: false, retry: 0 }) })
+  await t.resolves(async () => {
+    await ok.register(ssePlugin, { heartbeat: false, retry: 0, retryJitter: 1, writeTimeout: false })
+  })
   await ok.close()
 })
 
@@ -180,7 +191,10 @@ t.test('retry is written first and the heartbeat fills silence, then stops with 
     if (text.split(':\n\n').length > 3) stop.resolve() // three heartbeats seen
   }
   const text = chunks.join('')
-  t.ok(text.startsWith('retry: 500\n\n:\n\n:\n\n'), 'retry line, then heartbeats')
+  const retry = /^retry: (\d+)\n\n:\n\n:\n\n/.exec(text)
+  t.ok(retry, 'retry line, then heartbeats')
+  const delay = Number(retry?.[1])
+  t.ok(delay >= 250 && delay <= 750, `retry 500 jittered by default, within 500 ± 50 % (${delay})`)
   t.ok(text.endsWith(':\n\ndata: bye\n\n'), 'the event follows the heartbeats, whole')
 })
 

@@ -4,7 +4,7 @@ import { type Frame } from '../lib/encode.js'
 import { clock } from '../lib/heartbeat.js'
 import { StreamRegistry } from '../lib/metrics.js'
 import { DEFAULTS } from '../lib/options.js'
-import { ResponseWriter, type BodyEvents, type Destination } from '../lib/writer.js'
+import { jitteredRetry, ResponseWriter, type BodyEvents, type Destination } from '../lib/writer.js'
 
 /** A destination that records its writes and answers as `full` says. */
 type TestDestination = Destination & {
@@ -52,6 +52,7 @@ class TestWriter extends ResponseWriter {
   protected piped (): void { this.events.push('piped'); this.openOrHold() }
   protected drained (): void { this.events.push('drained') }
   protected destroyed (): void { this.events.push('destroyed') }
+  protected writeTimedOut (): void { this.events.push('timed out') }
   frame (frame: Frame): void { this.writeFrame(frame) }
   last (frame: string): void { this.addLast(frame) }
   end (): void { this.endBody() }
@@ -69,12 +70,12 @@ function writer (options: Partial<typeof DEFAULTS> = {}, held = false): {
 } {
   const { reply, calls, raw } = fakeReply()
   const registry = new StreamRegistry()
-  const w = new TestWriter(reply, { ...DEFAULTS, heartbeat: false, ...options }, registry, held)
+  const w = new TestWriter(reply, { ...DEFAULTS, heartbeat: false, writeTimeout: false, ...options }, registry, held)
   return { w, calls, registry, raw }
 }
 
 t.test('a burst of string frames is one write, at the end of the tick; bytes are counted; a buffer flushes the burst first', async t => {
-  const { w, registry } = writer({ retry: 1000 })
+  const { w, registry } = writer({ retry: 1000, retryJitter: 0 })
   const d = destination()
   t.equal(w.pipe(d), d)
   t.same(w.state, { piping: true, takesMore: true, closed: false })
@@ -190,4 +191,98 @@ t.test('a destination that throws on write: logged, the connection closed, the w
   w.frame(Buffer.from('x'))
   t.same(calls, ['error SSE stream write failed; connection closed', 'raw.destroy'])
   t.same(w.events, ['piped', 'destroyed'])
+})
+
+/** Polls (every 5 ms, at most `ms`) until `check` holds; returns whether it did. */
+async function until (check: () => boolean, ms = 3000): Promise<boolean> {
+  for (let waited = 0; waited < ms && !check(); waited += 5) await new Promise(resolve => setTimeout(resolve, 5))
+  return check()
+}
+
+t.test('the write timeout: armed when the destination says wait, void once it drained, fired when it did not', async t => {
+  t.setTimeout(10_000)
+  const { w } = writer({ writeTimeout: 40 })
+  t.teardown(() => w.destroy())
+  const d = destination()
+  w.pipe(d)
+  d.full = true
+  w.frame(Buffer.from('a'))
+  d.full = false
+  d.drain?.()
+  // drained: the timer that was armed fires and finds the stream taking more
+  await new Promise(resolve => setTimeout(resolve, 80))
+  t.same(w.events, ['piped', 'drained'], 'drained in time: no timeout')
+  d.full = true
+  w.frame(Buffer.from('b'))
+  d.drain?.()
+  w.frame(Buffer.from('c')) // full again: the timer is refreshed, not another made
+  t.ok(await until(() => w.events.includes('timed out')), 'no drain since the last wait: timed out')
+  t.same(w.events, ['piped', 'drained', 'drained', 'timed out'])
+})
+
+t.test('the write timeout outlives a body ended while its client holds back the last bytes; the close clears it', async t => {
+  t.setTimeout(10_000)
+  const stuck = writer({ writeTimeout: 30 }).w
+  const d = destination()
+  stuck.pipe(d)
+  d.full = true
+  stuck.frame(Buffer.from('a'))
+  stuck.end()
+  t.equal(d.ended, true)
+  t.ok(await until(() => stuck.events.includes('timed out')), 'ended, still not taken: timed out')
+  t.same(stuck.events, ['piped', 'destroyed', 'timed out'])
+  stuck.destroy() // the response's close, after the reset
+
+  const taken = writer({ writeTimeout: 30 }).w
+  const e = destination()
+  taken.pipe(e)
+  e.full = true
+  taken.frame(Buffer.from('a'))
+  taken.end()
+  taken.destroy() // the client took the rest: the response closed
+  await new Promise(resolve => setTimeout(resolve, 80))
+  t.same(taken.events, ['piped', 'destroyed'], 'closed: no timeout')
+
+  const ended = writer({ writeTimeout: 30 }).w
+  const f = destination()
+  ended.pipe(f)
+  ended.end() // nothing waiting: no timer at all
+  f.full = true
+  await new Promise(resolve => setTimeout(resolve, 80))
+  t.same(ended.events, ['piped', 'destroyed'])
+})
+
+t.test('writeTimeout: false never times out', async t => {
+  const { w } = writer({ writeTimeout: false })
+  t.teardown(() => w.destroy())
+  const d = destination()
+  w.pipe(d)
+  d.full = true
+  w.frame(Buffer.from('a'))
+  await new Promise(resolve => setTimeout(resolve, 60))
+  t.same(w.events, ['piped'])
+})
+
+t.test('the retry line is jittered per stream: whole milliseconds within retry × (1 ± retryJitter)', async t => {
+  const random = Math.random
+  t.teardown(() => { Math.random = random })
+  Math.random = () => 0
+  t.equal(jitteredRetry(3000, 0.5), 1500, 'the lowest')
+  t.equal(jitteredRetry(3000, 1), 0, 'never below 0')
+  Math.random = () => 0.5
+  t.equal(jitteredRetry(3000, 0.5), 3000, 'the middle')
+  Math.random = () => 0.9999999
+  t.equal(jitteredRetry(3000, 0.5), 4500, 'the highest, rounded')
+  t.equal(jitteredRetry(3000, 0), 3000, 'no jitter')
+  Math.random = random
+  const values: number[] = []
+  for (let i = 0; i < 200; i++) {
+    const { raw: d, w } = writer({ retry: 2000, retryJitter: 0.25 })
+    w.pipe(d)
+    values.push(Number(/^retry: (\d+)\n\n$/.exec(d.writes[0] as string)?.[1]))
+    w.destroy()
+  }
+  t.same(values.filter(v => !(Number.isSafeInteger(v) && v >= 1500 && v <= 2500)), [], 'every one within 2000 ± 500')
+  const seen = new Set(values).size
+  t.ok(seen > 50, `the values vary (${seen} different of 200)`)
 })
