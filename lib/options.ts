@@ -71,7 +71,7 @@ export function resolveOptions (options: SseStreamOptions, base: ResolvedOptions
     heartbeat = base.heartbeat, retry = base.retry, retryJitter = base.retryJitter, writeTimeout = base.writeTimeout,
     serialize = base.serialize, validate = base.validate, headersDelay = base.headersDelay, onError = base.onError
   } = options
-  if (heartbeat !== false && !(Number.isSafeInteger(heartbeat) && heartbeat > 0 && heartbeat <= MAX_TIMER)) {
+  if (!isTimerOrOff(heartbeat)) {
     throw invalidOption('heartbeat', `must be a positive whole number of milliseconds or false, got ${shown(heartbeat)}`)
   }
   if (retry !== undefined && !isRetry(retry)) {
@@ -80,7 +80,7 @@ export function resolveOptions (options: SseStreamOptions, base: ResolvedOptions
   if (!(typeof retryJitter === 'number' && retryJitter >= 0 && retryJitter <= 1)) {
     throw invalidOption('retryJitter', `must be a number from 0 to 1 (a share of retry), got ${shown(retryJitter)}`)
   }
-  if (writeTimeout !== false && !(Number.isSafeInteger(writeTimeout) && writeTimeout > 0 && writeTimeout <= MAX_TIMER)) {
+  if (!isTimerOrOff(writeTimeout)) {
     throw invalidOption('writeTimeout', `must be a positive whole number of milliseconds or false, got ${shown(writeTimeout)}`)
   }
   if (typeof serialize !== 'function') throw invalidOption('serialize', `must be a function, got ${shown(serialize)}`)
@@ -91,9 +91,13 @@ export function resolveOptions (options: SseStreamOptions, base: ResolvedOptions
   if (onError !== undefined && typeof onError !== 'function') {
     throw invalidOption('onError', `must be a function (error, request) => item, got ${shown(onError)}`)
   }
-  return {
-    heartbeat, retry, retryJitter, writeTimeout, serialize, validate, headersDelay, onError: onError as SseErrorMapper | undefined
-  }
+  const mapper = onError as SseErrorMapper | undefined
+  return { heartbeat, retry, retryJitter, writeTimeout, serialize, validate, headersDelay, onError: mapper }
+}
+
+/** A positive whole number of milliseconds that a timer can wait, or false (none). */
+function isTimerOrOff (value: number | false): boolean {
+  return value === false || (Number.isSafeInteger(value) && value > 0 && value <= MAX_TIMER)
 }
 
 /** Each route's `config.sse`, resolved when the route is declared (Fastify copies the config, not this object). */

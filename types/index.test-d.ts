@@ -15,6 +15,12 @@ void app.register(ssePlugin, { heartbeat: true })
 void app.register(ssePlugin, { serialize: (v: unknown) => v })
 // @ts-expect-error unknown option
 void app.register(ssePlugin, { heartbeats: 1 })
+void app.register(ssePlugin, { retry: 3000, retryJitter: 0.2, writeTimeout: 10_000 })
+void app.register(ssePlugin, { retryJitter: 0, writeTimeout: false })
+// @ts-expect-error writeTimeout is a number or false
+void app.register(ssePlugin, { writeTimeout: true })
+// @ts-expect-error retryJitter is a number
+void app.register(ssePlugin, { retryJitter: '0.5' })
 
 interface Tick { now: number }
 async function * ticks (): AsyncGenerator<SseItem<Tick>> {
