@@ -4,7 +4,7 @@
 // server let go of everything the clients made it hold: finally-blocks run / entered, streams still open,
 // heap before and after (after a GC), the server side's sockets and kernel send queue, close time.
 //
-//   npm run build && node bench/hostile.js [--quick] [--only=churn,pipeline,stuck,h2reset,shutdown]
+//   npm run build && node bench/hostile.js [--quick] [--only=churn,pipeline,stuck,stuckGenerator,h2reset,shutdown]
 //                                          [--dist=path/to/index.js] [--json=out.json] [--record]
 //
 // Bounded: each scenario has a fixed number of clients and a deadline; only 127.0.0.1 is used. The kernel
@@ -35,7 +35,8 @@ const SIZES = Object.fromEntries(Object.entries({
   h2Sessions: [10, 5],
   h2Streams: [1000, 200],
   shutdown: [2000, 500],
-  shutdownStuck: [20, 10]
+  shutdownStuck: [20, 10],
+  stuckGenerator: [20, 20]
 }).map(([name, [full, small]]) => [name, quick ? small : full]))
 const SCENARIO_DEADLINE_MS = quick ? 60_000 : 180_000
 const SETTLE_MS = 10_000
@@ -322,6 +323,51 @@ const scenarios = {
         held === undefined ? 'n/a' : `${held.sockets} / ${MB(held.sendQueue)}`,
       '… once the clients closed': released === undefined ? 'n/a' : `${released.sockets} / ${MB(released.sendQueue)}`,
       'host TCP memory (MB): before → cut off → clients closed': mem0 === undefined ? 'n/a' : `${MB(mem0 * 4096)} → ${MB(mem1 * 4096)} → ${MB(mem2 * 4096)}`
+    }
+  },
+
+  async stuckGenerator () {
+    // the plugin's default writeTimeout is 30 s: a build that has it has reset them all well within this
+    const WAIT_MS = 45_000
+    const server = await startServer()
+    const mem0 = tcpMemPages()
+    const clients = Array.from({ length: SIZES.stuckGenerator }, () => rawClient(server.port, GET('/big')))
+    for (const s of clients) s.pause() // never read, not even the head: 256 KiB events fill both ends' buffers
+    await until(async () => (await server.ask('stats')).entered >= SIZES.stuckGenerator, 10_000)
+    // full: every server end holds unsent bytes, and the amount has stopped growing (polled, bounded)
+    let last = -1
+    await until(() => {
+      const now = serverSockets(server.port)
+      const steady = now !== undefined && now.holding >= SIZES.stuckGenerator && now.sendQueue === last
+      last = now?.sendQueue ?? 0
+      return steady
+    }, 10_000)
+    const full = serverSockets(server.port)
+    const mem1 = tcpMemPages()
+    const t0 = performance.now()
+    const released = await until(async () => {
+      const stats = await server.ask('stats')
+      return stats.finals === stats.entered && (serverSockets(server.port)?.holding ?? 0) === 0
+    }, WAIT_MS)
+    const releasedMs = performance.now() - t0
+    const after = serverSockets(server.port)
+    const mem2 = tcpMemPages()
+    const stats = await server.ask('stats')
+    for (const s of clients) s.destroy()
+    await until(() => (serverSockets(server.port)?.sockets ?? 0) === 0, 2000)
+    const mem3 = tcpMemPages()
+    server.stop()
+    return {
+      'clients that never read GET /big (a generator of 256 KiB events)': SIZES.stuckGenerator,
+      'server sockets holding unsent bytes / MB, once full':
+        full === undefined ? 'n/a' : `${full.holding} / ${MB(full.sendQueue)}`,
+      [`… once released, or ${WAIT_MS / 1000} s later (clients still connected)`]:
+        after === undefined ? 'n/a' : `${after.holding} / ${MB(after.sendQueue)}`,
+      'all released after (ms, from full)': released ? Math.round(releasedMs) : `not within ${WAIT_MS}`,
+      'generators stopped (finally run / entered)': `${stats.finals} / ${stats.entered}`,
+      'host TCP memory (MB): before → full → later → clients closed': mem0 === undefined
+        ? 'n/a'
+        : `${MB(mem0 * 4096)} → ${MB(mem1 * 4096)} → ${MB(mem2 * 4096)} → ${MB(mem3 * 4096)}`
     }
   },
 
