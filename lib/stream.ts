@@ -291,10 +291,11 @@ export class EventStream extends ResponseWriter implements StreamLink, ResponseW
   /**
    * The client took nothing for `writeTimeout` ms while output waited for it (lib/writer): its connection is
    * reset, as a stuck client cut off from its queue is (lib/slow-client), so that the kernel lets go of what it
-   * could not send; the response's close then stops the source. A stream that had ended already keeps its reason.
+   * could not send; the response's close then stops the source. (A stream that had ended already was counted, and
+   * logged, under the reason it ended with.)
    */
   protected writeTimedOut (): void {
-    if (!this.closed) this.#reason = 'too slow'
+    this.#reason = 'too slow'
     this.reply.log.warn({ writeTimeout: this.options.writeTimeout },
       'SSE client took no bytes within writeTimeout; connection reset')
     resetConnection(this.reply, false)
