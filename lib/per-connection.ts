@@ -38,9 +38,13 @@ export function sessionFull (request: FastifyRequest, max: number): boolean {
   return session !== undefined && (openOn.get(session) ?? 0) >= max
 }
 
-/** Whether the HTTP/1 connection of a waiting request holds `max` streams already (answered and waiting). */
+/**
+ * Whether the HTTP/1 connection of a waiting request holds `max` streams already (answered and waiting). Never
+ * once it is closed: the requests Node parsed after that are let go as it closes, not counted again.
+ */
 export function queueFull (request: FastifyRequest, max: number): boolean {
-  return (waitingOn.get(request.raw.socket) ?? 0) + 1 >= max
+  const socket = request.raw.socket
+  return !socket.destroyed && (waitingOn.get(socket) ?? 0) + 1 >= max
 }
 
 /** Counts an HTTP/2 stream on its session until it closes; nothing on HTTP/1, or without a limit. */

@@ -176,20 +176,26 @@ export function sseDecorator (host: StreamHost) {
 /**
  * A request pipelined behind another response on its HTTP/1.1 connection (see lib/per-connection): nothing
  * starts until its response can be written, and it is let go if the connection closes first. Past
- * `maxStreamsPerConnection` it is refused at once; that 503 waits in Node's queue like any answer, and its bytes
- * count towards what makes Node stop reading the connection.
+ * `maxStreamsPerConnection` the connection is closed: HTTP/1.1 cannot answer a request before those ahead of
+ * it, and a 503 queued behind an endless stream would never be read, while its bytes make Node stop reading the
+ * connection, and so stop noticing that the client left.
  */
 function waitInLine (
   host: StreamHost, reply: FastifyReply, source: SseSource<unknown>, options: ResolvedOptions,
   item: ItemHook | undefined
 ): FastifyReply {
-  const { maxStreamsPerConnection, retryAfter } = host.limits
-  if (queueFull(reply.request, maxStreamsPerConnection)) {
-    return refuseStream(host, reply, source, perConnection(maxStreamsPerConnection, retryAfter))
-  }
+  // the handler has answered: Fastify must not answer for it, and a handlerTimeout must not destroy the response
   waitingReplies.add(reply.raw)
-  // the handler has answered; a handlerTimeout would destroy the response it waits with
   clearHandlerTimeout(reply.request)
+  const { maxStreamsPerConnection } = host.limits
+  if (queueFull(reply.request, maxStreamsPerConnection)) {
+    dropSource(reply, source)
+    host.open.reject('max streams per connection')
+    const why = `the limit of ${maxStreamsPerConnection} streams on one connection (maxStreamsPerConnection) is reached`
+    reply.log.warn({ maxStreamsPerConnection }, `SSE connection closed: ${why} by pipelined requests`)
+    reply.request.raw.socket.destroy()
+    return reply
+  }
   waitForTurn(reply, () => {
     waitingReplies.delete(reply.raw)
     admit(host, reply, source, options, item)
