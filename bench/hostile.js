@@ -4,7 +4,8 @@
 // server let go of everything the clients made it hold: finally-blocks run / entered, streams still open,
 // heap before and after (after a GC), the server side's sockets and kernel send queue, close time.
 //
-//   npm run build && node bench/hostile.js [--quick] [--only=churn,pipeline,stuck,h2reset,pipelineDeep,h2Flood,shutdown]
+//   npm run build && node bench/hostile.js [--quick]
+//     [--only=churn,pipeline,stuck,h2reset,pipelineDeep,h2Flood,shutdown]
 //                                          [--dist=path/to/index.js] [--json=out.json] [--record]
 //
 // Bounded: each scenario has a fixed number of clients and a deadline; only 127.0.0.1 is used. The kernel
