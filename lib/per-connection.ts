@@ -66,14 +66,18 @@ export function waitForTurn (reply: FastifyReply, onTurn: () => void, onGone: ()
   const socket = reply.request.raw.socket
   const res = reply.raw
   add(waitingOn, socket, 1)
-  const turn = (): void => {
+  // whichever comes first, both watchers go
+  const done = (): void => {
     unwatch()
+    res.removeListener('socket', turn)
     add(waitingOn, socket, -1)
+  }
+  const turn = (): void => {
+    done()
     onTurn()
   }
   const unwatch = onConnectionClose(reply.request, () => {
-    res.removeListener('socket', turn)
-    add(waitingOn, socket, -1)
+    done()
     onGone()
   })
   res.once('socket', turn)
