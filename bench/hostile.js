@@ -4,7 +4,8 @@
 // server let go of everything the clients made it hold: finally-blocks run / entered, streams still open,
 // heap before and after (after a GC), the server side's sockets and kernel send queue, close time.
 //
-//   npm run build && node bench/hostile.js [--quick] [--only=churn,pipeline,stuck,stuckGenerator,h2reset,shutdown]
+//   npm run build && node bench/hostile.js [--quick]
+//     [--only=churn,pipeline,stuck,stuckGenerator,h2reset,pipelineDeep,h2Flood,shutdown]
 //                                          [--dist=path/to/index.js] [--json=out.json] [--record]
 //
 // Bounded: each scenario has a fixed number of clients and a deadline; only 127.0.0.1 is used. The kernel
@@ -36,7 +37,12 @@ const SIZES = Object.fromEntries(Object.entries({
   h2Streams: [1000, 200],
   shutdown: [2000, 500],
   shutdownStuck: [20, 10],
-  stuckGenerator: [20, 20]
+  stuckGenerator: [20, 20],
+  pipeDeep: [1000, 1000],
+  pipeUnderCap: [99, 99],
+  h2Flood: [400, 400],
+  floodSlots: [200, 200],
+  floodProbes: [20, 20]
 }).map(([name, [full, small]]) => [name, quick ? small : full]))
 const SCENARIO_DEADLINE_MS = quick ? 60_000 : 180_000
 const SETTLE_MS = 10_000
@@ -222,6 +228,110 @@ async function settle (server) {
   return { ...stats, ms, heap: (await server.ask('stats', 30_000, { gc: true })).heap }
 }
 
+/** The status of one new HTTP/2 stream on a session of its own, then the session closed. */
+async function h2Status (port) {
+  const session = http2.connect(`http://127.0.0.1:${port}`)
+  session.on('error', () => {})
+  try {
+    const stream = session.request({ ':path': '/events', accept: 'text/event-stream' })
+    stream.on('error', () => {})
+    const [headers] = await Promise.race([once(stream, 'response'), sleep(10_000).then(() => [{ ':status': 'none' }])])
+    return headers[':status']
+  } finally {
+    session.destroy()
+  }
+}
+
+/** The status line of one new HTTP/1.1 stream, then the connection closed. */
+async function h1Status (port) {
+  const s = rawClient(port, GET('/events'))
+  const code = await new Promise(resolve => {
+    s.once('data', (chunk) => resolve(chunk.toString().split(' ')[1]))
+    s.once('close', () => resolve('closed'))
+  })
+  s.destroy()
+  return code
+}
+
+/** Polls the server until the generators it entered stop growing for `quietMs` (or `ms` passed). */
+async function enteredSettles (server, quietMs = 1000, ms = 20_000) {
+  let last = -1
+  let since = Date.now()
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    const { entered } = await server.ask('stats')
+    if (entered !== last) {
+      last = entered
+      since = Date.now()
+    } else if (Date.now() - since >= quietMs) break
+    await sleep(50)
+  }
+  return last
+}
+
+/**
+ * One HTTP/1.1 connection pipelines 1,000 streams (maxConnections 200): how many sources start, what the next
+ * clients get, and the heap one connection makes the server hold by pipelining 99 (under the default cap).
+ */
+async function pipelineDeep () {
+  const server = await startServer(SIZES.floodSlots)
+  const deep = rawClient(server.port, GET('/events').repeat(SIZES.pipeDeep))
+  deep.resume()
+  let closedByServer = false
+  deep.once('close', () => { closedByServer = true })
+  const started = await enteredSettles(server)
+  const probes = await Promise.all(Array.from({ length: SIZES.floodProbes }, () => h1Status(server.port)))
+  deep.destroy()
+  const after = await settle(server)
+  // the heap a queue under the cap holds: one connection, pipelined requests waiting behind its first stream
+  const before = await server.ask('stats', 30_000, { gc: true })
+  const queue = rawClient(server.port, GET('/events').repeat(SIZES.pipeUnderCap + 1))
+  queue.resume()
+  await enteredSettles(server)
+  await sleep(1000) // the last requests reach their handlers after the first stream started
+  const held = await server.ask('stats', 30_000, { gc: true })
+  queue.destroy()
+  const released = await settle(server)
+  server.stop()
+  return {
+    'pipelined GETs on one connection (maxConnections 200)': SIZES.pipeDeep,
+    'sources started by it': started,
+    'the connection': closedByServer ? 'closed by the server' : 'kept open',
+    [`next ${SIZES.floodProbes} clients`]: summarize(probes),
+    'finally run / entered': `${after.finals} / ${after.entered}`,
+    [`heap held by ${SIZES.pipeUnderCap} requests queued behind one stream (KB each)`]:
+      ((held.heap - before.heap) / SIZES.pipeUnderCap / 1024).toFixed(1),
+    '… sources they started': held.entered - before.entered - 1,
+    '… finally run / entered once closed': `${released.finals} / ${released.entered}`
+  }
+}
+
+/** One HTTP/2 session opens 400 streams (maxConnections 200): how many it gets, and what the next clients get. */
+async function h2Flood () {
+  const server = await startServer(SIZES.floodSlots)
+  const session = http2.connect(`http://127.0.0.1:${server.h2port}`)
+  session.on('error', () => {})
+  await once(session, 'connect')
+  const statuses = await Promise.all(Array.from({ length: SIZES.h2Flood }, async () => {
+    const stream = session.request({ ':path': '/events', accept: 'text/event-stream' })
+    stream.on('error', () => {})
+    const [headers] = await Promise.race([once(stream, 'response'), sleep(10_000).then(() => [{ ':status': 'none' }])])
+    return headers[':status']
+  }))
+  const started = await enteredSettles(server, 500)
+  const probes = await Promise.all(Array.from({ length: SIZES.floodProbes }, () => h2Status(server.h2port)))
+  session.destroy()
+  const after = await settle(server)
+  server.stop()
+  return {
+    'streams opened on one session (maxConnections 200)': SIZES.h2Flood,
+    'its streams answered': summarize(statuses),
+    'sources started by it': started,
+    [`next ${SIZES.floodProbes} clients (one session each)`]: summarize(probes),
+    'finally run / entered': `${after.finals} / ${after.entered}`
+  }
+}
+
 const scenarios = {
   async churn () {
     const server = await startServer()
@@ -275,7 +385,8 @@ const scenarios = {
       s.resume()
       return s
     })
-    const allIn = await until(async () => (await server.ask('stats')).entered >= total, SCENARIO_DEADLINE_MS)
+    // a stream waits for its turn on its connection before its source starts: wait until no more start
+    const started = await enteredSettles(server)
     for (const s of sockets) s.destroy()
     const after = await settle(server)
     // fresh clients after the pipelining ones left: refused (503) if the queued streams still hold their slots
@@ -292,7 +403,8 @@ const scenarios = {
     const close = await server.ask('close')
     server.stop()
     return {
-      'sockets × pipelined GETs': `${SIZES.pipeSockets} × ${SIZES.pipeDepth}${allIn ? '' : ' (not all arrived)'}`,
+      'sockets × pipelined GETs': `${SIZES.pipeSockets} × ${SIZES.pipeDepth}`,
+      'sources started while connected': started,
       'finally run / entered': `${after.finals} / ${after.entered}`,
       'all released within (ms, polled every 50 ms)': after.finals === after.entered ? Math.round(after.ms) : `not within ${SETTLE_MS}`,
       [`next ${PROBES} clients (maxConnections = pipelined GETs)`]: summarize(codes),
@@ -397,6 +509,9 @@ const scenarios = {
       'heap before → after (MB)': `${MB(before.heap)} → ${MB(after.heap)}`
     }
   },
+
+  pipelineDeep,
+  h2Flood,
 
   async shutdown () {
     const server = await startServer()

@@ -4,6 +4,7 @@ import type {
   FastifyTypeProviderDefault, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerBase,
   RawServerDefault, RouteGenericInterface
 } from 'fastify'
+import { AdmissionGate } from './admission.js'
 import { ChannelRegistry, type SseChannels } from './channel/index.js'
 import type { FastifyReplyType, ResolveFastifyReplyType } from './fastify-internals.js'
 import { StreamRegistry, type SseStats } from './metrics.js'
@@ -74,7 +75,8 @@ async function ssePluginCallback (fastify: FastifyInstance, options: SsePluginOp
     defaults,
     limits,
     open: new StreamRegistry(),
-    closing: false
+    closing: false,
+    admission: limits.admission === undefined ? undefined : new AdmissionGate(limits.admission, limits.retryAfter)
   }
   const channels = new ChannelRegistry(fastify.log, host.defaults.serialize, undefined, host.open)
 
@@ -119,7 +121,8 @@ export type {
 export type { ChannelBackendFactory, PublishOptions, ResetReason } from './channel/backend.js'
 export { parseEventStream, type ParseOptions } from './client/parse.js'
 export type {
-  SseErrorMapper, SseItem, SseJsonAnswer, SsePluginOptions, SseRouteOptions, SseSerializer, SseSource, SseStreamOptions
+  SseAdmissionOptions, SseErrorMapper, SseItem, SseJsonAnswer, SsePluginOptions, SseRouteOptions, SseSerializer,
+  SseSource, SseStreamOptions
 } from './types.js'
 export { SSE_DIAGNOSTICS, subscribeSseDiagnostic } from './diagnostics.js'
 export type {

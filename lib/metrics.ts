@@ -8,10 +8,12 @@ import type { EndReason } from './source.js'
 // the stream reports (`OpenStream`), never the writer itself.
 
 /**
- * Why a request got an answer instead of a stream: `maxConnections` reached, the server closing (both 503), or
- * an `Accept` header that rules out `text/event-stream` (406).
+ * Why a request got an answer instead of a stream: `maxConnections` or `maxStreamsPerConnection` reached, new
+ * streams coming faster than `admission` lets in, the server closing (all 503), or an `Accept` header that rules
+ * out `text/event-stream` (406).
  */
-export type RejectReason = 'max connections' | 'server closing' | 'not acceptable'
+export type RejectReason =
+  'max connections' | 'max streams per connection' | 'admission' | 'server closing' | 'not acceptable'
 
 /** A channel as `app.sse.stats()` shows it. */
 export interface SseChannelStats {
@@ -46,7 +48,7 @@ export interface SseStats {
   opened: number
   /** Streams closed, by why. */
   closed: Record<EndReason, number>
-  /** Requests answered instead of streamed: 503 (`maxConnections` reached, or the server closing) and 406. */
+  /** Requests answered instead of streamed: 503 (a limit reached, or the server closing) and 406. */
   rejected: number
   /** The same requests, by why. */
   rejectedByReason: Record<RejectReason, number>
@@ -88,7 +90,7 @@ export class StreamRegistry {
   opened = 0
   rejected = 0
   readonly rejectedByReason: Record<RejectReason, number> = {
-    'max connections': 0, 'server closing': 0, 'not acceptable': 0
+    'max connections': 0, 'max streams per connection': 0, admission: 0, 'server closing': 0, 'not acceptable': 0
   }
 
   items = 0

@@ -1,6 +1,6 @@
 import { isRetry } from './encode.js'
 import { invalidOption, shown } from './errors.js'
-import type { SseErrorMapper, SseJsonAnswer, SsePluginOptions, SseRouteOptions, SseSerializer, SseStreamOptions } from './types.js'
+import type { SseAdmissionOptions, SseErrorMapper, SseJsonAnswer, SsePluginOptions, SseRouteOptions, SseSerializer, SseStreamOptions } from './types.js'
 
 // The plugin's and each stream's options, checked once when they are given: a bad one is refused by name
 // at registration (or at `reply.sse()`), never discovered later on a live stream.
@@ -41,7 +41,10 @@ export const DEFAULTS: ResolvedOptions = {
 const STREAM_OPTIONS: readonly string[] = [
   'heartbeat', 'retry', 'retryJitter', 'writeTimeout', 'serialize', 'validate', 'headersDelay', 'onError'
 ]
-const PLUGIN_OPTIONS: readonly string[] = [...STREAM_OPTIONS, 'maxConnections', 'retryAfter']
+const PLUGIN_OPTIONS: readonly string[] = [
+  ...STREAM_OPTIONS, 'maxConnections', 'retryAfter', 'maxStreamsPerConnection', 'admission'
+]
+const ADMISSION_OPTIONS: readonly string[] = ['rate', 'burst', 'spread']
 const ROUTE_OPTIONS: readonly string[] = [...STREAM_OPTIONS, 'json']
 // What Fastify passes a plugin along with its own options (`app.register(plugin, { prefix })`).
 const REGISTER_OPTIONS: readonly string[] = ['prefix', 'logLevel', 'logSerializers']
@@ -138,10 +141,49 @@ export function resolvePluginOptions (options: SsePluginOptions): { defaults: Re
 export interface Limits {
   maxConnections: number
   retryAfter: number
+  /** Streams on one HTTP/1.1 connection (the one answered and those pipelined behind it) or HTTP/2 session. */
+  maxStreamsPerConnection: number
+  /** The rate new streams are admitted at; undefined: no limit. */
+  admission: AdmissionLimits | undefined
+}
+
+/** `admission`, resolved: a token bucket of new streams, and the spread of the refused ones' `Retry-After`. */
+export interface AdmissionLimits {
+  /** New streams per second, sustained. */
+  rate: number
+  /** New streams admitted at once after a quiet time: the bucket's size. */
+  burst: number
+  /** Seconds: a refused request's `Retry-After` is `retryAfter` plus a whole number drawn from 0 to this. */
+  spread: number
+}
+
+/** The streams one connection may hold, open or waiting: as HTTP/2's common SETTINGS_MAX_CONCURRENT_STREAMS. */
+export const MAX_STREAMS_PER_CONNECTION = 100
+
+function resolveAdmission (
+  admission: SseAdmissionOptions | undefined, retryAfter: number
+): AdmissionLimits | undefined {
+  if (admission === undefined) return undefined
+  if (typeof admission !== 'object' || admission === null) {
+    throw invalidOption('admission', `must be an object { rate, burst?, spread? }, got ${shown(admission)}`)
+  }
+  refuseUnknown(admission, ADMISSION_OPTIONS, 'the plugin\'s admission')
+  const { rate } = admission
+  if (!(typeof rate === 'number' && Number.isFinite(rate) && rate > 0)) {
+    throw invalidOption('admission.rate', `must be a number of new streams per second > 0, got ${shown(rate)}`)
+  }
+  const { burst = Math.max(1, Math.ceil(rate)), spread = Math.max(1, retryAfter) } = admission
+  if (!(Number.isSafeInteger(burst) && burst >= 1)) {
+    throw invalidOption('admission.burst', `must be a whole number of streams >= 1, got ${shown(burst)}`)
+  }
+  if (!(Number.isSafeInteger(spread) && spread >= 0)) {
+    throw invalidOption('admission.spread', `must be a whole number of seconds >= 0, got ${shown(spread)}`)
+  }
+  return { rate, burst, spread }
 }
 
 function resolveLimits (options: SsePluginOptions): Limits {
-  const { maxConnections = Infinity, retryAfter = 5 } = options
+  const { maxConnections = Infinity, retryAfter = 5, maxStreamsPerConnection = MAX_STREAMS_PER_CONNECTION } = options
   // 0 would refuse every stream: a limit that turns the plugin off is a mistake, not a setting
   if (maxConnections !== Infinity && !(Number.isSafeInteger(maxConnections) && maxConnections >= 1)) {
     throw invalidOption('maxConnections', `must be a whole number of streams >= 1 (or Infinity), got ${shown(maxConnections)}`)
@@ -149,5 +191,11 @@ function resolveLimits (options: SsePluginOptions): Limits {
   if (!(Number.isSafeInteger(retryAfter) && retryAfter >= 0)) {
     throw invalidOption('retryAfter', `must be a whole number of seconds >= 0, got ${shown(retryAfter)}`)
   }
-  return { maxConnections, retryAfter }
+  const perConnection = maxStreamsPerConnection
+  if (perConnection !== Infinity && !(Number.isSafeInteger(perConnection) && perConnection >= 1)) {
+    throw invalidOption('maxStreamsPerConnection',
+      `must be a whole number of streams >= 1 (or Infinity), got ${shown(maxStreamsPerConnection)}`)
+  }
+  const admission = resolveAdmission(options.admission, retryAfter)
+  return { maxConnections, retryAfter, maxStreamsPerConnection, admission }
 }

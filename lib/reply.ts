@@ -1,15 +1,18 @@
-import type { FastifyReply } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { AdmissionGate } from './admission.js'
 import { alreadySent, invalidSource, notAcceptable, routeName, sourceTaken } from './errors.js'
 import { clearHandlerTimeout, sendPathIdle, sendPipedBody } from './fastify-internals.js'
 import { FastifyBody } from './fastify-body.js'
 import { answeredBySse, answeredHead, setStreamHeaders } from './head.js'
 import type { RejectReason, StreamRegistry } from './metrics.js'
 import { resolveOptions, routeStreamOptions, type Limits, type ResolvedOptions } from './options.js'
+import { countOnSession, queueFull, sessionFull, waitForTurn, waitsForTurn } from './per-connection.js'
 import { feeding } from './queue.js'
 import { dropSource, isSource } from './source.js'
 import { EventStream, type ItemHook } from './stream.js'
 import { typedItemHook } from './typed/items.js'
-import type { SseStreamOptions } from './types.js'
+import { abortStreamSignal } from './signal.js'
+import type { SseSource, SseStreamOptions } from './types.js'
 
 // `reply.sse(source, options)`: the checks and limits before a stream opens, the response headers of an event
 // stream (lib/head), and the hand-over of the stream to Fastify as the reply's body (so onSend hooks run as for
@@ -23,6 +26,8 @@ export interface StreamHost {
   readonly open: StreamRegistry
   /** Set once the app is closing: new streams are refused. */
   closing: boolean
+  /** The rate new streams are admitted at (`admission`); undefined: no limit. */
+  readonly admission: AdmissionGate | undefined
 }
 
 function describe (value: unknown): string {
@@ -38,20 +43,58 @@ export function isSeenRoute (config: object): boolean {
   return (config as { [kSeenRoute]?: true })[kSeenRoute] === true
 }
 
-/** Whether `reply.sse()` started a stream on this reply. */
+/** Responses whose stream waits for its turn on a pipelining connection (see `waitInLine`). */
+const waitingReplies = new WeakSet<object>()
+
+/** Whether `reply.sse()` started a stream on this reply, or one waits to start. */
 export function isStreaming (reply: FastifyReply): boolean {
-  return answeredBySse(reply.raw)
+  return answeredBySse(reply.raw) || waitingReplies.has(reply.raw)
 }
 
-/** No stream now (too many open, or the server is closing): 503 with Retry-After, and the source stopped. */
-function refuseStream (
-  host: StreamHost, reply: FastifyReply, source: unknown, reason: RejectReason, why: string, context: object = {}
-): FastifyReply {
+/** Why a new stream is refused with a 503: the reason counted, the `code` of the answer, and why in words. */
+interface Refusal {
+  reason: Exclude<RejectReason, 'not acceptable'>
+  code: string
+  why: string
+  /** Seconds in `Retry-After`. */
+  retryAfter: number
+  /** What the warning logs beside the message. */
+  context?: object
+}
+
+/** No stream now (a limit reached, or the server closing): 503 with Retry-After, and the source stopped. */
+function refuseStream (host: StreamHost, reply: FastifyReply, source: unknown, refusal: Refusal): FastifyReply {
   dropSource(reply, source)
-  host.open.reject(reason)
-  reply.log.warn(context, `SSE stream refused: ${why}`)
-  return reply.code(503).header('retry-after', String(host.limits.retryAfter))
-    .send({ statusCode: 503, error: 'Service Unavailable', message: `No event stream now (${why}); retry later` })
+  host.open.reject(refusal.reason)
+  reply.log.warn(refusal.context ?? {}, `SSE stream refused: ${refusal.why}`)
+  return reply.code(503).header('retry-after', String(refusal.retryAfter)).send({
+    statusCode: 503, code: refusal.code, error: 'Service Unavailable', message: `No event stream now (${refusal.why}); retry later`
+  })
+}
+
+/** The refusal of a new stream by the first limit it meets now, or undefined: it may start. */
+function limitMet (host: StreamHost, request: FastifyRequest): Refusal | undefined {
+  const { maxConnections, maxStreamsPerConnection, retryAfter } = host.limits
+  // a request that reached its handler while app.close() ran: its stream would be left open
+  if (host.closing) return { reason: 'server closing', code: 'FST_SSE_SERVER_CLOSING', why: 'the server is closing', retryAfter }
+  if (sessionFull(request, maxStreamsPerConnection)) return perConnection(maxStreamsPerConnection, retryAfter)
+  if (host.open.size >= maxConnections) {
+    const why = `the limit of ${maxConnections} open streams (maxConnections) is reached`
+    return { reason: 'max connections', code: 'FST_SSE_MAX_CONNECTIONS', why, retryAfter, context: { maxConnections } }
+  }
+  // last: a token is spent only on a stream that starts
+  if (host.admission !== undefined && !host.admission.admit()) {
+    const why = 'new streams come faster than the admission rate'
+    return { reason: 'admission', code: 'FST_SSE_ADMISSION', why, retryAfter: host.admission.retryAfter(), context: { admission: host.limits.admission } }
+  }
+  return undefined
+}
+
+function perConnection (maxStreamsPerConnection: number, retryAfter: number): Refusal {
+  const why = `the limit of ${maxStreamsPerConnection} streams on one connection (maxStreamsPerConnection) is reached`
+  return {
+    reason: 'max streams per connection', code: 'FST_SSE_MAX_STREAMS_PER_CONNECTION', why, retryAfter, context: { maxStreamsPerConnection }
+  }
 }
 
 /**
@@ -114,32 +157,71 @@ export function sseDecorator (host: StreamHost) {
       host.open.reject('not acceptable')
       return this.code(406).send(notAcceptable(routeName(this.request)))
     }
-    const { maxConnections } = host.limits
-    // a request that reached its handler while app.close() ran: its stream would be left open
-    if (host.closing) return refuseStream(host, this, source, 'server closing', 'the server is closing')
-    if (host.open.size >= maxConnections) {
-      const why = `the limit of ${maxConnections} open streams (maxConnections) is reached`
-      return refuseStream(host, this, source, 'max connections', why, { maxConnections })
+    const route = `${this.request.method} ${this.request.url}`
+    if (!isSource(source)) throw invalidSource(route, describe(source))
+    if (this.sent || this.raw.headersSent || isStreaming(this)) {
+      // As Fastify does for a second reply.send(): a warning, and the response under way is left alone.
+      this.log.warn({ err: alreadySent(route) }, 'reply.sse() called on a reply already sent')
+      dropSource(this, source)
+      return this
     }
     // on a route with an sseSchema() response: compiled serializers, and checks with `validate`
     const compileSerializers = streamOptions?.serialize === undefined
     const item = typedItemHook(this, { validate: options.validate, compileSerializers })
-    return startStream(this, source, options, host.open, item)
+    if (waitsForTurn(this)) return waitInLine(host, this, source, options, item)
+    return admit(host, this, source, options, item)
   }
+}
+
+/**
+ * A request pipelined behind another response on its HTTP/1.1 connection (see lib/per-connection): nothing
+ * starts until its response can be written, and it is let go if the connection closes first. Past
+ * `maxStreamsPerConnection` the connection is closed: HTTP/1.1 cannot answer a request before those ahead of
+ * it, and a 503 queued behind an endless stream would never be read, while its bytes make Node stop reading the
+ * connection, and so stop noticing that the client left.
+ */
+function waitInLine (
+  host: StreamHost, reply: FastifyReply, source: SseSource<unknown>, options: ResolvedOptions,
+  item: ItemHook | undefined
+): FastifyReply {
+  // the handler has answered: Fastify must not answer for it, and a handlerTimeout must not destroy the response
+  waitingReplies.add(reply.raw)
+  clearHandlerTimeout(reply.request)
+  const { maxStreamsPerConnection } = host.limits
+  if (queueFull(reply.request, maxStreamsPerConnection)) {
+    dropSource(reply, source)
+    host.open.reject('max streams per connection')
+    const why = `the limit of ${maxStreamsPerConnection} streams on one connection (maxStreamsPerConnection) is reached`
+    reply.log.warn({ maxStreamsPerConnection }, `SSE connection closed: ${why} by pipelined requests`)
+    reply.request.raw.socket.destroy()
+    return reply
+  }
+  waitForTurn(reply, () => {
+    waitingReplies.delete(reply.raw)
+    admit(host, reply, source, options, item)
+  }, () => {
+    reply.log.debug('SSE stream dropped: its connection closed while it waited behind another response')
+    abortStreamSignal(reply.request)
+    dropSource(reply, source)
+  })
+  return reply
+}
+
+/** The limits checked, then the stream started (or a 503). */
+function admit (
+  host: StreamHost, reply: FastifyReply, source: SseSource<unknown>, options: ResolvedOptions,
+  item: ItemHook | undefined
+): FastifyReply {
+  const refusal = limitMet(host, reply.request)
+  if (refusal !== undefined) return refuseStream(host, reply, source, refusal)
+  return startStream(reply, source, options, host, item)
 }
 
 /** Headers, then the stream handed to Fastify as the body. */
 function startStream (
-  reply: FastifyReply, source: unknown, options: ResolvedOptions, open: StreamRegistry, item: ItemHook | undefined
+  reply: FastifyReply, source: SseSource<unknown>, options: ResolvedOptions, host: StreamHost,
+  item: ItemHook | undefined
 ): FastifyReply {
-  const route = `${reply.request.method} ${reply.request.url}`
-  if (!isSource(source)) throw invalidSource(route, describe(source))
-  if (reply.sent || reply.raw.headersSent || answeredBySse(reply.raw)) {
-    // As Fastify does for a second reply.send(): a warning, and the response under way is left alone.
-    reply.log.warn({ err: alreadySent(route) }, 'reply.sse() called on a reply already sent')
-    dropSource(reply, source)
-    return reply
-  }
   setStreamHeaders(reply)
   if (reply.request.method === 'HEAD') {
     // A HEAD response has no body: an endless source would be pulled forever into nothing.
@@ -148,7 +230,8 @@ function startStream (
     return reply.send()
   }
   clearHandlerTimeout(reply.request)
-  const stream = new EventStream(reply, source, options, open, item)
+  countOnSession(reply, host.limits.maxStreamsPerConnection)
+  const stream = new EventStream(reply, source, options, host.open, item)
   // Nothing for Fastify's stream path to do (no onSend hook, no trailer): the same head, written by the stream
   // when it opens. Only on a route the plugin wrapped: there a handler's promise that resolves with nothing is
   // not answered by Fastify while the head waits for the first item (see lib/route's settleLater).

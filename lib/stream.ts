@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { encodeItem, frameOf, type Frame } from './encode.js'
-import { onConnectionClose, resetConnection } from './fastify-internals.js'
+import { resetConnection } from './fastify-internals.js'
 import { holdsHead, watchResponse, type ResponseWatcher } from './head.js'
 import { clock } from './heartbeat.js'
 import type { StreamRegistry } from './metrics.js'
@@ -45,8 +45,6 @@ interface StreamExtras {
   /** Settles once the response has closed; made only when `close()` waits for it. */
   responseClosed?: Promise<void>
   resolveResponseClosed?: () => void
-  /** Stops watching the connection of a response queued behind another (see the constructor). */
-  unwatch?: () => void
   /** `#onStep` and `#onError` as callbacks of an asynchronous source's promises (see `#pull`). */
   stepped?: (step: IteratorResult<SseItem<unknown>>) => void
   failed?: (err: unknown) => void
@@ -92,12 +90,10 @@ export class EventStream extends ResponseWriter implements StreamLink, ResponseW
     registry.add(this)
     const res = reply.raw
     watchResponse(res, this)
-    // Queued behind another response on a pipelining connection: no socket yet, and no 'close' if the client
-    // leaves before it gets one. The connection's own close tells.
-    if (res.socket === null) this.#more().unwatch = onConnectionClose(reply.request, () => { this.responseClosed() })
     // The client left before the stream existed (a hook or the handler awaited first): that 'close' was before
-    // the listener, and none will follow. Closed on the next tick, once the body is piped.
-    else if (responseGone(res)) process.nextTick(closeLater, this)
+    // the listener, and none will follow. Closed on the next tick, once the body is piped. (A response queued
+    // behind another on a pipelining connection never gets here before it has its socket: lib/reply waits.)
+    if (responseGone(res)) process.nextTick(closeLater, this)
     this.startHeartbeats()
   }
 
@@ -355,7 +351,6 @@ export class EventStream extends ResponseWriter implements StreamLink, ResponseW
 
   protected destroyed (): void {
     this.registry.delete(this)
-    this.#extras?.unwatch?.()
     if (!this.#finished) {
       this.#finished = true
       this.#stopSource()

@@ -94,4 +94,28 @@ export interface SsePluginOptions extends SseStreamOptions {
   maxConnections?: number
   /** Seconds sent in the `Retry-After` header of those 503 answers. Default 5. */
   retryAfter?: number
+  /**
+   * Most SSE streams on one connection: on HTTP/1.1 the one being answered and the requests pipelined behind it
+   * (which wait, their sources not started, until Node can write their responses); on HTTP/2 the streams open on
+   * one session. A new stream beyond it is answered 503. Default 100.
+   */
+  maxStreamsPerConnection?: number
+  /**
+   * Limits the rate new streams are admitted at (a reconnection storm): beyond it, 503 with a jittered
+   * `Retry-After`. Default: none.
+   */
+  admission?: SseAdmissionOptions
+}
+
+/** The plugin's `admission` option: a token bucket of new streams, per plugin instance (so per process). */
+export interface SseAdmissionOptions {
+  /** New streams admitted per second, sustained (> 0; 0.5 is one every two seconds). */
+  rate: number
+  /** New streams admitted at once after a quiet time (the bucket's size, >= 1). Default: `rate`, rounded up. */
+  burst?: number
+  /**
+   * Seconds over which refused clients are spread: their `Retry-After` is the plugin's `retryAfter` plus a whole
+   * number of seconds drawn uniformly from 0 to `spread`. Default: `retryAfter` (at least 1).
+   */
+  spread?: number
 }

@@ -50,45 +50,73 @@ async function statusOf (port: number, path: string): Promise<number> {
 
 const portOf = (app: { server: { address: () => unknown } }): number => (app.server.address() as { port: number }).port
 
-t.test('pipelined requests: every stream is released when the client closes the connection', async t => {
+t.test('pipelined requests wait for their turn: one source runs per connection, all are released when it closes', async t => {
   t.setTimeout(20_000)
   const depth = 60
   let entered = 0
   let finalized = 0
-  const allEntered = deferred()
-  const allFinalized = deferred()
+  const firstEntered = deferred()
+  const firstFinalized = deferred()
   const warnings: Error[] = []
   const onWarning = (w: Error): void => { warnings.push(w) }
   process.on('warning', onWarning)
   t.teardown(() => { process.off('warning', onWarning) })
-  const { app } = await startApp(app => {
+  const { app, logs } = await startApp(app => {
     app.get('/events', async function * (request) {
-      if (++entered === depth) allEntered.resolve()
+      if (++entered === 1) firstEntered.resolve()
       try {
         yield { data: 'open' }
         await sleep(3_600_000, undefined, { signal: request.signal })
       } finally {
-        if (++finalized === depth) allFinalized.resolve()
+        if (++finalized === 1) firstFinalized.resolve()
       }
     })
-  }, { maxConnections: depth })
+  }, { maxConnections: 2 })
   t.teardown(() => app.close())
 
   // one request, 60 streams: the first is answered, 59 wait behind it on the same connection
   const socket = rawClient(portOf(app), GET('/events').repeat(depth))
   socket.resume()
-  await within(allEntered.promise, 10_000, 'not every pipelined request reached its handler')
+  await within(firstEntered.promise, 10_000, 'the first pipelined request did not stream')
+  let dropped = 0
+  const allWaiting = logs.waitFor(l => l.msg === 'SSE stream dropped: its connection closed while it waited behind another response' &&
+    ++dropped === depth - 1)
+  // every request has reached reply.sse() once the server parsed them all: nothing more started
+  let seen = 0
+  await within(logs.waitFor(l => l.msg === 'incoming request' && (l.req as { url?: string }).url === '/events' && ++seen === depth), 10_000,
+    'not every pipelined request reached the server')
+  t.equal(entered, 1, 'only the stream being answered started its source')
+  t.same(app.sse.stats().open, 1, 'only it holds a maxConnections slot')
+  t.equal(await statusOf(portOf(app), '/events'), 200, 'another client still gets a stream under maxConnections 2')
   socket.destroy()
-  await within(allFinalized.promise, 5000, 'pipelined streams kept running after the client left')
-  t.equal(finalized, depth, 'every generator ran its finally')
-
-  // their slots are free again: maxConnections streams open at once
-  const next = await Promise.all(Array.from({ length: depth }, () => statusOf(portOf(app), '/events')))
-  t.same(new Set(next), new Set([200]), `${depth} new streams are admitted under maxConnections ${depth}`)
+  await within(firstFinalized.promise, 5000, 'the stream kept running after the client left')
+  await within(allWaiting, 5000, 'the waiting requests were not let go')
+  t.equal(entered, 2, 'no waiting generator was ever entered (the other client\'s stream is the second)')
   t.same(warnings.map(w => w.name), [], 'no MaxListenersExceededWarning: one listener for the connection')
   const t0 = Date.now()
   await app.close()
   t.ok(Date.now() - t0 < 2000, 'app.close() resolves promptly')
+})
+
+t.test('pipelined finite streams are answered one after another, in order', async t => {
+  t.setTimeout(20_000)
+  const { app } = await startApp(app => {
+    app.get<{ Querystring: { n: string } }>('/once', async function * (request) {
+      yield { data: request.query.n }
+    })
+  })
+  t.teardown(() => app.close())
+  const depth = 5
+  const socket = rawClient(portOf(app), Array.from({ length: depth }, (_, i) => GET(`/once?n=${i}`)).join(''))
+  let text = ''
+  socket.setEncoding('latin1')
+  socket.on('data', (chunk: string) => { text += chunk })
+  const all = new Promise<void>(resolve => {
+    socket.on('data', () => { if (text.split('HTTP/1.1 200').length > depth && text.endsWith('0\r\n\r\n')) resolve() })
+  })
+  await within(all, 10_000, 'not every pipelined stream was answered')
+  socket.destroy()
+  t.same([...text.matchAll(/data: (\d)/g)].map(m => m[1]), ['0', '1', '2', '3', '4'], 'each answered, in order')
 })
 
 t.test('a request whose connection closed before reply.sse() releases its source and slot', async t => {
@@ -147,11 +175,12 @@ t.test('pipelined channel subscriptions are dropped when the client closes the c
   const socket = rawClient(portOf(app), GET('/sub').repeat(depth))
   socket.resume()
   await within(allSubscribed.promise, 10_000, 'not every pipelined request reached its handler')
-  t.equal(channel.size, depth, `${depth} subscribers while the client is connected`)
+  let dropped = 0
+  const allDropped = logs.waitFor(l => l.msg === 'SSE stream dropped: its connection closed while it waited behind another response' &&
+    ++dropped === depth - 1)
+  const closed = logs.waitFor(l => l.msg === 'SSE stream closed')
   socket.destroy()
-  let closed = 0
-  await within(logs.waitFor(l => l.msg === 'SSE stream closed' && ++closed === depth), 5000,
-    'pipelined streams stayed open after the client left')
+  await within(Promise.all([allDropped, closed]), 5000, 'pipelined streams stayed open after the client left')
   t.equal(channel.size, 0, 'every subscription was dropped')
 })
 

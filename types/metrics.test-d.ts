@@ -19,7 +19,9 @@ expectTypeOf(stats.closed).toEqualTypeOf<Record<EndReason, number>>()
 expectTypeOf(stats.resets).toEqualTypeOf<Record<ResetReason, number>>()
 expectTypeOf(stats.rejected).toEqualTypeOf<number>()
 expectTypeOf(stats.rejectedByReason).toEqualTypeOf<Record<RejectReason, number>>()
-expectTypeOf<RejectReason>().toEqualTypeOf<'max connections' | 'server closing' | 'not acceptable'>()
+expectTypeOf<RejectReason>().toEqualTypeOf<
+  'max connections' | 'max streams per connection' | 'admission' | 'server closing' | 'not acceptable'
+>()
 expectTypeOf(stats.channels).toEqualTypeOf<SseChannelStats[]>()
 expectTypeOf(stats.channels[0]?.history).toEqualTypeOf<number | undefined>()
 expectTypeOf(stats.channels[0]?.connected).toEqualTypeOf<boolean | undefined>()
