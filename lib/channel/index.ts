@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type {
-  ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, HistoryOptions, PublishOptions, Replay,
+  ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, PublishOptions, Replay,
   ResetReason
 } from './backend.js'
 import { IdleChannels, largest } from './lifecycle.js'

@@ -42,7 +42,9 @@ export interface ResolvedChannelOptions extends HistoryOptions {
   idleTimeout: number
 }
 
-export const DEFAULTS: ResolvedChannelOptions = { history: 100, historyMaxAge: Infinity, ...QUEUE_LIMITS, idleTimeout: 300_000 }
+export const DEFAULTS: ResolvedChannelOptions = {
+  history: 100, historyMaxAge: Infinity, ...QUEUE_LIMITS, idleTimeout: 300_000
+}
 const MAX_HISTORY = 10_000_000
 const MAX_TIMER = 2 ** 31 - 1
 export const OPTION_NAMES = Object.keys(DEFAULTS) as Array<keyof ResolvedChannelOptions>
@@ -53,7 +55,9 @@ const STATS_CHANNELS = 100
 export function resolveChannelOptions (options: ChannelOptions | SharedChannelOptions): ResolvedChannelOptions {
   refuseNonObject(options, '{ history, backend, … }', 'channel()')
   refuseUnknown(options, CHANNEL_OPTIONS, 'channel()')
-  const { history = DEFAULTS.history, historyMaxAge = DEFAULTS.historyMaxAge, idleTimeout = DEFAULTS.idleTimeout, backend } = options
+  const {
+    history = DEFAULTS.history, historyMaxAge = DEFAULTS.historyMaxAge, idleTimeout = DEFAULTS.idleTimeout, backend
+  } = options
   if (backend !== undefined && typeof backend !== 'function') {
     throw invalidOption('backend', `must be a channel backend such as redisChannels({ redis }), got ${typeof backend}`)
   }
@@ -63,8 +67,10 @@ export function resolveChannelOptions (options: ChannelOptions | SharedChannelOp
   if (!(typeof historyMaxAge === 'number' && historyMaxAge > 0)) {
     throw invalidOption('historyMaxAge', `must be a positive number of milliseconds, got ${String(historyMaxAge)}`)
   }
-  if (idleTimeout !== Infinity && !(Number.isSafeInteger(idleTimeout) && idleTimeout >= 0 && idleTimeout <= MAX_TIMER)) {
-    throw invalidOption('idleTimeout', `must be a whole number of milliseconds >= 0 (or Infinity), got ${shown(idleTimeout)}`)
+  const timer = Number.isSafeInteger(idleTimeout) && idleTimeout >= 0 && idleTimeout <= MAX_TIMER
+  if (idleTimeout !== Infinity && !timer) {
+    const problem = `must be a whole number of milliseconds from 0 to ${MAX_TIMER} (or Infinity), got ${shown(idleTimeout)}`
+    throw invalidOption('idleTimeout', problem)
   }
   const queueItems = queueLimit('queueItems', options.queueItems)
   const queueBytes = queueLimit('queueBytes', options.queueBytes)
@@ -82,4 +88,3 @@ export function statsChannels (options: SseStatsOptions | undefined): number {
   }
   return channels
 }
-
