@@ -27,10 +27,7 @@ export class IdleChannels<C extends Forgettable> {
   idle (channel: C): void {
     const timeout = channel.idleTimeout
     if (timeout === Infinity) return
-    if (timeout === 0) {
-      this.#forget(channel)
-      return
-    }
+    // even with a timeout of 0, forgotten by the timer: the call that went on to use the channel has run by then
     let channels = this.#byTimeout.get(timeout)
     if (channels === undefined) this.#byTimeout.set(timeout, channels = new Map())
     // deleted first, so the map stays ordered by idle time
