@@ -10,6 +10,7 @@ import { IdleChannels, largest } from '../../lib/channel/lifecycle.js'
 import type { ChannelBackendFactory } from '../../lib/channel/backend.js'
 import { MemoryBackend } from '../../lib/channel/memory.js'
 import { TagIndex } from '../../lib/channel/target.js'
+import { nearName } from '../../lib/errors.js'
 import ssePlugin, { type SseItem } from '../../lib/index.js'
 import { open, startApp, take, within } from '../helpers.js'
 
@@ -230,6 +231,18 @@ t.test('options refused by name: channel(), subscribe(); near names suggested', 
   t.throws(() => channel.subscribe('a' as never), { code: 'FST_SSE_INVALID_OPTION', field: 'options' })
   t.equal(channel.size, 0, 'nothing subscribed')
   t.throws(() => channel.publish({ data: 'x' }, { too: 'a' } as never), { field: 'too', message: /did you mean "to"\?$/ })
+})
+
+t.test('nearName: a clear typo of exactly one name, else nothing', async t => {
+  const known = ['history', 'historyMaxAge', 'queueItems', 'queueBytes', 'to']
+  t.equal(nearName('hsitory', known), '; did you mean "history"?', 'letters swapped')
+  t.equal(nearName('HISTORY', known), '; did you mean "history"?', 'another case')
+  t.equal(nearName('queueItem', known), '; did you mean "queueItems"?', 'one dropped')
+  t.equal(nearName('queueByte', ['queueBytes', 'queueBytez']), '', 'two as near: no guess')
+  t.equal(nearName('too', known), '; did you mean "to"?', 'short names: one letter off')
+  t.equal(nearName('tooo', known), '', 'short names: two letters off is not a typo')
+  t.equal(nearName('x', known), '')
+  t.equal(nearName('anything', []), '')
 })
 
 t.test('an item with none of the item fields is refused, naming one: on a stream and on a channel', async t => {
