@@ -3,7 +3,7 @@ import type {
   ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, PublishOptions, Replay,
   ResetReason
 } from './backend.js'
-import { IdleChannels, largest } from './lifecycle.js'
+import { IdleChannels, largest, type ChannelHome as Home } from './lifecycle.js'
 import { memoryBackend } from './memory.js'
 import {
   Subscriber, resetItem, type ChannelSubscription, type SubscribeOptions, type SubscriberHost
@@ -57,19 +57,7 @@ export interface Channel<T = unknown, Published extends string | Promise<string>
   close: () => void
 }
 
-/** What a channel tells its registry, and where an object that was forgotten finds the channel of its name. */
-interface ChannelHome {
-  /** The channel now registered under the name of `channel`: `channel` itself, taken back when there is none. */
-  rejoin: (channel: SseChannel<unknown>) => SseChannel<unknown>
-  /** The channel has no subscriber now (or was published on while it had none). */
-  idle: (channel: SseChannel<unknown>) => void
-  /** The channel has a subscriber. */
-  busy: (channel: SseChannel<unknown>) => void
-  /** Lets go of a channel with no subscriber on which nothing was ever published. */
-  forget: (channel: SseChannel<unknown>) => void
-  /** Drops a closed channel. */
-  closed: (channel: SseChannel<unknown>) => void
-}
+type ChannelHome = Home<SseChannel<unknown>>
 
 /** `app.sse`: the plugin's channels. */
 export interface SseChannels {
@@ -350,6 +338,7 @@ export class ChannelRegistry implements SseChannels, ChannelHome {
   readonly #context: ChannelContext
   readonly #streams: StreamRegistry
   readonly #idle = new IdleChannels<SseChannel<unknown>>(channel => { this.forget(channel) })
+  #closed = false
 
   constructor (
     log: FastifyBaseLogger, serialize: SseSerializer, backend: ChannelBackendFactory = memoryBackend,
@@ -400,6 +389,7 @@ export class ChannelRegistry implements SseChannels, ChannelHome {
 
   /** Closes every channel: their subscribers' streams end; settles once their backends released what they hold. */
   async close (): Promise<void> {
+    this.#closed = true
     this.#idle.clear()
     const channels = Array.from(this.#channels.values())
     for (const channel of channels) channel.close()
@@ -413,9 +403,14 @@ export class ChannelRegistry implements SseChannels, ChannelHome {
       if (live.backendFactory !== channel.backendFactory) throw otherBackend(channel.name)
       return live
     }
-    this.#channels.set(channel.name, channel)
     channel.rejoined()
-    if (channel.size === 0) this.#idle.idle(channel)
+    // closed with the app: what was forgotten before is closed too (its publish then throws, as on any channel)
+    if (this.#closed) {
+      channel.close()
+    } else {
+      this.#channels.set(channel.name, channel)
+      this.#idle.idle(channel)
+    }
     return channel
   }
 

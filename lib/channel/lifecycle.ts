@@ -6,6 +6,20 @@ import { performance } from 'node:perf_hooks'
 // Idle channels wait in one insertion-ordered map per timeout, oldest first, so a sweep reads only those due and
 // one timer serves them all, whatever their number.
 
+/** What a channel tells its registry, and where an object that was forgotten finds the channel of its name. */
+export interface ChannelHome<C> {
+  /** The channel now registered under the name of `channel`: `channel` itself, taken back when there is none. */
+  rejoin: (channel: C) => C
+  /** The channel has no subscriber now (or was published on while it had none). */
+  idle: (channel: C) => void
+  /** The channel has a subscriber. */
+  busy: (channel: C) => void
+  /** Lets go of a channel with no subscriber on which nothing was ever published. */
+  forget: (channel: C) => void
+  /** Drops a closed channel. */
+  closed: (channel: C) => void
+}
+
 /** What the idle list needs of a channel. */
 export interface Forgettable {
   readonly idleTimeout: number

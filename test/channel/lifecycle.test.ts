@@ -173,6 +173,20 @@ t.test('a shared backend (without forget) is never forgotten; app.close() stops 
   await app.close()
 })
 
+t.test('a forgotten object after app.close(): closed like every channel, its publish throws', async t => {
+  const app = await makeApp(t)
+  const old = app.sse.channel('room')
+  await old.subscribe().return?.()
+  t.notOk(registered(old))
+  await app.close()
+  t.throws(() => old.publish({ data: 1 }), { code: 'FST_SSE_CHANNEL_CLOSED' })
+  t.ok(old.closed)
+  const sub = app.sse.channel('other')
+  await sub.subscribe().return?.()
+  await app.close()
+  t.same(await sub.subscribe().next(), { done: true, value: undefined }, 'a subscription of it ends at once')
+})
+
 t.test('stats(): a total and the busiest channels first, as many as asked; options checked', async t => {
   const app = await makeApp(t)
   const subs = []
