@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifySchema } from 'fastify'
 import type { SseResetData } from '../channel/subscription.js'
 import { invalidSchema } from '../errors.js'
+import { refuseNonObject, refuseUnknown } from '../options.js'
 import type { SseItem } from '../types.js'
 import type { ProvidedAs, StaticOf, TypeBoxSchema } from './static.js'
 
@@ -233,6 +234,8 @@ export function sseSchema<M extends SseEventSchemas> (
 ): SseSchema<SseEventItem<M> | SseControlItem, M[keyof M]>
 export function sseSchema (schema: JsonSchema, options?: SseSchemaOptions): SseSchema<SseItem>
 export function sseSchema (schema: unknown, options: SseSchemaOptions = {}): SseSchema<unknown> {
+  refuseNonObject(options, '{ description, json }', 'sseSchema()')
+  refuseUnknown(options, ['description', 'json'], 'sseSchema()')
   const checked = checkSchema(schema, 'the data schema or event map')
   let data: JsonSchema | undefined
   let events: Record<string, JsonSchema> | undefined
