@@ -5,7 +5,7 @@
 // heap before and after (after a GC), the server side's sockets and kernel send queue, close time.
 //
 //   npm run build && node bench/hostile.js [--quick]
-//     [--only=churn,pipeline,stuck,stuckGenerator,h2reset,pipelineDeep,h2Flood,shutdown]
+//     [--only=churn,pipeline,stuck,stuckGenerator,h2reset,pipelineDeep,h2Flood,channels,shutdown]
 //                                          [--dist=path/to/index.js] [--json=out.json] [--record]
 //
 // Bounded: each scenario has a fixed number of clients and a deadline; only 127.0.0.1 is used. The kernel
@@ -42,7 +42,10 @@ const SIZES = Object.fromEntries(Object.entries({
   pipeUnderCap: [99, 99],
   h2Flood: [400, 400],
   floodSlots: [200, 200],
-  floodProbes: [20, 20]
+  floodProbes: [20, 20],
+  rooms: [20_000, 4000],
+  roomsParallel: [50, 50],
+  statsNames: [100_000, 20_000]
 }).map(([name, [full, small]]) => [name, quick ? small : full]))
 const SCENARIO_DEADLINE_MS = quick ? 60_000 : 180_000
 const SETTLE_MS = 10_000
@@ -84,6 +87,8 @@ async function serve () {
       }
     })
     app.get('/channel', (request, reply) => reply.sse(channel.subscribe()))
+    // a channel per name taken from the request, as a chat app makes its rooms
+    app.get('/rooms/:room', (request, reply) => reply.sse(app.sse.channel(request.params.room).subscribe()))
     await app.listen({ port: 0, host: '127.0.0.1', backlog: 4096 })
     apps.push(app)
     return app.server.address().port
@@ -106,6 +111,22 @@ async function serve () {
         if (i % 16 === 15) await sleep(5)
       }
       process.send({ id: msg.id, published, subscribers: channels[0].size })
+    } else if (msg.cmd === 'channels') {
+      // the channels the first app holds, and what stats() costs over them (after `names` more, each with an item)
+      const app = apps[0]
+      for (let i = 0; i < (msg.names ?? 0); i++) app.sse.channel(`kept-${i}`).publish({ data: i })
+      if (msg.gc === true) globalThis.gc()
+      // the best of five calls: the figure is the call's own cost, not a collection it happened to meet
+      let stats
+      let statsMs = Infinity
+      for (let i = 0; i < 5; i++) {
+        const t0 = performance.now()
+        stats = app.sse.stats()
+        statsMs = Math.min(statsMs, performance.now() - t0)
+      }
+      const statsBytes = JSON.stringify(stats).length
+      const heap = process.memoryUsage().heapUsed
+      process.send({ id: msg.id, open: stats.open, channelCount: stats.channelCount, statsMs, statsBytes, heap })
     } else if (msg.cmd === 'close') {
       const t0 = performance.now()
       let error
@@ -480,6 +501,35 @@ const scenarios = {
       'host TCP memory (MB): before → full → later → clients closed': mem0 === undefined
         ? 'n/a'
         : `${MB(mem0 * 4096)} → ${MB(mem1 * 4096)} → ${MB(mem2 * 4096)} → ${MB(mem3 * 4096)}`
+    }
+  },
+
+  async channels () {
+    // rooms named by the request, each subscribed once and left: what the server keeps of them
+    const server = await startServer()
+    const before = await server.ask('channels', 30_000, { gc: true })
+    const deadline = Date.now() + SCENARIO_DEADLINE_MS
+    let started = 0
+    async function worker () {
+      while (started < SIZES.rooms && Date.now() < deadline) {
+        const s = rawClient(server.port, GET(`/rooms/room-${started++}`))
+        await received(s, 1)
+        s.destroy()
+      }
+    }
+    await Promise.all(Array.from({ length: SIZES.roomsParallel }, worker))
+    await until(async () => (await server.ask('channels')).open === 0, SETTLE_MS)
+    const after = await server.ask('channels', 30_000, { gc: true })
+    // then as many channels that keep an item (held until idle), and what app.sse.stats() costs over them
+    const held = await server.ask('channels', SCENARIO_DEADLINE_MS, { names: SIZES.statsNames, gc: true })
+    server.stop()
+    const perRoom = (after.heap - before.heap) / started
+    return {
+      'rooms subscribed once and left': started,
+      'channels held after they left': after.channelCount ?? 'all (no count)',
+      'heap retained per room (after GC)': `${(perRoom / 1024).toFixed(2)} KB`,
+      [`stats() over ${SIZES.statsNames} more channels with an item each: time`]: `${held.statsMs.toFixed(1)} ms`,
+      '… its JSON': `${(held.statsBytes / 1024).toFixed(0)} KB`
     }
   },
 

@@ -1,4 +1,4 @@
-import { invalidItem, shown } from './errors.js'
+import { invalidItem, nearName, shown } from './errors.js'
 import type { SseItem, SseSerializer } from './types.js'
 
 // The only module that knows the wire format. A frame is built whole, as one string, before anything is
@@ -120,6 +120,30 @@ function checkObject (item: unknown): Record<string, unknown> {
   return item as Record<string, unknown>
 }
 
+const ITEM_FIELDS: readonly string[] = ['data', 'event', 'id', 'retry', 'comment']
+
+/**
+ * An item that encodes to nothing: fine when it has no field at all (`{}`), refused when it has fields the wire
+ * does not know (`{ dat: 'x' }`), which would otherwise be dropped without a word. Only reached by an item with none
+ * of the known fields, so an item that writes something is never looked at twice.
+ */
+function checkEmpty (item: Record<string, unknown>): void {
+  for (const name of Object.keys(item)) {
+    if (!ITEM_FIELDS.includes(name)) {
+      throw invalidItem(name, `is not an item field (its fields: ${ITEM_FIELDS.join(', ')})${nearName(name, ITEM_FIELDS)}`)
+    }
+  }
+}
+
+/**
+ * Refuses an item with none of the item fields that has others (`{ dat: 'x' }`): for a channel, which gives such an
+ * item an id, so the encoder alone would send an event of nothing but that id.
+ */
+export function refuseFieldless (item: SseItem<unknown>): void {
+  if (item.data === undefined && item.event === undefined && item.id === undefined && item.retry === undefined &&
+    item.comment === undefined) checkEmpty(item as Record<string, unknown>)
+}
+
 /** The comment lines: what comes before the id line. */
 function commentLines (comment: unknown): string {
   if (comment === undefined) return ''
@@ -146,18 +170,21 @@ function bodyLines (event: unknown, retry: unknown, data: unknown, serialize: Ss
 
 /**
  * Encodes one item into one complete event frame, ending with the blank line that dispatches it; `''` for an
- * item with no field at all (nothing to send). String data is written as the text itself unless `text` is false
- * (a typed route whose data schema admits more than strings: there a string is JSON like any value, so a client
- * decodes every event alike). Throws an `SseError` (a TypeError) naming the field for anything that could let a
- * client see a field or event the item did not contain. Fields are written in one order: comment, id, event,
- * retry, data.
+ * item with no field at all (nothing to send); one with fields but none of the item's is refused, naming one.
+ * String data is written as the text itself unless `text` is false (a typed route whose data schema admits more
+ * than strings: there a string is JSON like any value, so a client decodes every event alike). Throws an `SseError`
+ * (a TypeError) naming the field for anything that could let a client see a field or event the item did not contain.
+ * Fields are written in one order: comment, id, event, retry, data.
  */
 export function encodeItem (item: unknown, serialize: SseSerializer = JSON.stringify, text = true): string {
-  const { comment, id, event, retry, data } = checkObject(item)
+  const fields = checkObject(item)
+  const { comment, id, event, retry, data } = fields
   let frame = commentLines(comment)
   if (id !== undefined) frame += singleLine('id', id)
   frame += bodyLines(event, retry, data, serialize, text)
-  return frame === '' ? '' : frame + '\n'
+  if (frame !== '') return frame + '\n'
+  checkEmpty(fields)
+  return ''
 }
 
 /** Encodes an item that has no id yet (checked and refused like `encodeItem`) around the place of its id line. */

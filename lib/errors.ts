@@ -159,6 +159,44 @@ export function pushOverflow (items: number, bytes: number, queueItems: number, 
     `SSE push source: the client fell ${items} items (${bytes} bytes) behind, over queueItems ${queueItems} or queueBytes ${queueBytes}; stream ended`)
 }
 
+/**
+ * `; did you mean "history"?` when `name` is a clear typo of exactly one of `known` (another case, or one or two
+ * letters off: dropped, added, changed or swapped), else `''`. For the refusals of unknown option and item fields.
+ */
+export function nearName (name: string, known: Iterable<string>): string {
+  const lower = name.toLowerCase()
+  let best: string | undefined
+  let bestDistance = Infinity
+  let ties = 0
+  for (const candidate of known) {
+    const distance = candidate.toLowerCase() === lower ? 0 : editDistance(lower, candidate.toLowerCase())
+    if (distance < bestDistance) [best, bestDistance, ties] = [candidate, distance, 0]
+    else if (distance === bestDistance) ties++
+  }
+  const allowed = Math.min(name.length, best?.length ?? 0) <= 4 ? 1 : 2
+  return best !== undefined && ties === 0 && bestDistance <= allowed ? `; did you mean "${best}"?` : ''
+}
+
+/** Edits (insert, delete, replace, swap of neighbours) from `a` to `b`; names are short, so the table is small. */
+function editDistance (a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 2) return Infinity
+  const rows: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i])
+  for (let j = 1; j <= b.length; j++) (rows[0] as number[])[j] = j
+  for (let i = 1; i <= a.length; i++) {
+    const row = rows[i] as number[]
+    const above = rows[i - 1] as number[]
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      let d = Math.min((above[j] as number) + 1, (row[j - 1] as number) + 1, (above[j - 1] as number) + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d = Math.min(d, ((rows[i - 2] as number[])[j - 2] as number) + 1)
+      }
+      row[j] = d
+    }
+  }
+  return (rows[a.length] as number[])[b.length] as number
+}
+
 /** A value as a message shows it: a string quoted and called one (`"1000" (string)`), so it is not read as a number. */
 export function shown (value: unknown): string {
   if (typeof value === 'string') return `${JSON.stringify(value)} (string)`

@@ -7,7 +7,7 @@ import type {
 import { AdmissionGate } from './admission.js'
 import { ChannelRegistry, type SseChannels } from './channel/index.js'
 import type { FastifyReplyType, ResolveFastifyReplyType } from './fastify-internals.js'
-import { StreamRegistry, type SseStats } from './metrics.js'
+import { StreamRegistry } from './metrics.js'
 import { resolvePluginOptions } from './options.js'
 import { sseDecorator, type StreamHost } from './reply.js'
 import { refuseSerializedStream, routeHook } from './route.js'
@@ -65,7 +65,7 @@ declare module 'fastify' {
   }
   interface FastifyInstance {
     /** Broadcast channels (`app.sse.channel<T>(name, { history })`, closed with the app) and `app.sse.stats()`. */
-    sse: SseChannels & { stats: () => SseStats }
+    sse: SseChannels
   }
 }
 
@@ -129,5 +129,5 @@ export type {
   SseCutOffMessage, SseDiagnosticMessages, SseDiagnosticName, SseItemRefusedMessage, SsePublishFailedMessage,
   SseReaderMessage, SseReplayMessage, SseResetMessage, SseStreamCloseMessage, SseStreamOpenMessage
 } from './diagnostics.js'
-export type { RejectReason, SseChannelStats, SseStats } from './metrics.js'
+export type { RejectReason, SseChannelStats, SseStats, SseStatsOptions } from './metrics.js'
 export type { EndReason } from './source.js'

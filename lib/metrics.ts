@@ -66,8 +66,16 @@ export interface SseStats {
   replays: number
   /** Subscribers that got an `sse-reset` item (on reconnecting, or on Redis when the stream lost items), by reason. */
   resets: Record<ResetReason, number>
-  /** The channels open now. */
+  /** Channels held now: with subscribers, history, or used within their `idleTimeout` (forgotten ones are not). */
+  channelCount: number
+  /** The busiest of them (most subscribers first), as many as `stats({ channels })` asks: 100 by default. */
   channels: SseChannelStats[]
+}
+
+/** Options of `app.sse.stats()`. */
+export interface SseStatsOptions {
+  /** How many channel entries to list, busiest first: 0 for none, `Infinity` for all. Default 100. */
+  channels?: number
 }
 
 /** What the registry reads of an open stream, and how it closes it with the app. */
@@ -147,7 +155,7 @@ export class StreamRegistry {
   }
 
   /** The stream counters of a snapshot. */
-  snapshot (): Omit<SseStats, 'cutOffs' | 'replays' | 'resets' | 'channels'> {
+  snapshot (): Omit<SseStats, 'cutOffs' | 'replays' | 'resets' | 'channelCount' | 'channels'> {
     return {
       open: this.#open.size,
       openByRoute: Object.fromEntries(this.#byRoute),

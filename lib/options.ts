@@ -1,6 +1,8 @@
 import { isRetry } from './encode.js'
-import { invalidOption, shown } from './errors.js'
-import type { SseAdmissionOptions, SseErrorMapper, SseJsonAnswer, SsePluginOptions, SseRouteOptions, SseSerializer, SseStreamOptions } from './types.js'
+import { invalidOption, nearName, shown } from './errors.js'
+import type {
+  SseAdmissionOptions, SseErrorMapper, SseJsonAnswer, SsePluginOptions, SseRouteOptions, SseSerializer, SseStreamOptions
+} from './types.js'
 
 // The plugin's and each stream's options, checked once when they are given: a bad one is refused by name
 // at registration (or at `reply.sse()`), never discovered later on a live stream.
@@ -55,7 +57,7 @@ const PLUGIN = 'the plugin'
 export function refuseUnknown (options: object, known: readonly string[], where: string): void {
   for (const name of Object.keys(options)) {
     if (!known.includes(name) && !(known === PLUGIN_OPTIONS && REGISTER_OPTIONS.includes(name))) {
-      throw invalidOption(name, `is not an option of ${where} (its options: ${known.join(', ')})`)
+      throw invalidOption(name, `is not an option of ${where} (its options: ${known.join(', ')})${nearName(name, known)}`)
     }
   }
 }

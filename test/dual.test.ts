@@ -106,7 +106,7 @@ t.test('config.sse is checked when the route is declared, json included', async 
   })
   t.throws(() => app.get('/b', { config: { sse: { jsn: () => 1 } as never } }, async function * () {}), {
     field: 'jsn',
-    message: /is not an option of route GET \/b \(config.sse\) \(its options: heartbeat, retry, retryJitter, writeTimeout, serialize, validate, headersDelay, onError, json\)$/
+    message: /is not an option of route GET \/b \(config.sse\) \(its options: heartbeat, retry, retryJitter, writeTimeout, serialize, validate, headersDelay, onError, json\); did you mean "json"\?$/
   })
   t.throws(() => app.get('/c', { config: { sse: null as never } }, async function * () {}), { field: 'options', message: /^route GET \/c \(config.sse\) option "options" must be an object/ })
   t.throws(() => sseSchema(Price, { json: 'array' as never }), { code: 'FST_SSE_INVALID_SCHEMA', message: /the json option must be a JSON Schema object, got string/ })

@@ -105,7 +105,7 @@ t.test('without the header, the lastEventId query parameter: a first connection 
 
 t.test('lastEventId() refuses options it does not take, naming them', async t => {
   const request = { headers: {}, url: '/x?lastEventId=1' }
-  t.throws(() => lastEventId(request, { qurey: 'x' } as object), { code: 'FST_SSE_INVALID_OPTION', field: 'qurey', message: /is not an option of lastEventId\(\) \(its options: query\)$/ })
+  t.throws(() => lastEventId(request, { qurey: 'x' } as object), { code: 'FST_SSE_INVALID_OPTION', field: 'qurey', message: /is not an option of lastEventId\(\) \(its options: query\); did you mean "query"\?$/ })
   t.throws(() => lastEventId(request, null as never), { code: 'FST_SSE_INVALID_OPTION', field: 'options', message: /^lastEventId\(\) option "options" must be an object/ })
   for (const bad of ['', 5, true, null]) {
     t.throws(() => lastEventId(request, { query: bad as never }), { code: 'FST_SSE_INVALID_OPTION', field: 'query', message: /^lastEventId\(\) option "query" must be a query parameter name or false, got / }, String(bad))

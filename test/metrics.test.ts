@@ -48,7 +48,7 @@ t.test('a stream: open and close events, items and exact bytes, by route, and th
     })
   }, { heartbeat: false })
   t.teardown(() => app.close())
-  t.same(app.sse.stats(), { open: 0, openByRoute: {}, opened: 0, closed: ZERO_CLOSED, rejected: 0, rejectedByReason: ZERO_REJECTED, items: 0, bytes: 0, refused: 0, heartbeats: 0, cutOffs: 0, replays: 0, resets: { expired: 0, unknown: 0, invalid: 0 }, channels: [] }, 'all zero before any stream')
+  t.same(app.sse.stats(), { open: 0, openByRoute: {}, opened: 0, closed: ZERO_CLOSED, rejected: 0, rejectedByReason: ZERO_REJECTED, items: 0, bytes: 0, refused: 0, heartbeats: 0, cutOffs: 0, replays: 0, resets: { expired: 0, unknown: 0, invalid: 0 }, channelCount: 0, channels: [] }, 'all zero before any stream')
   const a = await open(`${url}/rooms/a`)
   const b = await open(`${url}/rooms/b`)
   await take(a.events, 2)

@@ -41,6 +41,16 @@ app.get('/chat', (req, reply) => {
   return reply.sse(subscription)
 })
 chat.subscribe()
+// @ts-expect-error unknown option (tags)
+chat.subscribe({ tag: 'user:1' })
+// @ts-expect-error unknown option (lastEventId)
+chat.subscribe({ lastEventID: '1' })
+app.sse.channel('rooms', { idleTimeout: 60_000 })
+app.sse.channel('kept', { idleTimeout: Infinity })
+// @ts-expect-error idleTimeout is a number
+app.sse.channel('bad', { idleTimeout: '1m' })
+// @ts-expect-error not an item field
+chat.publish({ dat: { name: 'a', text: 'b' } })
 // @ts-expect-error lastEventId is a string
 chat.subscribe({ lastEventId: 42 })
 

@@ -12,6 +12,13 @@ const app = Fastify()
 void app.register(ssePlugin)
 
 const stats = app.sse.stats()
+expectTypeOf(stats.channelCount).toEqualTypeOf<number>()
+expectTypeOf(app.sse.stats({ channels: 10 })).toEqualTypeOf<SseStats>()
+app.sse.stats({ channels: Infinity })
+// @ts-expect-error unknown option (channels)
+app.sse.stats({ channel: 10 })
+// @ts-expect-error channels is a number
+app.sse.stats({ channels: 'all' })
 expectTypeOf(stats).toEqualTypeOf<SseStats>()
 expectTypeOf(stats.open).toEqualTypeOf<number>()
 expectTypeOf(stats.openByRoute).toEqualTypeOf<Record<string, number>>()
@@ -29,7 +36,7 @@ expectTypeOf(stats.channels[0]?.connected).toEqualTypeOf<boolean | undefined>()
 stats.closed['timed out'] = 1
 // @ts-expect-error not a reason a request is answered instead of streamed
 stats.rejectedByReason['bad request'] = 1
-// @ts-expect-error stats() takes no argument
+// @ts-expect-error stats() takes options, not a channel name
 app.sse.stats('chat')
 
 expectTypeOf(SSE_DIAGNOSTICS.streamClose).toEqualTypeOf<'fastify-typed-sse:stream:close'>()

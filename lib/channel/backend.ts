@@ -102,6 +102,12 @@ export interface ChannelBackend<Id extends string | Promise<string> = string | P
    * a backend that reads a shared store reads this channel only in between.
    */
   subscribed?: (active: boolean) => void
+  /**
+   * Drops the history and keeps the ids going (the next item continues from the last): the channel is idle and its
+   * registry lets go of it. Only a backend that holds nothing outside this process has it (the in-memory one); a
+   * channel whose backend has none is kept until `close()`.
+   */
+  forget?: () => void
   /** Releases what the backend holds (history, connections); a promise when that takes a while (a connection). */
   close: () => void | Promise<void>
   /**

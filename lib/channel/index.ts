@@ -1,50 +1,35 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type {
-  ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, HistoryOptions, PublishOptions, Replay,
+  ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, PublishOptions, Replay,
   ResetReason
 } from './backend.js'
+import { IdleChannels, largest, type ChannelHome as Home } from './lifecycle.js'
 import { memoryBackend } from './memory.js'
 import {
   Subscriber, resetItem, type ChannelSubscription, type SubscribeOptions, type SubscriberHost
 } from './subscription.js'
-import { reaches, resolveTags, resolveTarget, setTarget, targetOf, type Target, type TargetOptions } from './target.js'
-import { encodeAhead, encodeItem, encodeParts } from '../encode.js'
+import { TagIndex, resolveTags, resolveTarget, setTarget, targetOf, type Target, type TargetOptions } from './target.js'
+import { encodeAhead, encodeItem, encodeParts, refuseFieldless } from '../encode.js'
 import { cutOff, replayServed, resetServed } from '../diagnostics.js'
-import { channelClosed, invalidOption } from '../errors.js'
-import { StreamRegistry, type ChannelCounters, type SseChannelStats, type SseStats } from '../metrics.js'
-import { QUEUE_LIMITS, queueLimit } from '../slow-client.js'
+import { channelClosed, invalidOption, type SseError } from '../errors.js'
+import {
+  StreamRegistry, type ChannelCounters, type SseChannelStats, type SseStats, type SseStatsOptions
+} from '../metrics.js'
+import { refuseNonObject, refuseUnknown } from '../options.js'
+import {
+  DEFAULTS, OPTION_NAMES, SUBSCRIBE_OPTIONS, resolveChannelOptions, statsChannels, type ChannelOptions,
+  type ResolvedChannelOptions, type SharedChannelOptions
+} from './options.js'
 import type { SseItem, SseSerializer } from '../types.js'
 
 export { MAX_LAST_EVENT_ID, type ChannelSubscription, type SseResetData, type SubscribeOptions } from './subscription.js'
 export type { TargetOptions } from './target.js'
+export type { ChannelOptions, SharedChannelOptions } from './options.js'
 
 // Broadcast: one writer, many listeners. Each published item is encoded once by the channel and the same
 // frame is handed to every subscriber's bounded queue; the stream (lib/stream, lib/writer) writes those bytes as they
 // are. Publishing never waits for anyone: a subscriber whose queue is full is cut off and resumes by
 // Last-Event-ID when its client reconnects.
-
-/** Options of `app.sse.channel(name, options)`. */
-export interface ChannelOptions {
-  /** Items kept for replay to reconnecting clients. Default 100; 0 keeps none. */
-  history?: number
-  /** Milliseconds an item stays in the history. Default: no age limit. */
-  historyMaxAge?: number
-  /** Items a subscriber may have waiting before it is disconnected as too slow. Default 512. */
-  queueItems?: number
-  /** Bytes (of encoded frames) a subscriber may have waiting before it is disconnected. Default 1 MiB. */
-  queueBytes?: number
-  /**
-   * Where the history lives and how items reach the other processes. Default: this process's memory. A shared
-   * backend (`redisChannels()` from `fastify-typed-sse/redis`) is given by the other overload of `channel()`.
-   */
-  backend?: ChannelBackendFactory<string>
-}
-
-/** Options of a channel whose items are stored outside this process (Redis): its `publish` returns a promise. */
-export interface SharedChannelOptions extends Omit<ChannelOptions, 'backend'> {
-  /** The shared store, e.g. `redisChannels({ redis })` from `fastify-typed-sse/redis`. */
-  backend: ChannelBackendFactory<Promise<string>>
-}
 
 /**
  * A broadcast channel: `app.sse.channel<T>(name, options)`. `Published` is what `publish` returns: the id
@@ -72,6 +57,8 @@ export interface Channel<T = unknown, Published extends string | Promise<string>
   close: () => void
 }
 
+type ChannelHome = Home<SseChannel<unknown>>
+
 /** `app.sse`: the plugin's channels. */
 export interface SseChannels {
   /**
@@ -79,33 +66,10 @@ export interface SseChannels {
    * `backend` (Redis), its items reach the subscribers of every process and `publish` returns a promise.
    */
   channel<T = unknown>(name: string, options: SharedChannelOptions): Channel<T, Promise<string>>
-  /** The channel of that name, created on first use; the same object for the same name. */
+  /** The channel of that name, created on first use; the same object for the same name while it is in use. */
   channel<T = unknown>(name: string, options?: ChannelOptions): Channel<T>
-}
-
-interface ResolvedChannelOptions extends HistoryOptions {
-  queueItems: number
-  queueBytes: number
-}
-
-const DEFAULTS: ResolvedChannelOptions = { history: 100, historyMaxAge: Infinity, ...QUEUE_LIMITS }
-const MAX_HISTORY = 10_000_000
-const OPTION_NAMES = Object.keys(DEFAULTS) as Array<keyof ResolvedChannelOptions>
-
-function resolveChannelOptions (options: ChannelOptions | SharedChannelOptions): ResolvedChannelOptions {
-  const { history = DEFAULTS.history, historyMaxAge = DEFAULTS.historyMaxAge, backend } = options
-  if (backend !== undefined && typeof backend !== 'function') {
-    throw invalidOption('backend', `must be a channel backend such as redisChannels({ redis }), got ${typeof backend}`)
-  }
-  if (!(Number.isSafeInteger(history) && history >= 0 && history <= MAX_HISTORY)) {
-    throw invalidOption('history', `must be a whole number of items from 0 to ${MAX_HISTORY}, got ${String(history)}`)
-  }
-  if (!(typeof historyMaxAge === 'number' && historyMaxAge > 0)) {
-    throw invalidOption('historyMaxAge', `must be a positive number of milliseconds, got ${String(historyMaxAge)}`)
-  }
-  const queueItems = queueLimit('queueItems', options.queueItems)
-  const queueBytes = queueLimit('queueBytes', options.queueBytes)
-  return { history, historyMaxAge, queueItems, queueBytes }
+  /** Streams' counters, channels' totals, and the busiest channels (`channels`: how many; default 100). */
+  stats: (options?: SseStatsOptions) => SseStats
 }
 
 function isItemObject (item: unknown): item is SseItem<unknown> {
@@ -123,9 +87,14 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
   readonly #backend: ChannelBackend
   readonly #serialize: SseSerializer
   readonly #subscribers = new Set<Subscriber>()
-  readonly #onClose: (channel: SseChannel<T>) => void
+  /** The tagged subscribers by tag: a targeted publish reaches those of its tags without looking at the others. */
+  readonly #tags = new TagIndex<Subscriber>()
+  readonly #home: ChannelHome
   readonly #counters: ChannelCounters
   #closed = false
+  #registered = true
+  /** Whether an item was ever published (a client may hold one of its ids): then it is forgotten only once idle. */
+  #published = false
   /** Set by the first targeted publish: until then the fan-out checks no subscriber's tags. */
   #targeted = false
   #items = 0
@@ -135,14 +104,14 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
 
   constructor (
     name: string, limits: ResolvedChannelOptions, context: ChannelContext, backend: ChannelBackendFactory,
-    onClose: (channel: SseChannel<T>) => void
+    home: ChannelHome
   ) {
     this.name = name
     this.limits = limits
     this.log = context.log
     this.backendFactory = backend
     this.#serialize = context.serialize
-    this.#onClose = onClose
+    this.#home = home
     this.#counters = context.counters
     const history = { history: limits.history, historyMaxAge: limits.historyMaxAge }
     this.#backend = backend(name, history, this.#deliver, context.log, this.#reset)
@@ -156,7 +125,21 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
     return this.#closed
   }
 
+  /** @internal Whether the registry holds this object: false once forgotten (idle) or closed. */
+  get registered (): boolean {
+    return this.#registered
+  }
+
+  /** @internal Forgotten once it has been idle that long; never when its backend keeps the history elsewhere. */
+  get idleTimeout (): number {
+    return this.#backend.forget === undefined ? Infinity : this.limits.idleTimeout
+  }
+
   publish (item: SseItem<T>, options?: PublishOptions & TargetOptions): string | Promise<string> {
+    if (!this.#registered && !this.#closed) {
+      const live = this.#home.rejoin(this)
+      if (live !== this) return live.publish(item, options)
+    }
     if (this.#backend.asynchronous !== true) return this.#append(item, options)
     try {
       return this.#append(item, options)
@@ -166,6 +149,12 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
   }
 
   subscribe (options: SubscribeOptions = {}): ChannelSubscription<T> {
+    refuseNonObject(options, '{ lastEventId, signal, tags }', 'subscribe()')
+    refuseUnknown(options, SUBSCRIBE_OPTIONS, 'subscribe()')
+    if (!this.#registered && !this.#closed) {
+      const live = this.#home.rejoin(this)
+      if (live !== this) return live.subscribe(options) as ChannelSubscription<T>
+    }
     const subscriber = new Subscriber(this, options.signal, resolveTags(options.tags))
     if (this.#closed) subscriber.end()
     else subscriber.start(options.lastEventId, this.#backend)
@@ -174,21 +163,50 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
 
   close (): void {
     if (this.#closed) return
+    if (!this.#registered) {
+      // the channel of this name now, if another took it: closing a room closes it whoever made it last
+      const live = this.#home.rejoin(this)
+      if (live !== this) {
+        live.close()
+        return
+      }
+    }
     this.#closed = true
+    this.#registered = false
     for (const subscriber of this.#subscribers) subscriber.end()
     this.closing = Promise.resolve(this.#backend.close())
-    this.#onClose(this)
+    this.#home.closed(this)
+  }
+
+  /** @internal Let go by its registry: it keeps its ids going, not its history. */
+  forgotten (): void {
+    this.#registered = false
+    this.#backend.forget?.()
+  }
+
+  /** @internal Taken back by its registry (published on or subscribed to through an object that was kept). */
+  rejoined (): void {
+    this.#registered = true
   }
 
   /** @internal */
   attach (subscriber: Subscriber): void {
     this.#subscribers.add(subscriber)
-    if (this.#subscribers.size === 1) this.#backend.subscribed?.(true)
+    this.#tags.add(subscriber)
+    if (this.#subscribers.size !== 1) return
+    this.#backend.subscribed?.(true)
+    this.#home.busy(this)
   }
 
   /** @internal */
   detach (subscriber: Subscriber): void {
-    if (this.#subscribers.delete(subscriber) && this.#subscribers.size === 0) this.#backend.subscribed?.(false)
+    if (!this.#subscribers.delete(subscriber)) return
+    this.#tags.delete(subscriber)
+    if (this.#subscribers.size !== 0) return
+    this.#backend.subscribed?.(false)
+    if (this.#closed) return
+    if (this.#published) this.#home.idle(this)
+    else this.#home.forget(this)
   }
 
   /** @internal A subscriber's queue is full: it is about to be cut off. */
@@ -246,8 +264,12 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
   #append (item: SseItem<T>, options?: PublishOptions & TargetOptions): string | Promise<string> {
     // a non-object is refused by the encoder, with the message every other refusal has
     if (!isItemObject(item)) encodeItem(item)
+    refuseFieldless(item)
     const target = resolveTarget(options)
     if (this.#closed) throw channelClosed(this.name)
+    this.#published = true
+    // published on with nobody listening: its idle time starts again (a cheap check on the path of every publish)
+    if (this.#subscribers.size === 0) this.#home.idle(this)
     if (target === undefined) return this.#backend.append(item, this.#encode, options)
     if (this.#backend.targeting !== true) {
       const problem = `is not supported by the backend of channel "${this.name}", which does not keep targeting ` +
@@ -288,7 +310,12 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
       for (const subscriber of this.#subscribers) subscriber.push(item)
       return
     }
-    for (const subscriber of this.#subscribers) if (reaches(target, subscriber.tags)) subscriber.push(item)
+    const excluded = target.exclude === undefined ? undefined : this.#tags.having(target.exclude)
+    if (target.to === undefined) {
+      for (const subscriber of this.#subscribers) if (excluded?.has(subscriber) !== true) subscriber.push(item)
+      return
+    }
+    for (const subscriber of this.#tags.having(target.to)) if (excluded?.has(subscriber) !== true) subscriber.push(item)
   }
 }
 
@@ -302,11 +329,16 @@ export interface ChannelContext {
   counters: ChannelCounters
 }
 
-/** `app.sse`: creates channels on first use and closes them all with the app. */
-export class ChannelRegistry implements SseChannels {
+/**
+ * `app.sse`: creates channels on first use, forgets those nobody uses (see `idleTimeout`), and closes them all with
+ * the app.
+ */
+export class ChannelRegistry implements SseChannels, ChannelHome {
   readonly #channels = new Map<string, SseChannel<unknown>>()
   readonly #context: ChannelContext
   readonly #streams: StreamRegistry
+  readonly #idle = new IdleChannels<SseChannel<unknown>>(channel => { this.forget(channel) })
+  #closed = false
 
   constructor (
     log: FastifyBaseLogger, serialize: SseSerializer, backend: ChannelBackendFactory = memoryBackend,
@@ -317,12 +349,18 @@ export class ChannelRegistry implements SseChannels {
     this.#streams = streams
   }
 
-  /** `app.sse.stats()`: the streams' counters, the channels' totals, and each open channel. */
-  stats (): SseStats {
+  /**
+   * `app.sse.stats()`: the streams' counters, the channels' totals, and the `channels` busiest channels (most
+   * subscribers first): one pass over the names, and an entry made only for those shown.
+   */
+  stats (options?: SseStatsOptions): SseStats {
+    const count = statsChannels(options)
     const { cutOffs, replays, resets } = this.#context.counters
-    const channels: SseChannelStats[] = []
-    for (const channel of this.#channels.values()) channels.push(channel.stats())
-    return { ...this.#streams.snapshot(), cutOffs, replays, resets: { ...resets }, channels }
+    const busiest = largest(this.#channels.values(), count, channel => channel.size)
+    const channels = busiest.map(channel => channel.stats())
+    return {
+      ...this.#streams.snapshot(), cutOffs, replays, resets: { ...resets }, channelCount: this.#channels.size, channels
+    }
   }
 
   channel<T = unknown>(name: string, options: SharedChannelOptions): Channel<T, Promise<string>>
@@ -335,28 +373,72 @@ export class ChannelRegistry implements SseChannels {
     const backend = options?.backend ?? this.#context.backend
     const existing = this.#channels.get(name)
     if (existing !== undefined) {
-      if (backend !== existing.backendFactory) {
-        throw invalidOption('backend', `of channel "${name}" differs from the one it was created with (pass the same backend to get it again)`)
-      }
+      if (backend !== existing.backendFactory) throw otherBackend(name)
       const differs = options === undefined ? undefined : existing.differsFrom(options)
       if (differs !== undefined) {
         throw invalidOption(differs, `of channel "${name}" is ${existing.limits[differs]}; it was created with other options than these`)
       }
       return existing as SseChannel<unknown> as Channel<T, string>
     }
-    const created = new SseChannel<unknown>(name, resolved ?? DEFAULTS, this.#context, backend, this.#forget)
+    const created = new SseChannel<unknown>(name, resolved ?? DEFAULTS, this.#context, backend, this)
     this.#channels.set(name, created)
+    // a name nobody subscribes to or publishes on is let go too
+    this.#idle.idle(created)
     return created as SseChannel<unknown> as Channel<T, string>
   }
 
   /** Closes every channel: their subscribers' streams end; settles once their backends released what they hold. */
   async close (): Promise<void> {
+    this.#closed = true
+    this.#idle.clear()
     const channels = Array.from(this.#channels.values())
     for (const channel of channels) channel.close()
     await Promise.all(channels.map(channel => channel.closing))
   }
 
-  #forget = (channel: SseChannel<unknown>): void => {
-    this.#channels.delete(channel.name)
+  /** @internal */
+  rejoin (channel: SseChannel<unknown>): SseChannel<unknown> {
+    const live = this.#channels.get(channel.name)
+    if (live !== undefined) {
+      if (live.backendFactory !== channel.backendFactory) throw otherBackend(channel.name)
+      return live
+    }
+    channel.rejoined()
+    // closed with the app: what was forgotten before is closed too (its publish then throws, as on any channel)
+    if (this.#closed) {
+      channel.close()
+    } else {
+      this.#channels.set(channel.name, channel)
+      this.#idle.idle(channel)
+    }
+    return channel
   }
+
+  /** @internal */
+  idle (channel: SseChannel<unknown>): void {
+    this.#idle.idle(channel)
+  }
+
+  /** @internal */
+  busy (channel: SseChannel<unknown>): void {
+    this.#idle.busy(channel)
+  }
+
+  /** @internal */
+  forget (channel: SseChannel<unknown>): void {
+    if (channel.idleTimeout === Infinity || this.#channels.get(channel.name) !== channel) return
+    this.#idle.busy(channel)
+    this.#channels.delete(channel.name)
+    channel.forgotten()
+  }
+
+  /** @internal */
+  closed (channel: SseChannel<unknown>): void {
+    this.#idle.busy(channel)
+    if (this.#channels.get(channel.name) === channel) this.#channels.delete(channel.name)
+  }
+}
+
+function otherBackend (name: string): SseError {
+  return invalidOption('backend', `of channel "${name}" differs from the one it was created with (pass the same backend to get it again)`)
 }

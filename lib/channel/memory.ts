@@ -1,11 +1,14 @@
 import type { BackendStats, ChannelBackend, ChannelEncoder, ChannelItem, Deliver, HistoryOptions, Replay } from './backend.js'
 import type { SseItem } from '../types.js'
 
-// The in-process history: a ring of the last `history` items (optionally younger than `historyMaxAge`).
+// The in-process history: a ring of the last `history` items (optionally younger than `historyMaxAge`). The ring
+// grows as it fills (doubling, up to `history`), so a large bound costs nothing until items come.
 // Ids are `<epoch>-<seq>`: the epoch is new for every channel object, so an id from a previous process (or a
 // channel closed and made again) is unknown here, and a client that sends one gets an sse-reset, not a guess.
 
 const SEQ = /^(?:0|[1-9][0-9]{0,14})$/
+/** Slots of a ring's first allocation. */
+const FIRST_SLOTS = 8
 let instances = 0
 
 export class MemoryBackend implements ChannelBackend<string> {
@@ -16,8 +19,9 @@ export class MemoryBackend implements ChannelBackend<string> {
   readonly #maxAge: number
   readonly #deliver: Deliver
   readonly #now: () => number
-  readonly #ring: Array<ChannelItem | undefined>
-  readonly #times: number[]
+  /** Item of seq `s` at `s % #ring.length`; `#ring.length` grows to `#capacity` as the history fills. */
+  #ring: Array<ChannelItem | undefined> = []
+  #times: number[] = []
   /** id → seq of the kept items (ids given by publishers included). */
   readonly #index = new Map<string, number>()
   /** Seq of the oldest kept item; `#last + 1` when none is kept. */
@@ -31,8 +35,6 @@ export class MemoryBackend implements ChannelBackend<string> {
     this.#maxAge = options.historyMaxAge
     this.#deliver = deliver
     this.#now = now
-    this.#ring = new Array<ChannelItem | undefined>(this.#capacity)
-    this.#times = new Array<number>(this.#capacity)
   }
 
   append (item: SseItem<unknown>, encode: ChannelEncoder): string {
@@ -46,7 +48,8 @@ export class MemoryBackend implements ChannelBackend<string> {
       const now = this.#now()
       this.#expire(now)
       if (seq - this.#first >= this.#capacity) this.#evictOldest()
-      const slot = seq % this.#capacity
+      else if (seq - this.#first >= this.#ring.length) this.#grow()
+      const slot = seq % this.#ring.length
       this.#ring[slot] = stored
       this.#times[slot] = now
       this.#index.set(stored.id, seq)
@@ -65,13 +68,13 @@ export class MemoryBackend implements ChannelBackend<string> {
       if (seq < this.#first - 1) return { reset: 'expired', items: [], position: this.position() }
     }
     const items: ChannelItem[] = []
-    for (let s = seq + 1; s <= this.#last; s++) items.push(this.#ring[s % this.#capacity] as ChannelItem)
+    for (let s = seq + 1; s <= this.#last; s++) items.push(this.#ring[s % this.#ring.length] as ChannelItem)
     return { items, position: this.position() }
   }
 
   /** The id of the newest item (as it was delivered), or `<epoch>-<seq>` once that item is no longer kept. */
   position (): string {
-    const newest = this.#last >= this.#first ? this.#ring[this.#last % this.#capacity] : undefined
+    const newest = this.#last >= this.#first ? this.#ring[this.#last % this.#ring.length] : undefined
     return newest?.id ?? this.#epoch + '-' + this.#last
   }
 
@@ -80,10 +83,29 @@ export class MemoryBackend implements ChannelBackend<string> {
     return { history: this.#last - this.#first + 1 }
   }
 
-  close (): void {
-    this.#ring.fill(undefined)
+  /** The history goes (the ring's memory too); the ids go on from the last. */
+  forget (): void {
+    this.#ring = []
+    this.#times = []
     this.#index.clear()
     this.#first = this.#last + 1
+  }
+
+  close (): void {
+    this.forget()
+  }
+
+  /** Twice the slots (at most `#capacity`), the kept items moved to theirs. */
+  #grow (): void {
+    const size = Math.min(this.#capacity, Math.max(FIRST_SLOTS, this.#ring.length * 2))
+    const ring = new Array<ChannelItem | undefined>(size)
+    const times = new Array<number>(size)
+    for (let s = this.#first; s <= this.#last - 1; s++) {
+      ring[s % size] = this.#ring[s % this.#ring.length]
+      times[s % size] = this.#times[s % this.#ring.length] as number
+    }
+    this.#ring = ring
+    this.#times = times
   }
 
   /** The seq of an id this channel object issued, else undefined. */
@@ -97,13 +119,13 @@ export class MemoryBackend implements ChannelBackend<string> {
 
   #expire (now: number): void {
     const oldest = now - this.#maxAge
-    while (this.#first <= this.#last && (this.#times[this.#first % this.#capacity] as number) <= oldest) {
+    while (this.#first <= this.#last && (this.#times[this.#first % this.#times.length] as number) <= oldest) {
       this.#evictOldest()
     }
   }
 
   #evictOldest (): void {
-    const slot = this.#first % this.#capacity
+    const slot = this.#first % this.#ring.length
     const item = this.#ring[slot] as ChannelItem
     if (this.#index.get(item.id) === this.#first) this.#index.delete(item.id)
     this.#ring[slot] = undefined

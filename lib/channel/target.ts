@@ -40,9 +40,9 @@ function tagList (option: string, value: unknown, owner: string): string[] {
   return list
 }
 
-/** `subscribe({ tags })`, checked. */
+/** `subscribe({ tags })`, checked: a copy without repeats (the caller's array is left as it is). */
 export function resolveTags (tags: unknown): Tags {
-  return tags === undefined ? NO_TAGS : Object.freeze(tagList('tags', tags, 'subscribe()'))
+  return tags === undefined ? NO_TAGS : Object.freeze(Array.from(new Set(tagList('tags', tags, 'subscribe()'))))
 }
 
 /** A publish's `to`/`exclude`, checked; undefined when it targets every subscriber. */
@@ -88,4 +88,47 @@ export function reachable (items: readonly ChannelItem[], tags: Tags): readonly 
     return target === undefined || reaches(target, tags)
   }
   return items.every(gets) ? items : items.filter(gets)
+}
+
+/**
+ * A channel's tagged subscribers by tag, so a targeted publish finds those of its tags without looking at every
+ * subscriber's tags. A tag with one subscriber (a user's own tag, a connection's id) holds it without a set.
+ */
+export class TagIndex<S extends { readonly tags: Tags }> {
+  readonly #byTag = new Map<string, S | Set<S>>()
+
+  add (subscriber: S): void {
+    for (const tag of subscriber.tags) {
+      const held = this.#byTag.get(tag)
+      if (held === undefined) this.#byTag.set(tag, subscriber)
+      else if (held instanceof Set) held.add(subscriber)
+      else this.#byTag.set(tag, new Set([held, subscriber]))
+    }
+  }
+
+  delete (subscriber: S): void {
+    for (const tag of subscriber.tags) {
+      const held = this.#byTag.get(tag)
+      if (held === subscriber) {
+        this.#byTag.delete(tag)
+        continue
+      }
+      // a tag of a subscriber in the index holds it, alone or in a set
+      const set = held as Set<S>
+      set.delete(subscriber)
+      if (set.size === 1) this.#byTag.set(tag, set.values().next().value as S)
+    }
+  }
+
+  /** The subscribers with any of `tags`, each once. */
+  having (tags: ReadonlySet<string>): Set<S> {
+    const found = new Set<S>()
+    for (const tag of tags) {
+      const held = this.#byTag.get(tag)
+      if (held === undefined) continue
+      if (held instanceof Set) for (const subscriber of held) found.add(subscriber)
+      else found.add(held)
+    }
+    return found
+  }
 }

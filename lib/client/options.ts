@@ -1,4 +1,4 @@
-import { invalidOption, shown } from '../errors.js'
+import { invalidOption, nearName, shown } from '../errors.js'
 
 // The option names each client function takes (`connect()`, `parseEventStream()`, the test helpers), checked at
 // the call as the plugin checks its own. TypeScript already refuses an unknown name in an object literal; this is
@@ -24,7 +24,7 @@ export function refuseUnknownOptions (
   }
   for (const name of Object.keys(options)) {
     if (!Object.hasOwn(known, name)) {
-      throw invalidOption(name, `is unknown (its options: ${Object.keys(known).join(', ')})`, owner)
+      throw invalidOption(name, `is unknown (its options: ${Object.keys(known).join(', ')})${nearName(name, Object.keys(known))}`, owner)
     }
   }
 }

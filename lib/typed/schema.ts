@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifySchema } from 'fastify'
 import type { SseResetData } from '../channel/subscription.js'
 import { invalidSchema } from '../errors.js'
+import { refuseUnknownOptions, type OptionNames } from '../client/options.js'
 import type { SseItem } from '../types.js'
 import type { ProvidedAs, StaticOf, TypeBoxSchema } from './static.js'
 
@@ -86,6 +87,8 @@ export interface SseSchemaOptions {
    */
   json?: TypeBoxSchema | JsonSchema
 }
+
+const SCHEMA_OPTIONS: OptionNames<SseSchemaOptions> = { description: true, json: true }
 
 /** A JSON Schema object (a TypeBox schema is one at run time). */
 export type JsonSchema = Record<string, unknown>
@@ -233,6 +236,8 @@ export function sseSchema<M extends SseEventSchemas> (
 ): SseSchema<SseEventItem<M> | SseControlItem, M[keyof M]>
 export function sseSchema (schema: JsonSchema, options?: SseSchemaOptions): SseSchema<SseItem>
 export function sseSchema (schema: unknown, options: SseSchemaOptions = {}): SseSchema<unknown> {
+  // the client's check: this module is bundled with the client, without the plugin
+  refuseUnknownOptions(options, SCHEMA_OPTIONS, 'sseSchema()')
   const checked = checkSchema(schema, 'the data schema or event map')
   let data: JsonSchema | undefined
   let events: Record<string, JsonSchema> | undefined

@@ -374,3 +374,10 @@ t.test('isTextSchema: the one rule of what data is on the wire (text, or JSON), 
   for (const schema of json) t.equal(isTextSchema(schema, resolve), false, `JSON: ${JSON.stringify(schema)}`)
   t.equal(isTextSchema({ $ref: 'Name' }), false, 'a $ref with nothing to resolve it: JSON')
 })
+
+t.test('sseSchema() refuses options it does not take, naming them', async t => {
+  t.throws(() => sseSchema({ type: 'string' }, { descripton: 'x' } as never), {
+    code: 'FST_SSE_INVALID_OPTION', field: 'descripton', message: /^sseSchema\(\) option "descripton" is unknown \(its options: description, json\); did you mean "description"\?$/
+  })
+  t.throws(() => sseSchema({ type: 'string' }, 'x' as never), { code: 'FST_SSE_INVALID_OPTION', field: 'options' })
+})

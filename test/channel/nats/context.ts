@@ -68,7 +68,7 @@ export async function natsServer (
 /** Resolves once the room's reader has started (a subscriber gets items from then on). */
 export async function started (room: Channel<number, Promise<string>>, app: FastifyInstance): Promise<void> {
   for (let i = 0; i < 500; i++) {
-    const stats = app.sse.stats().channels.find(c => c.name === room.name)
+    const stats = app.sse.stats({ channels: Infinity }).channels.find(c => c.name === room.name)
     if (stats?.position !== '' && stats?.connected === true) return
     await new Promise(resolve => setTimeout(resolve, 10))
   }

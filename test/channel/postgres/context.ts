@@ -79,7 +79,7 @@ export async function pgServer (
 /** Resolves once the room's reader knows where the channel is (a subscriber gets items from then on). */
 export async function located (room: Channel<number, Promise<string>>, app: FastifyInstance): Promise<void> {
   for (let i = 0; i < 200; i++) {
-    const stats = app.sse.stats().channels.find(c => c.name === room.name)
+    const stats = app.sse.stats({ channels: Infinity }).channels.find(c => c.name === room.name)
     if (stats?.position !== '' && stats?.connected === true) return
     await new Promise(resolve => setTimeout(resolve, 10))
   }

@@ -73,7 +73,8 @@ t.test('an option redisChannels() does not have is refused by name, listing thos
       code: 'FST_SSE_INVALID_OPTION',
       field: typo,
       message: new RegExp(`^fastify-typed-sse option "${typo}" is not an option of redisChannels\\(\\) \\(its options: redis, ` +
-        'prefix, publishTimeout, blockTimeout, readerName, idempotencyWindow, slotGroups, readerIdleTimeout\\)$')
+        'prefix, publishTimeout, blockTimeout, readerName, idempotencyWindow, slotGroups, readerIdleTimeout\\)' +
+        (typo === 'slotGroup' ? '; did you mean "slotGroups"\\?$' : typo === 'keyPrefix' ? '$' : '; did you mean'))
     }, typo)
   }
   for (const options of [undefined, null, 'redis://127.0.0.1']) {

@@ -1,0 +1,357 @@
+// A channel's life in its registry over real sockets and on its own: forgotten once nobody uses it (at once when
+// nothing was published, after `idleTimeout` otherwise), what an object that was forgotten still does, the
+// busiest-first `stats()`, the history ring that grows as it fills, and the tag index of targeted publishes.
+import t from 'tap'
+import type { Test } from 'tap'
+import Fastify from 'fastify'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { ChannelRegistry, type SseChannel } from '../../lib/channel/index.js'
+import { IdleChannels, largest } from '../../lib/channel/lifecycle.js'
+import type { ChannelBackendFactory } from '../../lib/channel/backend.js'
+import { MemoryBackend } from '../../lib/channel/memory.js'
+import { TagIndex } from '../../lib/channel/target.js'
+import { nearName } from '../../lib/errors.js'
+import ssePlugin, { type SseItem } from '../../lib/index.js'
+import { open, startApp, take, within } from '../helpers.js'
+
+/** Polls `check` (every few ms, bounded) for state that has no event of its own, such as `channel.size`. */
+async function until (check: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(5)
+  }
+}
+
+async function makeApp (t: Test) {
+  const app = Fastify()
+  await app.register(ssePlugin)
+  await app.ready()
+  t.teardown(() => app.close())
+  return app
+}
+
+const registered = (channel: object): boolean => (channel as SseChannel<unknown>).registered
+
+t.test('over HTTP: a room subscribed once and left is forgotten at once; one with items waits its idleTimeout', async t => {
+  t.setTimeout(20_000)
+  const { app, url } = await startApp(app => {
+    app.get<{ Params: { room: string } }>('/rooms/:room', (req, reply) => reply.sse(
+      app.sse.channel(req.params.room, { idleTimeout: 200 }).subscribe({ lastEventId: req.headers['last-event-id'] })
+    ))
+  })
+  t.teardown(() => app.close())
+  const rooms = Array.from({ length: 20 }, (_, i) => `r${i}`)
+  const clients = await Promise.all(rooms.map(room => open(`${url}/rooms/${room}`)))
+  t.equal(app.sse.stats().channelCount, 20, 'each room held while subscribed')
+  const first = app.sse.channel('r0', { idleTimeout: 200 })
+  const id = first.publish({ data: 'hello' })
+  t.same(await take(clients[0]!.events, 1), [{ id, data: 'hello' }])
+  for (const client of clients) client.res.body.destroy()
+  await until(() => app.sse.stats().channelCount === 1, 'the rooms with nothing published forgotten')
+  t.same(app.sse.stats().channels.map(c => c.name), ['r0'], 'the room with an item is kept')
+  app.sse.channel('r1', { idleTimeout: 200 })
+  t.equal(app.sse.stats().channelCount, 2, 'a forgotten name made again on use')
+
+  // a client that comes back within idleTimeout resumes exactly
+  const back = await open(`${url}/rooms/r0`, { headers: { 'last-event-id': id } })
+  const later = first.publish({ data: 'again' })
+  t.same(await take(back.events, 1), [{ id: later, data: 'again' }], 'resumed: nothing replayed twice')
+  back.res.body.destroy()
+  await until(() => !registered(first), 'r0 forgotten after its idleTimeout', 5000)
+  t.equal(app.sse.stats().channels.find(c => c.name === 'r0'), undefined, 'not listed once forgotten')
+
+  // one that comes back after it was forgotten gets a reset: its history went with it
+  const late = await open(`${url}/rooms/r0`, { headers: { 'last-event-id': later } })
+  const [reset] = await take(late.events, 1)
+  t.match(reset, { event: 'sse-reset', data: JSON.stringify({ reason: 'unknown' }) }, 'told to reload: a new channel')
+  late.res.body.destroy()
+})
+
+t.test('an object that was forgotten: publish and subscribe act on the channel of its name, nothing is lost', async t => {
+  t.setTimeout(10_000)
+  const app = await makeApp(t)
+  const old = app.sse.channel<string>('room')
+  const sub = old.subscribe()
+  await sub.return?.()
+  t.notOk(registered(old), 'forgotten as its only subscriber left, nothing published')
+  const fresh = app.sse.channel<string>('room')
+  t.not(fresh, old, 'the next channel(name) makes a new one')
+  const listening = fresh.subscribe()
+  const id = old.publish({ data: 'through the old object' })
+  t.same(await within(listening.next(), 2000, 'the item'), { done: false, value: { id, data: 'through the old object' } },
+    'delivered by the channel of that name')
+  t.equal(old.size, 0, 'the old object has no subscriber of its own')
+  const viaOld = old.subscribe()
+  t.equal(fresh.size, 2, 'subscribe through the old object joins the new channel')
+  await viaOld.return?.()
+  await listening.return?.()
+
+  // with no channel of that name, the old object takes its name back
+  const alone = app.sse.channel<string>('alone', { idleTimeout: 0 })
+  alone.publish({ data: 'x' })
+  await until(() => !registered(alone), 'idleTimeout 0: forgotten as soon as it is idle')
+  const next = alone.subscribe()
+  t.ok(registered(alone), 'taken back by a subscribe')
+  t.equal(app.sse.channel('alone'), alone)
+  const again = alone.publish({ data: 'y' })
+  t.same(await within(next.next(), 2000, 'the item'), { done: false, value: { id: again, data: 'y' } })
+  t.match(again, /-2$/, 'its ids go on')
+  await next.return?.()
+  const taken = alone.publish({ data: 'z' })
+  t.match(taken, /-3$/, 'a publish takes it back too')
+
+  // close() of a forgotten object closes the channel of its name
+  const gone = app.sse.channel('gone')
+  await gone.subscribe().return?.()
+  const current = app.sse.channel('gone')
+  const ending = current.subscribe()
+  gone.close()
+  t.ok(current.closed, 'the channel of that name closed')
+  t.same(await ending.next(), { done: true, value: undefined })
+  t.notOk(gone.closed, 'the old object was not the channel')
+  const lone = app.sse.channel('lone')
+  await lone.subscribe().return?.()
+  lone.close()
+  t.ok(lone.closed, 'with no channel of that name, it closes itself')
+  t.throws(() => lone.publish({ data: 'x' }), { code: 'FST_SSE_CHANNEL_CLOSED' })
+
+  // a forgotten in-memory object and a shared channel of its name: refused, not mixed
+  const mem = app.sse.channel('mixed')
+  await mem.subscribe().return?.()
+  const shared = app.sse.channel('mixed', { backend: () => new MemoryBackend({ history: 1, historyMaxAge: Infinity }, () => {}) })
+  t.not(shared, mem)
+  t.throws(() => mem.publish({ data: 'x' }), { code: 'FST_SSE_INVALID_OPTION', field: 'backend' })
+})
+
+t.test('idleTimeout: published on while idle, the wait starts again; Infinity keeps it; bad values refused', async t => {
+  t.setTimeout(10_000)
+  const app = await makeApp(t)
+  const kept = app.sse.channel('kept', { idleTimeout: Infinity })
+  await kept.subscribe().return?.()
+  t.ok(registered(kept), 'Infinity: kept even with nothing published')
+  const room = app.sse.channel('room', { idleTimeout: 300 })
+  room.publish({ data: 1 })
+  const started = Date.now()
+  while (Date.now() - started < 500) {
+    room.publish({ data: 2 })
+    await sleep(50)
+  }
+  t.ok(registered(room), 'publishing keeps it')
+  await until(() => !registered(room), 'forgotten once publishing stopped')
+  t.equal(app.sse.channel('created', { idleTimeout: 50 }).size, 0)
+  await until(() => app.sse.stats({ channels: Infinity }).channels.every(c => c.name !== 'created'), 'never used: forgotten')
+  for (const idleTimeout of [-1, 1.5, '10', 2 ** 31, NaN]) {
+    t.throws(() => app.sse.channel('bad', { idleTimeout: idleTimeout as number }), { code: 'FST_SSE_INVALID_OPTION', field: 'idleTimeout' })
+  }
+  // several timeouts, one timer: each channel goes at its own time
+  const short = app.sse.channel('short', { idleTimeout: 30 })
+  const long = app.sse.channel('long', { idleTimeout: 400 })
+  short.publish({ data: 1 })
+  long.publish({ data: 1 })
+  await until(() => !registered(short), 'the short one')
+  t.ok(registered(long), 'the long one still there')
+  await until(() => !registered(long), 'the long one')
+})
+
+t.test('a shared backend (without forget) is never forgotten; app.close() stops the idle timer', async t => {
+  const app = await makeApp(t)
+  const backend: ChannelBackendFactory<string> = (_name, options, deliver) => {
+    const memory = new MemoryBackend(options, deliver)
+    return {
+      append: memory.append.bind(memory),
+      replay: memory.replay.bind(memory),
+      position: memory.position.bind(memory),
+      close: () => {}
+    }
+  }
+  const shared = app.sse.channel('shared', { backend, idleTimeout: 0 })
+  await shared.subscribe().return?.()
+  shared.publish({ data: 1 })
+  t.ok(registered(shared), 'kept')
+  app.sse.channel('pending', { idleTimeout: 100_000 }).publish({ data: 1 })
+  await app.close()
+})
+
+t.test('a forgotten object after app.close(): closed like every channel, its publish throws', async t => {
+  const app = await makeApp(t)
+  const old = app.sse.channel('room')
+  await old.subscribe().return?.()
+  t.notOk(registered(old))
+  await app.close()
+  t.throws(() => old.publish({ data: 1 }), { code: 'FST_SSE_CHANNEL_CLOSED' })
+  t.ok(old.closed)
+  const sub = app.sse.channel('other')
+  await sub.subscribe().return?.()
+  await app.close()
+  t.same(await sub.subscribe().next(), { done: true, value: undefined }, 'a subscription of it ends at once')
+})
+
+t.test('stats(): a total and the busiest channels first, as many as asked; options checked', async t => {
+  const app = await makeApp(t)
+  const subs = []
+  for (let i = 0; i < 10; i++) {
+    const channel = app.sse.channel(`c${i}`)
+    for (let n = 0; n < (i * 7) % 10; n++) subs.push(channel.subscribe())
+  }
+  const stats = app.sse.stats({ channels: 3 })
+  t.equal(stats.channelCount, 10)
+  t.same(stats.channels.map(c => [c.name, c.subscribers]), [['c7', 9], ['c4', 8], ['c1', 7]])
+  t.equal(app.sse.stats().channels.length, 10, 'all of them under the default 100')
+  t.same(app.sse.stats({ channels: 0 }).channels, [])
+  t.same(app.sse.stats({}).channels.length, 10)
+  for (const channels of [-1, 1.5, '3']) {
+    const refusal = { code: 'FST_SSE_INVALID_OPTION', field: 'channels', message: /^stats\(\) option/ }
+    t.throws(() => app.sse.stats({ channels: channels as number }), refusal)
+  }
+  t.throws(() => app.sse.stats({ channel: 3 } as never), { field: 'channel', message: /did you mean "channels"\?$/ })
+  t.throws(() => app.sse.stats(3 as never), { code: 'FST_SSE_INVALID_OPTION', field: 'options' })
+  for (const sub of subs) await sub.return?.()
+})
+
+t.test('largest(): the heaviest, heaviest first, ties in the order given, without sorting them all', async t => {
+  const weights = Array.from({ length: 1000 }, (_, i) => (i * 37) % 101)
+  const order = (a: number, b: number): number => (weights[b] as number) - (weights[a] as number) || a - b
+  const expected = [...weights.keys()].sort(order).slice(0, 5)
+  t.same(largest(weights.keys(), 5, i => weights[i] as number), expected)
+  t.same(largest([1, 2, 3], Infinity, x => x), [3, 2, 1])
+  t.same(largest([1, 2, 3], 0, x => x), [])
+})
+
+t.test('IdleChannels: a sweep forgets only those due, in order', async t => {
+  const forgotten: string[] = []
+  const idle = new IdleChannels<{ name: string, idleTimeout: number }>(c => forgotten.push(c.name))
+  const a = { name: 'a', idleTimeout: 20 }
+  const b = { name: 'b', idleTimeout: 20 }
+  idle.idle(a)
+  idle.idle(b)
+  idle.idle(a) // again: now after b
+  await until(() => forgotten.length === 2, 'both forgotten')
+  t.same(forgotten, ['b', 'a'])
+  idle.idle({ name: 'c', idleTimeout: 10_000 })
+  idle.clear()
+})
+
+t.test('options refused by name: channel(), subscribe(); near names suggested', async t => {
+  const app = await makeApp(t)
+  t.throws(() => app.sse.channel('x', { histroy: 5 } as never), {
+    code: 'FST_SSE_INVALID_OPTION', field: 'histroy', message: /^fastify-typed-sse option "histroy" is not an option of channel\(\) \(its options: history, .*\); did you mean "history"\?$/
+  })
+  t.throws(() => app.sse.channel('x', 5 as never), { code: 'FST_SSE_INVALID_OPTION', field: 'options' })
+  const channel = app.sse.channel('x')
+  t.throws(() => channel.subscribe({ tag: 'a' } as never), { field: 'tag', message: /did you mean "tags"\?$/ })
+  t.throws(() => channel.subscribe({ lastEventID: '1' } as never), { field: 'lastEventID', message: /did you mean "lastEventId"\?$/ })
+  t.throws(() => channel.subscribe({ whatever: 1 } as never), { field: 'whatever', message: /\(its options: lastEventId, signal, tags\)$/ })
+  t.throws(() => channel.subscribe('a' as never), { code: 'FST_SSE_INVALID_OPTION', field: 'options' })
+  t.equal(channel.size, 0, 'nothing subscribed')
+  t.throws(() => channel.publish({ data: 'x' }, { too: 'a' } as never), { field: 'too', message: /did you mean "to"\?$/ })
+})
+
+t.test('nearName: a clear typo of exactly one name, else nothing', async t => {
+  const known = ['history', 'historyMaxAge', 'queueItems', 'queueBytes', 'to']
+  t.equal(nearName('hsitory', known), '; did you mean "history"?', 'letters swapped')
+  t.equal(nearName('HISTORY', known), '; did you mean "history"?', 'another case')
+  t.equal(nearName('queueItem', known), '; did you mean "queueItems"?', 'one dropped')
+  t.equal(nearName('queueByte', ['queueBytes', 'queueBytez']), '', 'two as near: no guess')
+  t.equal(nearName('too', known), '; did you mean "to"?', 'short names: one letter off')
+  t.equal(nearName('tooo', known), '', 'short names: two letters off is not a typo')
+  t.equal(nearName('x', known), '')
+  t.equal(nearName('anything', []), '')
+})
+
+t.test('an item with none of the item fields is refused, naming one: on a stream and on a channel', async t => {
+  t.setTimeout(10_000)
+  const app = await makeApp(t)
+  const channel = app.sse.channel('x')
+  const sub = channel.subscribe()
+  t.throws(() => channel.publish({ dat: 'x' } as never), { code: 'FST_SSE_INVALID_ITEM', field: 'dat', message: 'SSE item field "dat" is not an item field (its fields: data, event, id, retry, comment); did you mean "data"?' })
+  t.throws(() => channel.publish({ data: undefined, payload: 1 } as never), { field: 'payload', message: /comment\)$/ })
+  const id = channel.publish({ data: 'fine', extra: 1 } as SseItem<unknown>)
+  t.same(await within(sub.next(), 2000, 'the item'), { done: false, value: { id, data: 'fine', extra: 1 } }, 'only a fieldless item is looked at')
+  await sub.return?.()
+  const { app: server, url } = await startApp(app => {
+    app.get('/bad', async function * () { yield { dat: 'x' } as never })
+  })
+  t.teardown(() => server.close())
+  const { res } = await open(`${url}/bad`)
+  t.equal(res.statusCode, 500, 'the first item refused before the headers: the route\'s error')
+  await res.body.dump()
+})
+
+t.test('history grows as it fills: a large bound costs nothing until items come; replay and expiry across growth', async t => {
+  let now = 0
+  const delivered: string[] = []
+  const big = new MemoryBackend({ history: 5_000_000, historyMaxAge: Infinity }, item => { delivered.push(item.id) })
+  t.equal(big.stats().history, 0)
+  const encode = { item: (item: SseItem<unknown> & { id: string }) => item as never, parts: () => ({ head: '', tail: '' }) }
+  const ids = Array.from({ length: 100 }, (_, n) => big.append({ data: n }, encode))
+  t.same(big.replay(ids[9] as string).items.map(item => item.id), ids.slice(10), 'every item kept, in order')
+  const ring = new MemoryBackend({ history: 20, historyMaxAge: 100 }, () => {}, () => now)
+  const kept = Array.from({ length: 50 }, (_, n) => { now = n * 10; return ring.append({ data: n }, encode) })
+  t.equal(ring.stats().history, 10, 'the last 100 ms')
+  t.same(ring.replay(kept[39] as string).items.map(item => item.id), kept.slice(40))
+  now = 10_000
+  t.equal(ring.stats().history, 0, 'all expired')
+  ring.forget()
+  const next = ring.append({ data: 'after' }, encode)
+  t.match(next, /-51$/, 'ids go on after forget()')
+  t.same(ring.replay(kept[49] as string).items.map(item => item.id), [next])
+  t.match(ring.replay(kept[0] as string), { reset: 'expired' })
+})
+
+t.test('targeted publish through the tag index: to, exclude, both; many tags; the caller\'s arrays untouched', async t => {
+  t.setTimeout(10_000)
+  const app = await makeApp(t)
+  const channel = app.sse.channel<number>('t')
+  const tags = ['user:1', 'role:admin', 'user:1']
+  const admin = channel.subscribe({ tags })
+  t.notOk(Object.isFrozen(tags), 'not frozen')
+  t.same(tags, ['user:1', 'role:admin', 'user:1'], 'not changed')
+  const user2 = channel.subscribe({ tags: ['user:2', 'role:admin'] })
+  const user3 = channel.subscribe({ tags: 'user:3' })
+  const anon = channel.subscribe()
+  channel.publish({ data: 1 }, { to: ['role:admin', 'user:1'] })
+  channel.publish({ data: 2 }, { exclude: 'user:2' })
+  channel.publish({ data: 3 }, { to: 'role:admin', exclude: ['user:1', 'nobody'] })
+  channel.publish({ data: 4 }, { to: 'nobody' })
+  channel.publish({ data: 5 }, { to: [] })
+  channel.publish({ data: 6 })
+  const got = async (sub: AsyncIterator<SseItem<unknown>>, n: number) => (await take(sub, n)).map(item => item.data)
+  t.same(await got(admin, 3), [1, 2, 6], 'user:1 admin: once each')
+  t.same(await got(user2, 3), [1, 3, 6], 'user:2 admin')
+  t.same(await got(user3, 2), [2, 6])
+  t.same(await got(anon, 2), [2, 6])
+  await user2.return?.()
+  await admin.return?.()
+  channel.publish({ data: 7 }, { to: 'role:admin' })
+  channel.publish({ data: 8 }, { to: 'user:3' })
+  t.same(await got(user3, 1), [8], 'the index lets go of those that left')
+  await user3.return?.()
+  await anon.return?.()
+})
+
+t.test('TagIndex: a tag holds one subscriber alone, several in a set, and goes back to one', async t => {
+  const index = new TagIndex<{ tags: readonly string[] }>()
+  const a = { tags: ['x'] }
+  const b = { tags: ['x', 'y'] }
+  const c = { tags: ['x'] }
+  index.add(a)
+  index.add(b)
+  index.add(c)
+  t.same([...index.having(new Set(['x']))], [a, b, c])
+  index.delete(b)
+  index.delete(a)
+  t.same([...index.having(new Set(['x', 'y']))], [c])
+  index.delete(c)
+  t.same([...index.having(new Set(['x']))], [])
+})
+
+t.test('the registry on its own: the default backend, forgetting a channel it does not hold is a no-op', async t => {
+  const registry = new ChannelRegistry(Fastify().log, JSON.stringify)
+  const channel = registry.channel('a') as SseChannel<unknown>
+  registry.forget(channel)
+  registry.forget(channel)
+  t.notOk(channel.registered)
+  registry.closed(channel)
+  await registry.close()
+})
