@@ -1,0 +1,108 @@
+import type { ChannelItem, ReplayPage, ResetReason } from '../backend.js'
+import { frameSize } from '../../encode.js'
+import type { Entry } from './entry.js'
+import { gap, NO_STREAM, redisNow, streamInfo } from './ids.js'
+import type { Connection } from './options.js'
+
+// One page of a replay from a Redis stream: one MULTI (`XINFO STREAM`, `XRANGE <key> <id> + COUNT <n + 2>`: the id,
+// the page, and one more that says whether another page follows; `TIME`), decoded once. Subscribers of this process
+// that resume from the same place at about the same time share one read: a read in flight is joined by whoever asks
+// for the same page (same id, same size) before it answers.
+
+/** One page as read: shared by every subscriber that asked for it, never changed. */
+export interface PageRead {
+  readonly reset: ResetReason | undefined
+  /** The page's items, oldest first (entries no channel wrote are skipped). */
+  readonly items: readonly ChannelItem[]
+  /**
+   * With more entries after the page: the id of its last entry, where the next page starts. Undefined on the last
+   * page (and on a reset).
+   */
+  readonly more: string | undefined
+  /** The entries the next page asks for: fewer than this one when this one was cut short by its bytes. */
+  readonly nextCount: number
+  /** On the last page: the newest id it covers; on a reset: where the stream is. */
+  readonly position: string
+  /** Whether the stream has entries: the reader is then waited for until it reached `position`. */
+  readonly wait: boolean
+}
+
+/** What a page read needs of its channel. */
+export interface PageSource {
+  readonly redis: Connection
+  readonly key: string
+  readonly maxAge: number
+  /** The item of an entry (undefined, logged, for one no channel wrote). */
+  item: (id: string, fields: string[]) => ChannelItem | undefined
+}
+
+/** Reads the page after `from` (`at`: its key) of at most `count` entries and `page.bytes` bytes. */
+export async function readPage (
+  source: PageSource, from: string, at: bigint, count: number, page: ReplayPage
+): Promise<PageRead> {
+  // one snapshot: what the stream issued and removed, what follows the id (and whether it is still there), and the
+  // time on Redis's clock (the stream ids' clock: this server's may be off)
+  const replies = await source.redis.multi()
+    .call('XINFO', 'STREAM', source.key)
+    .call('XRANGE', source.key, from, '+', 'COUNT', count + 2)
+    .call('TIME')
+    .exec() as Array<[Error | null, unknown]>
+  type Reply = [Error | null, unknown]
+  const [[infoError, info], [rangeError, range], [, time]] = replies as [Reply, Reply, Reply]
+  if (rangeError !== null) throw rangeError
+  // XRANGE worked, so XINFO only fails when there is no stream (yet, or any more)
+  const stream = infoError === null ? streamInfo(info) : NO_STREAM
+  let entries = range as Entry[]
+  const found = entries[0]?.[0] === from
+  if (found) entries = entries.slice(1)
+  const tooOld = entries.length > 0 && Number(entries[0]?.[0].split('-')[0]) <= redisNow(time) - source.maxAge
+  const reset = gap(stream, from, at, found) ?? (tooOld ? 'expired' : undefined)
+  const wait = stream.lastEntry !== undefined
+  if (reset !== undefined) {
+    const position = stream.lastEntry ?? stream.lastGenerated
+    return { reset, items: [], more: undefined, nextCount: count, position, wait }
+  }
+  const items: ChannelItem[] = []
+  let bytes = 0
+  let taken = 0
+  for (; taken < entries.length && taken < count; taken++) {
+    const [id, fields] = entries[taken] as Entry
+    const item = source.item(id, fields)
+    if (item === undefined) continue
+    const size = frameSize(item)
+    if (items.length > 0 && bytes + size > page.bytes) break
+    items.push(item)
+    bytes += size
+  }
+  const more = taken < entries.length ? (entries[taken - 1] as Entry)[0] : undefined
+  // the replay ends at the newest entry it covers; live items up to there are dropped by the subscription
+  const position = entries.at(-1)?.[0] ?? stream.lastEntry ?? from
+  return { reset, items: Object.freeze(items), more, nextCount: taken < count ? taken : count, position, wait }
+}
+
+/** The page reads in flight of one channel, by page: a later request for the same page joins the one on its way. */
+export class PageReads {
+  readonly #reads = new Map<string, Promise<PageRead>>()
+
+  /** The read of that page: the one in flight (`joined`) when `join`, else `read()` now. */
+  read (from: string, count: number, page: ReplayPage, read: () => Promise<PageRead>, join: boolean): {
+    read: Promise<PageRead>
+    joined: boolean
+  } {
+    const key = from + ' ' + count + ' ' + page.bytes
+    const inFlight = join ? this.#reads.get(key) : undefined
+    if (inFlight !== undefined) return { read: inFlight, joined: true }
+    const started = read()
+    this.#reads.set(key, started)
+    const done = (): void => {
+      if (this.#reads.get(key) === started) this.#reads.delete(key)
+    }
+    started.then(done, done)
+    return { read: started, joined: false }
+  }
+
+  /** Forgets the reads in flight: what asks after this reads anew (the channel went quiet, or its stream changed). */
+  clear (): void {
+    this.#reads.clear()
+  }
+}
