@@ -163,6 +163,7 @@ export class RedisBackend implements ChannelBackend<Promise<string>> {
       'SSE Redis channel: its stream does not go on from the last item read (Redis lost its data, or the key was ' +
       'deleted or trimmed); its subscribers get sse-reset')
     this.last = position
+    this.#reads.clear()
     this.#resetSubscribers(reason, position)
     this.#caughtUp()
   }

@@ -6,8 +6,8 @@ import type { Connection } from './options.js'
 
 // One page of a replay from a Redis stream: one MULTI (`XINFO STREAM`, `XRANGE <key> <id> + COUNT <n + 2>`: the id,
 // the page, and one more that says whether another page follows; `TIME`), decoded once. Subscribers of this process
-// that resume from the same place at about the same time share one read: a read in flight is joined by whoever asks
-// for the same page (same id, same size) before it answers.
+// that resume from the same place at about the same time share one read: whoever asks for the same page (same id,
+// same size) while it is in flight, or within SHARE_MS of its answer, gets that answer.
 
 /** One page as read: shared by every subscriber that asked for it, never changed. */
 export interface PageRead {
@@ -65,44 +65,80 @@ export async function readPage (
   const items: ChannelItem[] = []
   let bytes = 0
   let taken = 0
+  let cut = false
   for (; taken < entries.length && taken < count; taken++) {
     const [id, fields] = entries[taken] as Entry
     const item = source.item(id, fields)
     if (item === undefined) continue
     const size = frameSize(item)
-    if (items.length > 0 && bytes + size > page.bytes) break
+    cut = items.length > 0 && bytes + size > page.bytes
+    if (cut) break
     items.push(item)
     bytes += size
   }
   const more = taken < entries.length ? (entries[taken - 1] as Entry)[0] : undefined
   // the replay ends at the newest entry it covers; live items up to there are dropped by the subscription
   const position = entries.at(-1)?.[0] ?? stream.lastEntry ?? from
-  return { reset, items: Object.freeze(items), more, nextCount: taken < count ? taken : count, position, wait }
+  // cut short by its bytes: the next page asks for as many entries as this one took
+  return { reset, items: Object.freeze(items), more, nextCount: cut ? taken : count, position, wait }
 }
 
-/** The page reads in flight of one channel, by page: a later request for the same page joins the one on its way. */
-export class PageReads {
-  readonly #reads = new Map<string, Promise<PageRead>>()
+/** Milliseconds a page read stays shared once it answered. */
+export const SHARE_MS = 1000
+/** Page reads a channel shares at most (the oldest is forgotten first). */
+export const MAX_SHARED = 8
 
-  /** The read of that page: the one in flight (`joined`) when `join`, else `read()` now. */
+interface Shared {
+  readonly read: Promise<PageRead>
+  /** When it answered (undefined while in flight). */
+  answered: number | undefined
+}
+
+/**
+ * The page reads of one channel, by page: a later request for the same page joins the one in flight, or one that
+ * answered less than `SHARE_MS` ago. The caller decides whether a shared last page (or reset) still holds for it.
+ */
+export class PageReads {
+  readonly #reads = new Map<string, Shared>()
+  #sweep: NodeJS.Timeout | undefined
+
+  /** The read of that page: a shared one (`joined`) when `join`, else `read()` now. */
   read (from: string, count: number, page: ReplayPage, read: () => Promise<PageRead>, join: boolean): {
     read: Promise<PageRead>
     joined: boolean
   } {
     const key = from + ' ' + count + ' ' + page.bytes
-    const inFlight = join ? this.#reads.get(key) : undefined
-    if (inFlight !== undefined) return { read: inFlight, joined: true }
-    const started = read()
-    this.#reads.set(key, started)
-    const done = (): void => {
-      if (this.#reads.get(key) === started) this.#reads.delete(key)
+    const shared = join ? this.#reads.get(key) : undefined
+    if (shared !== undefined && (shared.answered === undefined || performance.now() - shared.answered < SHARE_MS)) {
+      return { read: shared.read, joined: true }
     }
-    started.then(done, done)
-    return { read: started, joined: false }
+    const entry: Shared = { read: read(), answered: undefined }
+    this.#reads.delete(key)
+    this.#reads.set(key, entry)
+    if (this.#reads.size > MAX_SHARED) this.#reads.delete(this.#reads.keys().next().value as string)
+    entry.read.then(() => {
+      entry.answered = performance.now()
+      this.#sweep ??= setTimeout(this.#expire, SHARE_MS).unref()
+    }, () => {
+      if (this.#reads.get(key) === entry) this.#reads.delete(key)
+    })
+    return { read: entry.read, joined: false }
   }
 
-  /** Forgets the reads in flight: what asks after this reads anew (the channel went quiet, or its stream changed). */
+  /** Forgets every read: what asks after this reads anew (the channel went quiet, or its stream changed). */
   clear (): void {
     this.#reads.clear()
+    clearTimeout(this.#sweep)
+    this.#sweep = undefined
+  }
+
+  /** Forgets the reads that answered `SHARE_MS` ago or more (their pages are released with them). */
+  #expire = (): void => {
+    this.#sweep = undefined
+    const now = performance.now()
+    for (const [key, shared] of this.#reads) {
+      if (shared.answered !== undefined && now - shared.answered >= SHARE_MS) this.#reads.delete(key)
+    }
+    if (this.#reads.size > 0) this.#sweep = setTimeout(this.#expire, SHARE_MS).unref()
   }
 }
