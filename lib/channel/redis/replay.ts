@@ -25,6 +25,8 @@ export interface PageRead {
   readonly position: string
   /** Whether the stream has entries: the reader is then waited for until it reached `position`. */
   readonly wait: boolean
+  /** Milliseconds after the read that its first item turns older than `historyMaxAge` (Infinity: never). */
+  readonly young: number
 }
 
 /** What a page read needs of its channel. */
@@ -55,12 +57,13 @@ export async function readPage (
   let entries = range as Entry[]
   const found = entries[0]?.[0] === from
   if (found) entries = entries.slice(1)
-  const tooOld = entries.length > 0 && Number(entries[0]?.[0].split('-')[0]) <= redisNow(time) - source.maxAge
+  const young = entries.length > 0 ? Number(entries[0]?.[0].split('-')[0]) - (redisNow(time) - source.maxAge) : Infinity
+  const tooOld = young <= 0
   const reset = gap(stream, from, at, found) ?? (tooOld ? 'expired' : undefined)
   const wait = stream.lastEntry !== undefined
   if (reset !== undefined) {
     const position = stream.lastEntry ?? stream.lastGenerated
-    return { reset, items: [], more: undefined, nextCount: count, position, wait }
+    return { reset, items: [], more: undefined, nextCount: count, position, wait, young }
   }
   const items: ChannelItem[] = []
   let bytes = 0
@@ -80,7 +83,7 @@ export async function readPage (
   // the replay ends at the newest entry it covers; live items up to there are dropped by the subscription
   const position = entries.at(-1)?.[0] ?? stream.lastEntry ?? from
   // cut short by its bytes: the next page asks for as many entries as this one took
-  return { reset, items: Object.freeze(items), more, nextCount: cut ? taken : count, position, wait }
+  return { reset, items: Object.freeze(items), more, nextCount: cut ? taken : count, position, wait, young }
 }
 
 /** Milliseconds a page read stays shared once it answered. */
@@ -90,13 +93,14 @@ export const MAX_SHARED = 8
 
 interface Shared {
   readonly read: Promise<PageRead>
-  /** When it answered (undefined while in flight). */
-  answered: number | undefined
+  /** Until when it is shared (undefined while in flight). */
+  until: number | undefined
 }
 
 /**
  * The page reads of one channel, by page: a later request for the same page joins the one in flight, or one that
- * answered less than `SHARE_MS` ago. The caller decides whether a shared last page (or reset) still holds for it.
+ * answered less than `SHARE_MS` ago (and whose items are still young enough to replay). The caller decides whether
+ * a shared last page (or reset) still holds for it.
  */
 export class PageReads {
   readonly #reads = new Map<string, Shared>()
@@ -109,15 +113,16 @@ export class PageReads {
   } {
     const key = from + ' ' + count + ' ' + page.bytes
     const shared = join ? this.#reads.get(key) : undefined
-    if (shared !== undefined && (shared.answered === undefined || performance.now() - shared.answered < SHARE_MS)) {
+    if (shared !== undefined && (shared.until === undefined || performance.now() < shared.until)) {
       return { read: shared.read, joined: true }
     }
-    const entry: Shared = { read: read(), answered: undefined }
+    const entry: Shared = { read: read(), until: undefined }
     this.#reads.delete(key)
     this.#reads.set(key, entry)
     if (this.#reads.size > MAX_SHARED) this.#reads.delete(this.#reads.keys().next().value as string)
-    entry.read.then(() => {
-      entry.answered = performance.now()
+    entry.read.then(({ young }) => {
+      // not past the age its first item may have: a page of items too old to replay is not handed out
+      entry.until = performance.now() + Math.min(SHARE_MS, young)
       this.#sweep ??= setTimeout(this.#expire, SHARE_MS).unref()
     }, () => {
       if (this.#reads.get(key) === entry) this.#reads.delete(key)
@@ -132,12 +137,12 @@ export class PageReads {
     this.#sweep = undefined
   }
 
-  /** Forgets the reads that answered `SHARE_MS` ago or more (their pages are released with them). */
+  /** Forgets the reads no longer shared (their pages are released with them). */
   #expire = (): void => {
     this.#sweep = undefined
     const now = performance.now()
     for (const [key, shared] of this.#reads) {
-      if (shared.answered !== undefined && now - shared.answered >= SHARE_MS) this.#reads.delete(key)
+      if (shared.until !== undefined && now >= shared.until) this.#reads.delete(key)
     }
     if (this.#reads.size > 0) this.#sweep = setTimeout(this.#expire, SHARE_MS).unref()
   }
