@@ -1,5 +1,5 @@
 import type { ChannelItem, ReplayPage, ResetReason } from '../backend.js'
-import { frameSize } from '../../encode.js'
+import { cutPage } from '../page.js'
 import type { Entry } from './entry.js'
 import { gap, NO_STREAM, redisNow, streamInfo } from './ids.js'
 import type { Connection } from './options.js'
@@ -65,25 +65,12 @@ export async function readPage (
     const position = stream.lastEntry ?? stream.lastGenerated
     return { reset, items: [], more: undefined, nextCount: count, position, wait, young }
   }
-  const items: ChannelItem[] = []
-  let bytes = 0
-  let taken = 0
-  let cut = false
-  for (; taken < entries.length && taken < count; taken++) {
-    const [id, fields] = entries[taken] as Entry
-    const item = source.item(id, fields)
-    if (item === undefined) continue
-    const size = frameSize(item)
-    cut = items.length > 0 && bytes + size > page.bytes
-    if (cut) break
-    items.push(item)
-    bytes += size
-  }
+  const { items, taken, cut } = cutPage(entries, count, page, ([id, fields]) => source.item(id, fields))
   const more = taken < entries.length ? (entries[taken - 1] as Entry)[0] : undefined
   // the replay ends at the newest entry it covers; live items up to there are dropped by the subscription
   const position = entries.at(-1)?.[0] ?? stream.lastEntry ?? from
   // cut short by its bytes: the next page asks for as many entries as this one took
-  return { reset, items: Object.freeze(items), more, nextCount: cut ? taken : count, position, wait, young }
+  return { reset, items, more, nextCount: cut ? taken : count, position, wait, young }
 }
 
 /** Milliseconds a page read stays shared once it answered. */
