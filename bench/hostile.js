@@ -5,7 +5,7 @@
 // heap before and after (after a GC), the server side's sockets and kernel send queue, close time.
 //
 //   npm run build && node bench/hostile.js [--quick]
-//     [--only=churn,pipeline,stuck,stuckGenerator,h2reset,pipelineDeep,h2Flood,channels,shutdown]
+//     [--only=churn,pipeline,stuck,stuckGenerator,h2reset,pipelineDeep,h2Flood,channels,replay,shutdown]
 //                                          [--dist=path/to/index.js] [--json=out.json] [--record]
 //
 // Bounded: each scenario has a fixed number of clients and a deadline; only 127.0.0.1 is used. The kernel
@@ -45,7 +45,11 @@ const SIZES = Object.fromEntries(Object.entries({
   floodProbes: [20, 20],
   rooms: [20_000, 4000],
   roomsParallel: [50, 50],
-  statsNames: [100_000, 20_000]
+  statsNames: [100_000, 20_000],
+  replayClients: [20, 10],
+  replayHistory: [20_000, 5000],
+  replayResumers: [1000, 200],
+  replayBack: [100, 100]
 }).map(([name, [full, small]]) => [name, quick ? small : full]))
 const SCENARIO_DEADLINE_MS = quick ? 60_000 : 180_000
 const SETTLE_MS = 10_000
@@ -353,7 +357,157 @@ async function h2Flood () {
   }
 }
 
+// ---- replay: clients resuming a long Redis history (a server and a redis-server of its own) ------------------
+
+/** The replay scenario's server (child process): one channel on Redis, `GET /replay` resumes by Last-Event-ID. */
+async function serveReplay () {
+  const [distPath, redisUrl, history] = process.argv.slice(3)
+  const { default: Fastify } = await import('fastify')
+  const { Redis } = await import('ioredis')
+  const { default: ssePlugin } = await import(pathToFileURL(distPath).href)
+  const { redisChannels } = await import(pathToFileURL(join(dirname(distPath), 'channel', 'redis', 'index.js')).href)
+  const redis = new Redis(redisUrl)
+  const app = Fastify({ logger: false })
+  await app.register(ssePlugin, { heartbeat: 60_000 })
+  const channel = app.sse.channel('replay', { backend: redisChannels({ redis }), history: Number(history) })
+  app.get('/replay', (request, reply) =>
+    reply.sse(channel.subscribe({ lastEventId: request.headers['last-event-id'], signal: request.signal })))
+  await app.listen({ port: 0, host: '127.0.0.1', backlog: 4096 })
+  process.on('message', async (msg) => {
+    if (msg.cmd === 'stats') {
+      if (msg.gc === true) globalThis.gc()
+      const { heapUsed, external, rss } = process.memoryUsage()
+      const cutOffs = app.sse.stats().cutOffs
+      process.send({ id: msg.id, subscribers: channel.size, cutOffs, heap: heapUsed + external, rss })
+    } else if (msg.cmd === 'fill') {
+      // `n` items of 1 KiB, 500 publishes in flight at a time
+      const data = 'r'.repeat(1024)
+      const ids = []
+      for (let i = 0; i < msg.n; i += 500) {
+        const batch = Array.from({ length: Math.min(500, msg.n - i) }, () => channel.publish({ data }))
+        ids.push(...await Promise.all(batch))
+      }
+      process.send({ id: msg.id, ids: [ids[0], ids.at(-1 - msg.back), ids.at(-1)] })
+    } else if (msg.cmd === 'close') {
+      await app.close()
+      redis.disconnect()
+      process.send({ id: msg.id })
+    }
+  })
+  process.send({ ready: true, port: app.server.address().port })
+}
+
+/** A redis-server of the scenario's own on a free port, without persistence: its counters are the scenario's. */
+async function startReplayRedis () {
+  const { spawn } = await import('node:child_process')
+  const { createServer } = await import('node:net')
+  const probe = createServer().listen(0, '127.0.0.1')
+  await once(probe, 'listening')
+  const port = probe.address().port
+  await new Promise(resolve => probe.close(resolve))
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  await Promise.race([
+    new Promise(resolve => proc.stdout.on('data', (chunk) => { out += chunk; if (out.includes('Ready to accept')) resolve() })),
+    sleep(10_000).then(() => { throw new Error('redis-server did not start') })
+  ])
+  const { Redis } = await import('ioredis')
+  const admin = new Redis(port, '127.0.0.1')
+  const info = async () => {
+    const commands = await admin.info('commandstats')
+    const stats = await admin.info('stats')
+    return {
+      xrange: Number(/cmdstat_xrange:calls=(\d+)/.exec(commands)?.[1] ?? 0),
+      sent: Number(/total_net_output_bytes:(\d+)/.exec(stats)[1])
+    }
+  }
+  const stop = () => { admin.disconnect(); proc.kill('SIGKILL') }
+  return { port, info, reset: () => admin.config('RESETSTAT'), stop }
+}
+
+/** Resolves once `socket` has received the frame of `id` (false when `ms` passed or it closed first). */
+function receivedId (socket, id, ms) {
+  return new Promise(resolve => {
+    let tail = ''
+    const done = (got) => { clearTimeout(timer); socket.off('data', onData); resolve(got) }
+    const onData = (chunk) => {
+      const text = tail + chunk.toString('latin1')
+      if (text.includes(`id: ${id}\n`)) done(true)
+      tail = text.slice(-100)
+    }
+    const timer = setTimeout(done, ms, false)
+    socket.on('data', onData)
+    socket.once('close', () => done(false))
+  })
+}
+
+const RESUME = (id) => `GET /replay HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nLast-Event-ID: ${id}\r\n\r\n`
+
+async function replayScenario () {
+  const redis = await startReplayRedis()
+  const child = fork(fileURLToPath(import.meta.url), ['--replay-server', dist, `redis://127.0.0.1:${redis.port}`,
+    String(SIZES.replayHistory)], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  let next = 0
+  const ask = (cmd, extra = {}, timeout = 120_000) => new Promise((resolve, reject) => {
+    const id = ++next
+    const timer = setTimeout(() => reject(new Error(`replay server did not answer ${cmd}`)), timeout)
+    const onMessage = (msg) => {
+      if (msg.id !== id) return
+      clearTimeout(timer)
+      child.off('message', onMessage)
+      resolve(msg)
+    }
+    child.on('message', onMessage)
+    child.send({ cmd, id, ...extra })
+  })
+  try {
+    const [hello] = await Promise.race([once(child, 'message'), sleep(20_000).then(() => { throw new Error('no server') })])
+    const port = hello.port
+    const [first, resumeFrom, last] = (await ask('fill', { n: SIZES.replayHistory, back: SIZES.replayBack })).ids
+    // 1: clients that resume from the start of the history and never read
+    const before = await ask('stats', { gc: true })
+    const idle = Array.from({ length: SIZES.replayClients }, () => rawClient(port, RESUME(first)))
+    await until(async () => (await ask('stats')).subscribers === SIZES.replayClients, 20_000)
+    // what the server holds once it has done what it does for them: Redis has stopped sending, the sockets' send
+    // queues have stopped growing (bounded: 60 s)
+    let previous = ''
+    for (let i = 0; i < 120; i++) {
+      await sleep(500)
+      const now = `${(await redis.info()).sent} ${serverSockets(port)?.sendQueue}`
+      if (now === previous) break
+      previous = now
+    }
+    const held = await ask('stats', { gc: true })
+    for (const socket of idle) socket.destroy()
+    await until(async () => (await ask('stats')).subscribers === 0, 20_000)
+    // 2: clients that resume from one id at once, and read to the newest item
+    await redis.reset()
+    const t0 = performance.now()
+    const readers = Array.from({ length: SIZES.replayResumers }, () => rawClient(port, RESUME(resumeFrom)))
+    const got = await Promise.all(readers.map(socket => receivedId(socket, last, SCENARIO_DEADLINE_MS)))
+    const caughtUp = performance.now() - t0
+    const { xrange, sent } = await redis.info()
+    for (const socket of readers) socket.destroy()
+    await ask('close')
+    return {
+      'non-reading clients × history': `${SIZES.replayClients} × ${SIZES.replayHistory.toLocaleString('en')} × 1 KiB`,
+      'server heap+external held (after GC)': `+${MB(held.heap - before.heap)} MB`,
+      'server RSS held': `+${MB(held.rss - before.rss)} MB`,
+      'of them cut off': held.cutOffs - before.cutOffs,
+      'clients resuming from one id (items back)': `${SIZES.replayResumers} (${SIZES.replayBack})`,
+      'caught up': `${got.filter(Boolean).length} in ${(caughtUp / 1000).toFixed(1)} s`,
+      'XRANGE calls': xrange,
+      'bytes Redis sent': `${MB(sent)} MB`
+    }
+  } finally {
+    if (child.exitCode === null) child.kill()
+    redis.stop()
+  }
+}
+
 const scenarios = {
+  replay: replayScenario,
   async churn () {
     const server = await startServer()
     const before = await server.ask('stats', 30_000, { gc: true })
@@ -620,4 +774,5 @@ async function drive () {
 }
 
 if (process.argv[2] === '--server') await serve()
+else if (process.argv[2] === '--replay-server') await serveReplay()
 else await drive()

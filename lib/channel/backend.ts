@@ -29,18 +29,37 @@ export interface ChannelEncoder {
  */
 export type ResetReason = 'expired' | 'unknown' | 'invalid'
 
-/** The answer to "what did I miss after this id?". */
+/**
+ * How much one page of a replay holds at most: `items`, and `bytes` of encoded frames (a page holds at least one item,
+ * however big). A subscriber reads its replay one page at a time, the next once it has handed this one out, and what
+ * it holds of it counts against its queue bounds (see ./subscription's `replayPage`).
+ */
+export interface ReplayPage {
+  readonly items: number
+  readonly bytes: number
+}
+
+/** The answer to "what did I miss after this id?": one page of it. */
 export interface Replay {
   /** Set when the subscriber cannot resume: it then gets one `sse-reset` item instead of `items`. */
   readonly reset?: ResetReason
-  /** What was published after the id, oldest first; empty on reset. */
+  /**
+   * What was published after the id, oldest first, at most one page (`ReplayPage`); empty on reset. Never changed
+   * once answered: subscribers that resume from the same place may be handed the same array.
+   */
   readonly items: readonly ChannelItem[]
   /**
-   * The newest id at the time of the read: the subscriber is there once it has `items`. Live items delivered
-   * up to and including this id while an asynchronous read was in flight are dropped (no duplicate); the
-   * `sse-reset` item carries it as its `id`, so a client that reconnects after a reset resumes from there.
+   * Where the subscriber is once it has `items`. On the last page: the newest id at the time of the read; live
+   * items delivered up to and including it while an asynchronous read was in flight are dropped (no duplicate). On
+   * a page that `next` follows: the id of the page's last item. On a reset: the id the `sse-reset` item carries (an
+   * id that names no item the subscriber may not see, from which a client resumes without loss).
    */
   readonly position: string
+  /**
+   * Set when more items follow this page: reads the next page, after `position`. Live items delivered meanwhile are
+   * dropped by the subscriber: the next pages hold them (or a reset, when they were removed before they were read).
+   */
+  readonly next?: () => Replay | Promise<Replay>
 }
 
 /** Options of a shared channel's `publish(item, options)`. */
@@ -89,14 +108,22 @@ export interface ChannelBackend<Id extends string | Promise<string> = string | P
    * at `position` did not target never received live.
    */
   readonly targeting?: boolean
-  /** What was published after `lastEventId` (a string of bounded length). Never throws for an unknown id. */
-  replay: (lastEventId: string) => Replay | Promise<Replay>
+  /**
+   * What was published after `lastEventId` (a string of bounded length), one page (at most `page`) at a time. Never
+   * throws for an unknown id.
+   */
+  replay: (lastEventId: string, page: ReplayPage) => Replay | Promise<Replay>
   /**
    * The newest id: the `id` the newest item was delivered with (so an asynchronous replay's `position` can be
    * matched against live items), or any id `replay` accepts as "nothing missed" when there is no such item. A
    * promise while the backend does not know it yet (a Redis reader that has not found where its stream is).
    */
   position: () => string | Promise<string>
+  /**
+   * The id a reset carries when `position()` may name an item some subscriber may not see (a targeting backend's
+   * newest item): one that names no item and resumes without loss. Default: `position()`.
+   */
+  resetId?: () => string
   /**
    * Called with `true` when the channel gets its first local subscriber and with `false` when it loses its last:
    * a backend that reads a shared store reads this channel only in between.

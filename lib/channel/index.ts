@@ -1,12 +1,12 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type {
-  ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, PublishOptions, Replay,
+  ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, PublishOptions,
   ResetReason
 } from './backend.js'
 import { IdleChannels, largest, type ChannelHome as Home } from './lifecycle.js'
 import { memoryBackend } from './memory.js'
 import {
-  Subscriber, resetItem, type ChannelSubscription, type SubscribeOptions, type SubscriberHost
+  Subscriber, resetItem, type ChannelSubscription, type ReplayServed, type SubscribeOptions, type SubscriberHost
 } from './subscription.js'
 import { TagIndex, resolveTags, resolveTarget, setTarget, targetOf, type Target, type TargetOptions } from './target.js'
 import { encodeAhead, encodeItem, encodeParts, refuseFieldless } from '../encode.js'
@@ -220,11 +220,11 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
   }
 
   /** @internal A subscriber with a Last-Event-ID got its replay, or a reset. */
-  resumed ({ reset, items, position }: Replay): void {
+  resumed ({ reset, items, position }: ReplayServed): void {
     if (reset === undefined) {
       this.#replays++
       this.#counters.replays++
-      if (replayServed.hasSubscribers) replayServed.publish({ channel: this.name, items: items.length, position })
+      if (replayServed.hasSubscribers) replayServed.publish({ channel: this.name, items, position })
     } else {
       this.#countReset(reset, position)
     }

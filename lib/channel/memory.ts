@@ -1,4 +1,7 @@
-import type { BackendStats, ChannelBackend, ChannelEncoder, ChannelItem, Deliver, HistoryOptions, Replay } from './backend.js'
+import type {
+  BackendStats, ChannelBackend, ChannelEncoder, ChannelItem, Deliver, HistoryOptions, Replay, ReplayPage
+} from './backend.js'
+import { frameSize } from '../encode.js'
 import type { SseItem } from '../types.js'
 
 // The in-process history: a ring of the last `history` items (optionally younger than `historyMaxAge`). The ring
@@ -58,18 +61,42 @@ export class MemoryBackend implements ChannelBackend<string> {
     return stored.id
   }
 
-  replay (lastEventId: string): Replay {
+  replay (lastEventId: string, page: ReplayPage): Replay {
     this.#expire(this.#now())
     let seq = this.#index.get(lastEventId)
     if (seq === undefined) {
       seq = this.#parse(lastEventId)
-      if (seq === undefined) return { reset: 'unknown', items: [], position: this.position() }
-      // the oldest kept item follows `seq` directly: nothing after it was dropped
-      if (seq < this.#first - 1) return { reset: 'expired', items: [], position: this.position() }
+      if (seq === undefined) return { reset: 'unknown', items: [], position: this.resetId() }
     }
+    return this.#page(seq, page)
+  }
+
+  /**
+   * The page after `seq`, read now. A reset carries `resetId()`, never the newest item's id: a targeted item's id
+   * (which a publisher may give) could name what the subscriber was not to see.
+   */
+  #page (seq: number, page: ReplayPage): Replay {
+    this.#expire(this.#now())
+    // the oldest kept item follows `seq` directly: nothing after it was dropped
+    if (seq < this.#first - 1) return { reset: 'expired', items: [], position: this.resetId() }
     const items: ChannelItem[] = []
-    for (let s = seq + 1; s <= this.#last; s++) items.push(this.#ring[s % this.#ring.length] as ChannelItem)
-    return { items, position: this.position() }
+    let bytes = 0
+    let s = seq + 1
+    for (; s <= this.#last && items.length < page.items; s++) {
+      const item = this.#ring[s % this.#ring.length] as ChannelItem
+      const size = frameSize(item)
+      if (items.length > 0 && bytes + size > page.bytes) break
+      items.push(item)
+      bytes += size
+    }
+    if (s > this.#last) return { items, position: this.position() }
+    const after = s - 1
+    return { items, position: this.#epoch + '-' + after, next: () => this.#page(after, page) }
+  }
+
+  /** `<epoch>-<seq>` of the newest item: names no item (whatever ids publishers gave), and resumes from there. */
+  resetId (): string {
+    return this.#epoch + '-' + this.#last
   }
 
   /** The id of the newest item (as it was delivered), or `<epoch>-<seq>` once that item is no longer kept. */

@@ -5,7 +5,7 @@ import { BoundedQueue, type QueueKind } from '../queue.js'
 import type { QueueLimits } from '../slow-client.js'
 import { kOpensAtOnce, type StreamLink } from '../source.js'
 import type { SseItem } from '../types.js'
-import type { ChannelBackend, ChannelItem, Replay, ResetReason } from './backend.js'
+import type { ChannelBackend, ChannelItem, Replay, ReplayPage, ResetReason } from './backend.js'
 import { NO_TAGS, reachable, type Tags } from './target.js'
 
 // A subscription: what one consumer of a channel (usually one stream) has still to receive. Live items are
@@ -16,6 +16,20 @@ import { NO_TAGS, reachable, type Tags } from './target.js'
 
 /** A `Last-Event-ID` longer than this is refused without a lookup (reset `invalid`). */
 export const MAX_LAST_EVENT_ID = 256
+
+/** Items one page of a replay holds at most (fewer when half the subscriber's `queueItems` is fewer). */
+export const REPLAY_PAGE_ITEMS = 256
+
+/**
+ * The page a channel with these queue bounds reads its replays in: at most `REPLAY_PAGE_ITEMS` items and half of
+ * each bound, so that a subscriber holding a whole page still has room for half its bounds of live items.
+ */
+export function replayPage (limits: QueueLimits): ReplayPage {
+  return {
+    items: Math.max(1, Math.min(REPLAY_PAGE_ITEMS, Math.floor(limits.queueItems / 2))),
+    bytes: Math.max(1, Math.floor(limits.queueBytes / 2))
+  }
+}
 
 /** Options of `channel.subscribe()`. */
 export interface SubscribeOptions {
@@ -60,13 +74,28 @@ export interface SubscriberHost {
   detach: (subscriber: Subscriber) => void
   /** A subscriber's queue is full: it is about to be cut off. */
   overflowed: (items: number, bytes: number) => void
-  /** A subscriber with a Last-Event-ID got its replay, or a reset. */
-  resumed: (replay: Replay) => void
+  /** A subscriber with a Last-Event-ID got its replay (every page of it), or a reset. */
+  resumed: (served: ReplayServed) => void
 }
 
-interface Backlog {
-  readonly items: ReadonlyArray<SseItem<unknown>>
+/** What a subscriber was replayed: `items` in all (those it may see), up to `position`; or its reset. */
+export interface ReplayServed {
+  readonly reset?: ResetReason | undefined
+  readonly items: number
+  readonly position: string
+}
+
+/** The replay a subscriber is handing out: a page, then the next (read once this one is handed out). */
+interface Replaying {
+  /** The page (those of its items the subscriber may see). */
+  items: readonly ChannelItem[]
   at: number
+  /** Bytes of the page's items not handed out yet: they count against the queue bounds. */
+  bytes: number
+  /** Reads the next page; live items queued meanwhile are dropped then (the pages to come hold them). */
+  next: Replay['next']
+  /** Items handed out so far, over every page. */
+  count: number
 }
 
 /**
@@ -78,9 +107,9 @@ export class Subscriber extends BoundedQueue<ChannelItem> implements ChannelSubs
   #signal: AbortSignal | undefined
   /** @internal Its `subscribe({ tags })`, checked. */
   readonly tags: Tags
-  /** A replay's items, to hand out before the queue. */
-  #backlog: Backlog | undefined
-  /** Waits for its replay: live items are queued behind it. */
+  /** The replay, handed out before the queue. */
+  #replay: Replaying | undefined
+  /** Waits for a page of its replay: live items are queued behind it. */
   #replaying = false
 
   constructor (channel: SubscriberHost, signal: AbortSignal | undefined, tags: Tags = NO_TAGS) {
@@ -94,8 +123,15 @@ export class Subscriber extends BoundedQueue<ChannelItem> implements ChannelSubs
     return 'channel subscription'
   }
 
+  /** The channel's bounds, less what the subscriber holds of its replay. */
   protected limits (): QueueLimits {
-    return this.#channel.limits
+    const limits = this.#channel.limits
+    const replay = this.#replay
+    if (replay === undefined) return limits
+    return {
+      queueItems: limits.queueItems - (replay.items.length - replay.at),
+      queueBytes: limits.queueBytes - replay.bytes
+    }
   }
 
   protected sizeOf (item: ChannelItem): number {
@@ -116,15 +152,21 @@ export class Subscriber extends BoundedQueue<ChannelItem> implements ChannelSubs
     this.#channel.attach(this)
     if (lastEventId === undefined || lastEventId === '') return
     const replay = typeof lastEventId !== 'string' || lastEventId.length > MAX_LAST_EVENT_ID
-      ? invalid(backend.position())
-      : backend.replay(lastEventId)
+      ? invalid(backend)
+      : backend.replay(lastEventId, replayPage(this.#channel.limits))
+    if (this.#await(replay)) this.release()
+  }
+
+  /** A page answered now is taken now (true); one on its way holds the live items back until it comes. */
+  #await (replay: Replay | Promise<Replay>): boolean {
     if (!(replay instanceof Promise)) {
-      this.#resume(replay)
-      return
+      this.#take(replay)
+      return true
     }
     this.#replaying = true
-    // closures made for an asynchronous replay only, not held by every subscriber
-    replay.then(replay => { this.#onReplay(replay) }, (err: unknown) => { this.#onReplayFailed(err) })
+    // closures made for an asynchronous read only, not held by every subscriber
+    replay.then(replay => { this.#onPage(replay) }, (err: unknown) => { this.#onReplayFailed(err) })
+    return false
   }
 
   protected override attached (stream: StreamLink): void {
@@ -147,13 +189,15 @@ export class Subscriber extends BoundedQueue<ChannelItem> implements ChannelSubs
     this.offer(item)
   }
 
-  /** Told by the queue before it cuts the subscriber off: the channel counts and logs it. */
+  /** Told by the queue before it cuts the subscriber off: the channel counts and logs it (its replay's page too). */
   protected overflowed (queued: number, bytes: number): undefined {
-    this.#channel.overflowed(queued, bytes)
+    const replay = this.#replay
+    if (replay === undefined) this.#channel.overflowed(queued, bytes)
+    else this.#channel.overflowed(queued + replay.items.length - replay.at, bytes + replay.bytes)
     return undefined
   }
 
-  /** Cut off: it leaves the fan-out, unless its replay is on its way (see `#resume`). */
+  /** Cut off: it leaves the fan-out, unless a page of its replay is on its way (see `#take`). */
   protected onClose (): void {
     // a backend drops the replays of a channel that has no subscriber left
     if (!this.#replaying) this.#channel.detach(this)
@@ -162,7 +206,7 @@ export class Subscriber extends BoundedQueue<ChannelItem> implements ChannelSubs
   protected override onEnd (): void {
     this.#channel.detach(this)
     this.#signal?.removeEventListener('abort', this)
-    this.#backlog = undefined
+    this.#replay = undefined
   }
 
   /** Ends the subscription: releases the queue and the listener; a waiting `next()` gets done. */
@@ -170,26 +214,62 @@ export class Subscriber extends BoundedQueue<ChannelItem> implements ChannelSubs
     this.stop()
   }
 
-  /** Its replay's items first, then the queue. */
+  /** Its replay's page first, then its next page (read now), then the queue. */
   protected override shift (): SseItem<unknown> | undefined {
-    const backlog = this.#backlog
-    if (backlog === undefined) return super.shift()
-    const item = backlog.items[backlog.at++]
-    if (backlog.at === backlog.items.length) this.#backlog = undefined
-    return item
+    for (;;) {
+      const replay = this.#replay
+      if (replay === undefined) return super.shift()
+      if (replay.at < replay.items.length) {
+        const item = replay.items[replay.at++] as ChannelItem
+        replay.bytes -= frameSize(item)
+        replay.count++
+        return item
+      }
+      const next = replay.next
+      if (next === undefined) {
+        this.#replay = undefined
+        continue
+      }
+      replay.next = undefined
+      // cut off in the middle of its replay: it ends after the page it had (what is queued came later, past a gap)
+      if (this.closed) {
+        this.dropFirst(this.queued)
+        return undefined
+      }
+      if (!this.#await(next())) return undefined
+    }
   }
 
-  /** Replay answered: its items (or a reset) first, then the live items that came after `position`. */
-  #resume (replay: Replay): void {
+  /** A page of its replay, or a reset: the page's items first, then (on the last page) the live items after it. */
+  #take (page: Replay): void {
     this.#replaying = false
     if (this.closed) this.#channel.detach(this)
-    this.#channel.resumed(replay)
-    this.#dropReplayed(replay)
-    const items = replay.reset === undefined
-      ? reachable(replay.items, this.tags)
-      : [resetItem(replay.reset, replay.position)]
-    if (items.length > 0) this.#backlog = { items, at: 0 }
-    this.release()
+    const count = this.#replay?.count ?? 0
+    if (page.reset !== undefined) {
+      this.#dropReplayed(page)
+      this.#channel.resumed({ reset: page.reset, items: 0, position: page.position })
+      this.#hold([resetItem(page.reset, page.position)], undefined, count)
+      return
+    }
+    const items = reachable(page.items, this.tags)
+    if (page.next === undefined) {
+      this.#dropReplayed(page)
+      this.#channel.resumed({ items: count + items.length, position: page.position })
+    } else {
+      // the pages to come hold what was queued meanwhile
+      this.dropFirst(this.queued)
+    }
+    this.#hold(items, page.next, count)
+  }
+
+  #hold (items: readonly ChannelItem[], next: Replay['next'], count: number): void {
+    if (items.length === 0 && next === undefined) {
+      this.#replay = undefined
+      return
+    }
+    let bytes = 0
+    for (const item of items) bytes += frameSize(item)
+    this.#replay = { items, at: 0, bytes, next, count }
   }
 
   /** Drops the queued live items the replay holds already (an asynchronous read raced them). */
@@ -210,8 +290,10 @@ export class Subscriber extends BoundedQueue<ChannelItem> implements ChannelSubs
     this.dropFirst(end)
   }
 
-  #onReplay (replay: Replay): void {
-    if (!this.ended) this.#resume(replay)
+  #onPage (replay: Replay): void {
+    if (this.ended) return
+    this.#take(replay)
+    this.release()
   }
 
   #onReplayFailed (err: unknown): void {
@@ -227,8 +309,9 @@ export class Subscriber extends BoundedQueue<ChannelItem> implements ChannelSubs
   }
 }
 
-/** The reset of a `lastEventId` refused before any lookup, at the backend's position (once it knows it). */
-function invalid (position: string | Promise<string>): Replay | Promise<Replay> {
+/** The reset of a `lastEventId` refused before any lookup, at the backend's reset id (once it knows it). */
+function invalid (backend: ChannelBackend): Replay | Promise<Replay> {
+  const position = backend.resetId?.() ?? backend.position()
   if (typeof position === 'string') return { reset: 'invalid', items: [], position }
   return position.then(at => ({ reset: 'invalid', items: [], position: at }))
 }

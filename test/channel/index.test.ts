@@ -5,13 +5,15 @@ import type { Test } from 'tap'
 import Fastify from 'fastify'
 import { getEventListeners } from 'node:events'
 import { ChannelRegistry, MAX_LAST_EVENT_ID, type Channel, type SseResetData } from '../../lib/channel/index.js'
-import type { ChannelBackend, ChannelEncoder, ChannelItem, Deliver, Replay } from '../../lib/channel/backend.js'
+import type { ChannelBackend, ChannelEncoder, ChannelItem, Deliver, Replay, ReplayPage } from '../../lib/channel/backend.js'
 import { MemoryBackend } from '../../lib/channel/memory.js'
 import { kFrame } from '../../lib/encode.js'
 import ssePlugin, { SseError, SseRuntimeError, type SseItem, type SsePluginOptions } from '../../lib/index.js'
 import { LogCapture, WARN, ERROR } from '../helpers.js'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
+
+const PAGE: ReplayPage = { items: 256, bytes: 1024 * 1024 }
 
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
@@ -177,9 +179,13 @@ t.test('ids given by publishers: replay by them, duplicates resolve to the newes
   t.same((await pull(sub, 2)).map(i => i.data), ['4', '5'])
   ch.publish({ data: '6' })
   ch.publish({ id: 'd', data: '7' }) // evicts the newer 'a'
-  t.same((await pull(ch.subscribe({ lastEventId: 'a' }), 1))[0], { id: 'd', event: 'sse-reset', data: { reason: 'unknown' } },
-    'a forgotten id is unknown; the position is the id the newest item went out with')
-  t.same((await pull(ch.subscribe({ lastEventId: 'nope' }), 1))[0]?.id, 'd')
+  const reset = (await pull(ch.subscribe({ lastEventId: 'a' }), 1))[0]
+  t.match(reset, { id: /^[0-9a-z]+\.[0-9a-z]+-7$/, event: 'sse-reset', data: { reason: 'unknown' } },
+    'a forgotten id is unknown; the reset carries <epoch>-<seq>, never a publisher\'s id')
+  t.equal((await pull(ch.subscribe({ lastEventId: 'nope' }), 1))[0]?.id, reset?.id)
+  const resumed = ch.subscribe({ lastEventId: reset?.id })
+  ch.publish({ data: '8' })
+  t.same((await pull(resumed, 1)).map(i => i.data), ['8'], 'resuming from the reset loses nothing')
 })
 
 t.test('history by age (in-memory backend with a clock)', async t => {
@@ -193,17 +199,17 @@ t.test('history by age (in-memory backend with a clock)', async t => {
   const a = backend.append({ data: 'a' }, encode)
   now += 60
   const b = backend.append({ data: 'b' }, encode)
-  t.same((backend.replay(a) as Replay).items.map(i => i.data), ['b'])
+  t.same((backend.replay(a, PAGE) as Replay).items.map(i => i.data), ['b'])
   now += 50 // a is 110 ms old, b 50
-  t.equal(backend.replay(a).reset, undefined, 'a itself aged out, but nothing after it did: still no loss')
+  t.equal(backend.replay(a, PAGE).reset, undefined, 'a itself aged out, but nothing after it did: still no loss')
   now += 60
-  t.same(backend.replay(a), { reset: 'expired', items: [], position: b }, 'b aged out too: a is expired')
-  t.same(backend.replay(b), { items: [], position: b }, 'the newest id always resumes')
+  t.same(backend.replay(a, PAGE), { reset: 'expired', items: [], position: backend.resetId() }, 'b aged out too: a is expired')
+  t.same(backend.replay(b, PAGE), { items: [], position: b }, 'the newest id always resumes')
   const c = backend.append({ data: 'c' }, encode)
   t.same(delivered.map(i => i.data), ['a', 'b', 'c'], 'delivered on append')
   t.equal(backend.position(), c)
   backend.close()
-  t.same(backend.replay(c), { items: [], position: c }, 'closed: nothing kept')
+  t.same(backend.replay(c, PAGE), { items: [], position: c }, 'closed: nothing kept')
 })
 
 t.test('bad input: publish throws the encoder\'s TypeError, no subscriber sees it, ids stay consecutive', async t => {
@@ -388,7 +394,7 @@ class LaterBackend implements ChannelBackend {
   /** Reads the replay now (the position is now) and answers it. */
   answer (): void {
     const next = this.pending.shift()
-    next?.resolve(this.memory.replay(next.lastEventId))
+    next?.resolve(this.memory.replay(next.lastEventId, PAGE))
   }
 
   position (): string {
@@ -427,7 +433,7 @@ t.test('an asynchronous backend: live items that race the replay are neither los
   // 2: the read happens before any live item: all live items are kept
   const sub2 = ch.subscribe({ lastEventId: from })
   const queued = backend.pending[0] as { resolve: (r: Replay) => void }
-  const early = backend.memory.replay(from)
+  const early = backend.memory.replay(from, PAGE)
   backend.pending.shift()
   ch.publish({ data: 4 })
   queued.resolve(early)

@@ -7,7 +7,7 @@ import Fastify from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ChannelRegistry, type SseChannel } from '../../lib/channel/index.js'
 import { IdleChannels, largest } from '../../lib/channel/lifecycle.js'
-import type { ChannelBackendFactory } from '../../lib/channel/backend.js'
+import type { ChannelBackendFactory, Replay, ReplayPage } from '../../lib/channel/backend.js'
 import { MemoryBackend } from '../../lib/channel/memory.js'
 import { TagIndex } from '../../lib/channel/target.js'
 import { nearName } from '../../lib/errors.js'
@@ -278,6 +278,18 @@ t.test('an item with none of the item fields is refused, naming one: on a stream
   await res.body.dump()
 })
 
+/** Small pages, so that a replay across the ring's growth is read in several. */
+const PAGE: ReplayPage = { items: 7, bytes: 1024 * 1024 }
+
+/** Every page of a replay from the in-memory backend (which answers synchronously), as ids. */
+function replayed (first: Replay | Promise<Replay>): string[] {
+  const ids: string[] = []
+  for (let page = first as Replay; ; page = page.next?.() as Replay) {
+    ids.push(...page.items.map(item => item.id))
+    if (page.next === undefined) return ids
+  }
+}
+
 t.test('history grows as it fills: a large bound costs nothing until items come; replay and expiry across growth', async t => {
   let now = 0
   const delivered: string[] = []
@@ -285,18 +297,18 @@ t.test('history grows as it fills: a large bound costs nothing until items come;
   t.equal(big.stats().history, 0)
   const encode = { item: (item: SseItem<unknown> & { id: string }) => item as never, parts: () => ({ head: '', tail: '' }) }
   const ids = Array.from({ length: 100 }, (_, n) => big.append({ data: n }, encode))
-  t.same(big.replay(ids[9] as string).items.map(item => item.id), ids.slice(10), 'every item kept, in order')
+  t.same(replayed(big.replay(ids[9] as string, PAGE)), ids.slice(10), 'every item kept, in order, page by page')
   const ring = new MemoryBackend({ history: 20, historyMaxAge: 100 }, () => {}, () => now)
   const kept = Array.from({ length: 50 }, (_, n) => { now = n * 10; return ring.append({ data: n }, encode) })
   t.equal(ring.stats().history, 10, 'the last 100 ms')
-  t.same(ring.replay(kept[39] as string).items.map(item => item.id), kept.slice(40))
+  t.same(replayed(ring.replay(kept[39] as string, PAGE)), kept.slice(40))
   now = 10_000
   t.equal(ring.stats().history, 0, 'all expired')
   ring.forget()
   const next = ring.append({ data: 'after' }, encode)
   t.match(next, /-51$/, 'ids go on after forget()')
-  t.same(ring.replay(kept[49] as string).items.map(item => item.id), [next])
-  t.match(ring.replay(kept[0] as string), { reset: 'expired' })
+  t.same(replayed(ring.replay(kept[49] as string, PAGE)), [next])
+  t.match(ring.replay(kept[0] as string, PAGE), { reset: 'expired' })
 })
 
 t.test('targeted publish through the tag index: to, exclude, both; many tags; the caller\'s arrays untouched', async t => {

@@ -4,7 +4,7 @@
 import t from 'tap'
 import Fastify from 'fastify'
 import { ChannelRegistry, type Channel } from '../../lib/channel/index.js'
-import type { ChannelBackend, ChannelEncoder, Deliver } from '../../lib/channel/backend.js'
+import type { ChannelBackend, ChannelEncoder, Deliver, ReplayPage } from '../../lib/channel/backend.js'
 import { MemoryBackend } from '../../lib/channel/memory.js'
 import type { SseItem } from '../../lib/index.js'
 import { open, startApp, take } from '../helpers.js'
@@ -59,7 +59,7 @@ class ElsewhereBackend implements ChannelBackend<Promise<string>> {
     return Promise.resolve(this.memory.append(item, encode))
   }
 
-  replay (id: string) { return this.memory.replay(id) }
+  replay (id: string, page: ReplayPage) { return this.memory.replay(id, page) }
   position () { return this.memory.position() }
   close () {}
 }

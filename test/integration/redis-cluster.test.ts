@@ -149,7 +149,8 @@ t.test('on the cluster: Last-Event-ID replay across servers, sse-reset, idempote
     t.same(await reset('garbage'), { id: ids[5], event: 'sse-reset', data: { reason: 'unknown' } }, `${name}: malformed`)
     const [key] = Array.from((await keysByNode(ctx.prefix)).values()).flat().filter(k => k.endsWith(name))
     await redis.call('XTRIM', key as string, 'MAXLEN', 2)
-    t.same(await reset(ids[1] as string), { id: ids[5], event: 'sse-reset', data: { reason: 'expired' } }, `${name}: trimmed`)
+    // (from ids[0]: the page read from ids[1] above may still be shared, and holds what was trimmed since)
+    t.same(await reset(ids[0] as string), { id: ids[5], event: 'sse-reset', data: { reason: 'expired' } }, `${name}: trimmed`)
 
     // the idempotency key is in the stream's slot (else the script would fail with CROSSSLOT)
     const sub = b.room(name).subscribe()

@@ -1,16 +1,18 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { ChannelItem, Deliver, HistoryOptions, Replay, Reset } from '../backend.js'
+import type { Deliver, HistoryOptions, Replay, ReplayPage, Reset } from '../backend.js'
 import { channelUnavailable } from '../../errors.js'
+import { cutPage } from '../page.js'
 import { StoredChannel } from '../store/channel.js'
 import type { Cursor } from '../store/cursor.js'
-import { formatId, parseId, rebuild, type StoredItem } from '../store/items.js'
+import { formatId, parseId, rebuild, type ReadItem, type StoredItem } from '../store/items.js'
 import type { NatsReader } from './reader.js'
 import type { NatsSettings, StreamFacts } from './stream.js'
 import { NOT_OURS, pack, replayReset, subjectToken, unpack, worthReading } from './subjects.js'
 
 // One NATS channel: a subject of the backend's stream (`<prefix>.<token>`). A publish is one JetStream publish (its
 // acknowledgement gives the stream sequence: the id); live items come through the backend's reader; a replay reads
-// the channel's messages after the id with an ordered consumer of its own, filtered on its subject.
+// the channel's messages after the id with an ordered consumer of its own, filtered on its subject, one page at a
+// time.
 
 /** What a channel needs of its backend. */
 export interface NatsGroup {
@@ -76,32 +78,34 @@ export class NatsChannel extends StoredChannel {
     return formatId(tag, ack.seq)
   }
 
-  async replay (lastEventId: string): Promise<Replay> {
+  replay (lastEventId: string, page: ReplayPage): Promise<Replay> {
+    return this.#page(lastEventId, page.items, page)
+  }
+
+  /** The page after `lastEventId`: at most `count` items (one more is read: whether another page follows). */
+  async #page (lastEventId: string, count: number, page: ReplayPage): Promise<Replay> {
     // once the reader is started, what this replay reads it has handed on or will
     await this.cursor.reached(0)
     const id = parseId(lastEventId)
     const { settings } = this.#group
-    const items: ChannelItem[] = []
-    let pending = 0
-    let count = 0
+    const read: ReadItem[] = []
+    let wanted = 0
     let firstAt: number | undefined
-    let newest: number | undefined
     // an id of another stream (or none of ours) reads nothing
     if (id !== undefined && id.tag === this.cursor.tag) {
       const consumer = await settings.js.consumers.get(settings.stream, {
         filter_subjects: this.#subject, deliver_policy: 'by_start_sequence', opt_start_seq: id.seq + 1
       })
       try {
-        pending = (await consumer.info(true)).num_pending
+        const pending = (await consumer.info(true)).num_pending
         const { perChannel } = await this.#group.facts()
         // more than the channel replays is an `expired` reset: not read
+        wanted = pending
         if (worthReading(pending, this.history.history, perChannel)) {
-          for await (const message of await consumer.fetch({ max_messages: pending, expires: REPLAY_WAIT })) {
+          wanted = Math.min(pending, count + 1)
+          for await (const message of await consumer.fetch({ max_messages: wanted, expires: REPLAY_WAIT })) {
             firstAt ??= message.info.timestampNanos / 1e6
-            newest = message.seq
-            count++
-            const item = rebuild(unpack(message.string()) ?? NOT_OURS, formatId(id.tag, message.seq))
-            if (item !== undefined) items.push(item)
+            read.push({ seq: message.seq, ...(unpack(message.string()) ?? NOT_OURS) })
           }
         }
       } finally {
@@ -109,11 +113,17 @@ export class NatsChannel extends StoredChannel {
       }
     }
     const facts = await this.#group.facts(true)
-    const reset = replayReset(facts, id, pending, {
-      count, firstAt, now: Date.now(), maxAge: this.history.historyMaxAge
+    const reset = replayReset(facts, id, wanted, {
+      count: read.length, firstAt, now: Date.now(), maxAge: this.history.historyMaxAge
     })
     if (reset !== undefined) return this.answer(reset, [], facts.tag, await this.#newest(facts))
-    return this.answer(undefined, items, facts.tag, newest ?? (id as { seq: number }).seq)
+    const tag = facts.tag
+    const { items, taken, cut } = cutPage(read, count, page, item => rebuild(item, formatId(tag, item.seq)))
+    if (taken < read.length) {
+      const position = formatId(tag, (read[taken - 1] as ReadItem).seq)
+      return { items, position, next: () => this.#page(position, cut ? taken : count, page) }
+    }
+    return this.answer(undefined, items, tag, read.at(-1)?.seq ?? (id as { seq: number }).seq)
   }
 
   subscribed (active: boolean): void {

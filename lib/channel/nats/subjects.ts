@@ -92,9 +92,9 @@ export function worthReading (pending: number, history: number, perChannel: numb
 }
 
 /**
- * Why a client at `id` cannot resume, or undefined when it can. `pending`: the channel's messages after the id;
- * `read`: those the replay read (fewer when it did not read them: see `worthReading`); `firstAt`: when the first
- * of them was stored (ms), if there is one.
+ * Why a client at `id` cannot resume, or undefined when it can. `pending`: the channel's messages after the id
+ * that the replay meant to read (all of them, or a page and one more); `read`: those it read (fewer when it did not
+ * read them: see `worthReading`); `firstAt`: when the first of them was stored (ms), if there is one.
  */
 export function replayReset (
   stream: StreamState, id: { tag: string, seq: number } | undefined, pending: number,

@@ -1,18 +1,19 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { ChannelItem, Deliver, HistoryOptions, Replay, Reset } from '../backend.js'
+import type { Deliver, HistoryOptions, Replay, ReplayPage, Reset } from '../backend.js'
 import { channelUnavailable, invalidItem } from '../../errors.js'
 import type { SseItem } from '../../types.js'
 import { StoredChannel } from '../store/channel.js'
 import { Cursor } from '../store/cursor.js'
-import { parseId, rebuild, type ReadItem, type StoredItem } from '../store/items.js'
+import { cutPage } from '../page.js'
+import { formatId, parseId, rebuild, type ReadItem, type StoredItem } from '../store/items.js'
 import type { Listener } from './listener.js'
 import { catchUp, channelRow, replayReset, type ChannelRow, type RawChannelRow } from './rules.js'
 import { READ_BATCH, readItem, type RawItemRow } from './rows.js'
 import type { PostgresSettings } from './settings.js'
 
 // One PostgreSQL channel: a publish is one call of the append function (one statement: its own transaction); a
-// replay is one query; live items come through the listener of its backend (./listener), which reads them after
-// the channel's cursor whenever a notification says there are some.
+// replay is one query per page; live items come through the listener of its backend (./listener), which reads them
+// after the channel's cursor whenever a notification says there are some.
 
 /** PostgreSQL SQLSTATEs that say the schema is not there: undefined_table, undefined_function. */
 const NO_SCHEMA = new Set(['42P01', '42883'])
@@ -116,13 +117,18 @@ WHERE c.name = $1 ORDER BY i.seq`
     }
   }
 
-  async replay (lastEventId: string): Promise<Replay> {
+  replay (lastEventId: string, page: ReplayPage): Promise<Replay> {
+    return this.#page(lastEventId, page.items, page)
+  }
+
+  /** The page after `lastEventId`: at most `count` items (one more is read: whether another page follows). */
+  async #page (lastEventId: string, count: number, page: ReplayPage): Promise<Replay> {
     // once the reader knows where the channel is, what this query sees it has handed on or will
     await this.#cursor.reached(0)
     const after = parseId(lastEventId)?.seq
     // an id that is not one of ours reads no item, only the row
     const { rows } = await this.#group.settings.pool.query<RawChannelRow & RawItemRow & { now: number, at: number }>(
-      this.#replaySql, [this.name, after ?? 0, after === undefined ? 0 : this.#keep])
+      this.#replaySql, [this.name, after ?? 0, after === undefined ? 0 : count + 1])
     const first = rows[0]
     // the row was deleted since the reader found it: the client resumes from where the reader is
     if (first === undefined) return this.answer('unknown', [], this.#cursor.tag as string, this.#cursor.at as number)
@@ -131,10 +137,10 @@ WHERE c.name = $1 ORDER BY i.seq`
     const reset = replayReset(row, lastEventId, first.seq === null ? undefined : first.at, first.now,
       this.history.historyMaxAge)
     if (reset !== undefined) return this.answer(reset, [], row.epoch, row.last)
-    const items: ChannelItem[] = []
-    for (const item of stored) {
-      const built = rebuild(item, row.epoch + '-' + item.seq)
-      if (built !== undefined) items.push(built)
+    const { items, taken, cut } = cutPage(stored, count, page, item => rebuild(item, formatId(row.epoch, item.seq)))
+    if (taken < stored.length) {
+      const position = formatId(row.epoch, (stored[taken - 1] as ReadItem).seq)
+      return { items, position, next: () => this.#page(position, cut ? taken : count, page) }
     }
     return this.answer(undefined, items, row.epoch, stored.at(-1)?.seq ?? row.last)
   }

@@ -1,20 +1,22 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type {
-  BackendStats, ChannelBackend, ChannelEncoder, ChannelItem, Deliver, HistoryOptions, PublishOptions, Replay, Reset,
-  ResetReason
+  BackendStats, ChannelBackend, ChannelEncoder, ChannelItem, Deliver, HistoryOptions, PublishOptions, Replay,
+  ReplayPage, Reset, ResetReason
 } from '../backend.js'
 import { publishFailed } from '../../diagnostics.js'
 import { channelUnavailable, invalidItem, type SseRuntimeError } from '../../errors.js'
 import type { SseItem } from '../../types.js'
 import { entryFields, readEntry, type Entry } from './entry.js'
-import { gap, idKey, keyOf, NO_STREAM, redisNow, streamInfo } from './ids.js'
+import { idKey, keyOf } from './ids.js'
 import { idempotencyPrefix, place } from './keys.js'
 import type { Settings } from './options.js'
 import { checkIdempotencyKey, DISCONNECTED, xadd } from './publish.js'
+import { PageReads, readPage, type PageSource } from './replay.js'
 import type { Backends } from './shared.js'
 
-// One channel's backend on Redis: its publishes (one XADD each), its replays (one MULTI), and the items its
-// backend's reader hands on to this process's subscribers.
+// One channel's backend on Redis: its publishes (one XADD each), its replays (one MULTI per page, shared by the
+// subscribers that ask for the same page at about the same time: ./replay.ts), and the items its backend's reader
+// hands on to this process's subscribers.
 
 /** The `ChannelBackend` of one channel on a Redis stream (see ../backend.ts for what each member promises). */
 export class RedisBackend implements ChannelBackend<Promise<string>> {
@@ -49,6 +51,9 @@ export class RedisBackend implements ChannelBackend<Promise<string>> {
    */
   #known = '0-0'
   #publishFailures = 0
+  /** The page reads in flight, which a subscriber resuming from the same place joins. */
+  readonly #reads = new PageReads()
+  readonly #source: PageSource
 
   constructor (
     name: string, options: HistoryOptions, deliver: Deliver, log: FastifyBaseLogger, reset: Reset, backends: Backends
@@ -66,6 +71,8 @@ export class RedisBackend implements ChannelBackend<Promise<string>> {
     this.#deliver = deliver
     this.#resetSubscribers = reset
     this.#log = log
+    const item = (id: string, fields: string[]): ChannelItem | undefined => this.#item(id, fields)
+    this.#source = { redis: this.#settings.redis, key, maxAge: this.#maxAge, item }
   }
 
   /** The channel got its first local subscriber (read its stream from now on) or lost its last (stop). */
@@ -109,10 +116,10 @@ export class RedisBackend implements ChannelBackend<Promise<string>> {
     })
   }
 
-  replay (lastEventId: string): Promise<Replay> {
+  replay (lastEventId: string, page: ReplayPage): Promise<Replay> {
     const at = idKey(lastEventId)
     if (at === undefined) return this.#reset('unknown')
-    return this.#replay(lastEventId, at)
+    return this.#page(lastEventId, at, page.items, page, true)
   }
 
   position (): string | Promise<string> {
@@ -156,6 +163,7 @@ export class RedisBackend implements ChannelBackend<Promise<string>> {
       'SSE Redis channel: its stream does not go on from the last item read (Redis lost its data, or the key was ' +
       'deleted or trimmed); its subscribers get sse-reset')
     this.last = position
+    this.#reads.clear()
     this.#resetSubscribers(reason, position)
     this.#caughtUp()
   }
@@ -172,36 +180,29 @@ export class RedisBackend implements ChannelBackend<Promise<string>> {
     return { reset, items: [], position: this.last as string }
   }
 
-  async #replay (lastEventId: string, at: bigint): Promise<Replay> {
-    // one snapshot: what the stream issued and removed, what follows the id (and whether it is still there), and
-    // the time on Redis's clock (the stream ids' clock: this server's may be off)
-    const replies = await this.#settings.redis.multi()
-      .call('XINFO', 'STREAM', this.key)
-      .call('XRANGE', this.key, lastEventId, '+')
-      .call('TIME')
-      .exec() as Array<[Error | null, unknown]>
-    type Reply = [Error | null, unknown]
-    const [[infoError, info], [rangeError, range], [, time]] = replies as [Reply, Reply, Reply]
-    if (rangeError !== null) throw rangeError
-    // XRANGE worked, so XINFO only fails when there is no stream (yet, or any more)
-    const stream = infoError === null ? streamInfo(info) : NO_STREAM
-    let entries = range as Entry[]
-    const found = entries[0]?.[0] === lastEventId
-    if (found) entries = entries.slice(1)
-    const tooOld = entries.length > 0 && Number(entries[0]?.[0].split('-')[0]) <= redisNow(time) - this.#maxAge
-    const reset = gap(stream, lastEventId, at, found) ?? (tooOld ? 'expired' : undefined)
-    // the replay ends at the newest entry it covers; live items up to there are dropped by the subscription
-    const position = reset === undefined
-      ? entries.at(-1)?.[0] ?? stream.lastEntry ?? lastEventId
-      : stream.lastEntry ?? stream.lastGenerated
-    if (stream.lastEntry !== undefined) await this.#reached(keyOf(position))
-    if (reset !== undefined) return { reset, items: [], position }
-    const items: ChannelItem[] = []
-    for (const [id, fields] of entries) {
-      const item = this.#item(id, fields)
-      if (item !== undefined) items.push(item)
+  /**
+   * The page after `from`, read by this request or by one in flight it joins (`join`). Every item delivered to this
+   * process's subscribers before the request is at or before `since`: a shared last page (or reset) that ends before
+   * it may lack what was delivered before this subscriber joined, so the subscriber reads on after it (or anew).
+   */
+  async #page (from: string, at: bigint, count: number, page: ReplayPage, join: boolean): Promise<Replay> {
+    const since = this.last
+    const shared = this.#reads.read(from, count, page, () => readPage(this.#source, from, at, count, page), join)
+    const read = await shared.read
+    const stale = shared.joined && since !== undefined && keyOf(read.position) < keyOf(since)
+    if (read.reset !== undefined) {
+      if (stale) return this.#page(from, at, count, page, false)
+      if (read.wait) await this.#reached(keyOf(read.position))
+      return { reset: read.reset, items: [], position: read.position }
     }
-    return { items, position }
+    const more = read.more ?? (stale ? read.position : undefined)
+    if (more !== undefined) {
+      const next = (): Promise<Replay> => this.#page(more, keyOf(more), read.nextCount, page, true)
+      return { items: read.items, position: more, next }
+    }
+    // the replay ends at the newest entry it covers; live items up to there are dropped by the subscription
+    if (read.wait) await this.#reached(keyOf(read.position))
+    return { items: read.items, position: read.position }
   }
 
   /**
@@ -234,6 +235,7 @@ export class RedisBackend implements ChannelBackend<Promise<string>> {
     if (this.last !== undefined) this.#know(this.last)
     this.last = undefined
     this.#waiting = []
+    this.#reads.clear()
     this.#backends.remove(this)
   }
 

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type {
-  BackendStats, ChannelBackend, ChannelEncoder, Deliver, HistoryOptions, PublishOptions, Replay, Reset, ResetReason
+  BackendStats, ChannelBackend, ChannelEncoder, Deliver, HistoryOptions, PublishOptions, Replay, ReplayPage, Reset,
+  ResetReason
 } from '../backend.js'
 import { publishFailed } from '../../diagnostics.js'
 import { channelUnavailable, invalidItem, type SseRuntimeError } from '../../errors.js'
@@ -51,7 +52,7 @@ export abstract class StoredChannel implements ChannelBackend<Promise<string>> {
   protected abstract get connected (): boolean | undefined
   /** Stores the item (with its idempotency key, if any) and answers its id; a refusal rejects. */
   protected abstract store (stored: StoredItem, idempotencyKey: string | undefined): Promise<string>
-  abstract replay (lastEventId: string): Promise<Replay>
+  abstract replay (lastEventId: string, page: ReplayPage): Promise<Replay>
   abstract subscribed (active: boolean): void
   abstract close (): Promise<void>
   /** Refuses an item this store cannot keep, before anything is sent (throws an `SseError` naming the field). */

@@ -50,7 +50,8 @@ export async function natsContext (t: Test, url = NATS_URL): Promise<NatsContext
 /** One server: its own connection and backend, the channel `room`, GET /room; closed at teardown. */
 export async function natsServer (
   t: Test, ctx: NatsContext, options: Partial<NatsChannelsOptions> = {},
-  channel: { history?: number, historyMaxAge?: number } = {}, connection?: ConnectionOptions
+  channel: { history?: number, historyMaxAge?: number, queueItems?: number, queueBytes?: number } = {},
+  connection?: ConnectionOptions
 ): Promise<NatsServer1> {
   const backend = natsChannels({
     connection: await ctx.connection(connection), prefix: ctx.prefix, stream: ctx.stream, ...options

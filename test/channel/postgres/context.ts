@@ -63,7 +63,7 @@ export async function pgContext (t: Test, options: { schema?: boolean } = {}): P
 /** One server on the context's database; closed at teardown. */
 export async function pgServer (
   t: Test, ctx: PgContext, options: Partial<PostgresChannelsOptions> = {},
-  channel: { history?: number, historyMaxAge?: number } = {}
+  channel: { history?: number, historyMaxAge?: number, queueItems?: number, queueBytes?: number } = {}
 ): Promise<PgServer> {
   const backend = postgresChannels({ pool: ctx.pool(), prefix: ctx.prefix, ...options })
   let room!: PgServer['room']

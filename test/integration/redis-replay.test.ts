@@ -1,0 +1,152 @@
+// Replays of Redis channels read in pages, against a redis-server of the test's own (its command counts are the
+// test's alone): subscribers that resume from the same place at about the same time share the page reads, live
+// items published while a replay is paged come once and in order, and a shared page that ends before what this
+// process had delivered is read on from.
+import t from 'tap'
+import type { Test } from 'tap'
+import { Redis } from 'ioredis'
+import { connect, type Socket } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { redisChannels } from '../../lib/channel/redis/index.js'
+import type { Channel, SseItem, SseResetData } from '../../lib/index.js'
+import { startApp, within } from '../helpers.js'
+import { startRedis } from '../support/redis-server.js'
+
+type Item = SseItem<number | SseResetData>
+
+async function redisOf (t: Test): Promise<{ redis: () => Promise<Redis>, admin: Redis }> {
+  const server = await startRedis(['--appendonly', 'no'])
+  const clients: Redis[] = []
+  t.teardown(async () => {
+    for (const client of clients) client.disconnect()
+    await server.stop()
+  })
+  const redis = async (): Promise<Redis> => {
+    const client = new Redis(server.url, { lazyConnect: true })
+    clients.push(client)
+    await client.connect()
+    return client
+  }
+  return { redis, admin: await redis() }
+}
+
+/** Calls of a command and bytes Redis sent, since the last `CONFIG RESETSTAT`. */
+async function redisStats (admin: Redis): Promise<{ xrange: number, sent: number }> {
+  const commands = await admin.info('commandstats')
+  const stats = await admin.info('stats')
+  return {
+    xrange: Number(/cmdstat_xrange:calls=(\d+)/.exec(commands)?.[1] ?? 0),
+    sent: Number(/total_net_output_bytes:(\d+)/.exec(stats)?.[1])
+  }
+}
+
+async function pull (sub: AsyncIterator<Item>, n: number): Promise<Item[]> {
+  const out: Item[] = []
+  while (out.length < n) {
+    const step = await sub.next()
+    if (step.done === true) throw new Error(`subscription ended after ${out.length} of ${n} items`)
+    out.push(step.value)
+  }
+  return out
+}
+
+t.test('1,000 clients resuming from one id over sockets share a few page reads, not one each', async t => {
+  t.setTimeout(120_000)
+  const { redis, admin } = await redisOf(t)
+  const backend = redisChannels({ redis: await redis() })
+  let chat!: Channel<string, Promise<string>>
+  const { app } = await startApp(app => {
+    chat = app.sse.channel<string>('chat', { backend, history: 1000 })
+    app.get('/chat', (req, reply) => reply.sse(chat.subscribe({ lastEventId: req.headers['last-event-id'], signal: req.signal })))
+  })
+  t.teardown(() => app.close())
+  const { port } = app.server.address() as AddressInfo
+  const from = await chat.publish({ data: 'start' })
+  const data = 'x'.repeat(1024)
+  let last = from
+  for (let i = 0; i < 300; i++) last = await chat.publish({ data })
+  const CLIENTS = 1000
+  await admin.config('RESETSTAT')
+  const sockets: Socket[] = []
+  t.teardown(() => { for (const socket of sockets) socket.destroy() })
+  // each client reads until the newest id has come: the whole replay, two pages
+  const done = Array.from({ length: CLIENTS }, () => new Promise<void>((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    sockets.push(socket)
+    let tail = ''
+    socket.setEncoding('utf8')
+    socket.on('data', (chunk: string) => {
+      const text = tail + chunk
+      if (text.includes(`id: ${last}\n`)) resolve()
+      tail = text.slice(-100)
+    })
+    socket.on('error', reject)
+    socket.write(`GET /chat HTTP/1.1\r\nHost: x\r\nLast-Event-ID: ${from}\r\n\r\n`)
+  }))
+  await within(Promise.all(done), 90_000, 'every client got the whole replay')
+  const { xrange, sent } = await redisStats(admin)
+  t.ok(xrange >= 2, `the pages were read (${xrange} reads)`)
+  t.ok(xrange <= 100, `by a few shared reads, not ${2 * CLIENTS}: ${xrange}`)
+  const backlog = 301 * 1200
+  t.ok(sent < 100 * backlog, `bytes Redis sent are bounded by the reads, not the clients: ${sent}`)
+  t.comment(`${CLIENTS} clients: ${xrange} XRANGE, ${(sent / 1e6).toFixed(1)} MB from Redis`)
+})
+
+t.test('a replay paged while items are published: every item once, in order', async t => {
+  t.setTimeout(60_000)
+  const { redis } = await redisOf(t)
+  const backend = redisChannels({ redis: await redis() })
+  let chat!: Channel<number, Promise<string>>
+  const { app } = await startApp(app => {
+    chat = app.sse.channel<number>('paged', { backend, history: 1000, queueItems: 8 })
+  })
+  t.teardown(() => app.close())
+  const ids: string[] = []
+  for (let n = 0; n < 21; n++) ids.push(await chat.publish({ data: n }))
+  const sub = chat.subscribe({ lastEventId: ids[0] })
+  const got = (await pull(sub, 6)).map(i => i.data)
+  for (let n = 21; n < 24; n++) ids.push(await chat.publish({ data: n }))
+  got.push(...(await pull(sub, 17)).map(i => i.data))
+  ids.push(await chat.publish({ data: 24 }))
+  got.push(...(await pull(sub, 1)).map(i => i.data))
+  t.same(got, Array.from({ length: 24 }, (_, i) => i + 1), 'the pages, then what was published meanwhile, then live')
+  await sub.return?.()
+})
+
+t.test('a shared last page that ends before what this process had delivered: the late subscriber reads on', async t => {
+  t.setTimeout(60_000)
+  const { redis } = await redisOf(t)
+  const publishing = await redis()
+  let chat!: Channel<number, Promise<string>>
+  let elsewhere!: Channel<number, Promise<string>>
+  const a = await startApp(app => {
+    chat = app.sse.channel<number>('chat', { backend: redisChannels({ redis: publishing }), history: 1000 })
+  })
+  t.teardown(() => a.app.close())
+  const b = await startApp(async app => {
+    elsewhere = app.sse.channel<number>('chat', { backend: redisChannels({ redis: await redis() }), history: 1000 })
+  })
+  t.teardown(() => b.app.close())
+  // a standing subscriber keeps the reader going
+  const standing = chat.subscribe()
+  const ready = standing.next()
+  const from = await chat.publish({ data: 0 })
+  await ready
+  // the first subscriber's read is answered by Redis, but the answer waits in this process's socket
+  const socket = (publishing as unknown as { stream: Socket }).stream
+  const first = chat.subscribe({ lastEventId: from })
+  const firstItem = first.next()
+  socket.pause()
+  // published elsewhere, delivered here by the reader (its own connection) meanwhile
+  const late = await elsewhere.publish({ data: 1 })
+  t.equal((await within(standing.next(), 5000, 'the reader delivers')).value?.id, late)
+  // joins the read in flight, whose page ends before `late`, which it did not get live
+  const second = chat.subscribe({ lastEventId: from })
+  const secondItem = second.next()
+  socket.resume()
+  t.equal((await within(firstItem, 5000, 'the first gets its replay')).value?.id, late, 'the first: queued live')
+  t.equal((await within(secondItem, 5000, 'the second too')).value?.id, late, 'the second: read on after the page')
+  await first.return?.()
+  await second.return?.()
+  await standing.return?.()
+})
