@@ -18,13 +18,16 @@ const BIG = 'y'.repeat(64 * 1024)
 /** Under the size at which a burst of string frames is written at once. */
 const SMALL = 'w'.repeat(15 * 1024)
 
-/** The server end of a loopback connection in Linux's /proc/net/tcp: its unsent bytes; undefined once it is gone. */
-function serverEnd (serverPort: number, clientPort: number): { sendQueue: number } | undefined {
+/**
+ * The server end of a loopback connection in Linux's /proc/net/tcp: its unsent bytes and whether it is still
+ * established (not closed by the server); undefined once it is gone.
+ */
+function serverEnd (serverPort: number, clientPort: number): { sendQueue: number, established: boolean } | undefined {
   const hex = (port: number): string => ':' + port.toString(16).toUpperCase().padStart(4, '0')
   for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n')) {
     const f = line.trim().split(/\s+/)
     if (f[1]?.endsWith(hex(serverPort)) === true && f[2]?.endsWith(hex(clientPort)) === true) {
-      return { sendQueue: parseInt((f[4] as string).split(':')[0] as string, 16) }
+      return { sendQueue: parseInt((f[4] as string).split(':')[0] as string, 16), established: f[3] === '01' }
     }
   }
   return undefined
@@ -178,11 +181,25 @@ t.test('bytes the kernel took do not count: a finite stream that ended while its
   t.ok(cut)
   t.equal(logs.lines.filter(l => l.msg === 'SSE client did not drain within writeTimeout; connection reset').length, 1,
     'one reset, of the /flood stream')
-  t.ok(serverEnd(port, client.localPort as number) !== undefined,
+  t.equal(serverEnd(port, client.localPort as number)?.established, true,
     'the connection of the ended stream lingers (until the server\'s keep-alive timeout or the client)')
   t.same(app.sse.stats().closed, {
     'source ended': 1, 'source failed': 0, 'item refused': 0, 'client closed': 0, 'server closing': 0, 'too slow': 1
   })
+})
+
+t.test('the connection of a stream that ended in the kernel is closed by the server\'s keepAliveTimeout', { skip: noProc }, async t => {
+  t.setTimeout(20_000)
+  const { app, url, logs } = await startApp(app => {
+    app.get('/small', (_request, reply) => reply.sse([{ data: 'z'.repeat(1024) }]))
+  }, { writeTimeout: 100 }, { keepAliveTimeout: 500 })
+  t.teardown(() => app.close())
+  const port = portOf(url)
+  const client = await stuckClient(t, port, '/small', false)
+  const ended = await within(logs.waitFor(l => l.msg === 'SSE stream closed'), 5000, 'the /small stream did not end')
+  t.equal(ended.reason, 'source ended')
+  t.ok(await until(() => serverEnd(port, client.localPort as number)?.established !== true, 10_000),
+    'the server closed the idle connection')
 })
 
 t.test('a body that ended while its last write waited keeps the timer: reset later, its reason kept', { skip: noProc }, async t => {
