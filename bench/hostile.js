@@ -7,6 +7,7 @@
 //   npm run build && node bench/hostile.js [--quick]
 //     [--only=churn,pipeline,stuck,stuckGenerator,h2reset,pipelineDeep,h2Flood,channels,replay,shutdown]
 //                                          [--dist=path/to/index.js] [--json=out.json] [--record]
+//   --record writes bench/results/figures/hostile.md, or hostile-<scenarios>.md for a run of some (--only)
 //
 // Bounded: each scenario has a fixed number of clients and a deadline; only 127.0.0.1 is used. The kernel
 // figures come from /proc/net/tcp (Linux); elsewhere they are reported as n/a.
@@ -768,7 +769,9 @@ async function drive () {
     console.log('\n' + table)
     tables.push(table)
   }
-  if (recording()) recordFigures('hostile', tables.join('\n\n'), `node bench/hostile.js ${args.filter(a => a !== '--record').join(' ')}`.trim())
+  // a run of some scenarios only is recorded apart, so that it does not replace the figures of a full run
+  const record = option('only') === undefined ? 'hostile' : `hostile-${only.join('-').toLowerCase()}`
+  if (recording()) recordFigures(record, tables.join('\n\n'), `node bench/hostile.js ${args.filter(a => a !== '--record').join(' ')}`.trim())
   const json = option('json')
   if (json !== undefined) writeFileSync(json, JSON.stringify({ node: process.version, quick, results }, null, 2))
 }

@@ -58,6 +58,14 @@ export function retryFrame (retry: number): string {
 }
 
 /**
+ * The delay of one stream's `retry:` line: `retry` moved by up to `retryJitter` of it either way, evenly, in
+ * whole milliseconds (>= 0, as `retryJitter` is at most 1).
+ */
+export function jitteredRetry (retry: number, retryJitter: number): number {
+  return Math.round(retry * (1 + retryJitter * (2 * Math.random() - 1)))
+}
+
+/**
  * Where an encoded item carries its frame. Internal (not exported from the package's entry points); the
  * property is not enumerable, so `{ ...item, data: other }` is a plain item again, encoded afresh when written.
  */

@@ -16,7 +16,8 @@ import { ResponseWriter } from './writer.js'
 // One SSE stream, from its first item to its end: it pulls one item at a time from the source, and only when the
 // socket takes more (lib/writer writes them); reads a `SyncSource` synchronously; never formats a field (lib/encode
 // does); and ends for one reason (`EndReason`): the source ended or failed, an item was refused, the client left,
-// the server closed, or the client was too slow (its queue overflowed, or it took nothing for `writeTimeout`).
+// the server closed, or the client was too slow (its queue overflowed, or its output waited `writeTimeout` without
+// the socket draining).
 // Every end but the source's own stops the source.
 
 /** How a typed route encodes an item's data: its serializer (undefined: the stream's own), and string data as text. */
@@ -285,15 +286,15 @@ export class EventStream extends ResponseWriter implements StreamLink, ResponseW
   }
 
   /**
-   * The client took nothing for `writeTimeout` ms while output waited for it (lib/writer): its connection is
-   * reset, as a stuck client cut off from its queue is (lib/slow-client), so that the kernel lets go of what it
-   * could not send; the response's close then stops the source. (A stream that had ended already was counted, and
-   * logged, under the reason it ended with.)
+   * Output waited `writeTimeout` ms without the socket draining (lib/writer): the connection is reset, as a stuck
+   * client cut off from its queue is (lib/slow-client), so that the kernel lets go of what it could not send; the
+   * response's close then stops the source. A stream that had ended already (its last bytes still waiting) keeps
+   * the reason it ended with, under which it was counted.
    */
   protected writeTimedOut (): void {
-    this.#reason = 'too slow'
+    if (!this.closed) this.#reason = 'too slow'
     this.reply.log.warn({ writeTimeout: this.options.writeTimeout },
-      'SSE client took no bytes within writeTimeout; connection reset')
+      'SSE client did not drain within writeTimeout; connection reset')
     resetConnection(this.reply, false)
   }
 

@@ -42,9 +42,9 @@ export interface SseStreamOptions<Item = SseItem> {
    */
   retryJitter?: number
   /**
-   * Longest time (ms) a client may take no bytes while the stream has output waiting for it (the socket said
-   * wait, and has not drained since): past it, the connection is reset (HTTP/2: the stream) and the source
-   * stopped; the stream ends as `'too slow'`. `false`: no limit. Default 30000.
+   * Longest time (ms) output may wait without the socket draining (a write was told to wait, and the socket has
+   * not drained since): past it, the connection is reset (HTTP/2: the stream) and the source stopped; the stream
+   * ends as `'too slow'`. Bytes the kernel already took do not count. `false`: no limit. Default 30000.
    */
   writeTimeout?: number | false
   /**

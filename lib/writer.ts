@@ -1,5 +1,5 @@
 import type { FastifyReply } from 'fastify'
-import { HEARTBEAT_FRAME, retryFrame, type Frame } from './encode.js'
+import { HEARTBEAT_FRAME, jitteredRetry, retryFrame, type Frame } from './encode.js'
 import { sendHead, takeBackHeaders } from './head.js'
 import { clock, joinHeartbeats, leaveHeartbeats, type HeartbeatMember } from './heartbeat.js'
 import type { StreamRegistry } from './metrics.js'
@@ -35,14 +35,6 @@ export interface BodyEvents {
  * and no later than the frames would have left anyway (the response corks the socket until next tick).
  */
 const BATCH_CHARS = 16 * 1024
-
-/**
- * The delay of one stream's `retry:` line: `retry` moved by up to `retryJitter` of it either way, evenly, in
- * whole milliseconds (>= 0, as `retryJitter` is at most 1).
- */
-export function jitteredRetry (retry: number, retryJitter: number): number {
-  return Math.round(retry * (1 + retryJitter * (2 * Math.random() - 1)))
-}
 
 /** `process.nextTick` calls it with the writer as argument: no closure per burst or per stream. */
 function flushBurst (writer: ResponseWriter): void {
@@ -110,7 +102,7 @@ export abstract class ResponseWriter implements HeartbeatMember {
   protected abstract drained (): void
   /** Destroyed (see `destroy`): the stream lets go of what it holds. */
   protected abstract destroyed (): void
-  /** The client took nothing for `writeTimeout` ms while output waited for it: the stream cuts it off. */
+  /** Output waited `writeTimeout` ms without the destination draining: the stream cuts its client off. */
   protected abstract writeTimedOut (): void
 
   /**

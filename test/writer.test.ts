@@ -1,10 +1,10 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { FastifyReply } from 'fastify'
-import { type Frame } from '../lib/encode.js'
+import { jitteredRetry, type Frame } from '../lib/encode.js'
 import { clock } from '../lib/heartbeat.js'
 import { StreamRegistry } from '../lib/metrics.js'
 import { DEFAULTS } from '../lib/options.js'
-import { jitteredRetry, ResponseWriter, type BodyEvents, type Destination } from '../lib/writer.js'
+import { ResponseWriter, type BodyEvents, type Destination } from '../lib/writer.js'
 
 /** A destination that records its writes and answers as `full` says. */
 type TestDestination = Destination & {
@@ -193,35 +193,77 @@ t.test('a destination that throws on write: logged, the connection closed, the w
   t.same(w.events, ['piped', 'destroyed'])
 })
 
-/** Polls (every 5 ms, at most `ms`) until `check` holds; returns whether it did. */
-async function until (check: () => boolean, ms = 3000): Promise<boolean> {
-  for (let waited = 0; waited < ms && !check(); waited += 5) await new Promise(resolve => setTimeout(resolve, 5))
-  return check()
+/** One timer of `fakeTimers`: what was done to it, and a way to fire it. */
+interface FakeTimer { fire: () => void, cleared: boolean }
+
+/**
+ * Replaces setTimeout / clearTimeout until the test ends: every timer is recorded, never runs by itself, and
+ * `log` tells what was done to timers (`create <ms>`, `refresh`, `unref`, `clear`), in order.
+ */
+function fakeTimers (t: Test): { log: string[], timers: FakeTimer[] } {
+  const log: string[] = []
+  const timers: FakeTimer[] = []
+  const real = { setTimeout: globalThis.setTimeout, clearTimeout: globalThis.clearTimeout }
+  const fakes = new Set<unknown>()
+  const fakeSet = (callback: (...args: unknown[]) => void, ms: number, ...args: unknown[]): unknown => {
+    log.push(`create ${ms}`)
+    const timer: FakeTimer & { refresh: () => unknown, unref: () => unknown } = {
+      cleared: false,
+      fire () { callback(...args) },
+      refresh () { log.push('refresh'); return timer },
+      unref () { log.push('unref'); return timer }
+    }
+    fakes.add(timer)
+    timers.push(timer)
+    return timer
+  }
+  const fakeClear = (timer: unknown): void => {
+    if (!fakes.has(timer)) return real.clearTimeout(timer as NodeJS.Timeout)
+    log.push('clear')
+    ;(timer as FakeTimer).cleared = true
+  }
+  globalThis.setTimeout = fakeSet as unknown as typeof setTimeout
+  globalThis.clearTimeout = fakeClear as typeof clearTimeout
+  t.teardown(() => { Object.assign(globalThis, real) })
+  return { log, timers }
 }
 
-t.test('the write timeout: armed when the destination says wait, void once it drained, fired when it did not', async t => {
-  t.setTimeout(10_000)
+t.test('the write timeout: made when a write must wait, refreshed at the next wait, void after a drain', async t => {
+  const { log, timers } = fakeTimers(t)
   const { w } = writer({ writeTimeout: 40 })
-  t.teardown(() => w.destroy())
   const d = destination()
   w.pipe(d)
-  d.full = true
   w.frame(Buffer.from('a'))
-  d.full = false
-  d.drain?.()
-  // drained: the timer that was armed fires and finds the stream taking more
-  await new Promise(resolve => setTimeout(resolve, 80))
-  t.same(w.events, ['piped', 'drained'], 'drained in time: no timeout')
+  t.same(log, [], 'a write the destination took: no timer')
   d.full = true
   w.frame(Buffer.from('b'))
+  t.same(log, ['create 40', 'unref'], 'the destination said wait: one timer, unref\'d')
+  d.full = false
   d.drain?.()
-  w.frame(Buffer.from('c')) // full again: the timer is refreshed, not another made
-  t.ok(await until(() => w.events.includes('timed out')), 'no drain since the last wait: timed out')
-  t.same(w.events, ['piped', 'drained', 'drained', 'timed out'])
+  w.frame(Buffer.from('c'))
+  t.same(log, ['create 40', 'unref'], 'drained, then taken: the timer is left as it is')
+  timers[0]?.fire()
+  t.same(w.events, ['piped', 'drained'], 'firing after a drain does nothing')
+  t.same(w.state, { piping: true, takesMore: true, closed: false })
+
+  d.full = true
+  w.frame(Buffer.from('d'))
+  t.same(log, ['create 40', 'unref', 'create 40', 'unref'], 'fired: the next wait makes a new one')
+  d.full = false
+  d.drain?.()
+  d.full = true
+  w.frame(Buffer.from('e'))
+  t.same(log, ['create 40', 'unref', 'create 40', 'unref', 'refresh'], 'waiting again: refreshed, not made again')
+  t.equal(timers.length, 2)
+  timers[1]?.fire()
+  t.same(w.events, ['piped', 'drained', 'drained', 'timed out'], 'fired while waiting: timed out')
+
+  w.destroy()
+  t.same(log.slice(5), [], 'fired already: nothing to clear')
 })
 
-t.test('the write timeout outlives a body ended while its client holds back the last bytes; the close clears it', async t => {
-  t.setTimeout(10_000)
+t.test('the write timeout outlives a body ended while its last bytes wait; the close clears it', async t => {
+  const { log, timers } = fakeTimers(t)
   const stuck = writer({ writeTimeout: 30 }).w
   const d = destination()
   stuck.pipe(d)
@@ -229,10 +271,12 @@ t.test('the write timeout outlives a body ended while its client holds back the 
   stuck.frame(Buffer.from('a'))
   stuck.end()
   t.equal(d.ended, true)
-  t.ok(await until(() => stuck.events.includes('timed out')), 'ended, still not taken: timed out')
-  t.same(stuck.events, ['piped', 'destroyed', 'timed out'])
+  t.same(log, ['create 30', 'unref'], 'kept past the end')
+  timers[0]?.fire()
+  t.same(stuck.events, ['piped', 'destroyed', 'timed out'], 'ended, still not taken: timed out')
   stuck.destroy() // the response's close, after the reset
 
+  log.length = 0
   const taken = writer({ writeTimeout: 30 }).w
   const e = destination()
   taken.pipe(e)
@@ -240,26 +284,30 @@ t.test('the write timeout outlives a body ended while its client holds back the 
   taken.frame(Buffer.from('a'))
   taken.end()
   taken.destroy() // the client took the rest: the response closed
-  await new Promise(resolve => setTimeout(resolve, 80))
-  t.same(taken.events, ['piped', 'destroyed'], 'closed: no timeout')
+  t.same(log, ['create 30', 'unref', 'clear'], 'the close cleared it')
+  t.same(taken.events, ['piped', 'destroyed'])
 
+  log.length = 0
   const ended = writer({ writeTimeout: 30 }).w
   const f = destination()
   ended.pipe(f)
-  ended.end() // nothing waiting: no timer at all
+  ended.frame(Buffer.from('a'))
+  ended.end() // nothing waiting
   f.full = true
-  await new Promise(resolve => setTimeout(resolve, 80))
+  t.same(log, [], 'nothing waited: no timer at all')
   t.same(ended.events, ['piped', 'destroyed'])
 })
 
-t.test('writeTimeout: false never times out', async t => {
+t.test('writeTimeout: false makes no timer', async t => {
+  const { log } = fakeTimers(t)
   const { w } = writer({ writeTimeout: false })
   t.teardown(() => w.destroy())
   const d = destination()
   w.pipe(d)
   d.full = true
   w.frame(Buffer.from('a'))
-  await new Promise(resolve => setTimeout(resolve, 60))
+  w.frame(Buffer.from('b'))
+  t.same(log, [])
   t.same(w.events, ['piped'])
 })
 
