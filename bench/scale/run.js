@@ -13,13 +13,13 @@
 //            published on the first process
 //   single   one process (default --n=19000: ulimit -n is 20,000 here), per-process figures
 // Other options: --loadgens=6 (load-generator processes), --inflight=64 (connections each opens at a time),
-// --publishes=5 (measured, after 1 warm-up), --heartbeat=5000 (ms, both kinds), --idle=10000 (ms of idle CPU
+// --publishes=5 (measured, after 1 warm-up), --heartbeat=15000 (ms, both kinds: the plugin's default), --idle=<2 heartbeats> (ms of idle CPU
 // measured), --backlog=511 (listen backlog of every server port), --rounds=1 (each a fresh set of processes,
 // kinds in rotating order; cells are medians), --baseline=<a built dist/> (adds `ours-before`), --prof=ours
 // (the `ours` servers write a --cpu-prof profile to bench/results/scale-prof/ on exit).
 //
 // Measured per kind: time to connect all N (from the first connect to the last 200 head, every load generator
-// at once) and the per-connection connect time; server heap+external and RSS per connection after a full GC, and
+// at once), the per-connection connect time and the servers' CPU per connection opened; server heap+external and RSS per connection after a full GC, and
 // the kernel's TCP memory per connection (/proc/net/sockstat `TCP: mem`, pages, both ends of every loopback
 // connection, machine-wide); server CPU while idle with heartbeats; then publishes to all N, one at a time:
 // delivery latency (publish stamp on the server → read by the load generator) p50/p99/max, the time to the
@@ -47,15 +47,16 @@ const LOADGENS = Number(option('loadgens', MODE === 'single' ? '2' : '6'))
 const INFLIGHT = Number(option('inflight', '64'))
 const PUBLISHES = Number(option('publishes', '5'))
 const WARMUP = 1
-const HEARTBEAT = Number(option('heartbeat', '5000'))
-const IDLE_MS = Number(option('idle', '10000'))
+const HEARTBEAT = Number(option('heartbeat', '15000'))
+const IDLE_MS = Number(option('idle', String(2 * HEARTBEAT)))
 const BACKLOG = Number(option('backlog', '511'))
 const ROUNDS = Number(option('rounds', '1'))
 const PROF = option('prof', '').split(',').filter(Boolean)
 const BASELINE = option('baseline') === undefined ? undefined : resolve(option('baseline'))
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
-// connections per loopback destination (address, port): under the ~28,000 ephemeral ports of each
-const PER_PORT = 20_000
+// connections per loopback destination (address, port): Linux gives connect() the even half of its ephemeral ports
+// first (about 14,000 here), and searches that half linearly once it is full, so each port takes at most 10,000
+const PER_PORT = 10_000
 const PORTS = MODE === 'cluster' ? Math.ceil(N / PER_PORT) : Math.ceil(N / PROCS / PER_PORT)
 
 const KINDS = [
@@ -183,6 +184,7 @@ async function measure (kind) {
     let s
     while ((s = await stats(handles, false)).subscribers < r.connected && Date.now() < deadline) await sleep(500)
     r.subscribers = s.subscribers
+    r.cpuPerConnectUs = (s.cpu - base.cpu) / r.connected
 
     // memory, idle
     await sleep(2000)
@@ -286,6 +288,7 @@ const ROWS = [
   ['time to connect all', 'connectAllMs', v => `${(v / 1000).toFixed(1)} s`],
   ['connections per second', 'connectRate', v => v.toFixed(0)],
   ['connect time per connection p50 / p99', 'connectP99', (v, key) => `${cell(key, 'connectP50').toFixed(0)} / ${v.toFixed(0)} ms`],
+  ['server CPU per connection opened', 'cpuPerConnectUs', v => `${v.toFixed(0)} µs`],
   ['server heap+external per connection', 'heapPerConn', v => `${(v / 1024).toFixed(2)} KB`],
   ['server RSS per connection', 'rssPerConn', v => `${(v / 1024).toFixed(2)} KB`],
   ['kernel TCP memory per connection (both ends)', 'tcpPerConn', v => `${(v / 1024).toFixed(2)} KB`],
