@@ -20,8 +20,8 @@
 //
 // Measured per kind: time to connect all N (from the first connect to the last 200 head, every load generator
 // at once), the per-connection connect time and the servers' CPU per connection opened; server heap+external and RSS per connection after a full GC, and
-// the kernel's TCP memory per connection (/proc/net/sockstat `TCP: mem`, pages, both ends of every loopback
-// connection, machine-wide); server CPU while idle with heartbeats; then publishes to all N, one at a time:
+// the kernel's TCP buffer memory per connection (/proc/net/sockstat `TCP: mem`, pages) and slab memory (/proc/meminfo
+// `Slab`: the socket structures), both ends of every loopback connection, machine-wide; server CPU while idle with heartbeats; then publishes to all N, one at a time:
 // delivery latency (publish stamp on the server → read by the load generator) p50/p99/max, the time to the
 // last socket per publish, and the servers' CPU per delivery. The load average goes with every kind's figures.
 import { fork } from 'node:child_process'
@@ -117,11 +117,13 @@ function spawn (file, argv, { execArgv = [], env = process.env } = {}) {
   return { proc, ask, next, send: (m) => proc.send(m), kill: () => proc.kill('SIGKILL') }
 }
 
+/** The kernel's TCP buffer pages (sockstat) and its slab memory (the socket structures themselves), machine-wide. */
 function tcpMemPages () {
   const sockstat = readFileSync('/proc/net/sockstat', 'utf8')
   return {
     pages: Number(/TCP:.* mem (\d+)/.exec(sockstat)?.[1] ?? NaN),
-    sockets: Number(/sockets: used (\d+)/.exec(sockstat)?.[1] ?? NaN)
+    sockets: Number(/sockets: used (\d+)/.exec(sockstat)?.[1] ?? NaN),
+    slabKiB: Number(/Slab:\s+(\d+) kB/.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? NaN)
   }
 }
 
@@ -193,6 +195,7 @@ async function measure (kind) {
     r.heapPerConn = (full.heap - base.heap) / r.connected
     r.rssPerConn = (full.rss - base.rss) / r.connected
     r.tcpPerConn = (tcp1.pages - tcp0.pages) * 4096 / r.connected
+    r.slabPerConn = (tcp1.slabKiB - tcp0.slabKiB) * 1024 / r.connected
     r.tcpMemMiB = tcp1.pages * 4096 / 1048576
     r.heapMiB = full.heap / 1048576
     r.rssMiB = full.rss / 1048576
@@ -201,7 +204,7 @@ async function measure (kind) {
     const c1 = await stats(handles, false)
     r.idleCpuPct = (c1.cpu - c0.cpu) / (IDLE_MS * 1000) * 100
     r.idleCpuPerConnUs = (c1.cpu - c0.cpu) / r.connected / (IDLE_MS / HEARTBEAT)
-    console.log(`  ${kind.key}: heap ${(r.heapPerConn / 1024).toFixed(2)} KB/conn, RSS ${(r.rssPerConn / 1024).toFixed(2)} KB/conn, kernel TCP ${(r.tcpPerConn / 1024).toFixed(2)} KB/conn; idle CPU ${r.idleCpuPct.toFixed(1)} % of a core; load ${load()}`)
+    console.log(`  ${kind.key}: heap ${(r.heapPerConn / 1024).toFixed(2)} KB/conn, RSS ${(r.rssPerConn / 1024).toFixed(2)} KB/conn, kernel TCP ${(r.tcpPerConn / 1024).toFixed(2)} KB/conn, slab ${(r.slabPerConn / 1024).toFixed(1)} KB/conn; idle CPU ${r.idleCpuPct.toFixed(1)} % of a core; load ${load()}`)
 
     // publishes, one at a time
     const publisher = handles[0]
@@ -291,7 +294,8 @@ const ROWS = [
   ['server CPU per connection opened', 'cpuPerConnectUs', v => `${v.toFixed(0)} µs`],
   ['server heap+external per connection', 'heapPerConn', v => `${(v / 1024).toFixed(2)} KB`],
   ['server RSS per connection', 'rssPerConn', v => `${(v / 1024).toFixed(2)} KB`],
-  ['kernel TCP memory per connection (both ends)', 'tcpPerConn', v => `${(v / 1024).toFixed(2)} KB`],
+  ['kernel TCP buffers per idle connection (both ends)', 'tcpPerConn', v => `${(v / 1024).toFixed(2)} KB`],
+  ['kernel slab per connection (both ends)', 'slabPerConn', v => `${(v / 1024).toFixed(1)} KB`],
   [`server CPU idle, heartbeat every ${HEARTBEAT / 1000} s`, 'idleCpuPct', v => `${v.toFixed(1)} % of a core`],
   ['delivery p50', 'p50', v => `${v.toFixed(0)} ms`],
   ['delivery p99', 'p99', v => `${v.toFixed(0)} ms`],
@@ -301,7 +305,8 @@ const ROWS = [
   ['deliveries missing', 'missing', v => String(v)],
   ['load average (1/5/15) at the start / end', 'loadStart', (v, key) => `${v} / ${rounds.at(-1)[key].loadEnd}`]
 ]
-const noRatio = new Set(['connected', 'missing', 'loadStart'])
+// machine-wide kernel figures move with everything else on the machine: no ratio
+const noRatio = new Set(['connected', 'missing', 'loadStart', 'tcpPerConn', 'slabPerConn'])
 const shape = {
   cluster: `${PROCS} node:cluster workers behind ${PORTS} port${PORTS > 1 ? 's' : ''}, each publish handed to every worker over IPC and broadcast in process (ours: an in-memory channel per worker)`,
   redis: `${PROCS} processes sharing one Redis stream (raw: XADD + its own XREAD BLOCK loop; ours: \`redisChannels()\`), published on the first`,
