@@ -16,7 +16,8 @@
 // --publishes=5 (measured, after 1 warm-up), --heartbeat=15000 (ms, both kinds: the plugin's default), --idle=<2 heartbeats> (ms of idle CPU
 // measured), --backlog=511 (listen backlog of every server port), --rounds=1 (each a fresh set of processes,
 // kinds in rotating order; cells are medians), --baseline=<a built dist/> (adds `ours-before`), --prof=ours
-// (the `ours` servers write a --cpu-prof profile to bench/results/scale-prof/ on exit).
+// (the `ours` servers write a --cpu-prof profile to bench/results/scale-prof/ on exit), --report=<a run's .json>
+// (its tables again, recorded with --record; run with that run's --mode, --n and --rounds).
 //
 // Measured per kind: time to connect all N (from the first connect to the last 200 head, every load generator
 // at once), the per-connection connect time and the servers' CPU per connection opened; server heap+external and RSS per connection after a full GC, and
@@ -272,8 +273,10 @@ async function dropKeys (prefix) {
 // ---- the run ---------------------------------------------------------------------------------------------
 const started = { date: new Date().toISOString(), load: load() }
 console.log(`scale ${MODE}: ${N} subscribers, ${PROCS} server process(es) × ${PORTS} port(s), ${LOADGENS} load generators; ${kinds.map(k => k.key).join(', ')}; ${ROUNDS} round(s); load ${started.load}`)
-const rounds = []
-for (let round = 0; round < ROUNDS; round++) {
+// --report=<bench/results/scale-….json>: the tables of that run again (run nothing)
+const REPORT = option('report')
+const rounds = REPORT === undefined ? [] : JSON.parse(readFileSync(REPORT, 'utf8')).rounds
+for (let round = 0; round < (REPORT === undefined ? ROUNDS : 0); round++) {
   const order = rotate(kinds, round)
   const results = {}
   for (const kind of order) {
@@ -283,7 +286,12 @@ for (let round = 0; round < ROUNDS; round++) {
   rounds.push(results)
 }
 
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor((s.length - 1) / 2)] }
+const median = (xs) => {
+  if (typeof xs[0] !== 'number') return xs[0]
+  const s = [...xs].sort((a, b) => a - b)
+  const mid = (s.length - 1) / 2
+  return (s[Math.floor(mid)] + s[Math.ceil(mid)]) / 2
+}
 const cell = (key, field) => median(rounds.map(r => r[key][field]))
 
 const ROWS = [
@@ -332,9 +340,9 @@ for (const [label, field, fmt] of ROWS) {
 const table = lines.join('\n')
 console.log('\n' + table)
 
-const stamp = started.date.replace(/[:.]/g, '-')
+const stamp = REPORT === undefined ? started.date.replace(/[:.]/g, '-') : /scale-(.*)-[a-z]+\.json$/.exec(REPORT)[1]
 const file = join(root, 'bench', 'results', `scale-${stamp}-${MODE}.json`)
-writeFileSync(file, JSON.stringify({ started, ended: { date: new Date().toISOString(), load: load() }, argv: args, mode: MODE, n: N, procs: PROCS, ports: PORTS, loadgens: LOADGENS, rounds }, null, 1) + '\n')
+if (REPORT === undefined) writeFileSync(file, JSON.stringify({ started, ended: { date: new Date().toISOString(), load: load() }, argv: args, mode: MODE, n: N, procs: PROCS, ports: PORTS, loadgens: LOADGENS, rounds }, null, 1) + '\n')
 console.log(`\nraw results: ${file}`)
 if (recording()) {
   recordFigures(`scale-${MODE}`, `${table}\n\nEvery figure of this run: [results/scale-${stamp}-${MODE}.json](results/scale-${stamp}-${MODE}.json).`,

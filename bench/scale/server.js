@@ -21,6 +21,8 @@ const PORTS = Number(arg('ports', '1'))
 const BACKLOG = Number(arg('backlog', '511'))
 const HEARTBEAT = Number(arg('heartbeat', '5000'))
 const PREFIX = arg('prefix', 'bench:scale:')
+/** Items a Redis channel keeps for Last-Event-ID replay (the storm scenario needs the whole outage). */
+const HISTORY = Number(arg('history', '100'))
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const CHANNEL = 'scale'
 
@@ -74,7 +76,7 @@ async function rawServer () {
       }
     })()
     publish = async (n) => {
-      await redis.xadd(key, 'MAXLEN', '~', 100, '*', 'f', tail(now(), n))
+      await redis.xadd(key, 'MAXLEN', '~', HISTORY, '*', 'f', tail(now(), n))
     }
   } else {
     let id = 0
@@ -96,7 +98,7 @@ async function oursServer () {
     const { Redis } = await import('ioredis')
     const { redisChannels } = await import(pathToFileURL(join(dist, 'channel', 'redis', 'index.js')).href)
     const redis = new Redis(REDIS_URL)
-    channel = app.sse.channel(CHANNEL, { history: 100, backend: redisChannels({ redis, prefix: PREFIX }) })
+    channel = app.sse.channel(CHANNEL, { history: HISTORY, backend: redisChannels({ redis, prefix: PREFIX }) })
   } else {
     // nothing kept for replay, as the raw server keeps nothing
     channel = app.sse.channel(CHANNEL, { history: 0 })
