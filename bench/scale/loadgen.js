@@ -99,7 +99,10 @@ process.on('message', async (msg) => {
     process.send({ type: 'connected', ok, errors, ms: now() - t0, p50: pct(0.5), p99: pct(0.99), max: connectMs.at(-1) ?? NaN })
   } else if (msg.cmd === 'latencies') {
     const out = []
-    for (let n = msg.from; n < msg.to; n++) out.push(Array.from((latencies[n] ?? new Float64Array(0)).subarray(0, Math.min(counts[n] ?? 0, ok))))
+    for (let n = msg.from; n < msg.to; n++) {
+      const got = Math.min(counts[n] ?? 0, ok)
+      out.push(Array.from((latencies[n] ?? new Float64Array(0)).subarray(0, got)))
+    }
     process.send({ type: 'latencies', latencies: out, missing: msg.to - msg.from === 0 ? 0 : out.reduce((a, l) => a + ok - l.length, 0), unexpected, errors })
   } else if (msg.cmd === 'reset') {
     latencies = []

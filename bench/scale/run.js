@@ -13,18 +13,20 @@
 //            published on the first process
 //   single   one process (default --n=19000: ulimit -n is 20,000 here), per-process figures
 // Other options: --loadgens=6 (load-generator processes), --inflight=64 (connections each opens at a time),
-// --publishes=5 (measured, after 1 warm-up), --heartbeat=15000 (ms, both kinds: the plugin's default), --idle=<2 heartbeats> (ms of idle CPU
-// measured), --backlog=511 (listen backlog of every server port), --rounds=1 (each a fresh set of processes,
-// kinds in rotating order; cells are medians), --baseline=<a built dist/> (adds `ours-before`), --prof=ours
-// (the `ours` servers write a --cpu-prof profile to bench/results/scale-prof/ on exit), --report=<a run's .json>
-// (its tables again, recorded with --record; run with that run's --mode, --n and --rounds).
+// --publishes=5 (measured, after 1 warm-up), --heartbeat=15000 (ms, both kinds: the plugin's default),
+// --idle=<2 heartbeats> (ms of idle CPU measured), --backlog=511 (listen backlog of every server port),
+// --rounds=1 (each a fresh set of processes, kinds in rotating order; cells are medians), --baseline=<a built
+// dist/> (adds `ours-before`), --prof=ours (the `ours` servers write a --cpu-prof profile to
+// bench/results/scale-prof/ on exit), --report=<a run's .json> (its tables again, recorded with --record; run with
+// that run's --mode, --n and --rounds).
 //
-// Measured per kind: time to connect all N (from the first connect to the last 200 head, every load generator
-// at once), the per-connection connect time and the servers' CPU per connection opened; server heap+external and RSS per connection after a full GC, and
-// the kernel's TCP buffer memory per connection (/proc/net/sockstat `TCP: mem`, pages) and slab memory (/proc/meminfo
-// `Slab`: the socket structures), both ends of every loopback connection, machine-wide; server CPU while idle with heartbeats; then publishes to all N, one at a time:
-// delivery latency (publish stamp on the server → read by the load generator) p50/p99/max, the time to the
-// last socket per publish, and the servers' CPU per delivery. The load average goes with every kind's figures.
+// Measured per kind: time to connect all N (from the first connect to the last 200 head, every load generator at
+// once), the per-connection connect time and the servers' CPU per connection opened; server heap+external and RSS
+// per connection after a full GC; the kernel's TCP buffer memory per connection (/proc/net/sockstat `TCP: mem`,
+// pages) and slab memory (/proc/meminfo `Slab`: the socket structures), both ends of every loopback connection,
+// machine-wide; server CPU while idle with heartbeats; then publishes to all N, one at a time: delivery latency
+// (publish stamp on the server → read by the load generator) p50/p99/max, the time to the last socket per
+// publish, and the servers' CPU per delivery. The load average goes with every kind's figures.
 import { fork } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -101,7 +103,10 @@ function spawn (file, argv, { execArgv = [], env = process.env } = {}) {
   const ask = (msg, ms = STEP_TIMEOUT) => new Promise((resolve, reject) => {
     const id = ++seq
     const timer = setTimeout(() => { pending.delete(id); reject(new Error(`${file}: no answer to ${msg.cmd} within ${ms} ms`)) }, ms)
-    pending.set(id, (answer) => { clearTimeout(timer); answer === undefined ? reject(new Error(exited)) : resolve(answer) })
+    pending.set(id, (answer) => {
+      clearTimeout(timer)
+      answer === undefined ? reject(new Error(exited)) : resolve(answer)
+    })
     proc.send({ ...msg, id })
   })
   /** The next message matching `test`, within `ms`. */
@@ -152,7 +157,12 @@ async function startServers (kind, prefix) {
 
 async function stats (handles, gc) {
   const each = await Promise.all(handles.map(h => h.ask({ cmd: 'stats', gc })))
-  return { cpu: sum(each, s => s.cpu), heap: sum(each, s => s.heap), rss: sum(each, s => s.rss), subscribers: sum(each, s => s.subscribers) }
+  return {
+    cpu: sum(each, s => s.cpu),
+    heap: sum(each, s => s.heap),
+    rss: sum(each, s => s.rss),
+    subscribers: sum(each, s => s.subscribers)
+  }
 }
 
 const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN
@@ -324,7 +334,7 @@ const lines = [
   `${N.toLocaleString('en-US')} subscribers, ${shape}; ${LOADGENS} load-generator processes over raw sockets, ` +
   `${INFLIGHT} connects in flight each; listen backlog ${BACKLOG}; ${PUBLISHES} publishes after ${WARMUP} warm-up, 1 s apart; ` +
   `heartbeat ${HEARTBEAT / 1000} s; ${ROUNDS === 1 ? 'one round' : `median of ${ROUNDS} rounds`}, kinds one after the other. ` +
-  `Ratios: × raw (lower is better, except connections per second).`,
+  'Ratios: × raw (lower is better, except connections per second).',
   '',
   '| | ' + kinds.map(k => k.label).join(' | ') + ' |',
   '|---|' + kinds.map(() => '---').join('|') + '|'

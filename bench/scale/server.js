@@ -138,7 +138,8 @@ function control () {
       if (msg.gc === true) { globalThis.gc?.(); globalThis.gc?.() }
       const cpu = process.cpuUsage()
       const mem = process.memoryUsage()
-      process.send({ id: msg.id, cpu: cpu.user + cpu.system, heap: mem.heapUsed + mem.external, rss: mem.rss, subscribers: size() })
+      const heap = mem.heapUsed + mem.external
+      process.send({ id: msg.id, cpu: cpu.user + cpu.system, heap, rss: mem.rss, subscribers: size() })
     } else if (msg?.cmd === 'publish') {
       const t0 = now()
       await publish(msg.n)
