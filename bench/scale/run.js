@@ -133,6 +133,15 @@ function tcpMemPages () {
   }
 }
 
+/** The kernel's count of connections dropped from a full accept queue, and of SYNs sent again (machine-wide). */
+function listenDrops () {
+  const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter(l => l.startsWith('TcpExt:'))
+  const names = lines[0].split(' ')
+  const values = lines[1].split(' ').map(Number)
+  const get = (name) => values[names.indexOf(name)] ?? NaN
+  return { overflows: get('ListenOverflows'), synRetrans: get('TCPSynRetrans') }
+}
+
 const load = () => os.loadavg().map(l => l.toFixed(2)).join(' ')
 const sum = (xs, f) => xs.reduce((a, x) => a + f(x), 0)
 
@@ -180,12 +189,16 @@ async function measure (kind) {
     const base = await stats(handles, true)
 
     // connect all
+    const drops0 = listenDrops()
     const t0 = now()
     const share = (i) => Math.floor(N / LOADGENS) + (i < N % LOADGENS ? 1 : 0)
     loadgens.forEach((g, i) => g.send({ cmd: 'connect', ports: rotate(ports, i), count: share(i), inflight: INFLIGHT }))
     const connected = []
     for (const g of loadgens) connected.push(await g.next(m => m.type === 'connected'))
     r.connectAllMs = now() - t0
+    const drops1 = listenDrops()
+    r.listenOverflows = drops1.overflows - drops0.overflows
+    r.synRetrans = drops1.synRetrans - drops0.synRetrans
     r.connected = sum(connected, c => c.ok)
     r.connectErrors = sum(connected, c => c.errors)
     r.connectP50 = Math.max(...connected.map(c => c.p50))
@@ -307,8 +320,9 @@ const cell = (key, field) => median(rounds.map(r => r[key][field]))
 const ROWS = [
   ['connected', 'connected', v => v.toLocaleString('en-US')],
   ['time to connect all', 'connectAllMs', v => `${(v / 1000).toFixed(1)} s`],
-  ['connections per second', 'connectRate', v => v.toFixed(0)],
+  ['connections per second', 'connectAllMs', (v, key) => (cell(key, 'connected') / (v / 1000)).toFixed(0)],
   ['connect time per connection p50 / p99', 'connectP99', (v, key) => `${cell(key, 'connectP50').toFixed(0)} / ${v.toFixed(0)} ms`],
+  ['listen overflows / SYNs sent again while connecting (machine-wide)', 'listenOverflows', (v, key) => v === undefined ? 'not counted' : `${v} / ${cell(key, 'synRetrans')}`],
   ['server CPU per connection opened', 'cpuPerConnectUs', v => `${v.toFixed(0)} µs`],
   ['server heap+external per connection', 'heapPerConn', v => `${(v / 1024).toFixed(2)} KB`],
   ['server RSS per connection', 'rssPerConn', v => `${(v / 1024).toFixed(2)} KB`],
@@ -324,7 +338,7 @@ const ROWS = [
   ['load average (1/5/15) at the start / end', 'loadStart', (v, key) => `${v} / ${rounds.at(-1)[key].loadEnd}`]
 ]
 // machine-wide kernel figures move with everything else on the machine: no ratio
-const noRatio = new Set(['connected', 'missing', 'loadStart', 'tcpPerConn', 'slabPerConn'])
+const noRatio = new Set(['connected', 'missing', 'loadStart', 'tcpPerConn', 'slabPerConn', 'listenOverflows'])
 const shape = {
   cluster: `${PROCS} node:cluster workers behind ${PORTS} port${PORTS > 1 ? 's' : ''}, each publish handed to every worker over IPC and broadcast in process (ours: an in-memory channel per worker)`,
   redis: `${PROCS} processes sharing one Redis stream (raw: XADD + its own XREAD BLOCK loop; ours: \`redisChannels()\`), published on the first`,
@@ -343,6 +357,7 @@ for (const [label, field, fmt] of ROWS) {
   const raw = kinds.some(k => k.key === 'raw') ? cell('raw', field) : undefined
   lines.push(`| ${label} | ` + kinds.map(k => {
     const v = cell(k.key, field)
+    if (label === 'connections per second' && raw !== undefined && k.key !== 'raw') return fmt(v, k.key) + ` ×${(raw / v).toFixed(2)}`
     const ratio = raw === undefined || !(raw > 0) || k.key === 'raw' || noRatio.has(field) || typeof v !== 'number' ? '' : ` ×${(v / raw).toFixed(2)}`
     return fmt(v, k.key) + ratio
   }).join(' | ') + ' |')
