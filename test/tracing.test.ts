@@ -46,3 +46,31 @@ for (const path of ['direct', 'send'] as const) {
     t.same(logs.at(WARN), [], 'no second answer')
   })
 }
+
+t.test('a subscriber that arrives while the handler runs gets nothing for that request, and the stream streams', async t => {
+  const handler = tracingChannel<unknown, Store>('fastify.request.handler')
+  const seen: string[] = []
+  const subscribers = {
+    start: () => {},
+    end: () => {},
+    asyncStart: (store: Store) => { seen.push(`asyncStart ${store.request.url}`) },
+    asyncEnd: (store: Store) => { seen.push(`asyncEnd ${store.request.url}`) },
+    error: () => {}
+  }
+  t.teardown(() => handler.unsubscribe(subscribers))
+  const { app, url, logs } = await startApp(app => {
+    app.get('/sse', async (_req, reply) => {
+      await sleep(1)
+      // Fastify made no store for this request: it had no subscriber when the request came
+      handler.subscribe(subscribers)
+      const source = pushSource<string>()
+      setTimeout(() => source.end({ data: 'late' }), 50).unref()
+      return reply.sse(source)
+    })
+  })
+  t.teardown(() => app.close())
+  const { events } = await open(url + '/sse')
+  t.equal((await all(events)).length, 1, 'streamed')
+  t.same(seen, [], 'no span of that request published')
+  t.same(logs.at(WARN), [], 'no second answer')
+})

@@ -1,0 +1,257 @@
+#!/usr/bin/env node
+// Reconnection storm (not part of `npm test`): every server restarts at once and every client comes back with its
+// Last-Event-ID.
+//
+//   node bench/scale/storm.js [--n=20000] [--procs=2] [--clients=2] [--every=100] [--jitter=0] [--record]
+//
+// `--procs` Fastify + fastify-typed-sse processes (bench/scale/server.js, `--mode=redis`) share one Redis channel
+// (REDIS_URL, default redis://127.0.0.1:6379) holding --n subscribers from `--clients` client processes; one more
+// such process, without subscribers, publishes an item every `--every` ms throughout. Then every subscriber
+// process is killed (SIGKILL) and started again on new ports, and every client reconnects with the id of the
+// last event it read (after a random delay up to `--jitter` ms). Measured: the time from the kill until every
+// client is streaming again; what Redis sent meanwhile (`INFO stats` total_net_output_bytes) and the commands it
+// ran (`INFO commandstats`); items lost (a gap in a client's sequence) and read twice; `sse-reset` items; and the
+// delivery latency of the items published from the kill on (p50/p99/max, publish → read, replayed or live).
+import { fork } from 'node:child_process'
+import { connect } from 'node:net'
+import os from 'node:os'
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import { recordFigures, recording } from '../figures.js'
+
+const args = process.argv.slice(2)
+const option = (name, fallback) => args.find(a => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback
+const now = () => performance.timeOrigin + performance.now()
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+
+if (process.argv[2] === 'client') client()
+else await main()
+
+// ---- the orchestrator ------------------------------------------------------------------------------------
+async function main () {
+  const N = Number(option('n', '20000'))
+  const PROCS = Number(option('procs', '2'))
+  const CLIENTS = Number(option('clients', '2'))
+  const EVERY = Number(option('every', '100'))
+  const JITTER = Number(option('jitter', '0'))
+  const PORTS = Math.ceil(N / PROCS / 10_000)
+  if (N / CLIENTS > 19_000 || N / PROCS > 19_000) throw new Error('at most 19,000 sockets per process (ulimit -n)')
+  const prefix = `bench:scale:storm:${process.pid}:`
+  const server = fileURLToPath(new URL('server.js', import.meta.url))
+  const self = fileURLToPath(import.meta.url)
+  const deadline = Date.now() + 20 * 60_000
+  const load = () => os.loadavg().map(l => l.toFixed(2)).join(' ')
+  const loadStart = load()
+
+  const procs = new Set()
+  const start = (file, argv, execArgv = []) => {
+    const proc = fork(file, argv, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    procs.add(proc)
+    proc.on('exit', () => procs.delete(proc))
+    const inbox = []
+    let wake
+    proc.on('message', (m) => { inbox.push(m); wake?.() })
+    const next = async (test, ms = 300_000) => {
+      const until = Math.min(Date.now() + ms, deadline)
+      for (;;) {
+        const i = inbox.findIndex(test)
+        if (i !== -1) return inbox.splice(i, 1)[0]
+        if (Date.now() > until) throw new Error(`${file}: waited ${ms} ms in vain`)
+        await Promise.race([new Promise(resolve => { wake = resolve }), sleep(500)])
+      }
+    }
+    return { proc, next, send: (m) => proc.send(m) }
+  }
+  const serverArgs = ['--kind=ours', '--mode=redis', `--ports=${PORTS}`, `--prefix=${prefix}`, '--history=100000', '--backlog=4096']
+  const startServers = async () => {
+    const handles = Array.from({ length: PROCS }, () => start(server, serverArgs, ['--expose-gc']))
+    const ports = []
+    for (const h of handles) ports.push(...(await h.next(m => m.ready === true, 60_000)).ports)
+    return { handles, ports }
+  }
+
+  const { Redis } = await import('ioredis')
+  const redis = new Redis(REDIS_URL)
+  try {
+    const publisher = start(server, serverArgs.map(a => a.startsWith('--ports=') ? '--ports=1' : a))
+    await publisher.next(m => m.ready === true, 60_000)
+    let servers = await startServers()
+    const clients = Array.from({ length: CLIENTS }, () => start(self, ['client']))
+    const share = (i) => Math.floor(N / CLIENTS) + (i < N % CLIENTS ? 1 : 0)
+    clients.forEach((c, i) => c.send({ cmd: 'connect', ports: servers.ports, count: share(i) }))
+    for (const c of clients) await c.next(m => m.type === 'connected')
+    console.log(`storm: ${N} subscribers on ${PROCS} processes; load ${load()}`)
+
+    // a steady publish from here to the end
+    let n = 0
+    let publishing = true
+    let kickoff = 0
+    const steady = (async () => {
+      while (publishing) {
+        publisher.send({ cmd: 'publish', n: n++, id: n })
+        await sleep(EVERY)
+      }
+    })()
+    await sleep(3000)
+
+    const info = async () => {
+      const stats = await redis.info('stats')
+      const commands = await redis.info('commandstats')
+      const calls = {}
+      for (const m of commands.matchAll(/cmdstat_(\w+):calls=(\d+)/g)) calls[m[1]] = Number(m[2])
+      return { bytes: Number(/total_net_output_bytes:(\d+)/.exec(stats)[1]), calls }
+    }
+    const before = await info()
+    kickoff = n
+    const t0 = now()
+    for (const h of servers.handles) h.proc.kill('SIGKILL')
+    servers = await startServers()
+    const listeningMs = now() - t0
+    for (const c of clients) c.send({ cmd: 'reconnect', ports: servers.ports, jitter: JITTER, from: kickoff })
+    const resumed = []
+    for (const c of clients) resumed.push(await c.next(m => m.type === 'resumed'))
+    const resumeMs = Math.max(...resumed.map(r => r.at)) - t0
+    const after = await info()
+    console.log(`storm: every client streaming again ${(resumeMs / 1000).toFixed(1)} s after the kill; load ${load()}`)
+    await sleep(3000)
+    publishing = false
+    await steady
+    await sleep(2000)
+    for (const c of clients) c.send({ cmd: 'report', last: n - 1 })
+    const reports = []
+    for (const c of clients) reports.push(await c.next(m => m.type === 'report'))
+    const latencies = Float64Array.from(reports.flatMap(r => r.latencies)).sort()
+    const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN
+    const sum = (f) => reports.reduce((a, r) => a + f(r), 0)
+    const calls = Object.keys(after.calls).filter(k => after.calls[k] !== before.calls[k])
+      .map(k => `${k} ${after.calls[k] - (before.calls[k] ?? 0)}`).join(', ')
+    const rows = [
+      ['subscribers, server processes', `${N.toLocaleString('en-US')}, ${PROCS}`],
+      ['kill → new server processes listening', `${(listeningMs / 1000).toFixed(1)} s`],
+      ['kill → every client streaming again', `${(resumeMs / 1000).toFixed(1)} s`],
+      ['reconnects refused or failed (retried)', String(sum(r => r.refused))],
+      ['Redis bytes sent, kill → all resumed', `${((after.bytes - before.bytes) / 1048576).toFixed(1)} MiB`],
+      ['Redis commands, kill → all resumed (machine-wide: other clients of the same Redis count too)', calls || 'none'],
+      ['items lost (gaps) / read twice', `${sum(r => r.lost)} / ${sum(r => r.dupes)}`],
+      ['`sse-reset` items', String(sum(r => r.resets))],
+      ['items published from the kill on: delivery p50 / p99 / max', `${pct(0.5).toFixed(0)} / ${pct(0.99).toFixed(0)} / ${(latencies.at(-1) ?? NaN).toFixed(0)} ms`],
+      ['load average at the start / end', `${loadStart} / ${load()}`]
+    ]
+    const table = [`Reconnection storm: every server process killed and started again, ${N.toLocaleString('en-US')} clients back with Last-Event-ID` +
+      `${JITTER > 0 ? ` after up to ${JITTER} ms` : ' at once'}; an item published every ${EVERY} ms throughout.`, '',
+    '| | fastify-typed-sse |', '|---|---|', ...rows.map(([k, v]) => `| ${k} | ${v} |`)].join('\n')
+    console.log('\n' + table)
+    if (recording()) recordFigures('scale-storm', table, `node bench/scale/storm.js ${args.filter(a => a !== '--record').join(' ')}`.trim())
+  } finally {
+    for (const p of procs) p.kill('SIGKILL')
+    const keys = await redis.keys(prefix + '*')
+    if (keys.length > 0) await redis.del(...keys)
+    redis.disconnect()
+  }
+  process.exit(0)
+}
+
+// ---- a client process: raw sockets that remember their last id, and come back with it ---------------------
+function client () {
+  const ID = 'id: '
+  const MARK = '{"t":'
+  const states = []
+  let from = Infinity
+  let latencies = []
+  let lost = 0
+  let dupes = 0
+  let resets = 0
+  let refused = 0
+  let down = 0
+  let ports = []
+  let jitter = 0
+  let resumedAt = 0
+  /** Closed before the new servers' ports are known: they reconnect once told. */
+  let waiting = []
+  let told = false
+
+  function onData (chunk) {
+    const at = now()
+    const state = this.state
+    let text = state.tail + chunk.toString('latin1')
+    if (!state.up) {
+      const head = text.indexOf('\r\n\r\n')
+      if (head === -1) { state.tail = text; return }
+      if (!text.startsWith('HTTP/1.1 200')) { refused++; state.tail = ''; this.destroy(); return }
+      state.up = true
+      if (--down === 0) resumedAt = at
+      text = text.slice(head + 4)
+    }
+    // whole frames only: up to the last blank line
+    const last = text.lastIndexOf('\n\n')
+    state.tail = last === -1 ? text : text.slice(last + 2)
+    if (last === -1) return
+    const body = text.slice(0, last + 1)
+    let i = 0
+    while ((i = body.indexOf(ID, i)) !== -1) {
+      const end = body.indexOf('\n', i)
+      const next = body.indexOf(ID, end)
+      const frame = body.slice(end, next === -1 ? body.length : next)
+      const m = frame.indexOf(MARK)
+      if (m !== -1) {
+        const comma = frame.indexOf(',"n":', m)
+        const t = Number(frame.slice(m + MARK.length, comma))
+        const n = Number(frame.slice(comma + 5, frame.indexOf('}', comma)))
+        if (state.lastN >= 0 && n > state.lastN + 1) lost += n - state.lastN - 1
+        if (n <= state.lastN) dupes++
+        else state.lastN = n
+        if (n >= from) latencies.push(at - t)
+      } else if (frame.includes('sse-reset')) resets++
+      state.lastId = body.slice(i + ID.length, end)
+      i = end
+    }
+  }
+
+  function onClose () {
+    const state = this.state
+    if (state.up) { state.up = false; down++ }
+    // before the new ports are known, wait; after, try again (the server refused, or was not listening yet)
+    if (!told) waiting.push(state)
+    else setTimeout(open, 100 + Math.random() * jitter, state)
+  }
+
+  function open (state) {
+    const socket = connect(ports[state.k % ports.length], '127.0.0.1')
+    socket.state = state
+    state.tail = ''
+    socket.on('data', onData)
+    socket.on('close', onClose)
+    socket.on('error', () => {})
+    const last = state.lastId === '' ? '' : `Last-Event-ID: ${state.lastId}\r\n`
+    socket.write(`GET /sub HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n${last}\r\n`)
+  }
+
+  process.on('message', async (msg) => {
+    if (msg.cmd === 'connect') {
+      ports = msg.ports
+      down = msg.count
+      for (let k = 0; k < msg.count; k++) {
+        const state = { k, lastId: '', lastN: -1, tail: '', up: false }
+        states.push(state)
+        open(state)
+        if (k % 64 === 63) await sleep(5)
+      }
+      while (down > 0) await sleep(100)
+      process.send({ type: 'connected' })
+    } else if (msg.cmd === 'reconnect') {
+      from = msg.from
+      jitter = msg.jitter
+      ports = msg.ports
+      told = true
+      for (const state of waiting) setTimeout(open, Math.random() * jitter, state)
+      waiting = []
+      while (down > 0) await sleep(100)
+      process.send({ type: 'resumed', at: resumedAt })
+    } else if (msg.cmd === 'report') {
+      process.send({ type: 'report', latencies, lost, dupes, resets, refused })
+      latencies = []
+    }
+  })
+  process.on('disconnect', () => process.exit(0))
+}
