@@ -137,6 +137,7 @@ t.test('an async handler that fails after reply.sse(): the stream answers, the e
       reply.sse([{ data: 'a' }, { data: 'b' }])
       throw new Error('after the stream')
     })
+    app.get('/early-failure', async () => { throw new Error('before any stream') })
   })
   t.teardown(() => app.close())
   const res = await request(url + '/late-failure')
@@ -144,6 +145,9 @@ t.test('an async handler that fails after reply.sse(): the stream answers, the e
   t.equal(await res.body.text(), 'data: a\n\ndata: b\n\n', 'the stream, whole, and no error answer written after it')
   const logged = await logs.waitFor(l => l.level === ERROR)
   t.match(logged, { msg: 'GET /late-failure: the handler failed after reply.sse(); the stream goes on', err: { message: 'after the stream' } })
+  const early = await request(url + '/early-failure')
+  t.equal(early.statusCode, 500, 'a handler that fails before reply.sse() gets the error answer, as before')
+  t.match(await early.body.json(), { message: 'before any stream' })
 })
 
 t.test('plugin options are validated when registering', async t => {
