@@ -35,7 +35,7 @@ function sessionOf (request: FastifyRequest): Http2Session | undefined {
 /** Whether the HTTP/2 session of `request` has `max` SSE streams open already (false on HTTP/1). */
 export function sessionFull (request: FastifyRequest, max: number): boolean {
   const session = sessionOf(request)
-  return session !== undefined && (openOn.get(session) ?? 0) >= max
+  return session !== undefined && streamsOpenOn(session) >= max
 }
 
 /**
@@ -45,6 +45,11 @@ export function sessionFull (request: FastifyRequest, max: number): boolean {
 export function queueFull (request: FastifyRequest, max: number): boolean {
   const socket = request.raw.socket
   return !socket.destroyed && (waitingOn.get(socket) ?? 0) + 1 >= max
+}
+
+/** The SSE streams counted open on an HTTP/2 session. */
+export function streamsOpenOn (session: Http2Session): number {
+  return openOn.get(session) ?? 0
 }
 
 /** Counts an HTTP/2 stream on its session until it closes; nothing on HTTP/1, or without a limit. */

@@ -11,7 +11,7 @@ import { feeding } from './queue.js'
 import { dropSource, isSource } from './source.js'
 import { EventStream, type ItemHook } from './stream.js'
 import { typedItemHook } from './typed/items.js'
-import { abortStreamSignal } from './signal.js'
+import { abortStreamSignal, bindStreamSignal } from './signal.js'
 import type { SseSource, SseStreamOptions } from './types.js'
 
 // `reply.sse(source, options)`: the checks and limits before a stream opens, the response headers of an event
@@ -67,6 +67,8 @@ function refuseStream (host: StreamHost, reply: FastifyReply, source: unknown, r
   dropSource(reply, source)
   host.open.reject(refusal.reason)
   reply.log.warn(refusal.context ?? {}, `SSE stream refused: ${refusal.why}`)
+  // as Fastify answers a request that arrives while closing: the requests pipelined behind go with the connection
+  if (refusal.reason === 'server closing' && reply.request.raw.httpVersionMajor !== 2) reply.header('connection', 'close')
   return reply.code(503).header('retry-after', String(refusal.retryAfter)).send({
     statusCode: 503, code: refusal.code, error: 'Service Unavailable', message: `No event stream now (${refusal.why}); retry later`
   })
@@ -82,8 +84,8 @@ function limitMet (host: StreamHost, request: FastifyRequest): Refusal | undefin
     const why = `the limit of ${maxConnections} open streams (maxConnections) is reached`
     return { reason: 'max connections', code: 'FST_SSE_MAX_CONNECTIONS', why, retryAfter, context: { maxConnections } }
   }
-  // last: a token is spent only on a stream that starts
-  if (host.admission !== undefined && !host.admission.admit()) {
+  // last: a token is spent only on a stream that starts (a HEAD request is answered without one)
+  if (host.admission !== undefined && request.method !== 'HEAD' && !host.admission.admit()) {
     const why = 'new streams come faster than the admission rate'
     return { reason: 'admission', code: 'FST_SSE_ADMISSION', why, retryAfter: host.admission.retryAfter(), context: { admission: host.limits.admission } }
   }
@@ -187,24 +189,55 @@ function waitInLine (
   // the handler has answered: Fastify must not answer for it, and a handlerTimeout must not destroy the response
   waitingReplies.add(reply.raw)
   clearHandlerTimeout(reply.request)
+  // on any route (not only those known to stream): the waiting request's signal aborts when it is let go
+  bindStreamSignal(reply.request, reply)
   const { maxStreamsPerConnection } = host.limits
   if (queueFull(reply.request, maxStreamsPerConnection)) {
     dropSource(reply, source)
     host.open.reject('max streams per connection')
     const why = `the limit of ${maxStreamsPerConnection} streams on one connection (maxStreamsPerConnection) is reached`
     reply.log.warn({ maxStreamsPerConnection }, `SSE connection closed: ${why} by pipelined requests`)
+    // let go as the ones waiting are when the connection closes (see below)
+    abortStreamSignal(reply.request)
     reply.request.raw.socket.destroy()
     return reply
   }
-  waitForTurn(reply, () => {
-    waitingReplies.delete(reply.raw)
-    admit(host, reply, source, options, item)
-  }, () => {
+  waitForTurn(reply, () => { takeTurn(host, reply, source, options, item) }, () => {
     reply.log.debug('SSE stream dropped: its connection closed while it waited behind another response')
     abortStreamSignal(reply.request)
     dropSource(reply, source)
   })
   return reply
+}
+
+/**
+ * The turn of a waiting request: it runs in Node's 'socket' event, where nothing would catch a throw (a source
+ * whose iterator cannot be made), so a throw is answered by Fastify's error handling, as it is when `reply.sse()`
+ * throws in a handler. A reply Fastify answered meanwhile (the handler threw after `reply.sse()`) starts nothing.
+ */
+function takeTurn (
+  host: StreamHost, reply: FastifyReply, source: SseSource<unknown>, options: ResolvedOptions,
+  item: ItemHook | undefined
+): void {
+  waitingReplies.delete(reply.raw)
+  if (reply.sent || reply.raw.headersSent || reply.raw.writableEnded) {
+    abortStreamSignal(reply.request)
+    stopQuietly(reply, source)
+    return
+  }
+  try {
+    admit(host, reply, source, options, item)
+  } catch (err) {
+    stopQuietly(reply, source)
+    reply.send(err)
+  }
+}
+
+/** Stops a source that may not even give an iterator (the reason its stream failed): nothing else to stop then. */
+function stopQuietly (reply: FastifyReply, source: SseSource<unknown>): void {
+  try {
+    dropSource(reply, source)
+  } catch {}
 }
 
 /** The limits checked, then the stream started (or a 503). */

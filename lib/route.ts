@@ -81,7 +81,16 @@ function settleLater (
         }
         if (!isStreaming(reply)) fulfil?.(out as never)
         else endHandlerSpan(reply)
-      }, reject)
+      }, (err: unknown) => {
+        if (!isStreaming(reply)) {
+          reject?.(err)
+          return
+        }
+        // The stream owns the response: an error answer from Fastify now would end it under the stream (whose
+        // next write would be after its end), or queue a second answer behind a waiting one. Logged instead.
+        reply.log.error({ err }, `${route}: the handler failed after reply.sse(); the stream goes on`)
+        endHandlerSpan(reply)
+      })
       return undefined as never
     }
   }

@@ -97,7 +97,8 @@ export interface SsePluginOptions extends SseStreamOptions {
   /**
    * Most SSE streams on one connection: on HTTP/1.1 the one being answered and the requests pipelined behind it
    * (which wait, their sources not started, until Node can write their responses); on HTTP/2 the streams open on
-   * one session. A new stream beyond it is answered 503. Default 100.
+   * one session. Beyond it, on HTTP/2 a new stream is answered 503; on HTTP/1.1 the connection is closed (a 503
+   * queued behind an endless stream would never be read). Default 100.
    */
   maxStreamsPerConnection?: number
   /**

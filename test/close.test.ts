@@ -155,7 +155,9 @@ t.test('a stream that would open while app.close() runs is refused with 503, its
   const res = await pending
   t.equal(res.statusCode, 503)
   t.equal(res.headers['retry-after'], '5')
-  t.match(await res.body.json(), { message: /the server is closing/ })
+  t.match(await res.body.json(), {
+    statusCode: 503, code: 'FST_SSE_SERVER_CLOSING', error: 'Service Unavailable', message: /the server is closing/
+  })
   await closed
   t.equal(bodyRan, false, 'the generator never ran')
   t.match(app.sse.stats(), { rejected: 1, rejectedByReason: { 'server closing': 1, 'max connections': 0 }, opened: 0 })

@@ -1,14 +1,18 @@
 import t from 'tap'
 import { once } from 'node:events'
-import { connect as http2Connect, constants, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
+import {
+  connect as http2Connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type Http2ServerRequest,
+  type Http2Session
+} from 'node:http2'
 import { connect as netConnect, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
-import Fastify from 'fastify'
+import Fastify, { type FastifyRequest } from 'fastify'
 import ssePlugin from '../lib/index.js'
 import type { SseItem } from '../lib/index.js'
 import { AdmissionGate } from '../lib/admission.js'
 import { deferred, startApp, within } from './helpers.js'
+import { streamsOpenOn } from '../lib/per-connection.js'
 
 // The bounds on new streams: what one HTTP/1.1 connection may queue by pipelining, the streams one HTTP/2
 // session may hold (`maxStreamsPerConnection`), and the rate new streams are admitted at (`admission`). Each is
@@ -40,33 +44,52 @@ interface Counted {
   entered: number
   finals: number
   handler: (request: { signal: AbortSignal }) => AsyncGenerator<SseItem<string>>
+  /** Settles once `entered` or `finals` reaches `n`. */
+  reached: (kind: 'entered' | 'finals', n: number) => Promise<void>
 }
 
 function counted (): Counted {
-  const counts = {
+  const waiting: Array<{ kind: 'entered' | 'finals', n: number, resolve: () => void }> = []
+  const bump = (kind: 'entered' | 'finals'): void => {
+    counts[kind]++
+    for (const w of waiting) if (w.kind === kind && counts[kind] >= w.n) w.resolve()
+  }
+  const counts: Counted = {
     entered: 0,
     finals: 0,
     handler: async function * (request: { signal: AbortSignal }): AsyncGenerator<SseItem<string>> {
-      counts.entered++
+      bump('entered')
       try {
         yield { data: 'open' }
         await sleep(3_600_000, undefined, { signal: request.signal })
       } catch {
         // aborted: the client left or the server is closing
       } finally {
-        counts.finals++
+        bump('finals')
       }
+    },
+    reached: async (kind, n) => {
+      if (counts[kind] >= n) return
+      await new Promise<void>(resolve => { waiting.push({ kind, n, resolve }) })
     }
   }
   return counts
 }
 
-/** Polls `check` every 20 ms until it holds, failing after `ms`. */
-async function until (check: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`)
-    await sleep(20)
+/** Everything a raw connection receives, and a promise of the moment it holds `n` copies of `text`. */
+function received (socket: Socket): { text: () => string, count: (text: string, n: number) => Promise<string> } {
+  let all = ''
+  const waiting: Array<{ text: string, n: number, resolve: (all: string) => void }> = []
+  socket.setEncoding('latin1')
+  socket.on('data', (chunk: string) => {
+    all += chunk
+    for (const w of waiting) if (all.split(w.text).length > w.n) w.resolve(all)
+  })
+  return {
+    text: () => all,
+    count: async (text, n) => all.split(text).length > n
+      ? all
+      : await new Promise<string>(resolve => { waiting.push({ text, n, resolve }) })
   }
 }
 
@@ -85,7 +108,7 @@ t.test('one connection pipelining 1,000 streams: one source runs, the connection
   const socket = rawClient(port, GET('/events').repeat(1000))
   socket.resume()
   await within(new Promise(resolve => socket.once('close', resolve)), 10_000, 'the server did not close the connection past the cap')
-  await until(() => counts.finals === counts.entered, 5000, 'every generator entered ran its finally')
+  await within(counts.reached('finals', counts.entered), 5000, 'every generator entered ran its finally')
   t.equal(counts.entered, 1, 'only the stream being answered started its source')
   t.ok(calls >= 100 && calls < 1000, `the server took ${calls} of the 1,000 requests off the connection`)
   t.equal(app.sse.stats().rejectedByReason['max streams per connection'], 1, 'one refusal: the request past the cap')
@@ -102,22 +125,31 @@ t.test('one connection pipelining 1,000 streams: one source runs, the connection
 t.test('a connection at the cap keeps its streams; one more request closes it, and everything is let go', async t => {
   t.setTimeout(20_000)
   const counts = counted()
-  const { app } = await startApp(app => {
-    app.get('/events', counts.handler)
+  const requests: FastifyRequest[] = []
+  const third = deferred()
+  const { app, logs } = await startApp(app => {
+    app.get('/events', (request, reply) => {
+      requests.push(request)
+      reply.sse(counts.handler(request))
+      if (requests.length === 3) third.resolve()
+      return reply
+    })
   }, { maxStreamsPerConnection: 3 })
   t.teardown(() => app.close())
   const port = portOf(app)
   const socket = rawClient(port, GET('/events').repeat(3))
   socket.resume()
-  await until(() => counts.entered === 1, 10_000, 'the first stream')
-  let closed = false
-  socket.once('close', () => { closed = true })
-  await sleep(200)
-  t.notOk(closed, 'three streams on one connection: kept')
+  await within(Promise.all([counts.reached('entered', 1), third.promise]), 10_000, 'the first stream, and the two behind it')
+  t.notOk(requests.some(r => r.raw.socket.destroyed), 'three streams on one connection: kept')
+  t.notOk(logs.lines.some(l => l.msg.startsWith('SSE connection closed')), 'no refusal')
   socket.write(GET('/events'))
   await within(new Promise(resolve => socket.once('close', resolve)), 10_000, 'the fourth did not close the connection')
-  await until(() => counts.finals === 1, 5000, 'the stream was not stopped')
+  await within(counts.reached('finals', 1), 5000, 'the stream was not stopped')
   t.equal(counts.entered, 1, 'the waiting ones never started')
+  t.equal(requests.length, 4)
+  let dropped = 0
+  await within(logs.waitFor(l => l.msg.startsWith('SSE stream dropped') && ++dropped === 2), 5000, 'the two waiting requests were not let go')
+  t.ok(requests.every(r => r.signal.aborted), 'every request let go has its signal aborted, the one past the cap too')
   t.equal(app.sse.stats().rejectedByReason['max streams per connection'], 1)
   t.equal(await statusOf(port), 200, 'the server goes on streaming')
 })
@@ -129,14 +161,114 @@ t.test('a waiting stream whose turn comes while the server closes is refused; ap
     app.get('/events', counts.handler)
   })
   const socket = rawClient(portOf(app), GET('/events').repeat(3))
-  socket.resume()
-  await until(() => counts.entered === 1, 10_000, 'the first stream')
+  const got = received(socket)
+  await within(counts.reached('entered', 1), 10_000, 'the first stream')
   const closed = app.close()
   await within(closed, 5000, 'app.close() waited for the waiting streams')
-  socket.destroy()
+  const text = await within(got.count('HTTP/1.1 503', 1), 5000, 'no 503')
+  await within(new Promise(resolve => { if (socket.closed) resolve(null); else socket.once('close', resolve) }), 5000, 'the connection was kept')
+  t.match(text, /HTTP\/1.1 503 Service Unavailable\r\n(.*\r\n)*connection: close\r\n/i, 'the 503 closes the connection')
+  t.match(text, /"code":"FST_SSE_SERVER_CLOSING"/)
+  t.equal(got.text().split('HTTP/1.1 ').length, 3, 'two answers: the stream, the 503; the third request went with the connection')
   t.equal(counts.entered, 1, 'no waiting generator was entered')
   t.equal(counts.finals, 1)
-  t.equal(app.sse.stats().rejectedByReason['server closing'], 2, 'each was refused when its turn came')
+  t.equal(app.sse.stats().rejectedByReason['server closing'], 1, 'refused when its turn came')
+})
+
+t.test('a waiting request whose source throws at its turn gets the 500 it gets alone; the process goes on', async t => {
+  t.setTimeout(20_000)
+  const { app, logs } = await startApp(app => {
+    app.get('/once', (_request, reply) => reply.sse([{ data: 'once' }]))
+    app.get('/bad', (_request, reply) => reply.sse({ [Symbol.asyncIterator] (): never { throw new Error('boom') } }))
+  })
+  t.teardown(() => app.close())
+  const port = portOf(app)
+  t.equal(await statusOf(port, '/bad'), 500, 'alone: a 500')
+  const socket = rawClient(port, GET('/once') + GET('/bad'))
+  t.teardown(() => socket.destroy())
+  const got = received(socket)
+  const text = await within(got.count('"message":"boom"', 1), 10_000, 'no answer to the waiting request')
+  t.match(text, /^HTTP\/1.1 200 OK\r\n[^]*data: once\n\n[^]*HTTP\/1.1 500 Internal Server Error\r\n/, 'the stream, then the 500')
+  t.equal(text.split('HTTP/1.1 500').length, 2, 'one error answer')
+  t.ok(logs.lines.some(l => l.level === 50 && l.msg === 'boom'), 'logged by Fastify, as any handler error')
+  t.equal(await statusOf(port, '/once'), 200, 'the server goes on')
+  t.equal(app.sse.stats().open, 0, 'no slot held')
+})
+
+t.test('a waiting request Fastify answered already (its handler threw after reply.sse()) starts nothing at its turn', async t => {
+  t.setTimeout(20_000)
+  const release = deferred()
+  const failed = deferred()
+  const counts = counted()
+  const { app } = await startApp(app => {
+    app.get('/held', async function * () {
+      yield { data: 'held' }
+      await release.promise
+    })
+    app.get('/fails', (request, reply) => {
+      reply.sse(counts.handler(request))
+      failed.resolve()
+      throw new Error('after reply.sse()')
+    })
+  }, { admission: { rate: 0.001, burst: 2 } })
+  t.teardown(() => app.close())
+  const socket = rawClient(portOf(app), GET('/held') + GET('/fails'))
+  t.teardown(() => socket.destroy())
+  const got = received(socket)
+  await within(Promise.all([got.count('data: held', 1), failed.promise]), 10_000, 'the first stream, and the handler behind it')
+  release.resolve()
+  const text = await within(got.count('"message":"after reply.sse()"', 1), 10_000, 'no error answer')
+  t.match(text, /HTTP\/1.1 500 Internal Server Error\r\n/, 'Fastify\'s answer')
+  t.equal(text.split('HTTP/1.1 ').length, 3, 'two answers: the stream, the 500')
+  t.equal(counts.entered, 0, 'its source never started')
+  t.equal(app.sse.stats().opened, 1, 'not counted opened')
+  t.equal(app.sse.stats().open, 0, 'no slot held')
+  t.equal(await statusOf(portOf(app), '/held'), 200, 'its admission token was not spent: the second one is left')
+})
+
+t.test('a pipelined request spends its admission token at its turn, not while it waits', async t => {
+  t.setTimeout(20_000)
+  const release = deferred()
+  const { app } = await startApp(app => {
+    app.get('/held', async function * () {
+      yield { data: 'held' }
+      await release.promise
+    })
+    app.get('/once', (_request, reply) => reply.sse([{ data: 'once' }]))
+  }, { admission: { rate: 0.001, burst: 2 } })
+  t.teardown(() => app.close())
+  const socket = rawClient(portOf(app), GET('/held') + GET('/once'))
+  t.teardown(() => socket.destroy())
+  const got = received(socket)
+  await within(got.count('data: held', 1), 10_000, 'the first stream')
+  t.equal(await statusOf(portOf(app), '/once'), 200, 'another client takes the second token while the request waits')
+  release.resolve()
+  const text = await within(got.count('HTTP/1.1 503', 1), 10_000, 'the waiting request was not refused at its turn')
+  t.match(text, /"code":"FST_SSE_ADMISSION"/)
+  t.equal(app.sse.stats().rejectedByReason.admission, 1)
+})
+
+t.test('a HEAD request spends no admission token, answered at once or at its turn', async t => {
+  t.setTimeout(20_000)
+  const release = deferred()
+  const { app, url } = await startApp(app => {
+    app.get('/held', async function * () {
+      yield { data: 'held' }
+      await release.promise
+    })
+  }, { admission: { rate: 0.001, burst: 2 } })
+  t.teardown(() => app.close())
+  const HEAD = (path: string): string => GET(path).replace('GET', 'HEAD')
+  for (let i = 0; i < 3; i++) t.equal((await request(url + '/held', { method: 'HEAD' })).statusCode, 200, `HEAD ${i + 1}`)
+  const socket = rawClient(portOf(app), GET('/held') + HEAD('/held') + HEAD('/held'))
+  t.teardown(() => socket.destroy())
+  const got = received(socket)
+  await within(got.count('data: held', 1), 10_000, 'the first stream')
+  release.resolve()
+  const text = await within(got.count('HTTP/1.1 200 OK', 3), 10_000, 'the waiting HEAD requests were not answered')
+  t.notMatch(text, /HTTP\/1.1 503/)
+  t.equal(await statusOf(portOf(app), '/held'), 200, 'one token was spent, by the GET: the second is left')
+  t.equal(await statusOf(portOf(app), '/held'), 503, 'then none')
 })
 
 t.test('a waiting reply: a second reply.sse() is refused, an async handler is not answered twice', async t => {
@@ -247,14 +379,15 @@ t.test('HTTP/2: one session holds at most maxStreamsPerConnection streams; its s
   // a stream that ends frees its place on the session
   const open = opened.find(o => o.status === 200) as { stream: ClientHttp2Stream }
   open.stream.close(constants.NGHTTP2_CANCEL)
-  await until(() => counts.finals === 1, 5000, 'the cancelled stream ended')
+  await within(counts.reached('finals', 1), 5000, 'the cancelled stream ended')
   t.equal((await h2Open(session)).status, 200, 'the session has a place again')
 })
 
 t.test('HTTP/2: a stream reset while its handler ran is not counted; without a limit nothing is', async t => {
   t.setTimeout(20_000)
   for (const maxStreamsPerConnection of [1, Infinity]) {
-    const gone = deferred()
+    const entered = deferred()
+    const sent = deferred()
     const app = Fastify({ http2: true })
     await app.register(ssePlugin, { maxStreamsPerConnection })
     app.get('/events', async function * (request) {
@@ -262,19 +395,20 @@ t.test('HTTP/2: a stream reset while its handler ran is not counted; without a l
       await sleep(3_600_000, undefined, { signal: request.signal }).catch(() => {})
     })
     app.get('/late', async (request, reply) => {
+      entered.resolve()
       const stream = (request.raw as unknown as { stream: ClientHttp2Stream }).stream
       if (!stream.closed) await once(stream, 'close')
-      gone.resolve()
-      return reply.sse([{ data: 'never sent' }])
+      reply.sse([{ data: 'never sent' }])
+      sent.resolve()
+      return reply
     })
     await app.listen({ port: 0, host: '127.0.0.1' })
     const session = await h2Session(portOf(app))
     const late = session.request({ ':path': '/late', accept: 'text/event-stream' })
     late.on('error', () => {})
-    await sleep(50)
+    await within(entered.promise, 5000, 'the handler was not entered')
     late.close(constants.NGHTTP2_CANCEL)
-    await within(gone.promise, 5000, 'the handler did not go on')
-    await sleep(50)
+    await within(sent.promise, 5000, 'the handler did not go on')
     t.equal((await h2Open(session)).status, 200, `maxStreamsPerConnection ${maxStreamsPerConnection}: the session's place is free`)
     session.destroy()
     await app.close()
@@ -343,4 +477,25 @@ t.test('the options are checked, naming the field', async t => {
     t.pass(`${JSON.stringify(options)} is accepted`)
     await app.close()
   }
+})
+
+t.test('HTTP/2: a session destroyed frees its count', async t => {
+  t.setTimeout(20_000)
+  const counts = counted()
+  let serverSession: Http2Session | undefined
+  const app = Fastify({ http2: true })
+  await app.register(ssePlugin, { maxStreamsPerConnection: 3 })
+  app.get('/events', (request, reply) => {
+    serverSession = (request.raw as unknown as Http2ServerRequest).stream.session
+    return reply.sse(counts.handler(request))
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const session = await h2Session(portOf(app))
+  const opened = await Promise.all(Array.from({ length: 3 }, () => h2Open(session)))
+  t.same(opened.map(o => o.status), [200, 200, 200])
+  t.equal(streamsOpenOn(serverSession as Http2Session), 3, 'three counted')
+  session.destroy()
+  await within(counts.reached('finals', 3), 5000, 'the streams did not end with their session')
+  t.equal(streamsOpenOn(serverSession as Http2Session), 0, 'the count is freed')
 })

@@ -155,5 +155,10 @@ t.test('an Accept that rules out text/event-stream gets a 406 before any limit; 
   t.equal(app.sse.channel('negotiated').size, 0, 'the subscription was dropped')
   const limited = await request(url + '/gen', { headers: { accept: 'text/event-stream' } })
   t.equal(limited.statusCode, 503, 'an acceptable request meets the limit (maxConnections: 1, held)')
-  await limited.body.dump()
+  t.match(await limited.body.json(), {
+    statusCode: 503,
+    code: 'FST_SSE_MAX_CONNECTIONS',
+    error: 'Service Unavailable',
+    message: /the limit of 1 open streams \(maxConnections\) is reached/
+  })
 })

@@ -130,6 +130,26 @@ t.test('bad arguments to reply.sse are a 500 naming the route; the reply stays u
   t.match(warning, { level: WARN, err: { code: 'FST_SSE_ALREADY_SENT', message: /GET \/twice: the reply was already sent/ } })
 })
 
+t.test('an async handler that fails after reply.sse(): the stream answers, the error is logged', async t => {
+  t.setTimeout(10_000)
+  const { app, url, logs } = await startApp(app => {
+    app.get('/late-failure', async (_req, reply) => {
+      reply.sse([{ data: 'a' }, { data: 'b' }])
+      throw new Error('after the stream')
+    })
+    app.get('/early-failure', async () => { throw new Error('before any stream') })
+  })
+  t.teardown(() => app.close())
+  const res = await request(url + '/late-failure')
+  t.equal(res.statusCode, 200)
+  t.equal(await res.body.text(), 'data: a\n\ndata: b\n\n', 'the stream, whole, and no error answer written after it')
+  const logged = await logs.waitFor(l => l.level === ERROR)
+  t.match(logged, { msg: 'GET /late-failure: the handler failed after reply.sse(); the stream goes on', err: { message: 'after the stream' } })
+  const early = await request(url + '/early-failure')
+  t.equal(early.statusCode, 500, 'a handler that fails before reply.sse() gets the error answer, as before')
+  t.match(await early.body.json(), { message: 'before any stream' })
+})
+
 t.test('plugin options are validated when registering', async t => {
   const cases: Array<[Record<string, unknown>, RegExp]> = [
     [{ heartbeat: 0 }, /"heartbeat" must be a positive whole number of milliseconds or false, got 0/],
