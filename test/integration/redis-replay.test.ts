@@ -214,7 +214,7 @@ t.test('a page cut short by its bytes: the next page asks Redis for as many entr
   for (let i = 0; i < 30; i++) ids.push(await chat.publish({ data }))
   await admin.config('RESETSTAT')
   const sub = chat.subscribe({ lastEventId: from })
-  t.same((await within(pull(sub, 30), 10_000, 'the replay')).map(i => i.id), ids, 'every item once, in order')
+  t.same((await within(pull(sub as AsyncIterator<Item>, 30), 10_000, 'the replay')).map(i => i.id), ids, 'every item once, in order')
   const { xrange, sent } = await redisStats(admin)
   t.equal(xrange, 30, 'a page per item')
   // each page asks for 1 entry (and the id, and one more); 32 a page would have Redis send about 30 * 16 of them
