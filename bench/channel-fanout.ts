@@ -1,21 +1,26 @@
-// Channel fan-out benchmark (not part of `npm test`): `npx tsx bench/channel-fanout.ts [subscribers] [publishes]`
+// Channel fan-out benchmark (not part of `npm test`):
+//   npx tsx bench/channel-fanout.ts [subscribers] [publishes] [--dist=path/to/index.js] [--record]
 // The server (this process) has one channel; a child process opens the subscribers as raw TCP connections on
 // loopback and timestamps every delivery. Measured: delivery latency p50/p99 (publish → parsed by the client),
-// server CPU per delivery, server heap per idle subscriber. Defaults: 5,000 subscribers, 20 publishes.
+// server CPU per delivery, server heap per idle subscriber. Defaults: 5,000 subscribers, 20 publishes. `--dist`:
+// the plugin of a build (another version's dist/index.js, to compare with), instead of lib/.
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
 import { connect, type Socket } from 'node:net'
 import { PassThrough } from 'node:stream'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { fileURLToPath } from 'node:url'
+import { resolve } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { recordFigures, recording, withoutRecord } from './figures.js'
 import { stampedFrameReader } from './stamped-frames.js'
 
-const SUBSCRIBERS = Number(withoutRecord()[0] ?? 5000) // server side only; the client is told
-const PUBLISHES = Number(withoutRecord()[1] ?? 20)
+const DIST = process.argv.find(a => a.startsWith('--dist='))?.slice('--dist='.length)
+const positional = withoutRecord().filter(a => !a.startsWith('--dist='))
+const SUBSCRIBERS = Number(positional[0] ?? 5000) // server side only; the client is told
+const PUBLISHES = Number(positional[1] ?? 20)
 const now = (): number => performance.timeOrigin + performance.now()
 
 type ToClient = { type: 'connect', port: number, path: string, subscribers: number, publishes: number }
@@ -29,7 +34,9 @@ else await server()
 
 async function server (): Promise<void> {
   const { default: Fastify } = await import('fastify')
-  const { default: ssePlugin } = await import('../lib/index.js')
+  const { default: ssePlugin } = DIST === undefined
+    ? await import('../lib/index.js')
+    : await import(pathToFileURL(resolve(DIST)).href) as typeof import('../lib/index.js')
   setFlagsFromString('--expose-gc')
   const gc = runInNewContext('gc') as () => void
   const heap = async (): Promise<number> => {
@@ -184,8 +191,9 @@ async function server (): Promise<void> {
     ['time to connect all', `${connectMs} ms`]
   ]
   const table = ['| measure | value |', '|---|---|', ...rows.map(([k, v]) => `| ${k} | ${v} |`)].join('\n')
-  console.log(`\nChannel fan-out on loopback, Node ${process.version}, ${(await import('node:os')).cpus().length} cores\n\n${table}`)
-  if (recording()) recordFigures('channel-fanout', table, `npx tsx bench/channel-fanout.ts ${SUBSCRIBERS} ${PUBLISHES}`)
+  console.log(`\nChannel fan-out on loopback (${DIST ?? 'lib/'}), Node ${process.version}, ${(await import('node:os')).cpus().length} cores\n\n${table}`)
+  const dist = DIST === undefined ? '' : ` --dist=${DIST}`
+  if (recording()) recordFigures('channel-fanout', table, `npx tsx bench/channel-fanout.ts ${SUBSCRIBERS} ${PUBLISHES}${dist}`)
 }
 
 async function client (): Promise<void> {

@@ -160,7 +160,7 @@ export class Subscriber extends BoundedQueue<ChannelItem> implements ChannelSubs
   /** A page answered now is taken now (true); one on its way holds the live items back until it comes. */
   #await (replay: Replay | Promise<Replay>): boolean {
     if (!(replay instanceof Promise)) {
-      this.#take(replay)
+      this.#take(replay, true)
       return true
     }
     this.#replaying = true
@@ -240,25 +240,25 @@ export class Subscriber extends BoundedQueue<ChannelItem> implements ChannelSubs
     }
   }
 
-  /** A page of its replay, or a reset: the page's items first, then (on the last page) the live items after it. */
-  #take (page: Replay): void {
+  /**
+   * A page of its replay, or a reset: the page's items first, then (on the last page) the live items after it. `now`:
+   * answered within the call that asked for it.
+   */
+  #take (page: Replay, now: boolean): void {
     this.#replaying = false
     if (this.closed) this.#channel.detach(this)
+    // what was queued meanwhile: the pages to come hold it; a page answered now covers everything published so far
+    // (ids are matched only after an asynchronous read: publishers may give the same id twice)
+    if (now || page.next !== undefined) this.dropFirst(this.queued)
+    else this.#dropReplayed(page.position)
     const count = this.#replay?.count ?? 0
     if (page.reset !== undefined) {
-      this.#dropReplayed(page)
       this.#channel.resumed({ reset: page.reset, items: 0, position: page.position })
       this.#hold([resetItem(page.reset, page.position)], undefined, count)
       return
     }
     const items = reachable(page.items, this.tags)
-    if (page.next === undefined) {
-      this.#dropReplayed(page)
-      this.#channel.resumed({ items: count + items.length, position: page.position })
-    } else {
-      // the pages to come hold what was queued meanwhile
-      this.dropFirst(this.queued)
-    }
+    if (page.next === undefined) this.#channel.resumed({ items: count + items.length, position: page.position })
     this.#hold(items, page.next, count)
   }
 
@@ -272,27 +272,25 @@ export class Subscriber extends BoundedQueue<ChannelItem> implements ChannelSubs
     this.#replay = { items, at: 0, bytes, next, count }
   }
 
-  /** Drops the queued live items the replay holds already (an asynchronous read raced them). */
-  #dropReplayed (replay: Replay): void {
+  /**
+   * Drops the queued live items up to `position`, which the last page holds already (an asynchronous read raced
+   * them). When `position` is not queued, it came before the subscriber joined (what is queued is newer), or the
+   * subscriber was cut off before it came. The page cannot hold the head of the queue then: it would hold that head,
+   * what was queued after it and the item that cut the subscriber off, more than the queue bounds (no page is held
+   * while a read is in flight), whereas a page holds at most half of them.
+   */
+  #dropReplayed (position: string): void {
     const queued = this.queued
-    let end = 0
-    // those up to `position`
     for (let i = 0; i < queued; i++) {
-      if (this.itemAt(i).id !== replay.position) continue
-      end = i + 1
-      break
+      if (this.itemAt(i).id !== position) continue
+      this.dropFirst(i + 1)
+      return
     }
-    // `position` not queued: the subscriber was cut off before it came, and the replay holds what was queued
-    if (end === 0 && queued > 0) {
-      const replayed = new Set(replay.items.map(item => item.id))
-      while (end < queued && replayed.has(this.itemAt(end).id)) end++
-    }
-    this.dropFirst(end)
   }
 
   #onPage (replay: Replay): void {
     if (this.ended) return
-    this.#take(replay)
+    this.#take(replay, false)
     this.release()
   }
 

@@ -71,6 +71,24 @@ t.test('a replay longer than a page comes page by page; live items published mea
   await sub.return?.()
 })
 
+t.test('ids reused by publishers: live items published while a page is handed out come once at the last page', async t => {
+  const { app } = await makeApp(t)
+  const ch = app.sse.channel<number>('reused', { history: 100, queueItems: 8 })
+  const from = ch.publish({ data: 0 })
+  for (let n = 1; n < 6; n++) ch.publish({ data: n })
+  const sub = ch.subscribe({ lastEventId: from })
+  t.same((await pull(sub, 1)).map(i => i.data), [1], 'holds its first page (4 items)')
+  // queued while the page is handed out, and on the last page (4 items) too; the newest id is also the first
+  // queued one's
+  ch.publish({ id: 'same', data: 6 })
+  ch.publish({ id: 'other', data: 7 })
+  ch.publish({ id: 'same', data: 8 })
+  t.same((await pull(sub, 7)).map(i => i.data), range(2, 9), 'the rest of the replay, every item once')
+  ch.publish({ data: 9 })
+  t.same((await pull(sub, 1)).map(i => i.data), [9], 'then live items, none of the replay twice')
+  await sub.return?.()
+})
+
 t.test('the page is cut at half of queueBytes (at least one item)', async t => {
   const { app } = await makeApp(t)
   const big = 'x'.repeat(1024)

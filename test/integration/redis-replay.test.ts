@@ -1,7 +1,8 @@
 // Replays of Redis channels read in pages, against a redis-server of the test's own (its command counts are the
 // test's alone): subscribers that resume from the same place at about the same time share the page reads, live
-// items published while a replay is paged come once and in order, and a shared page that ends before what this
-// process had delivered is read on from.
+// items published while a replay is paged come once and in order, a shared page (or reset) that ends before what
+// this process had delivered is read on from (or read anew), a page cut short by its bytes makes the next ask for
+// fewer entries, and a channel shares at most 8 reads.
 import t from 'tap'
 import type { Test } from 'tap'
 import { Redis } from 'ioredis'
@@ -148,5 +149,107 @@ t.test('a shared last page that ends before what this process had delivered: the
   t.equal((await within(secondItem, 5000, 'the second too')).value?.id, late, 'the second: read on after the page')
   await first.return?.()
   await second.return?.()
+  await standing.return?.()
+})
+
+/** The socket of an ioredis client: paused, the answers to what it sent wait in this process. */
+function socketOf (redis: Redis): Socket {
+  return (redis as unknown as { stream: Socket }).stream
+}
+
+t.test('a shared reset that ends before what this process had delivered: the late subscriber reads it anew', async t => {
+  t.setTimeout(60_000)
+  const { redis, admin } = await redisOf(t)
+  const publishing = await redis()
+  let chat!: Channel<number, Promise<string>>
+  let elsewhere!: Channel<number, Promise<string>>
+  const a = await startApp(app => {
+    chat = app.sse.channel<number>('chat', { backend: redisChannels({ redis: publishing }), history: 1000 })
+  })
+  t.teardown(() => a.app.close())
+  const b = await startApp(async app => {
+    elsewhere = app.sse.channel<number>('chat', { backend: redisChannels({ redis: await redis() }), history: 1000 })
+  })
+  t.teardown(() => b.app.close())
+  const standing = chat.subscribe()
+  const ready = standing.next()
+  const before = await chat.publish({ data: 0 })
+  await ready
+  await admin.config('RESETSTAT')
+  // newer than anything the stream issued: a reset at the stream's newest entry
+  const future = `${Date.now() + 1e9}-0`
+  const socket = socketOf(publishing)
+  const first = chat.subscribe({ lastEventId: future })
+  const firstItems = pull(first, 2)
+  socket.pause()
+  const late = await elsewhere.publish({ data: 1 })
+  t.equal((await within(standing.next(), 5000, 'the reader delivers')).value?.id, late)
+  // joins the read in flight, whose reset names `before`: it did not get `late` live
+  const second = chat.subscribe({ lastEventId: future })
+  const secondItem = second.next()
+  socket.resume()
+  const [reset, live] = await within(firstItems, 5000, 'the first gets its reset, then what was queued')
+  t.match(reset, { event: 'sse-reset', id: before, data: { reason: 'unknown' } }, 'the first: the shared reset')
+  t.equal(live?.id, late, 'then the item delivered after it')
+  const secondReset = (await within(secondItem, 5000, 'the second gets its reset')).value
+  t.match(secondReset, { event: 'sse-reset', id: late, data: { reason: 'unknown' } }, 'the second: a reset read anew, at `late`')
+  t.equal((await redisStats(admin)).xrange, 2, 'two reads: the shared one, then the second\'s own')
+  await first.return?.()
+  await second.return?.()
+  await standing.return?.()
+})
+
+t.test('a page cut short by its bytes: the next page asks Redis for as many entries as it took', async t => {
+  t.setTimeout(60_000)
+  const { redis, admin } = await redisOf(t)
+  let chat!: Channel<string, Promise<string>>
+  const { app } = await startApp(async app => {
+    // pages of at most 2048 bytes: one item of 1.2 KiB each; of at most 32 items
+    chat = app.sse.channel<string>('big', { backend: redisChannels({ redis: await redis() }), history: 1000, queueItems: 64, queueBytes: 4096 })
+  })
+  t.teardown(() => app.close())
+  const from = await chat.publish({ data: 'start' })
+  const data = 'x'.repeat(1200)
+  const ids: string[] = []
+  for (let i = 0; i < 30; i++) ids.push(await chat.publish({ data }))
+  await admin.config('RESETSTAT')
+  const sub = chat.subscribe({ lastEventId: from })
+  t.same((await within(pull(sub as AsyncIterator<Item>, 30), 10_000, 'the replay')).map(i => i.id), ids, 'every item once, in order')
+  const { xrange, sent } = await redisStats(admin)
+  t.equal(xrange, 30, 'a page per item')
+  // each page asks for 1 entry (and the id, and one more); 32 a page would have Redis send about 30 * 16 of them
+  t.ok(sent < 30 * 16 * data.length, `what Redis sent is a few entries a page: ${sent} bytes`)
+  await sub.return?.()
+})
+
+t.test('at most 8 page reads shared per channel: the oldest is forgotten first', async t => {
+  t.setTimeout(60_000)
+  const { redis, admin } = await redisOf(t)
+  const publishing = await redis()
+  let chat!: Channel<number, Promise<string>>
+  const { app } = await startApp(app => {
+    chat = app.sse.channel<number>('chat', { backend: redisChannels({ redis: publishing }), history: 1000 })
+  })
+  t.teardown(() => app.close())
+  const standing = chat.subscribe()
+  const ready = standing.next()
+  const ids: string[] = []
+  for (let n = 0; n < 10; n++) ids.push(await chat.publish({ data: n }))
+  await ready
+  await admin.config('RESETSTAT')
+  // the answers wait in this process: every read stays in flight, so shared whatever the time it takes
+  const socket = socketOf(publishing)
+  socket.pause()
+  const subs = ids.slice(0, 9).map(lastEventId => ({ lastEventId, sub: chat.subscribe({ lastEventId }) }))
+  // the first read was forgotten when the ninth began; the ninth is still shared
+  subs.push({ lastEventId: ids[0] as string, sub: chat.subscribe({ lastEventId: ids[0] }) })
+  subs.push({ lastEventId: ids[8] as string, sub: chat.subscribe({ lastEventId: ids[8] }) })
+  socket.resume()
+  for (const { lastEventId, sub } of subs) {
+    const after = ids.slice(ids.indexOf(lastEventId) + 1)
+    t.same((await within(pull(sub, after.length), 5000, 'a replay')).map(i => i.id), after, `from item ${ids.indexOf(lastEventId)}`)
+    await sub.return?.()
+  }
+  t.equal((await redisStats(admin)).xrange, 10, '9 reads, and the first again')
   await standing.return?.()
 })

@@ -2,6 +2,7 @@
 // what the listener does with what it reads. Each test has tables of its own (./context).
 import t from 'tap'
 import pg from 'pg'
+import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ensureSchema, postgresChannels, schemaSql } from '../../../lib/channel/postgres/index.js'
 import { subscribeSseDiagnostic, type SseItem } from '../../../lib/index.js'
@@ -173,9 +174,12 @@ t.test('notified of a row that is not there any more: the listener finds where t
 t.test('a listener of your own (a Client), ended by the plugin; a channel closed while it starts', async t => {
   const ctx = await pgContext(t)
   const clients: pg.Client[] = []
+  /** Settles once that client's connection has ended. */
+  const ends: Array<Promise<unknown>> = []
   const listener = async (): Promise<pg.Client> => {
     const client = new pg.Client({ connectionString: PG_URL })
     clients.push(client)
+    ends.push(once(client, 'end'))
     await client.connect()
     return client
   }
@@ -202,8 +206,8 @@ t.test('a listener of your own (a Client), ended by the plugin; a channel closed
     await sleep(delay)
     await quick.app.close()
   }
-  await sleep(50)
-  t.ok(clients.slice(1).every(c => (c as unknown as { _ending: boolean })._ending), 'every listener ended')
+  await within(Promise.all(ends.slice(1)), 10_000, 'every listener ended')
+  t.ok(clients.slice(1).every(c => (c as unknown as { _ending: boolean })._ending), 'every listener ended by the plugin')
 })
 
 t.test('readerDown and readerUp are told for the channels of a listener that lost its connection', async t => {
