@@ -6,10 +6,10 @@ import { performance } from 'node:perf_hooks'
 // Idle channels wait in one insertion-ordered map per timeout, oldest first, so a sweep reads only those due and
 // one timer serves them all, whatever their number.
 
-/** What a channel tells its registry, and where an object that was forgotten finds the channel of its name. */
+/** What a channel tells its registry. */
 export interface ChannelHome<C> {
-  /** The channel now registered under the name of `channel`: `channel` itself, taken back when there is none. */
-  rejoin: (channel: C) => C
+  /** A forgotten channel is used again (published on, subscribed to): taken back, under its name. */
+  rejoin: (channel: C) => void
   /** The channel has no subscriber now (or was published on while it had none). */
   idle: (channel: C) => void
   /** The channel has a subscriber. */
@@ -18,6 +18,50 @@ export interface ChannelHome<C> {
   forget: (channel: C) => void
   /** Drops a closed channel. */
   closed: (channel: C) => void
+}
+
+/**
+ * The channels a registry forgot, by name, held weakly: while the app's code still holds one (`const news =
+ * app.sse.channel('news', { history: 1000 })`), `channel(name)` hands that object back with its options and its ids
+ * going on; one nobody holds is collected, and its entry with it.
+ */
+export class ForgottenChannels<C extends { readonly name: string }> {
+  readonly #byName = new Map<string, WeakRef<C>>()
+  /** Drops the entry of a collected channel (unless the name was forgotten again since, by a channel still alive). */
+  readonly #collected = new FinalizationRegistry<string>(name => { this.find(name) })
+
+  /** Entries, some of which may name a channel already collected. */
+  get size (): number {
+    return this.#byName.size
+  }
+
+  keep (channel: C): void {
+    this.#byName.set(channel.name, new WeakRef(channel))
+    this.#collected.register(channel, channel.name, channel)
+  }
+
+  /** The forgotten channel of that name, if it is still alive; the entry of one collected is dropped. */
+  find (name: string): C | undefined {
+    const channel = this.#byName.get(name)?.deref()
+    if (channel === undefined) this.#byName.delete(name)
+    return channel
+  }
+
+  /** The channel is taken back or closed: only one channel of a name is alive and not closed, so the entry is its. */
+  drop (channel: C): void {
+    this.#byName.delete(channel.name)
+    this.#collected.unregister(channel)
+  }
+
+  /** The forgotten channels still alive. */
+  values (): C[] {
+    const alive: C[] = []
+    for (const ref of this.#byName.values()) {
+      const channel = ref.deref()
+      if (channel !== undefined) alive.push(channel)
+    }
+    return alive
+  }
 }
 
 /** What the idle list needs of a channel. */

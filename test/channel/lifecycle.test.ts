@@ -5,11 +5,14 @@ import t from 'tap'
 import type { Test } from 'tap'
 import Fastify from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
+import v8 from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { ChannelRegistry, type SseChannel } from '../../lib/channel/index.js'
-import { IdleChannels, largest } from '../../lib/channel/lifecycle.js'
-import type { ChannelBackendFactory, Replay, ReplayPage } from '../../lib/channel/backend.js'
+import { ForgottenChannels, IdleChannels, largest } from '../../lib/channel/lifecycle.js'
+import type { ChannelBackendFactory, ChannelEncoder, Replay, ReplayPage } from '../../lib/channel/backend.js'
 import { MemoryBackend } from '../../lib/channel/memory.js'
 import { TagIndex } from '../../lib/channel/target.js'
+import { encodeAhead, encodeParts } from '../../lib/encode.js'
 import { nearName } from '../../lib/errors.js'
 import ssePlugin, { type SseItem } from '../../lib/index.js'
 import { open, startApp, take, within } from '../helpers.js'
@@ -34,60 +37,90 @@ async function makeApp (t: Test) {
 const registered = (channel: object): boolean => (channel as SseChannel<unknown>).registered
 
 t.test('over HTTP: a room subscribed once and left is forgotten at once; one with items waits its idleTimeout', async t => {
-  t.setTimeout(20_000)
+  t.setTimeout(30_000)
+  // rooms wait seconds (a loaded machine still resumes within them); `quick-` rooms are forgotten soon
   const { app, url } = await startApp(app => {
-    app.get<{ Params: { room: string } }>('/rooms/:room', (req, reply) => reply.sse(
-      app.sse.channel(req.params.room, { idleTimeout: 200 }).subscribe({ lastEventId: req.headers['last-event-id'] })
-    ))
+    app.get<{ Params: { room: string } }>('/rooms/:room', (req, reply) => {
+      const idleTimeout = req.params.room.startsWith('quick-') ? 100 : 10_000
+      return reply.sse(app.sse.channel(req.params.room, { idleTimeout }).subscribe({ lastEventId: req.headers['last-event-id'] }))
+    })
   })
   t.teardown(() => app.close())
   const rooms = Array.from({ length: 20 }, (_, i) => `r${i}`)
   const clients = await Promise.all(rooms.map(room => open(`${url}/rooms/${room}`)))
   t.equal(app.sse.stats().channelCount, 20, 'each room held while subscribed')
-  const first = app.sse.channel('r0', { idleTimeout: 200 })
+  const first = app.sse.channel('r0', { idleTimeout: 10_000 })
   const id = first.publish({ data: 'hello' })
   t.same(await take(clients[0]!.events, 1), [{ id, data: 'hello' }])
   for (const client of clients) client.res.body.destroy()
   await until(() => app.sse.stats().channelCount === 1, 'the rooms with nothing published forgotten')
   t.same(app.sse.stats().channels.map(c => c.name), ['r0'], 'the room with an item is kept')
-  app.sse.channel('r1', { idleTimeout: 200 })
-  t.equal(app.sse.stats().channelCount, 2, 'a forgotten name made again on use')
 
   // a client that comes back within idleTimeout resumes exactly
   const back = await open(`${url}/rooms/r0`, { headers: { 'last-event-id': id } })
   const later = first.publish({ data: 'again' })
   t.same(await take(back.events, 1), [{ id: later, data: 'again' }], 'resumed: nothing replayed twice')
   back.res.body.destroy()
-  await until(() => !registered(first), 'r0 forgotten after its idleTimeout', 5000)
-  t.equal(app.sse.stats().channels.find(c => c.name === 'r0'), undefined, 'not listed once forgotten')
 
-  // one that comes back after it was forgotten gets a reset: its history went with it
-  const late = await open(`${url}/rooms/r0`, { headers: { 'last-event-id': later } })
+  // one that comes back after its room was forgotten gets a reset: the history went with it
+  const quick = await open(`${url}/rooms/quick-1`)
+  const items = [0, 1].map(n => app.sse.channel('quick-1', { idleTimeout: 100 }).publish({ data: n }))
+  await take(quick.events, 2)
+  quick.res.body.destroy()
+  await until(() => app.sse.stats().channels.every(c => c.name !== 'quick-1'), 'quick-1 forgotten after its idleTimeout')
+  t.ok(registered(first), 'r0 still held: it waits its own idleTimeout')
+  const late = await open(`${url}/rooms/quick-1`, { headers: { 'last-event-id': items[0] } })
   const [reset] = await take(late.events, 1)
-  t.match(reset, { event: 'sse-reset', data: JSON.stringify({ reason: 'unknown' }) }, 'told to reload: a new channel')
+  // `expired` while the forgotten object is still alive (its ids go on), `unknown` once it was collected
+  t.match(reset, { event: 'sse-reset', data: /^\{"reason":"(expired|unknown)"\}$/ }, 'told to reload')
   late.res.body.destroy()
 })
 
-t.test('an object that was forgotten: publish and subscribe act on the channel of its name, nothing is lost', async t => {
+t.test('over HTTP: on a quiet channel a client given a reset resumes from its position when it comes back', async t => {
+  t.setTimeout(30_000)
+  // the route holds no channel object: only the registry keeps the room
+  const { app, url } = await startApp(app => {
+    app.get<{ Params: { user: string } }>('/users/:user', (req, reply) => reply.sse(
+      app.sse.channel(`user:${req.params.user}`).subscribe({ lastEventId: req.headers['last-event-id'] })
+    ))
+  })
+  t.teardown(() => app.close())
+  let lastEventId = 'from-a-previous-process-7'
+  const firsts = []
+  for (let i = 0; i < 3; i++) {
+    const client = await open(`${url}/users/42`, { headers: { 'last-event-id': lastEventId } })
+    await until(() => app.sse.channel('user:42').size === 1, 'subscribed')
+    // a reset comes at once; a client that resumed gets the next item
+    if (i > 0) app.sse.channel('user:42').publish({ data: `item ${i}` })
+    const [item] = await take(client.events, 1)
+    firsts.push(item?.event ?? item?.data)
+    lastEventId = item?.id as string
+    client.res.body.destroy()
+    // looked at through stats(): channel(name) would make the room again
+    await until(() => app.sse.stats().channels.every(c => c.name !== 'user:42' || c.subscribers === 0), 'left')
+    t.ok(app.sse.stats().channels.some(c => c.name === 'user:42'), 'kept: its client holds one of its ids')
+  }
+  t.same(firsts, ['sse-reset', 'item 1', 'item 2'], 'one reset, then resumed each time')
+})
+
+t.test('a forgotten object still held is what channel(name) hands back: its options, its ids, its close()', async t => {
   t.setTimeout(10_000)
   const app = await makeApp(t)
-  const old = app.sse.channel<string>('room')
-  const sub = old.subscribe()
-  await sub.return?.()
-  t.notOk(registered(old), 'forgotten as its only subscriber left, nothing published')
-  const fresh = app.sse.channel<string>('room')
-  t.not(fresh, old, 'the next channel(name) makes a new one')
-  const listening = fresh.subscribe()
-  const id = old.publish({ data: 'through the old object' })
-  t.same(await within(listening.next(), 2000, 'the item'), { done: false, value: { id, data: 'through the old object' } },
-    'delivered by the channel of that name')
-  t.equal(old.size, 0, 'the old object has no subscriber of its own')
-  const viaOld = old.subscribe()
-  t.equal(fresh.size, 2, 'subscribe through the old object joins the new channel')
-  await viaOld.return?.()
+  const news = app.sse.channel<string>('news', { history: 1000 })
+  await news.subscribe().return?.()
+  t.notOk(registered(news), 'forgotten as its only subscriber left, nothing published')
+  t.equal(app.sse.stats().channelCount, 0, 'not held')
+  const viaRoute = app.sse.channel<string>('news')
+  t.equal(viaRoute, news, 'the object kept, taken back')
+  t.ok(registered(news))
+  t.equal((viaRoute as SseChannel<string>).limits.history, 1000, 'with its options')
+  t.equal(app.sse.channel('news', { history: 1000 }), news, 'its options asked again: no refusal')
+  const listening = viaRoute.subscribe()
+  const id = news.publish({ data: 'through the kept object' })
+  t.same(await within(listening.next(), 2000, 'the item'), { done: false, value: { id, data: 'through the kept object' } })
   await listening.return?.()
 
-  // with no channel of that name, the old object takes its name back
+  // forgotten after its idleTimeout: taken back by a subscribe or a publish, its ids going on
   const alone = app.sse.channel<string>('alone', { idleTimeout: 0 })
   alone.publish({ data: 'x' })
   await until(() => !registered(alone), 'idleTimeout 0: forgotten as soon as it is idle')
@@ -98,30 +131,69 @@ t.test('an object that was forgotten: publish and subscribe act on the channel o
   t.same(await within(next.next(), 2000, 'the item'), { done: false, value: { id: again, data: 'y' } })
   t.match(again, /-2$/, 'its ids go on')
   await next.return?.()
+  await until(() => !registered(alone), 'forgotten again')
   const taken = alone.publish({ data: 'z' })
-  t.match(taken, /-3$/, 'a publish takes it back too')
+  t.ok(registered(alone), 'taken back by a publish')
+  t.match(taken, /-3$/, 'its ids go on')
 
-  // close() of a forgotten object closes the channel of its name
+  // close() of a forgotten object closes it: its name is free again
   const gone = app.sse.channel('gone')
   await gone.subscribe().return?.()
-  const current = app.sse.channel('gone')
-  const ending = current.subscribe()
+  t.notOk(registered(gone))
   gone.close()
-  t.ok(current.closed, 'the channel of that name closed')
-  t.same(await ending.next(), { done: true, value: undefined })
-  t.notOk(gone.closed, 'the old object was not the channel')
-  const lone = app.sse.channel('lone')
-  await lone.subscribe().return?.()
-  lone.close()
-  t.ok(lone.closed, 'with no channel of that name, it closes itself')
-  t.throws(() => lone.publish({ data: 'x' }), { code: 'FST_SSE_CHANNEL_CLOSED' })
+  t.ok(gone.closed, 'closed')
+  t.throws(() => gone.publish({ data: 'x' }), { code: 'FST_SSE_CHANNEL_CLOSED' }, 'no publish takes it back')
+  t.notOk(registered(gone), 'not taken back')
+  const fresh = app.sse.channel('gone')
+  t.not(fresh, gone, 'channel(name) makes a new one')
+  t.notOk(fresh.closed)
 
-  // a forgotten in-memory object and a shared channel of its name: refused, not mixed
+  // a forgotten in-memory object still held and a shared channel of its name: refused, not mixed
   const mem = app.sse.channel('mixed')
   await mem.subscribe().return?.()
-  const shared = app.sse.channel('mixed', { backend: () => new MemoryBackend({ history: 1, historyMaxAge: Infinity }, () => {}) })
-  t.not(shared, mem)
-  t.throws(() => mem.publish({ data: 'x' }), { code: 'FST_SSE_INVALID_OPTION', field: 'backend' })
+  const shared = () => new MemoryBackend({ history: 1, historyMaxAge: Infinity }, () => {})
+  t.throws(() => app.sse.channel('mixed', { backend: shared }), { code: 'FST_SSE_INVALID_OPTION', field: 'backend' })
+  t.equal(app.sse.channel('mixed'), mem)
+})
+
+/** A full collection, and a turn of the loop after it (where FinalizationRegistry callbacks run). */
+const collect = async (): Promise<void> => {
+  // a turn first: a WeakRef made in this turn keeps its target alive until the turn ends
+  await new Promise(resolve => setImmediate(resolve))
+  gc()
+  await new Promise(resolve => setImmediate(resolve))
+}
+v8.setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
+
+t.test('a forgotten channel nobody holds is collected, its entry with it; channel(name) then makes a new one', async t => {
+  t.setTimeout(20_000)
+  const app = await makeApp(t)
+  const forget = async (name: string): Promise<void> => {
+    await app.sse.channel(name, { history: 7 }).subscribe().return?.()
+  }
+  await forget('room')
+  t.equal(app.sse.stats().channelCount, 0)
+  for (let i = 0; i < 20 && (app.sse.channel('room') as SseChannel<unknown>).limits.history === 7; i++) {
+    await app.sse.channel('room').subscribe().return?.()
+    await collect()
+  }
+  t.equal((app.sse.channel('room') as SseChannel<unknown>).limits.history, 100, 'made again, with the options of this call')
+
+  // the entries: dropped when looked up after their channel was collected, or by the collection's callback
+  const forgotten = new ForgottenChannels<{ name: string }>()
+  const held = { name: 'held' }
+  forgotten.keep(held)
+  forgotten.keep({ name: 'a' })
+  await collect()
+  t.same(forgotten.values(), [held], 'only those alive')
+  t.equal(forgotten.find('a'), undefined)
+  t.equal(forgotten.find('held'), held)
+  forgotten.keep({ name: 'b' })
+  for (let i = 0; i < 20 && forgotten.size > 1; i++) await collect()
+  t.equal(forgotten.size, 1, 'collected: its entry dropped')
+  forgotten.drop(held)
+  t.equal(forgotten.size, 0)
 })
 
 t.test('idleTimeout: published on while idle, the wait starts again; Infinity keeps it; bad values refused', async t => {
@@ -295,7 +367,7 @@ t.test('history grows as it fills: a large bound costs nothing until items come;
   const delivered: string[] = []
   const big = new MemoryBackend({ history: 5_000_000, historyMaxAge: Infinity }, item => { delivered.push(item.id) })
   t.equal(big.stats().history, 0)
-  const encode = { item: (item: SseItem<unknown> & { id: string }) => item as never, parts: () => ({ head: '', tail: '' }) }
+  const encode: ChannelEncoder = { item: item => encodeAhead(item), parts: item => encodeParts(item) }
   const ids = Array.from({ length: 100 }, (_, n) => big.append({ data: n }, encode))
   t.same(replayed(big.replay(ids[9] as string, PAGE)), ids.slice(10), 'every item kept, in order, page by page')
   const ring = new MemoryBackend({ history: 20, historyMaxAge: 100 }, () => {}, () => now)
