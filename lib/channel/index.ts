@@ -98,7 +98,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
    * position): then it is forgotten only once idle, so a client that comes back soon resumes instead of being reset.
    */
   #idsGiven = false
-  /** Set by the first targeted publish: until then the fan-out checks no subscriber's tags. */
+  /** Set by the first targeted publish: until then the fan-out checks no subscriber's tags, and no index is kept. */
   #targeted = false
   #items = 0
   #cutOffs = 0
@@ -268,6 +268,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
       throw invalidOption(options?.to === undefined ? 'exclude' : 'to', problem, 'publish()')
     }
     this.#targeted = true
+    this.#tags.start(this.#subscribers)
     return this.#backend.append(item, this.#targetedEncoder(target), options)
   }
 
@@ -301,12 +302,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
       for (const subscriber of this.#subscribers) subscriber.push(item)
       return
     }
-    const excluded = target.exclude === undefined ? undefined : this.#tags.having(target.exclude)
-    if (target.to === undefined) {
-      for (const subscriber of this.#subscribers) if (excluded?.has(subscriber) !== true) subscriber.push(item)
-      return
-    }
-    for (const subscriber of this.#tags.having(target.to)) if (excluded?.has(subscriber) !== true) subscriber.push(item)
+    this.#tags.deliver(item, target, this.#subscribers)
   }
 }
 

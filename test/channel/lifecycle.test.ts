@@ -9,9 +9,9 @@ import v8 from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { ChannelRegistry, type SseChannel } from '../../lib/channel/index.js'
 import { ForgottenChannels, IdleChannels, largest } from '../../lib/channel/lifecycle.js'
-import type { ChannelBackendFactory, ChannelEncoder, Replay, ReplayPage } from '../../lib/channel/backend.js'
+import type { ChannelBackendFactory, ChannelEncoder, ChannelItem, Replay, ReplayPage } from '../../lib/channel/backend.js'
 import { MemoryBackend } from '../../lib/channel/memory.js'
-import { TagIndex } from '../../lib/channel/target.js'
+import { TagIndex, reaches, resolveTarget } from '../../lib/channel/target.js'
 import { encodeAhead, encodeParts } from '../../lib/encode.js'
 import { nearName } from '../../lib/errors.js'
 import ssePlugin, { type SseItem } from '../../lib/index.js'
@@ -414,12 +414,25 @@ t.test('targeted publish through the tag index: to, exclude, both; many tags; th
   await anon.return?.()
 })
 
-t.test('TagIndex: a tag holds one subscriber alone, several in a set, and goes back to one', async t => {
-  const index = new TagIndex<{ tags: readonly string[] }>()
-  const a = { tags: ['x'] }
-  const b = { tags: ['x', 'y'] }
-  const c = { tags: ['x'] }
+/** A subscriber as the index sees it: its tags, and the items it got. */
+interface FakeSubscriber { tags: readonly string[], got: number[], push: (item: ChannelItem) => void }
+const fake = (tags: string[]): FakeSubscriber => {
+  const got: number[] = []
+  return { tags, got, push: item => { got.push(Number(item.data)) } }
+}
+const item = (n: number): ChannelItem => encodeAhead({ id: String(n), data: n })
+
+t.test('TagIndex: built by the first targeted publish; a tag holds one subscriber alone, several in a set', async t => {
+  const index = new TagIndex<FakeSubscriber>()
+  const a = fake(['x'])
+  const b = fake(['x', 'y'])
+  const c = fake(['x'])
   index.add(a)
+  t.same([...index.having(new Set(['x']))], [], 'not started: nothing held')
+  index.delete(a)
+  index.start([a])
+  index.start([b])
+  t.same([...index.having(new Set(['x']))], [a], 'started once, with the subscribers of then')
   index.add(b)
   index.add(c)
   t.same([...index.having(new Set(['x']))], [a, b, c])
@@ -428,6 +441,43 @@ t.test('TagIndex: a tag holds one subscriber alone, several in a set, and goes b
   t.same([...index.having(new Set(['x', 'y']))], [c])
   index.delete(c)
   t.same([...index.having(new Set(['x']))], [])
+})
+
+t.test('TagIndex.deliver against reaches(): random subscribers, tags and targets', async t => {
+  const TAGS = ['a', 'b', 'c', 'd', 'e']
+  for (let run = 0; run < 300; run++) {
+    let seed = run + 7
+    const r = (): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff
+    const pick = (): string[] => TAGS.filter(() => r() < 0.3)
+    const index = new TagIndex<FakeSubscriber>()
+    index.start([])
+    let subscribers: FakeSubscriber[] = []
+    for (let op = 0; op < 60; op++) {
+      const x = r()
+      if (x < 0.4) {
+        const subscriber = fake([...new Set(pick())])
+        subscribers.push(subscriber)
+        index.add(subscriber)
+      } else if (x < 0.6 && subscribers.length > 0) {
+        const gone = subscribers[Math.floor(r() * subscribers.length)] as FakeSubscriber
+        index.delete(gone)
+        subscribers = subscribers.filter(s => s !== gone)
+      } else {
+        // one tag often, as the fast path takes it
+        const to = r() < 0.3 ? undefined : r() < 0.5 ? [TAGS[Math.floor(r() * 5)] as string] : pick()
+        const exclude = r() < 0.5 ? undefined : pick()
+        const target = resolveTarget({ to, exclude }) ?? { to: undefined, exclude: new Set<string>(), one: undefined }
+        for (const subscriber of subscribers) subscriber.got.length = 0
+        index.deliver(item(op), target, subscribers)
+        const wrong = subscribers.find(s => s.got.length !== (reaches(target, s.tags) ? 1 : 0))
+        if (wrong !== undefined) {
+          t.fail(`seed ${run + 7}, op ${op}: to ${JSON.stringify(to)} exclude ${JSON.stringify(exclude)}, tags ${JSON.stringify(wrong.tags)} got ${wrong.got.length}`)
+          return
+        }
+      }
+    }
+  }
+  t.pass('every delivery matched reaches()')
 })
 
 t.test('the registry on its own: the default backend, forgetting a channel it does not hold is a no-op', async t => {
