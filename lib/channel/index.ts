@@ -3,7 +3,7 @@ import type {
   ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, PublishOptions,
   ResetReason
 } from './backend.js'
-import { ForgottenChannels, IdleChannels, largest, type ChannelHome as Home } from './lifecycle.js'
+import { ForgottenChannels, IdleChannels, largest, type ChannelHome as Home, type IdleClock } from './lifecycle.js'
 import { memoryBackend } from './memory.js'
 import {
   Subscriber, resetItem, type ChannelSubscription, type ReplayServed, type SubscribeOptions, type SubscriberHost
@@ -324,15 +324,16 @@ export class ChannelRegistry implements SseChannels, ChannelHome {
   readonly #channels = new Map<string, SseChannel<unknown>>()
   readonly #context: ChannelContext
   readonly #streams: StreamRegistry
-  readonly #idle = new IdleChannels<SseChannel<unknown>>(channel => { this.forget(channel) })
+  readonly #idle: IdleChannels<SseChannel<unknown>>
   /** Forgotten channels still reachable from the app's code: `channel(name)` hands them back, options and all. */
   readonly #forgotten = new ForgottenChannels<SseChannel<unknown>>()
   #closed = false
 
   constructor (
     log: FastifyBaseLogger, serialize: SseSerializer, backend: ChannelBackendFactory = memoryBackend,
-    streams = new StreamRegistry()
+    streams = new StreamRegistry(), clock?: IdleClock
   ) {
+    this.#idle = new IdleChannels(channel => { this.forget(channel) }, clock)
     const counters = { cutOffs: 0, replays: 0, resets: { expired: 0, unknown: 0, invalid: 0 } }
     this.#context = { log, serialize, backend, counters }
     this.#streams = streams

@@ -69,16 +69,44 @@ export interface Forgettable {
   readonly idleTimeout: number
 }
 
+/** Where the idle list reads the time and sets its timer: the process's, or a test's own. */
+export interface IdleClock {
+  now: () => number
+  /** Calls `fn` in `ms` milliseconds; returns what cancels it. */
+  later: (fn: () => void, ms: number) => () => void
+}
+
+const PROCESS_CLOCK: IdleClock = {
+  now: () => performance.now(),
+  later: (fn, ms) => {
+    // the timer never keeps the process alive
+    const timer = setTimeout(fn, ms).unref()
+    return () => { clearTimeout(timer) }
+  }
+}
+
+/** Channels one sweep forgets at most; the rest wait for the next turn of the loop, so requests are served between. */
+const SWEEP_MAX = 1000
+
 /** The channels of one registry that have no subscriber, each forgotten once idle for its `idleTimeout`. */
 export class IdleChannels<C extends Forgettable> {
   /** Per timeout: channel → when it went idle (or was last published on while idle), oldest first. */
   readonly #byTimeout = new Map<number, Map<C, number>>()
   readonly #forget: (channel: C) => void
-  #timer: NodeJS.Timeout | undefined
+  readonly #clock: IdleClock
+  #cancel: (() => void) | undefined
   #due = Infinity
 
-  constructor (forget: (channel: C) => void) {
+  constructor (forget: (channel: C) => void, clock: IdleClock = PROCESS_CLOCK) {
     this.#forget = forget
+    this.#clock = clock
+  }
+
+  /** Channels waiting to be forgotten. */
+  get pending (): number {
+    let count = 0
+    for (const channels of this.#byTimeout.values()) count += channels.size
+    return count
   }
 
   /** The channel has no subscriber from now (or was published on while it had none): its idle time starts again. */
@@ -90,7 +118,7 @@ export class IdleChannels<C extends Forgettable> {
     if (channels === undefined) this.#byTimeout.set(timeout, channels = new Map())
     // deleted first, so the map stays ordered by idle time
     channels.delete(channel)
-    const now = performance.now()
+    const now = this.#clock.now()
     channels.set(channel, now)
     this.#schedule(now + timeout)
   }
@@ -100,32 +128,39 @@ export class IdleChannels<C extends Forgettable> {
     this.#byTimeout.get(channel.idleTimeout)?.delete(channel)
   }
 
-  /** Stops the timer (the registry closes). */
+  /** Stops the timer and lets go of every channel (the registry closes). */
   clear (): void {
-    clearTimeout(this.#timer)
-    this.#timer = undefined
+    this.#cancel?.()
+    this.#cancel = undefined
+    this.#due = Infinity
     this.#byTimeout.clear()
   }
 
   #schedule (at: number): void {
     if (at >= this.#due) return
-    clearTimeout(this.#timer)
+    this.#cancel?.()
     this.#due = at
-    // a few milliseconds late at most; the timer never keeps the process alive
-    this.#timer = setTimeout(this.#sweep, Math.max(0, at - performance.now()) + 1).unref()
+    // a millisecond late at most
+    this.#cancel = this.#clock.later(this.#sweep, Math.max(0, at - this.#clock.now()) + 1)
   }
 
   #sweep = (): void => {
-    this.#timer = undefined
+    this.#cancel = undefined
     this.#due = Infinity
-    const now = performance.now()
+    const now = this.#clock.now()
     let next = Infinity
+    let budget = SWEEP_MAX
     for (const [timeout, channels] of this.#byTimeout) {
       for (const [channel, since] of channels) {
         if (since + timeout > now) {
           next = Math.min(next, since + timeout)
           break
         }
+        if (budget === 0) {
+          next = now
+          break
+        }
+        budget--
         channels.delete(channel)
         this.#forget(channel)
       }

@@ -8,9 +8,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import v8 from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { ChannelRegistry, type SseChannel } from '../../lib/channel/index.js'
-import { ForgottenChannels, IdleChannels, largest } from '../../lib/channel/lifecycle.js'
+import { ForgottenChannels, IdleChannels, largest, type IdleClock } from '../../lib/channel/lifecycle.js'
 import type { ChannelBackendFactory, ChannelEncoder, ChannelItem, Replay, ReplayPage } from '../../lib/channel/backend.js'
-import { MemoryBackend } from '../../lib/channel/memory.js'
+import { MemoryBackend, memoryBackend } from '../../lib/channel/memory.js'
 import { TagIndex, reaches, resolveTarget } from '../../lib/channel/target.js'
 import { encodeAhead, encodeParts } from '../../lib/encode.js'
 import { nearName } from '../../lib/errors.js'
@@ -196,38 +196,85 @@ t.test('a forgotten channel nobody holds is collected, its entry with it; channe
   t.equal(forgotten.size, 0)
 })
 
-t.test('idleTimeout: published on while idle, the wait starts again; Infinity keeps it; bad values refused', async t => {
-  t.setTimeout(10_000)
-  const app = await makeApp(t)
-  const kept = app.sse.channel('kept', { idleTimeout: Infinity })
-  await kept.subscribe().return?.()
-  t.ok(registered(kept), 'Infinity: kept even with nothing published')
-  const room = app.sse.channel('room', { idleTimeout: 300 })
-  room.publish({ data: 1 })
-  const started = Date.now()
-  while (Date.now() - started < 500) {
-    room.publish({ data: 2 })
-    await sleep(50)
+/** A clock of the test's own for IdleChannels: time moves only when `advance` moves it, running the timers due. */
+function fakeClock () {
+  let now = 0
+  const timers = new Set<{ fn: () => void, at: number }>()
+  const clock: IdleClock = {
+    now: () => now,
+    later: (fn, ms) => {
+      const timer = { fn, at: now + ms }
+      timers.add(timer)
+      return () => { timers.delete(timer) }
+    }
   }
-  t.ok(registered(room), 'publishing keeps it')
-  await until(() => !registered(room), 'forgotten once publishing stopped')
-  t.equal(app.sse.channel('created', { idleTimeout: 50 }).size, 0)
-  await until(() => app.sse.stats({ channels: Infinity }).channels.every(c => c.name !== 'created'), 'never used: forgotten')
+  return {
+    clock,
+    /** Timers set and not yet run or cancelled. */
+    get timers (): number { return timers.size },
+    advance (ms: number): void {
+      const end = now + ms
+      for (let due = next(end); due !== undefined; due = next(end)) {
+        timers.delete(due)
+        now = Math.max(now, due.at)
+        due.fn()
+      }
+      now = end
+    }
+  }
+  function next (end: number) {
+    return [...timers].filter(timer => timer.at <= end).sort((a, b) => a.at - b.at)[0]
+  }
+}
+
+t.test('idleTimeout: published on while idle, the wait starts again, the history kept; Infinity keeps it', async t => {
+  const time = fakeClock()
+  const registry = new ChannelRegistry(Fastify().log, JSON.stringify, memoryBackend, undefined, time.clock)
+  t.teardown(() => registry.close())
+  const kept = registry.channel('kept', { idleTimeout: Infinity })
+  await kept.subscribe().return?.()
+  t.ok(registered(kept), 'Infinity: kept even with nothing given')
+  const room = registry.channel('room', { idleTimeout: 300 })
+  const ids = [room.publish({ data: 0 })]
+  for (let n = 1; n <= 5; n++) {
+    time.advance(200)
+    ids.push(room.publish({ data: n }))
+  }
+  time.advance(200)
+  t.ok(registered(room), 'published on every 200 ms: kept past its 300 ms')
+  const replay = room.subscribe({ lastEventId: ids[0] })
+  const got = await take(replay, 5)
+  t.same(got.map(item => item.id), ids.slice(1), 'its history kept')
+  await replay.return?.()
+  time.advance(299)
+  t.ok(registered(room), 'the wait starts again when its subscriber leaves')
+  time.advance(2)
+  t.notOk(registered(room), 'forgotten once idle for its idleTimeout')
+  t.ok(registered(kept))
+  const created = registry.channel('created', { idleTimeout: 50 })
+  time.advance(51)
+  t.notOk(registered(created), 'never used: forgotten too')
+})
+
+t.test('idleTimeout over real timers: each channel goes at its own time; bad values refused', async t => {
+  t.setTimeout(20_000)
+  const app = await makeApp(t)
   for (const idleTimeout of [-1, 1.5, '10', 2 ** 31, NaN]) {
     t.throws(() => app.sse.channel('bad', { idleTimeout: idleTimeout as number }), { code: 'FST_SSE_INVALID_OPTION', field: 'idleTimeout' })
   }
-  // several timeouts, one timer: each channel goes at its own time
+  t.equal(app.sse.channel('max', { idleTimeout: 2 ** 31 - 1 }).size, 0, 'a timer\'s limit taken')
+  // several timeouts, one timer
   const short = app.sse.channel('short', { idleTimeout: 30 })
-  const long = app.sse.channel('long', { idleTimeout: 400 })
+  const long = app.sse.channel('long', { idleTimeout: 10_000 })
   short.publish({ data: 1 })
   long.publish({ data: 1 })
   await until(() => !registered(short), 'the short one')
   t.ok(registered(long), 'the long one still there')
-  await until(() => !registered(long), 'the long one')
 })
 
-t.test('a shared backend (without forget) is never forgotten; app.close() stops the idle timer', async t => {
-  const app = await makeApp(t)
+t.test('a shared backend (without forget) is never forgotten; close() stops the idle timer', async t => {
+  const time = fakeClock()
+  const registry = new ChannelRegistry(Fastify().log, JSON.stringify, memoryBackend, undefined, time.clock)
   const backend: ChannelBackendFactory<string> = (_name, options, deliver) => {
     const memory = new MemoryBackend(options, deliver)
     return {
@@ -237,12 +284,15 @@ t.test('a shared backend (without forget) is never forgotten; app.close() stops 
       close: () => {}
     }
   }
-  const shared = app.sse.channel('shared', { backend, idleTimeout: 0 })
+  const shared = registry.channel('shared', { backend, idleTimeout: 0 })
   await shared.subscribe().return?.()
   shared.publish({ data: 1 })
+  time.advance(10)
   t.ok(registered(shared), 'kept')
-  app.sse.channel('pending', { idleTimeout: 100_000 }).publish({ data: 1 })
-  await app.close()
+  registry.channel('pending', { idleTimeout: 100_000 }).publish({ data: 1 })
+  t.equal(time.timers, 1, 'a timer for the idle one')
+  await registry.close()
+  t.equal(time.timers, 0, 'stopped')
 })
 
 t.test('a forgotten object after app.close(): closed like every channel, its publish throws', async t => {
@@ -290,18 +340,55 @@ t.test('largest(): the heaviest, heaviest first, ties in the order given, withou
   t.same(largest([1, 2, 3], 0, x => x), [])
 })
 
-t.test('IdleChannels: a sweep forgets only those due, in order', async t => {
+t.test('IdleChannels: a sweep forgets only those due, in order, at most 1,000 a turn; clear() starts afresh', async t => {
+  const time = fakeClock()
   const forgotten: string[] = []
-  const idle = new IdleChannels<{ name: string, idleTimeout: number }>(c => forgotten.push(c.name))
+  const idle = new IdleChannels<{ name: string, idleTimeout: number }>(c => forgotten.push(c.name), time.clock)
   const a = { name: 'a', idleTimeout: 20 }
   const b = { name: 'b', idleTimeout: 20 }
   idle.idle(a)
+  time.advance(5)
   idle.idle(b)
   idle.idle(a) // again: now after b
-  await until(() => forgotten.length === 2, 'both forgotten')
+  t.equal(idle.pending, 2)
+  time.advance(21)
   t.same(forgotten, ['b', 'a'])
-  idle.idle({ name: 'c', idleTimeout: 10_000 })
+  t.equal(idle.pending, 0)
+
+  // cleared: no timer left, and the next channel gets a timer of its own even if it is due later than the old one
+  idle.idle({ name: 'c', idleTimeout: 10 })
   idle.clear()
+  t.equal(time.timers, 0, 'the timer stopped')
+  t.equal(idle.pending, 0)
+  idle.idle({ name: 'd', idleTimeout: 50 })
+  time.advance(51)
+  t.same(forgotten.slice(2), ['d'], 'forgotten after clear()')
+
+  // many due at once: 1,000 per sweep, the rest on the next turns, each timeout's in order
+  forgotten.length = 0
+  for (let i = 0; i < 1500; i++) idle.idle({ name: `x${i}`, idleTimeout: 10 })
+  for (let i = 0; i < 1000; i++) idle.idle({ name: `y${i}`, idleTimeout: 20 })
+  time.advance(10)
+  t.equal(forgotten.length, 0)
+  time.advance(11)
+  t.equal(forgotten.length, 2500, 'all forgotten')
+  t.equal(forgotten[999], 'x999')
+  t.equal(forgotten[2499], 'y999')
+  t.equal(idle.pending, 0)
+  t.equal(time.timers, 0)
+})
+
+t.test('IdleChannels: a sweep of more than 1,000 leaves the rest to a later turn', async t => {
+  const time = fakeClock()
+  let count = 0
+  const idle = new IdleChannels<{ idleTimeout: number }>(() => count++, time.clock)
+  for (let i = 0; i < 2500; i++) idle.idle({ idleTimeout: 10 })
+  const sweeps: number[] = []
+  for (let turn = 0; turn < 4; turn++) {
+    time.advance(turn === 0 ? 11 : 1)
+    sweeps.push(count)
+  }
+  t.same(sweeps, [1000, 2000, 2500, 2500], 'a timer of a millisecond between sweeps')
 })
 
 t.test('options refused by name: channel(), subscribe(); near names suggested', async t => {
