@@ -3,7 +3,7 @@ import type {
   ChannelBackend, ChannelBackendFactory, ChannelEncoder, ChannelItem, PublishOptions,
   ResetReason
 } from './backend.js'
-import { IdleChannels, largest, type ChannelHome as Home } from './lifecycle.js'
+import { ForgottenChannels, IdleChannels, largest, type ChannelHome as Home, type IdleClock } from './lifecycle.js'
 import { memoryBackend } from './memory.js'
 import {
   Subscriber, resetItem, type ChannelSubscription, type ReplayServed, type SubscribeOptions, type SubscriberHost
@@ -66,7 +66,7 @@ export interface SseChannels {
    * `backend` (Redis), its items reach the subscribers of every process and `publish` returns a promise.
    */
   channel<T = unknown>(name: string, options: SharedChannelOptions): Channel<T, Promise<string>>
-  /** The channel of that name, created on first use; the same object for the same name while it is in use. */
+  /** The channel of that name, created on first use; the same object for the same name while it is in use or held. */
   channel<T = unknown>(name: string, options?: ChannelOptions): Channel<T>
   /** Streams' counters, channels' totals, and the busiest channels (`channels`: how many; default 100). */
   stats: (options?: SseStatsOptions) => SseStats
@@ -93,9 +93,12 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
   readonly #counters: ChannelCounters
   #closed = false
   #registered = true
-  /** Whether an item was ever published (a client may hold one of its ids): then it is forgotten only once idle. */
-  #published = false
-  /** Set by the first targeted publish: until then the fan-out checks no subscriber's tags. */
+  /**
+   * Whether a client may hold one of its ids (an item was published, or a subscriber was given a replay's or a reset's
+   * position): then it is forgotten only once idle, so a client that comes back soon resumes instead of being reset.
+   */
+  #idsGiven = false
+  /** Set by the first targeted publish: until then the fan-out checks no subscriber's tags, and no index is kept. */
   #targeted = false
   #items = 0
   #cutOffs = 0
@@ -136,10 +139,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
   }
 
   publish (item: SseItem<T>, options?: PublishOptions & TargetOptions): string | Promise<string> {
-    if (!this.#registered && !this.#closed) {
-      const live = this.#home.rejoin(this)
-      if (live !== this) return live.publish(item, options)
-    }
+    if (!this.#registered && !this.#closed) this.#home.rejoin(this)
     if (this.#backend.asynchronous !== true) return this.#append(item, options)
     try {
       return this.#append(item, options)
@@ -151,10 +151,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
   subscribe (options: SubscribeOptions = {}): ChannelSubscription<T> {
     refuseNonObject(options, '{ lastEventId, signal, tags }', 'subscribe()')
     refuseUnknown(options, SUBSCRIBE_OPTIONS, 'subscribe()')
-    if (!this.#registered && !this.#closed) {
-      const live = this.#home.rejoin(this)
-      if (live !== this) return live.subscribe(options) as ChannelSubscription<T>
-    }
+    if (!this.#registered && !this.#closed) this.#home.rejoin(this)
     const subscriber = new Subscriber(this, options.signal, resolveTags(options.tags))
     if (this.#closed) subscriber.end()
     else subscriber.start(options.lastEventId, this.#backend)
@@ -163,14 +160,6 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
 
   close (): void {
     if (this.#closed) return
-    if (!this.#registered) {
-      // the channel of this name now, if another took it: closing a room closes it whoever made it last
-      const live = this.#home.rejoin(this)
-      if (live !== this) {
-        live.close()
-        return
-      }
-    }
     this.#closed = true
     this.#registered = false
     for (const subscriber of this.#subscribers) subscriber.end()
@@ -178,13 +167,13 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
     this.#home.closed(this)
   }
 
-  /** @internal Let go by its registry: it keeps its ids going, not its history. */
+  /** @internal Let go by its registry: it keeps its options and its ids going, not its history. */
   forgotten (): void {
     this.#registered = false
     this.#backend.forget?.()
   }
 
-  /** @internal Taken back by its registry (published on or subscribed to through an object that was kept). */
+  /** @internal Taken back by its registry (asked for by name, or published on or subscribed to, while reachable). */
   rejoined (): void {
     this.#registered = true
   }
@@ -205,7 +194,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
     if (this.#subscribers.size !== 0) return
     this.#backend.subscribed?.(false)
     if (this.#closed) return
-    if (this.#published) this.#home.idle(this)
+    if (this.#idsGiven) this.#home.idle(this)
     else this.#home.forget(this)
   }
 
@@ -221,6 +210,8 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
 
   /** @internal A subscriber with a Last-Event-ID got its replay, or a reset. */
   resumed ({ reset, items, position }: ReplayServed): void {
+    // the subscriber's client now holds `position`: it resumes from there if it comes back within idleTimeout
+    this.#idsGiven = true
     if (reset === undefined) {
       this.#replays++
       this.#counters.replays++
@@ -267,7 +258,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
     refuseFieldless(item)
     const target = resolveTarget(options)
     if (this.#closed) throw channelClosed(this.name)
-    this.#published = true
+    this.#idsGiven = true
     // published on with nobody listening: its idle time starts again (a cheap check on the path of every publish)
     if (this.#subscribers.size === 0) this.#home.idle(this)
     if (target === undefined) return this.#backend.append(item, this.#encode, options)
@@ -277,6 +268,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
       throw invalidOption(options?.to === undefined ? 'exclude' : 'to', problem, 'publish()')
     }
     this.#targeted = true
+    this.#tags.start(this.#subscribers)
     return this.#backend.append(item, this.#targetedEncoder(target), options)
   }
 
@@ -310,12 +302,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
       for (const subscriber of this.#subscribers) subscriber.push(item)
       return
     }
-    const excluded = target.exclude === undefined ? undefined : this.#tags.having(target.exclude)
-    if (target.to === undefined) {
-      for (const subscriber of this.#subscribers) if (excluded?.has(subscriber) !== true) subscriber.push(item)
-      return
-    }
-    for (const subscriber of this.#tags.having(target.to)) if (excluded?.has(subscriber) !== true) subscriber.push(item)
+    this.#tags.deliver(item, target, this.#subscribers)
   }
 }
 
@@ -337,13 +324,16 @@ export class ChannelRegistry implements SseChannels, ChannelHome {
   readonly #channels = new Map<string, SseChannel<unknown>>()
   readonly #context: ChannelContext
   readonly #streams: StreamRegistry
-  readonly #idle = new IdleChannels<SseChannel<unknown>>(channel => { this.forget(channel) })
+  readonly #idle: IdleChannels<SseChannel<unknown>>
+  /** Forgotten channels still reachable from the app's code: `channel(name)` hands them back, options and all. */
+  readonly #forgotten = new ForgottenChannels<SseChannel<unknown>>()
   #closed = false
 
   constructor (
     log: FastifyBaseLogger, serialize: SseSerializer, backend: ChannelBackendFactory = memoryBackend,
-    streams = new StreamRegistry()
+    streams = new StreamRegistry(), clock?: IdleClock
   ) {
+    this.#idle = new IdleChannels(channel => { this.forget(channel) }, clock)
     const counters = { cutOffs: 0, replays: 0, resets: { expired: 0, unknown: 0, invalid: 0 } }
     this.#context = { log, serialize, backend, counters }
     this.#streams = streams
@@ -371,13 +361,14 @@ export class ChannelRegistry implements SseChannels, ChannelHome {
     if (typeof name !== 'string' || name === '') throw invalidOption('name', `of a channel must be a non-empty string, got ${JSON.stringify(name)}`)
     const resolved = options === undefined ? undefined : resolveChannelOptions(options)
     const backend = options?.backend ?? this.#context.backend
-    const existing = this.#channels.get(name)
+    const existing = this.#channels.get(name) ?? this.#forgotten.find(name)
     if (existing !== undefined) {
       if (backend !== existing.backendFactory) throw otherBackend(name)
       const differs = options === undefined ? undefined : existing.differsFrom(options)
       if (differs !== undefined) {
         throw invalidOption(differs, `of channel "${name}" is ${existing.limits[differs]}; it was created with other options than these`)
       }
+      if (!existing.registered) this.rejoin(existing)
       return existing as SseChannel<unknown> as Channel<T, string>
     }
     const created = new SseChannel<unknown>(name, resolved ?? DEFAULTS, this.#context, backend, this)
@@ -391,27 +382,26 @@ export class ChannelRegistry implements SseChannels, ChannelHome {
   async close (): Promise<void> {
     this.#closed = true
     this.#idle.clear()
-    const channels = Array.from(this.#channels.values())
+    // a forgotten channel still reachable is closed too: its publish then throws, as on any channel
+    const channels = [...this.#channels.values(), ...this.#forgotten.values()]
     for (const channel of channels) channel.close()
     await Promise.all(channels.map(channel => channel.closing))
   }
 
-  /** @internal */
-  rejoin (channel: SseChannel<unknown>): SseChannel<unknown> {
-    const live = this.#channels.get(channel.name)
-    if (live !== undefined) {
-      if (live.backendFactory !== channel.backendFactory) throw otherBackend(channel.name)
-      return live
-    }
+  /**
+   * @internal A forgotten channel is taken back. While it is reachable `channel(name)` hands it back, so no other
+   * channel of its name exists meanwhile.
+   */
+  rejoin (channel: SseChannel<unknown>): void {
+    this.#forgotten.drop(channel)
     channel.rejoined()
-    // closed with the app: what was forgotten before is closed too (its publish then throws, as on any channel)
+    // forgotten since the app closed (made after it): closed like every channel, its publish throws
     if (this.#closed) {
       channel.close()
     } else {
       this.#channels.set(channel.name, channel)
       this.#idle.idle(channel)
     }
-    return channel
   }
 
   /** @internal */
@@ -430,12 +420,14 @@ export class ChannelRegistry implements SseChannels, ChannelHome {
     this.#idle.busy(channel)
     this.#channels.delete(channel.name)
     channel.forgotten()
+    this.#forgotten.keep(channel)
   }
 
   /** @internal */
   closed (channel: SseChannel<unknown>): void {
     this.#idle.busy(channel)
     if (this.#channels.get(channel.name) === channel) this.#channels.delete(channel.name)
+    else this.#forgotten.drop(channel)
   }
 }
 

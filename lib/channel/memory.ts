@@ -44,12 +44,14 @@ export class MemoryBackend implements ChannelBackend<string> {
     const seq = this.#last + 1
     // a publisher-given id is checked by the encoder like any field
     const stored = encode.item(item.id === undefined ? { ...item, id: this.#epoch + '-' + seq } : item as SseItem<unknown> & { id: string })
-    this.#last = seq
     if (this.#capacity === 0) {
+      this.#last = seq
       this.#first = seq + 1
     } else {
       const now = this.#now()
+      // expired before `seq` counts as kept: its slot still holds what it held before
       this.#expire(now)
+      this.#last = seq
       if (seq - this.#first >= this.#capacity) this.#evictOldest()
       else if (seq - this.#first >= this.#ring.length) this.#grow()
       const slot = seq % this.#ring.length
@@ -156,6 +158,8 @@ export class MemoryBackend implements ChannelBackend<string> {
     const item = this.#ring[slot] as ChannelItem
     if (this.#index.get(item.id) === this.#first) this.#index.delete(item.id)
     this.#ring[slot] = undefined
+    // an empty slot never expires: no later sweep can read it as an item
+    this.#times[slot] = Infinity
     this.#first++
   }
 }

@@ -19,8 +19,10 @@ export interface ChannelOptions {
   queueBytes?: number
   /**
    * Milliseconds an in-memory channel with no subscriber and no publish keeps its history before it is forgotten
-   * (the next `channel(name)` makes a new one). Default 300000 (5 minutes); `Infinity`: until `close()`. One on which
-   * nothing was ever published is forgotten as soon as its last subscriber leaves.
+   * (the next `channel(name)` makes a new one, unless the forgotten object is still held: then it is handed back).
+   * Default 300000 (5 minutes), at most 2147483647; `Infinity`: until `close()`. One of which no client can hold an
+   * id (nothing published, no replay or reset served) is forgotten as soon as its last subscriber leaves. Ignored
+   * with a shared backend, whose channels are kept until `close()`.
    */
   idleTimeout?: number
   /**

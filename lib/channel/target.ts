@@ -19,6 +19,8 @@ export interface TargetOptions {
 export interface Target {
   readonly to: ReadonlySet<string> | undefined
   readonly exclude: ReadonlySet<string> | undefined
+  /** The tag of `to` when it names just one (the common case): its subscribers are read from the index as they are. */
+  readonly one: string | undefined
 }
 
 /** A subscriber's tags, checked: an empty array when it has none. */
@@ -52,10 +54,12 @@ export function resolveTarget (options: TargetOptions | undefined): Target | und
   refuseNonObject(options, '{ to, exclude }', 'publish()')
   refuseUnknown(options, PUBLISH_OPTIONS, 'publish()')
   if (options.to === undefined && options.exclude === undefined) return undefined
-  const { to, exclude } = options
+  const toList = options.to === undefined ? undefined : tagList('to', options.to, 'publish()')
+  const to = toList === undefined ? undefined : new Set(toList)
   return {
-    to: to === undefined ? undefined : new Set(tagList('to', to, 'publish()')),
-    exclude: exclude === undefined ? undefined : new Set(tagList('exclude', exclude, 'publish()'))
+    to,
+    exclude: options.exclude === undefined ? undefined : new Set(tagList('exclude', options.exclude, 'publish()')),
+    one: to?.size === 1 ? toList?.[0] : undefined
   }
 }
 
@@ -70,12 +74,18 @@ export function targetOf (item: ChannelItem): Target | undefined {
   return targets.get(item)
 }
 
+/** Whether a subscriber with `tags` has one of `exclude`. */
+function excluded (exclude: ReadonlySet<string> | undefined, tags: Tags): boolean {
+  if (exclude !== undefined) {
+    for (const tag of tags) if (exclude.has(tag)) return true
+  }
+  return false
+}
+
 /** Whether a subscriber with `tags` gets an item with this targeting. */
 export function reaches (target: Target, tags: Tags): boolean {
-  const { to, exclude } = target
-  if (exclude !== undefined) {
-    for (const tag of tags) if (exclude.has(tag)) return false
-  }
+  const { to } = target
+  if (excluded(target.exclude, tags)) return false
   if (to === undefined) return true
   for (const tag of tags) if (to.has(tag)) return true
   return false
@@ -90,14 +100,30 @@ export function reachable (items: readonly ChannelItem[], tags: Tags): readonly 
   return items.every(gets) ? items : items.filter(gets)
 }
 
+/** What the index holds: a subscriber, with its tags, that takes items. */
+export interface Tagged {
+  readonly tags: Tags
+  push: (item: ChannelItem) => void
+}
+
 /**
  * A channel's tagged subscribers by tag, so a targeted publish finds those of its tags without looking at every
- * subscriber's tags. A tag with one subscriber (a user's own tag, a connection's id) holds it without a set.
+ * subscriber's tags. A tag with one subscriber (a user's own tag, a connection's id) holds it without a set. Built
+ * by the channel's first targeted publish (`start`): until then subscribing costs it nothing.
  */
-export class TagIndex<S extends { readonly tags: Tags }> {
+export class TagIndex<S extends Tagged> {
   readonly #byTag = new Map<string, S | Set<S>>()
+  #started = false
+
+  /** From now on the index holds every subscriber: those of `subscribers` now, and those `add`ed. */
+  start (subscribers: Iterable<S>): void {
+    if (this.#started) return
+    this.#started = true
+    for (const subscriber of subscribers) this.add(subscriber)
+  }
 
   add (subscriber: S): void {
+    if (!this.#started) return
     for (const tag of subscriber.tags) {
       const held = this.#byTag.get(tag)
       if (held === undefined) this.#byTag.set(tag, subscriber)
@@ -107,6 +133,7 @@ export class TagIndex<S extends { readonly tags: Tags }> {
   }
 
   delete (subscriber: S): void {
+    if (!this.#started) return
     for (const tag of subscriber.tags) {
       const held = this.#byTag.get(tag)
       if (held === subscriber) {
@@ -117,6 +144,27 @@ export class TagIndex<S extends { readonly tags: Tags }> {
       const set = held as Set<S>
       set.delete(subscriber)
       if (set.size === 1) this.#byTag.set(tag, set.values().next().value as S)
+    }
+  }
+
+  /**
+   * Hands `item` to the subscribers `target` selects, out of `everyone`. To one tag (a user, a connection), the index
+   * entry is read as it is, with no set made per publish.
+   */
+  deliver (item: ChannelItem, target: Target, everyone: Iterable<S>): void {
+    const { to, exclude, one } = target
+    if (one !== undefined) {
+      const held = this.#byTag.get(one)
+      if (held instanceof Set) {
+        for (const subscriber of held) if (!excluded(exclude, subscriber.tags)) subscriber.push(item)
+      } else if (held !== undefined && !excluded(exclude, held.tags)) {
+        held.push(item)
+      }
+      return
+    }
+    const left = exclude === undefined ? undefined : this.having(exclude)
+    for (const subscriber of to === undefined ? everyone : this.having(to)) {
+      if (left?.has(subscriber) !== true) subscriber.push(item)
     }
   }
 

@@ -5,11 +5,14 @@ import t from 'tap'
 import type { Test } from 'tap'
 import Fastify from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
+import v8 from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { ChannelRegistry, type SseChannel } from '../../lib/channel/index.js'
-import { IdleChannels, largest } from '../../lib/channel/lifecycle.js'
-import type { ChannelBackendFactory, Replay, ReplayPage } from '../../lib/channel/backend.js'
-import { MemoryBackend } from '../../lib/channel/memory.js'
-import { TagIndex } from '../../lib/channel/target.js'
+import { ForgottenChannels, IdleChannels, largest, type IdleClock } from '../../lib/channel/lifecycle.js'
+import type { ChannelBackendFactory, ChannelEncoder, ChannelItem, Replay, ReplayPage } from '../../lib/channel/backend.js'
+import { MemoryBackend, memoryBackend } from '../../lib/channel/memory.js'
+import { TagIndex, reaches, resolveTarget } from '../../lib/channel/target.js'
+import { encodeAhead, encodeParts } from '../../lib/encode.js'
 import { nearName } from '../../lib/errors.js'
 import ssePlugin, { type SseItem } from '../../lib/index.js'
 import { open, startApp, take, within } from '../helpers.js'
@@ -34,60 +37,90 @@ async function makeApp (t: Test) {
 const registered = (channel: object): boolean => (channel as SseChannel<unknown>).registered
 
 t.test('over HTTP: a room subscribed once and left is forgotten at once; one with items waits its idleTimeout', async t => {
-  t.setTimeout(20_000)
+  t.setTimeout(30_000)
+  // rooms wait seconds (a loaded machine still resumes within them); `quick-` rooms are forgotten soon
   const { app, url } = await startApp(app => {
-    app.get<{ Params: { room: string } }>('/rooms/:room', (req, reply) => reply.sse(
-      app.sse.channel(req.params.room, { idleTimeout: 200 }).subscribe({ lastEventId: req.headers['last-event-id'] })
-    ))
+    app.get<{ Params: { room: string } }>('/rooms/:room', (req, reply) => {
+      const idleTimeout = req.params.room.startsWith('quick-') ? 100 : 10_000
+      return reply.sse(app.sse.channel(req.params.room, { idleTimeout }).subscribe({ lastEventId: req.headers['last-event-id'] }))
+    })
   })
   t.teardown(() => app.close())
   const rooms = Array.from({ length: 20 }, (_, i) => `r${i}`)
   const clients = await Promise.all(rooms.map(room => open(`${url}/rooms/${room}`)))
   t.equal(app.sse.stats().channelCount, 20, 'each room held while subscribed')
-  const first = app.sse.channel('r0', { idleTimeout: 200 })
+  const first = app.sse.channel('r0', { idleTimeout: 10_000 })
   const id = first.publish({ data: 'hello' })
   t.same(await take(clients[0]!.events, 1), [{ id, data: 'hello' }])
   for (const client of clients) client.res.body.destroy()
   await until(() => app.sse.stats().channelCount === 1, 'the rooms with nothing published forgotten')
   t.same(app.sse.stats().channels.map(c => c.name), ['r0'], 'the room with an item is kept')
-  app.sse.channel('r1', { idleTimeout: 200 })
-  t.equal(app.sse.stats().channelCount, 2, 'a forgotten name made again on use')
 
   // a client that comes back within idleTimeout resumes exactly
   const back = await open(`${url}/rooms/r0`, { headers: { 'last-event-id': id } })
   const later = first.publish({ data: 'again' })
   t.same(await take(back.events, 1), [{ id: later, data: 'again' }], 'resumed: nothing replayed twice')
   back.res.body.destroy()
-  await until(() => !registered(first), 'r0 forgotten after its idleTimeout', 5000)
-  t.equal(app.sse.stats().channels.find(c => c.name === 'r0'), undefined, 'not listed once forgotten')
 
-  // one that comes back after it was forgotten gets a reset: its history went with it
-  const late = await open(`${url}/rooms/r0`, { headers: { 'last-event-id': later } })
+  // one that comes back after its room was forgotten gets a reset: the history went with it
+  const quick = await open(`${url}/rooms/quick-1`)
+  const items = [0, 1].map(n => app.sse.channel('quick-1', { idleTimeout: 100 }).publish({ data: n }))
+  await take(quick.events, 2)
+  quick.res.body.destroy()
+  await until(() => app.sse.stats().channels.every(c => c.name !== 'quick-1'), 'quick-1 forgotten after its idleTimeout')
+  t.ok(registered(first), 'r0 still held: it waits its own idleTimeout')
+  const late = await open(`${url}/rooms/quick-1`, { headers: { 'last-event-id': items[0] } })
   const [reset] = await take(late.events, 1)
-  t.match(reset, { event: 'sse-reset', data: JSON.stringify({ reason: 'unknown' }) }, 'told to reload: a new channel')
+  // `expired` while the forgotten object is still alive (its ids go on), `unknown` once it was collected
+  t.match(reset, { event: 'sse-reset', data: /^\{"reason":"(expired|unknown)"\}$/ }, 'told to reload')
   late.res.body.destroy()
 })
 
-t.test('an object that was forgotten: publish and subscribe act on the channel of its name, nothing is lost', async t => {
+t.test('over HTTP: on a quiet channel a client given a reset resumes from its position when it comes back', async t => {
+  t.setTimeout(30_000)
+  // the route holds no channel object: only the registry keeps the room
+  const { app, url } = await startApp(app => {
+    app.get<{ Params: { user: string } }>('/users/:user', (req, reply) => reply.sse(
+      app.sse.channel(`user:${req.params.user}`).subscribe({ lastEventId: req.headers['last-event-id'] })
+    ))
+  })
+  t.teardown(() => app.close())
+  let lastEventId = 'from-a-previous-process-7'
+  const firsts = []
+  for (let i = 0; i < 3; i++) {
+    const client = await open(`${url}/users/42`, { headers: { 'last-event-id': lastEventId } })
+    await until(() => app.sse.channel('user:42').size === 1, 'subscribed')
+    // a reset comes at once; a client that resumed gets the next item
+    if (i > 0) app.sse.channel('user:42').publish({ data: `item ${i}` })
+    const [item] = await take(client.events, 1)
+    firsts.push(item?.event ?? item?.data)
+    lastEventId = item?.id as string
+    client.res.body.destroy()
+    // looked at through stats(): channel(name) would make the room again
+    await until(() => app.sse.stats().channels.every(c => c.name !== 'user:42' || c.subscribers === 0), 'left')
+    t.ok(app.sse.stats().channels.some(c => c.name === 'user:42'), 'kept: its client holds one of its ids')
+  }
+  t.same(firsts, ['sse-reset', 'item 1', 'item 2'], 'one reset, then resumed each time')
+})
+
+t.test('a forgotten object still held is what channel(name) hands back: its options, its ids, its close()', async t => {
   t.setTimeout(10_000)
   const app = await makeApp(t)
-  const old = app.sse.channel<string>('room')
-  const sub = old.subscribe()
-  await sub.return?.()
-  t.notOk(registered(old), 'forgotten as its only subscriber left, nothing published')
-  const fresh = app.sse.channel<string>('room')
-  t.not(fresh, old, 'the next channel(name) makes a new one')
-  const listening = fresh.subscribe()
-  const id = old.publish({ data: 'through the old object' })
-  t.same(await within(listening.next(), 2000, 'the item'), { done: false, value: { id, data: 'through the old object' } },
-    'delivered by the channel of that name')
-  t.equal(old.size, 0, 'the old object has no subscriber of its own')
-  const viaOld = old.subscribe()
-  t.equal(fresh.size, 2, 'subscribe through the old object joins the new channel')
-  await viaOld.return?.()
+  const news = app.sse.channel<string>('news', { history: 1000 })
+  await news.subscribe().return?.()
+  t.notOk(registered(news), 'forgotten as its only subscriber left, nothing published')
+  t.equal(app.sse.stats().channelCount, 0, 'not held')
+  const viaRoute = app.sse.channel<string>('news')
+  t.equal(viaRoute, news, 'the object kept, taken back')
+  t.ok(registered(news))
+  t.equal((viaRoute as SseChannel<string>).limits.history, 1000, 'with its options')
+  t.equal(app.sse.channel('news', { history: 1000 }), news, 'its options asked again: no refusal')
+  const listening = viaRoute.subscribe()
+  const id = news.publish({ data: 'through the kept object' })
+  t.same(await within(listening.next(), 2000, 'the item'), { done: false, value: { id, data: 'through the kept object' } })
   await listening.return?.()
 
-  // with no channel of that name, the old object takes its name back
+  // forgotten after its idleTimeout: taken back by a subscribe or a publish, its ids going on
   const alone = app.sse.channel<string>('alone', { idleTimeout: 0 })
   alone.publish({ data: 'x' })
   await until(() => !registered(alone), 'idleTimeout 0: forgotten as soon as it is idle')
@@ -98,64 +131,150 @@ t.test('an object that was forgotten: publish and subscribe act on the channel o
   t.same(await within(next.next(), 2000, 'the item'), { done: false, value: { id: again, data: 'y' } })
   t.match(again, /-2$/, 'its ids go on')
   await next.return?.()
+  await until(() => !registered(alone), 'forgotten again')
   const taken = alone.publish({ data: 'z' })
-  t.match(taken, /-3$/, 'a publish takes it back too')
+  t.ok(registered(alone), 'taken back by a publish')
+  t.match(taken, /-3$/, 'its ids go on')
 
-  // close() of a forgotten object closes the channel of its name
+  // close() of a forgotten object closes it: its name is free again
   const gone = app.sse.channel('gone')
   await gone.subscribe().return?.()
-  const current = app.sse.channel('gone')
-  const ending = current.subscribe()
+  t.notOk(registered(gone))
   gone.close()
-  t.ok(current.closed, 'the channel of that name closed')
-  t.same(await ending.next(), { done: true, value: undefined })
-  t.notOk(gone.closed, 'the old object was not the channel')
-  const lone = app.sse.channel('lone')
-  await lone.subscribe().return?.()
-  lone.close()
-  t.ok(lone.closed, 'with no channel of that name, it closes itself')
-  t.throws(() => lone.publish({ data: 'x' }), { code: 'FST_SSE_CHANNEL_CLOSED' })
+  t.ok(gone.closed, 'closed')
+  t.throws(() => gone.publish({ data: 'x' }), { code: 'FST_SSE_CHANNEL_CLOSED' }, 'no publish takes it back')
+  t.notOk(registered(gone), 'not taken back')
+  const fresh = app.sse.channel('gone')
+  t.not(fresh, gone, 'channel(name) makes a new one')
+  t.notOk(fresh.closed)
 
-  // a forgotten in-memory object and a shared channel of its name: refused, not mixed
+  // a forgotten in-memory object still held and a shared channel of its name: refused, not mixed
   const mem = app.sse.channel('mixed')
   await mem.subscribe().return?.()
-  const shared = app.sse.channel('mixed', { backend: () => new MemoryBackend({ history: 1, historyMaxAge: Infinity }, () => {}) })
-  t.not(shared, mem)
-  t.throws(() => mem.publish({ data: 'x' }), { code: 'FST_SSE_INVALID_OPTION', field: 'backend' })
+  const shared = () => new MemoryBackend({ history: 1, historyMaxAge: Infinity }, () => {})
+  t.throws(() => app.sse.channel('mixed', { backend: shared }), { code: 'FST_SSE_INVALID_OPTION', field: 'backend' })
+  t.equal(app.sse.channel('mixed'), mem)
 })
 
-t.test('idleTimeout: published on while idle, the wait starts again; Infinity keeps it; bad values refused', async t => {
-  t.setTimeout(10_000)
+/** A full collection, and a turn of the loop after it (where FinalizationRegistry callbacks run). */
+const collect = async (): Promise<void> => {
+  // a turn first: a WeakRef made in this turn keeps its target alive until the turn ends
+  await new Promise(resolve => setImmediate(resolve))
+  gc()
+  await new Promise(resolve => setImmediate(resolve))
+}
+v8.setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
+
+t.test('a forgotten channel nobody holds is collected, its entry with it; channel(name) then makes a new one', async t => {
+  t.setTimeout(20_000)
   const app = await makeApp(t)
-  const kept = app.sse.channel('kept', { idleTimeout: Infinity })
-  await kept.subscribe().return?.()
-  t.ok(registered(kept), 'Infinity: kept even with nothing published')
-  const room = app.sse.channel('room', { idleTimeout: 300 })
-  room.publish({ data: 1 })
-  const started = Date.now()
-  while (Date.now() - started < 500) {
-    room.publish({ data: 2 })
-    await sleep(50)
+  const forget = async (name: string): Promise<void> => {
+    await app.sse.channel(name, { history: 7 }).subscribe().return?.()
   }
-  t.ok(registered(room), 'publishing keeps it')
-  await until(() => !registered(room), 'forgotten once publishing stopped')
-  t.equal(app.sse.channel('created', { idleTimeout: 50 }).size, 0)
-  await until(() => app.sse.stats({ channels: Infinity }).channels.every(c => c.name !== 'created'), 'never used: forgotten')
+  await forget('room')
+  t.equal(app.sse.stats().channelCount, 0)
+  for (let i = 0; i < 20 && (app.sse.channel('room') as SseChannel<unknown>).limits.history === 7; i++) {
+    await app.sse.channel('room').subscribe().return?.()
+    await collect()
+  }
+  t.equal((app.sse.channel('room') as SseChannel<unknown>).limits.history, 100, 'made again, with the options of this call')
+
+  // the entries: dropped when looked up after their channel was collected, or by the collection's callback
+  const forgotten = new ForgottenChannels<{ name: string }>()
+  const held = { name: 'held' }
+  forgotten.keep(held)
+  forgotten.keep({ name: 'a' })
+  await collect()
+  t.same(forgotten.values(), [held], 'only those alive')
+  t.equal(forgotten.find('a'), undefined)
+  t.equal(forgotten.find('held'), held)
+  forgotten.keep({ name: 'b' })
+  for (let i = 0; i < 20 && forgotten.size > 1; i++) await collect()
+  t.equal(forgotten.size, 1, 'collected: its entry dropped')
+  forgotten.drop(held)
+  t.equal(forgotten.size, 0)
+})
+
+/** A clock of the test's own for IdleChannels: time moves only when `advance` moves it, running the timers due. */
+function fakeClock () {
+  let now = 0
+  const timers = new Set<{ fn: () => void, at: number }>()
+  const clock: IdleClock = {
+    now: () => now,
+    later: (fn, ms) => {
+      const timer = { fn, at: now + ms }
+      timers.add(timer)
+      return () => { timers.delete(timer) }
+    }
+  }
+  return {
+    clock,
+    /** Timers set and not yet run or cancelled. */
+    get timers (): number { return timers.size },
+    advance (ms: number): void {
+      const end = now + ms
+      for (let due = next(end); due !== undefined; due = next(end)) {
+        timers.delete(due)
+        now = Math.max(now, due.at)
+        due.fn()
+      }
+      now = end
+    }
+  }
+  function next (end: number) {
+    return [...timers].filter(timer => timer.at <= end).sort((a, b) => a.at - b.at)[0]
+  }
+}
+
+t.test('idleTimeout: published on while idle, the wait starts again, the history kept; Infinity keeps it', async t => {
+  const time = fakeClock()
+  const registry = new ChannelRegistry(Fastify().log, JSON.stringify, memoryBackend, undefined, time.clock)
+  t.teardown(() => registry.close())
+  const kept = registry.channel('kept', { idleTimeout: Infinity })
+  await kept.subscribe().return?.()
+  t.ok(registered(kept), 'Infinity: kept even with nothing given')
+  const room = registry.channel('room', { idleTimeout: 300 })
+  const ids = [room.publish({ data: 0 })]
+  for (let n = 1; n <= 5; n++) {
+    time.advance(200)
+    ids.push(room.publish({ data: n }))
+  }
+  time.advance(200)
+  t.ok(registered(room), 'published on every 200 ms: kept past its 300 ms')
+  const replay = room.subscribe({ lastEventId: ids[0] })
+  const got = await take(replay, 5)
+  t.same(got.map(item => item.id), ids.slice(1), 'its history kept')
+  await replay.return?.()
+  time.advance(299)
+  t.ok(registered(room), 'the wait starts again when its subscriber leaves')
+  time.advance(2)
+  t.notOk(registered(room), 'forgotten once idle for its idleTimeout')
+  t.ok(registered(kept))
+  const created = registry.channel('created', { idleTimeout: 50 })
+  time.advance(51)
+  t.notOk(registered(created), 'never used: forgotten too')
+})
+
+t.test('idleTimeout over real timers: each channel goes at its own time; bad values refused', async t => {
+  t.setTimeout(20_000)
+  const app = await makeApp(t)
   for (const idleTimeout of [-1, 1.5, '10', 2 ** 31, NaN]) {
     t.throws(() => app.sse.channel('bad', { idleTimeout: idleTimeout as number }), { code: 'FST_SSE_INVALID_OPTION', field: 'idleTimeout' })
   }
-  // several timeouts, one timer: each channel goes at its own time
+  t.equal(app.sse.channel('max', { idleTimeout: 2 ** 31 - 1 }).size, 0, 'a timer\'s limit taken')
+  // several timeouts, one timer
   const short = app.sse.channel('short', { idleTimeout: 30 })
-  const long = app.sse.channel('long', { idleTimeout: 400 })
+  const long = app.sse.channel('long', { idleTimeout: 10_000 })
   short.publish({ data: 1 })
   long.publish({ data: 1 })
   await until(() => !registered(short), 'the short one')
   t.ok(registered(long), 'the long one still there')
-  await until(() => !registered(long), 'the long one')
 })
 
-t.test('a shared backend (without forget) is never forgotten; app.close() stops the idle timer', async t => {
-  const app = await makeApp(t)
+t.test('a shared backend (without forget) is never forgotten; close() stops the idle timer', async t => {
+  const time = fakeClock()
+  const registry = new ChannelRegistry(Fastify().log, JSON.stringify, memoryBackend, undefined, time.clock)
   const backend: ChannelBackendFactory<string> = (_name, options, deliver) => {
     const memory = new MemoryBackend(options, deliver)
     return {
@@ -165,12 +284,15 @@ t.test('a shared backend (without forget) is never forgotten; app.close() stops 
       close: () => {}
     }
   }
-  const shared = app.sse.channel('shared', { backend, idleTimeout: 0 })
+  const shared = registry.channel('shared', { backend, idleTimeout: 0 })
   await shared.subscribe().return?.()
   shared.publish({ data: 1 })
+  time.advance(10)
   t.ok(registered(shared), 'kept')
-  app.sse.channel('pending', { idleTimeout: 100_000 }).publish({ data: 1 })
-  await app.close()
+  registry.channel('pending', { idleTimeout: 100_000 }).publish({ data: 1 })
+  t.equal(time.timers, 1, 'a timer for the idle one')
+  await registry.close()
+  t.equal(time.timers, 0, 'stopped')
 })
 
 t.test('a forgotten object after app.close(): closed like every channel, its publish throws', async t => {
@@ -218,18 +340,55 @@ t.test('largest(): the heaviest, heaviest first, ties in the order given, withou
   t.same(largest([1, 2, 3], 0, x => x), [])
 })
 
-t.test('IdleChannels: a sweep forgets only those due, in order', async t => {
+t.test('IdleChannels: a sweep forgets only those due, in order, at most 1,000 a turn; clear() starts afresh', async t => {
+  const time = fakeClock()
   const forgotten: string[] = []
-  const idle = new IdleChannels<{ name: string, idleTimeout: number }>(c => forgotten.push(c.name))
+  const idle = new IdleChannels<{ name: string, idleTimeout: number }>(c => forgotten.push(c.name), time.clock)
   const a = { name: 'a', idleTimeout: 20 }
   const b = { name: 'b', idleTimeout: 20 }
   idle.idle(a)
+  time.advance(5)
   idle.idle(b)
   idle.idle(a) // again: now after b
-  await until(() => forgotten.length === 2, 'both forgotten')
+  t.equal(idle.pending, 2)
+  time.advance(21)
   t.same(forgotten, ['b', 'a'])
-  idle.idle({ name: 'c', idleTimeout: 10_000 })
+  t.equal(idle.pending, 0)
+
+  // cleared: no timer left, and the next channel gets a timer of its own even if it is due later than the old one
+  idle.idle({ name: 'c', idleTimeout: 10 })
   idle.clear()
+  t.equal(time.timers, 0, 'the timer stopped')
+  t.equal(idle.pending, 0)
+  idle.idle({ name: 'd', idleTimeout: 50 })
+  time.advance(51)
+  t.same(forgotten.slice(2), ['d'], 'forgotten after clear()')
+
+  // many due at once: 1,000 per sweep, the rest on the next turns, each timeout's in order
+  forgotten.length = 0
+  for (let i = 0; i < 1500; i++) idle.idle({ name: `x${i}`, idleTimeout: 10 })
+  for (let i = 0; i < 1000; i++) idle.idle({ name: `y${i}`, idleTimeout: 20 })
+  time.advance(10)
+  t.equal(forgotten.length, 0)
+  time.advance(11)
+  t.equal(forgotten.length, 2500, 'all forgotten')
+  t.equal(forgotten[999], 'x999')
+  t.equal(forgotten[2499], 'y999')
+  t.equal(idle.pending, 0)
+  t.equal(time.timers, 0)
+})
+
+t.test('IdleChannels: a sweep of more than 1,000 leaves the rest to a later turn', async t => {
+  const time = fakeClock()
+  let count = 0
+  const idle = new IdleChannels<{ idleTimeout: number }>(() => count++, time.clock)
+  for (let i = 0; i < 2500; i++) idle.idle({ idleTimeout: 10 })
+  const sweeps: number[] = []
+  for (let turn = 0; turn < 4; turn++) {
+    time.advance(turn === 0 ? 11 : 1)
+    sweeps.push(count)
+  }
+  t.same(sweeps, [1000, 2000, 2500, 2500], 'a timer of a millisecond between sweeps')
 })
 
 t.test('options refused by name: channel(), subscribe(); near names suggested', async t => {
@@ -295,7 +454,7 @@ t.test('history grows as it fills: a large bound costs nothing until items come;
   const delivered: string[] = []
   const big = new MemoryBackend({ history: 5_000_000, historyMaxAge: Infinity }, item => { delivered.push(item.id) })
   t.equal(big.stats().history, 0)
-  const encode = { item: (item: SseItem<unknown> & { id: string }) => item as never, parts: () => ({ head: '', tail: '' }) }
+  const encode: ChannelEncoder = { item: item => encodeAhead(item), parts: item => encodeParts(item) }
   const ids = Array.from({ length: 100 }, (_, n) => big.append({ data: n }, encode))
   t.same(replayed(big.replay(ids[9] as string, PAGE)), ids.slice(10), 'every item kept, in order, page by page')
   const ring = new MemoryBackend({ history: 20, historyMaxAge: 100 }, () => {}, () => now)
@@ -342,12 +501,25 @@ t.test('targeted publish through the tag index: to, exclude, both; many tags; th
   await anon.return?.()
 })
 
-t.test('TagIndex: a tag holds one subscriber alone, several in a set, and goes back to one', async t => {
-  const index = new TagIndex<{ tags: readonly string[] }>()
-  const a = { tags: ['x'] }
-  const b = { tags: ['x', 'y'] }
-  const c = { tags: ['x'] }
+/** A subscriber as the index sees it: its tags, and the items it got. */
+interface FakeSubscriber { tags: readonly string[], got: number[], push: (item: ChannelItem) => void }
+const fake = (tags: string[]): FakeSubscriber => {
+  const got: number[] = []
+  return { tags, got, push: item => { got.push(Number(item.data)) } }
+}
+const item = (n: number): ChannelItem => encodeAhead({ id: String(n), data: n })
+
+t.test('TagIndex: built by the first targeted publish; a tag holds one subscriber alone, several in a set', async t => {
+  const index = new TagIndex<FakeSubscriber>()
+  const a = fake(['x'])
+  const b = fake(['x', 'y'])
+  const c = fake(['x'])
   index.add(a)
+  t.same([...index.having(new Set(['x']))], [], 'not started: nothing held')
+  index.delete(a)
+  index.start([a])
+  index.start([b])
+  t.same([...index.having(new Set(['x']))], [a], 'started once, with the subscribers of then')
   index.add(b)
   index.add(c)
   t.same([...index.having(new Set(['x']))], [a, b, c])
@@ -356,6 +528,43 @@ t.test('TagIndex: a tag holds one subscriber alone, several in a set, and goes b
   t.same([...index.having(new Set(['x', 'y']))], [c])
   index.delete(c)
   t.same([...index.having(new Set(['x']))], [])
+})
+
+t.test('TagIndex.deliver against reaches(): random subscribers, tags and targets', async t => {
+  const TAGS = ['a', 'b', 'c', 'd', 'e']
+  for (let run = 0; run < 300; run++) {
+    let seed = run + 7
+    const r = (): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff
+    const pick = (): string[] => TAGS.filter(() => r() < 0.3)
+    const index = new TagIndex<FakeSubscriber>()
+    index.start([])
+    let subscribers: FakeSubscriber[] = []
+    for (let op = 0; op < 60; op++) {
+      const x = r()
+      if (x < 0.4) {
+        const subscriber = fake([...new Set(pick())])
+        subscribers.push(subscriber)
+        index.add(subscriber)
+      } else if (x < 0.6 && subscribers.length > 0) {
+        const gone = subscribers[Math.floor(r() * subscribers.length)] as FakeSubscriber
+        index.delete(gone)
+        subscribers = subscribers.filter(s => s !== gone)
+      } else {
+        // one tag often, as the fast path takes it
+        const to = r() < 0.3 ? undefined : r() < 0.5 ? [TAGS[Math.floor(r() * 5)] as string] : pick()
+        const exclude = r() < 0.5 ? undefined : pick()
+        const target = resolveTarget({ to, exclude }) ?? { to: undefined, exclude: new Set<string>(), one: undefined }
+        for (const subscriber of subscribers) subscriber.got.length = 0
+        index.deliver(item(op), target, subscribers)
+        const wrong = subscribers.find(s => s.got.length !== (reaches(target, s.tags) ? 1 : 0))
+        if (wrong !== undefined) {
+          t.fail(`seed ${run + 7}, op ${op}: to ${JSON.stringify(to)} exclude ${JSON.stringify(exclude)}, tags ${JSON.stringify(wrong.tags)} got ${wrong.got.length}`)
+          return
+        }
+      }
+    }
+  }
+  t.pass('every delivery matched reaches()')
 })
 
 t.test('the registry on its own: the default backend, forgetting a channel it does not hold is a no-op', async t => {
