@@ -23,6 +23,12 @@ const HEARTBEAT = Number(arg('heartbeat', '5000'))
 const PREFIX = arg('prefix', 'bench:scale:')
 /** Items a Redis channel keeps for Last-Event-ID replay (the storm scenario needs the whole outage). */
 const HISTORY = Number(arg('history', '100'))
+/** ours: the `retry` the plugin sends (ms; jittered by its default `retryJitter`); none when not given. */
+const RETRY = arg('retry', undefined)
+/** ours: the plugin's `admission`, `rate[,burst[,spread]]` (new streams a second, per process); none if not given. */
+const ADMISSION = arg('admission', undefined)
+/** ours: the plugin's `retryAfter` (seconds; the plugin's default when not given). */
+const RETRY_AFTER = arg('retry-after', undefined)
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const CHANNEL = 'scale'
 
@@ -92,7 +98,14 @@ async function oursServer () {
   const { default: ssePlugin } = await import(pathToFileURL(join(dist, 'index.js')).href)
   const { default: Fastify } = await import('fastify')
   const app = Fastify({ logger: false })
-  await app.register(ssePlugin, { heartbeat: HEARTBEAT })
+  const options = { heartbeat: HEARTBEAT }
+  if (RETRY !== undefined) options.retry = Number(RETRY)
+  if (RETRY_AFTER !== undefined) options.retryAfter = Number(RETRY_AFTER)
+  if (ADMISSION !== undefined) {
+    const [rate, burst, spread] = ADMISSION.split(',').map(Number)
+    options.admission = { rate, ...(burst === undefined ? {} : { burst }), ...(spread === undefined ? {} : { spread }) }
+  }
+  await app.register(ssePlugin, options)
   let channel
   if (MODE === 'redis') {
     const { Redis } = await import('ioredis')

@@ -2,14 +2,20 @@
 // Reconnection storm (not part of `npm test`): every server restarts at once and every client comes back with its
 // Last-Event-ID.
 //
-//   node bench/scale/storm.js [--n=20000] [--procs=2] [--clients=2] [--every=100] [--jitter=0] [--record]
+//   node bench/scale/storm.js [--n=20000] [--procs=2] [--clients=2] [--every=100] [--jitter=0]
+//     [--retry=3000] [--admission=rate[,burst[,spread]]] [--retry-after=5] [--bound=300] [--record [--as=after]]
 //
 // `--procs` Fastify + fastify-typed-sse processes (bench/scale/server.js, `--mode=redis`) share one Redis channel
 // (REDIS_URL, default redis://127.0.0.1:6379) holding --n subscribers from `--clients` client processes; one more
 // such process, without subscribers, publishes an item every `--every` ms throughout. Then every subscriber
 // process is killed (SIGKILL) and started again on new ports, and every client reconnects with the id of the
-// last event it read (after a random delay up to `--jitter` ms). Measured: the time from the kill until every
-// client is streaming again; what Redis sent meanwhile (`INFO stats` total_net_output_bytes) and the commands it
+// last event it read (after a random delay up to `--jitter` ms). With `--retry`, the servers send that `retry`
+// (jittered by the plugin's default `retryJitter`) and each client comes back as an EventSource does: the `retry`
+// it last received after the close, and again after each failed attempt (while no server listens, a refused
+// connection); a 503 (`--admission`: the plugin's `admission` per process, `--retry-after` its `retryAfter`)
+// after its `Retry-After`. Clients still down `--bound` s after the kill are counted, and the run ends. `--as=after`
+// records as scale-storm-after instead of scale-storm. Measured: the time from the kill until every client is
+// streaming again; what Redis sent meanwhile (`INFO stats` total_net_output_bytes) and the commands it
 // ran (`INFO commandstats`); items lost (a gap in a client's sequence) and read twice; `sse-reset` items; and the
 // delivery latency of the items published from the kill on (p50/p99/max, publish → read, replayed or live).
 import { fork } from 'node:child_process'
@@ -35,6 +41,12 @@ async function main () {
   const CLIENTS = Number(option('clients', '2'))
   const EVERY = Number(option('every', '100'))
   const JITTER = Number(option('jitter', '0'))
+  const RETRY = option('retry', undefined)
+  const ADMISSION = option('admission', undefined)
+  const RETRY_AFTER = option('retry-after', undefined)
+  const AS = option('as', undefined)
+  /** Seconds from the kill that the clients are given to resume: past it, the run reports how many still had not. */
+  const BOUND = Number(option('bound', '300'))
   const PORTS = Math.ceil(N / PROCS / 10_000)
   if (N / CLIENTS > 19_000 || N / PROCS > 19_000) throw new Error('at most 19,000 sockets per process (ulimit -n)')
   const prefix = `bench:scale:storm:${process.pid}:`
@@ -63,7 +75,9 @@ async function main () {
     }
     return { proc, next, send: (m) => proc.send(m) }
   }
-  const serverArgs = ['--kind=ours', '--mode=redis', `--ports=${PORTS}`, `--prefix=${prefix}`, '--history=100000', '--backlog=4096']
+  const serverArgs = ['--kind=ours', '--mode=redis', `--ports=${PORTS}`, `--prefix=${prefix}`, '--history=100000', '--backlog=4096',
+    ...(RETRY === undefined ? [] : [`--retry=${RETRY}`]), ...(ADMISSION === undefined ? [] : [`--admission=${ADMISSION}`]),
+    ...(RETRY_AFTER === undefined ? [] : [`--retry-after=${RETRY_AFTER}`])]
   const startServers = async () => {
     const handles = Array.from({ length: PROCS }, () => start(server, serverArgs, ['--expose-gc']))
     const ports = []
@@ -110,10 +124,22 @@ async function main () {
     const listeningMs = now() - t0
     for (const c of clients) c.send({ cmd: 'reconnect', ports: servers.ports, jitter: JITTER, from: kickoff })
     const resumed = []
-    for (const c of clients) resumed.push(await c.next(m => m.type === 'resumed'))
-    const resumeMs = Math.max(...resumed.map(r => r.at)) - t0
+    for (const c of clients) {
+      const left = t0 + BOUND * 1000 - now()
+      resumed.push(left > 0 ? await c.next(m => m.type === 'resumed', left).catch(() => undefined) : undefined)
+    }
+    // a client process that did not resume within the bound says how many of its clients are still down
+    for (const [i, c] of clients.entries()) if (resumed[i] === undefined) c.send({ cmd: 'down' })
+    const stillDown = []
+    for (const [i, c] of clients.entries()) {
+      stillDown.push(resumed[i] === undefined ? (await c.next(m => m.type === 'down', 60_000)).down : 0)
+    }
+    const down = stillDown.reduce((a, b) => a + b, 0)
+    const resumeMs = down > 0 ? BOUND * 1000 : Math.max(...resumed.map(r => r.at)) - t0
     const after = await info()
-    console.log(`storm: every client streaming again ${(resumeMs / 1000).toFixed(1)} s after the kill; load ${load()}`)
+    console.log(down > 0
+      ? `storm: ${down} clients still down ${BOUND} s after the kill; load ${load()}`
+      : `storm: every client streaming again ${(resumeMs / 1000).toFixed(1)} s after the kill; load ${load()}`)
     await sleep(3000)
     publishing = false
     await steady
@@ -129,20 +155,31 @@ async function main () {
     const rows = [
       ['subscribers, server processes', `${N.toLocaleString('en-US')}, ${PROCS}`],
       ['kill → new server processes listening', `${(listeningMs / 1000).toFixed(1)} s`],
-      ['kill → every client streaming again', `${(resumeMs / 1000).toFixed(1)} s`],
+      ['kill → every client streaming again', down > 0
+        ? `not within ${BOUND} s: ${down.toLocaleString('en-US')} still down`
+        : `${(resumeMs / 1000).toFixed(1)} s`],
       ['reconnects refused or failed (retried)', String(sum(r => r.refused))],
-      ['Redis bytes sent, kill → all resumed', `${((after.bytes - before.bytes) / 1048576).toFixed(1)} MiB`],
+      ['of which 503 (admission)', String(sum(r => r.unavailable))],
+      ['attempts while no server listened (`retry` mode: a refused connection, tried again after `retry`)',
+        String(sum(r => r.unreachable))],
+      [`Redis bytes sent, kill → all resumed${down > 0 ? ' (or the bound)' : ''}`, `${((after.bytes - before.bytes) / 1048576).toFixed(1)} MiB`],
       ['Redis commands, kill → all resumed (machine-wide: other clients of the same Redis count too)', calls || 'none'],
       ['items lost (gaps) / read twice', `${sum(r => r.lost)} / ${sum(r => r.dupes)}`],
       ['`sse-reset` items', String(sum(r => r.resets))],
       ['items published from the kill on: delivery p50 / p99 / max', `${pct(0.5).toFixed(0)} / ${pct(0.99).toFixed(0)} / ${(latencies.at(-1) ?? NaN).toFixed(0)} ms`],
       ['load average at the start / end', `${loadStart} / ${load()}`]
     ]
+    let how = JITTER > 0 ? ` after up to ${JITTER} ms` : ' at once'
+    if (RETRY !== undefined) {
+      how = ` after the \`retry\` they last received (${RETRY} ms ± 50 %, the plugin's jitter)`
+      if (ADMISSION !== undefined) how += `, \`admission\` ${ADMISSION} (rate,burst,spread) per process`
+      if (RETRY_AFTER !== undefined) how += `, \`retryAfter\` ${RETRY_AFTER}`
+    }
     const table = [`Reconnection storm: every server process killed and started again, ${N.toLocaleString('en-US')} clients back with Last-Event-ID` +
-      `${JITTER > 0 ? ` after up to ${JITTER} ms` : ' at once'}; an item published every ${EVERY} ms throughout.`, '',
+      `${how}; an item published every ${EVERY} ms throughout.`, '',
     '| | fastify-typed-sse |', '|---|---|', ...rows.map(([k, v]) => `| ${k} | ${v} |`)].join('\n')
     console.log('\n' + table)
-    if (recording()) recordFigures('scale-storm', table, `node bench/scale/storm.js ${args.filter(a => a !== '--record').join(' ')}`.trim())
+    if (recording()) recordFigures(AS === undefined ? 'scale-storm' : `scale-storm-${AS}`, table, `node bench/scale/storm.js ${args.filter(a => a !== '--record').join(' ')}`.trim())
   } finally {
     for (const p of procs) p.kill('SIGKILL')
     const keys = await redis.keys(prefix + '*')
@@ -163,6 +200,8 @@ function client () {
   let dupes = 0
   let resets = 0
   let refused = 0
+  let unavailable = 0
+  let unreachable = 0
   let down = 0
   let ports = []
   let jitter = 0
@@ -178,12 +217,28 @@ function client () {
     if (!state.up) {
       const head = text.indexOf('\r\n\r\n')
       if (head === -1) { state.tail = text; return }
-      if (!text.startsWith('HTTP/1.1 200')) { refused++; state.tail = ''; this.destroy(); return }
+      if (!text.startsWith('HTTP/1.1 200')) {
+        refused++
+        const after = /\r\nretry-after: *(\d+)/i.exec(text.slice(0, head))
+        if (after !== null) { unavailable++; state.retryAfter = Number(after[1]) * 1000 }
+        state.tail = ''
+        this.destroy()
+        return
+      }
       state.up = true
       if (--down === 0) resumedAt = at
       text = text.slice(head + 4)
     }
     // whole frames only: up to the last blank line
+    if (!state.sawRetry) {
+      // the `retry:` line comes first, before any item
+      const r = text.startsWith('retry: ') ? 0 : text.indexOf('\nretry: ') + 1
+      const end = text.indexOf('\n', r)
+      if ((r > 0 || text.startsWith('retry: ')) && end !== -1) {
+        state.retry = Number(text.slice(r + 7, end))
+        state.sawRetry = true
+      }
+    }
     const last = text.lastIndexOf('\n\n')
     state.tail = last === -1 ? text : text.slice(last + 2)
     if (last === -1) return
@@ -211,15 +266,28 @@ function client () {
   function onClose () {
     const state = this.state
     if (state.up) { state.up = false; down++ }
-    // before the new ports are known, wait; after, try again (the server refused, or was not listening yet)
-    if (!told) waiting.push(state)
+    // as an EventSource: after a 503 its Retry-After, else the `retry` last received
+    const delay = state.retryAfter ?? state.retry
+    state.retryAfter = undefined
+    if (delay !== undefined) setTimeout(attempt, delay, state)
+    // no `retry` received: before the new ports are known, wait; after, try again (the server refused, or was not
+    // listening yet)
+    else if (!told) waiting.push(state)
     else setTimeout(open, 100 + Math.random() * jitter, state)
+  }
+
+  /** A reconnection attempt after `retry`: no server listens before the new ports are known (refused; again later). */
+  function attempt (state) {
+    if (told) { open(state); return }
+    unreachable++
+    setTimeout(attempt, state.retry, state)
   }
 
   function open (state) {
     const socket = connect(ports[state.k % ports.length], '127.0.0.1')
     socket.state = state
     state.tail = ''
+    state.sawRetry = false
     socket.on('data', onData)
     socket.on('close', onClose)
     socket.on('error', () => {})
@@ -248,8 +316,10 @@ function client () {
       waiting = []
       while (down > 0) await sleep(100)
       process.send({ type: 'resumed', at: resumedAt })
+    } else if (msg.cmd === 'down') {
+      process.send({ type: 'down', down })
     } else if (msg.cmd === 'report') {
-      process.send({ type: 'report', latencies, lost, dupes, resets, refused })
+      process.send({ type: 'report', latencies, lost, dupes, resets, refused, unavailable, unreachable })
       latencies = []
     }
   })
