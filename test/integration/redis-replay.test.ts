@@ -104,9 +104,16 @@ t.test('a replay paged while items are published: every item once, in order', as
   await sub.return?.()
 })
 
-t.test('a shared last page that ends before what this process had delivered: the late subscriber reads on', async t => {
-  t.setTimeout(60_000)
-  const { redis } = await redisOf(t)
+/** The socket of an ioredis client: paused, the answers to what it sent wait in this process. */
+function socketOf (redis: Redis): Socket {
+  return (redis as unknown as { stream: Socket }).stream
+}
+
+/**
+ * Two processes on one Redis channel: `chat` here, over a connection whose `socket` a test can pause, and
+ * `elsewhere`, over its own. A `standing` subscriber keeps this process's reader going; it has had the item `firstId`.
+ */
+async function twoProcesses (t: Test, redis: () => Promise<Redis>) {
   const publishing = await redis()
   let chat!: Channel<number, Promise<string>>
   let elsewhere!: Channel<number, Promise<string>>
@@ -118,13 +125,18 @@ t.test('a shared last page that ends before what this process had delivered: the
     elsewhere = app.sse.channel<number>('chat', { backend: redisChannels({ redis: await redis() }), history: 1000 })
   })
   t.teardown(() => b.app.close())
-  // a standing subscriber keeps the reader going
   const standing = chat.subscribe()
   const ready = standing.next()
-  const from = await chat.publish({ data: 0 })
+  const first = await chat.publish({ data: 0 })
   await ready
+  return { chat, elsewhere, standing, socket: socketOf(publishing), firstId: first }
+}
+
+t.test('a shared last page that ends before what this process had delivered: the late subscriber reads on', async t => {
+  t.setTimeout(60_000)
+  const { redis } = await redisOf(t)
+  const { chat, elsewhere, standing, socket, firstId: from } = await twoProcesses(t, redis)
   // the first subscriber's read is answered by Redis, but the answer waits in this process's socket
-  const socket = (publishing as unknown as { stream: Socket }).stream
   const first = chat.subscribe({ lastEventId: from })
   const firstItem = first.next()
   socket.pause()
@@ -142,33 +154,13 @@ t.test('a shared last page that ends before what this process had delivered: the
   await standing.return?.()
 })
 
-/** The socket of an ioredis client: paused, the answers to what it sent wait in this process. */
-function socketOf (redis: Redis): Socket {
-  return (redis as unknown as { stream: Socket }).stream
-}
-
 t.test('a shared reset that ends before what this process had delivered: the late subscriber reads it anew', async t => {
   t.setTimeout(60_000)
   const { redis, admin } = await redisOf(t)
-  const publishing = await redis()
-  let chat!: Channel<number, Promise<string>>
-  let elsewhere!: Channel<number, Promise<string>>
-  const a = await startApp(app => {
-    chat = app.sse.channel<number>('chat', { backend: redisChannels({ redis: publishing }), history: 1000 })
-  })
-  t.teardown(() => a.app.close())
-  const b = await startApp(async app => {
-    elsewhere = app.sse.channel<number>('chat', { backend: redisChannels({ redis: await redis() }), history: 1000 })
-  })
-  t.teardown(() => b.app.close())
-  const standing = chat.subscribe()
-  const ready = standing.next()
-  const before = await chat.publish({ data: 0 })
-  await ready
+  const { chat, elsewhere, standing, socket, firstId: before } = await twoProcesses(t, redis)
   await admin.config('RESETSTAT')
   // newer than anything the stream issued: a reset at the stream's newest entry
   const future = `${Date.now() + 1e9}-0`
-  const socket = socketOf(publishing)
   const first = chat.subscribe({ lastEventId: future })
   const firstItems = take(first, 2)
   socket.pause()
