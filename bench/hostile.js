@@ -150,6 +150,25 @@ async function serve () {
 
 // ---- driver ----------------------------------------------------------------------------------------------
 
+/**
+ * Asks a forked server (`who`, for the error) to run `cmd` and resolves with its answer; rejects past `timeout` ms.
+ */
+function asker (child, who, defaultTimeout) {
+  let next = 0
+  return (cmd, timeout = defaultTimeout, extra = {}) => new Promise((resolve, reject) => {
+    const id = ++next
+    const timer = setTimeout(() => reject(new Error(`${who} did not answer ${cmd}`)), timeout)
+    const onMessage = (msg) => {
+      if (msg.id !== id) return
+      clearTimeout(timer)
+      child.off('message', onMessage)
+      resolve(msg)
+    }
+    child.on('message', onMessage)
+    child.send({ cmd, id, ...extra })
+  })
+}
+
 async function startServer (maxConnections = 1_000_000) {
   const child = fork(fileURLToPath(import.meta.url), ['--server', dist, String(maxConnections)], {
     execArgv: ['--expose-gc'],
@@ -162,19 +181,7 @@ async function startServer (maxConnections = 1_000_000) {
     once(child, 'exit', { signal: waiting.signal }).then(failed('it exited')),
     sleep(20_000, undefined, { signal: waiting.signal }).then(failed('no answer in 20 s'))
   ]).finally(() => waiting.abort())
-  let next = 0
-  const ask = (cmd, timeout = 30_000, extra = {}) => new Promise((resolve, reject) => {
-    const id = ++next
-    const timer = setTimeout(() => reject(new Error(`server did not answer ${cmd}`)), timeout)
-    const onMessage = (msg) => {
-      if (msg.id !== id) return
-      clearTimeout(timer)
-      child.off('message', onMessage)
-      resolve(msg)
-    }
-    child.on('message', onMessage)
-    child.send({ cmd, id, ...extra })
-  })
+  const ask = asker(child, 'server', 30_000)
   const stop = () => { if (child.exitCode === null) child.kill() }
   return { ...hello, ask, stop, child }
 }
@@ -454,25 +461,13 @@ async function replayScenario () {
   const redis = await startReplayRedis()
   const child = fork(fileURLToPath(import.meta.url), ['--replay-server', dist, `redis://127.0.0.1:${redis.port}`,
     String(SIZES.replayHistory)], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  let next = 0
-  const ask = (cmd, extra = {}, timeout = 120_000) => new Promise((resolve, reject) => {
-    const id = ++next
-    const timer = setTimeout(() => reject(new Error(`replay server did not answer ${cmd}`)), timeout)
-    const onMessage = (msg) => {
-      if (msg.id !== id) return
-      clearTimeout(timer)
-      child.off('message', onMessage)
-      resolve(msg)
-    }
-    child.on('message', onMessage)
-    child.send({ cmd, id, ...extra })
-  })
+  const ask = asker(child, 'replay server', 120_000)
   try {
     const [hello] = await Promise.race([once(child, 'message'), sleep(20_000).then(() => { throw new Error('no server') })])
     const port = hello.port
-    const [first, resumeFrom, last] = (await ask('fill', { n: SIZES.replayHistory, back: SIZES.replayBack })).ids
+    const [first, resumeFrom, last] = (await ask('fill', 120_000, { n: SIZES.replayHistory, back: SIZES.replayBack })).ids
     // 1: clients that resume from the start of the history and never read
-    const before = await ask('stats', { gc: true })
+    const before = await ask('stats', 120_000, { gc: true })
     const idle = Array.from({ length: SIZES.replayClients }, () => rawClient(port, RESUME(first)))
     await until(async () => (await ask('stats')).subscribers === SIZES.replayClients, 20_000)
     // what the server holds once it has done what it does for them: Redis has stopped sending, the sockets' send
@@ -484,7 +479,7 @@ async function replayScenario () {
       if (now === previous) break
       previous = now
     }
-    const held = await ask('stats', { gc: true })
+    const held = await ask('stats', 120_000, { gc: true })
     for (const socket of idle) socket.destroy()
     await until(async () => (await ask('stats')).subscribers === 0, 20_000)
     // 2: clients that resume from one id at once, and read to the newest item

@@ -13,11 +13,10 @@ import ssePlugin from '../lib/index.js'
 import type { SseItem } from '../lib/index.js'
 import { deferred, LogCapture, startApp, settles } from './helpers.js'
 import { selfSignedCertificate } from './tls.js'
+import { GET, portOf, rawClient, statusOf } from './support/raw-http.js'
 
 // Clients that misbehave on purpose or by accident must not keep anything of the server's: streams queued
 // behind others on a pipelining connection, and the kernel's send queue of a client that stopped reading.
-
-const GET = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`
 
 /** Fails with `message` instead of hanging when `promise` does not settle within `ms`. */
 async function within<T> (promise: Promise<T>, ms: number, message: string): Promise<T> {
@@ -29,26 +28,6 @@ async function within<T> (promise: Promise<T>, ms: number, message: string): Pro
     clearTimeout(timer)
   }
 }
-
-function rawClient (port: number, text: string): Socket {
-  const socket = netConnect(port, '127.0.0.1')
-  socket.on('error', () => {})
-  socket.write(text)
-  return socket
-}
-
-/** The status code of a fresh stream's response; the connection is closed once it is known. */
-async function statusOf (port: number, path: string): Promise<number> {
-  const socket = rawClient(port, GET(path))
-  try {
-    const [chunk] = await once(socket, 'data') as [Buffer]
-    return Number(chunk.toString('latin1').split(' ')[1])
-  } finally {
-    socket.destroy()
-  }
-}
-
-const portOf = (app: { server: { address: () => unknown } }): number => (app.server.address() as { port: number }).port
 
 t.test('pipelined requests wait for their turn: one source runs per connection, all are released when it closes', async t => {
   t.setTimeout(20_000)

@@ -4,7 +4,7 @@ import {
   connect as http2Connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type Http2ServerRequest,
   type Http2Session
 } from 'node:http2'
-import { connect as netConnect, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
 import Fastify, { type FastifyRequest } from 'fastify'
@@ -12,32 +12,12 @@ import ssePlugin from '../lib/index.js'
 import type { SseItem } from '../lib/index.js'
 import { AdmissionGate } from '../lib/admission.js'
 import { deferred, startApp, within } from './helpers.js'
+import { GET, portOf, rawClient, statusOf } from './support/raw-http.js'
 import { streamsOpenOn } from '../lib/per-connection.js'
 
 // The bounds on new streams: what one HTTP/1.1 connection may queue by pipelining, the streams one HTTP/2
 // session may hold (`maxStreamsPerConnection`), and the rate new streams are admitted at (`admission`). Each is
 // shown over real sockets: a bounded number of sources start, and other clients still get streams.
-
-const GET = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`
-const portOf = (app: { server: { address: () => unknown } }): number => (app.server.address() as { port: number }).port
-
-function rawClient (port: number, text: string): Socket {
-  const socket = netConnect(port, '127.0.0.1')
-  socket.on('error', () => {})
-  socket.write(text)
-  return socket
-}
-
-/** The status of a fresh stream's response; the connection is closed once it is known. */
-async function statusOf (port: number, path = '/events'): Promise<number> {
-  const socket = rawClient(port, GET(path))
-  try {
-    const [chunk] = await once(socket, 'data') as [Buffer]
-    return Number(chunk.toString('latin1').split(' ')[1])
-  } finally {
-    socket.destroy()
-  }
-}
 
 /** An endless stream that counts the generators entered and the finally blocks run. */
 interface Counted {

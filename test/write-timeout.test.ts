@@ -49,18 +49,23 @@ function closeMessages (t: Test): SseStreamCloseMessage[] {
   return seen
 }
 
+/** A generator that floods its client (until stopped, which it tells `stopped`). */
+function flood (stopped?: { resolve: () => void }): AsyncGenerator<{ data: string }> {
+  return (async function * () {
+    try {
+      for (let i = 0; i < 100_000; i++) yield { data: BIG }
+    } finally {
+      stopped?.resolve()
+    }
+  })()
+}
+
 t.test('a client that never reads a generator route is reset within writeTimeout; the kernel lets go of its bytes', { skip: noProc }, async t => {
   t.setTimeout(20_000)
   const stopped = deferred()
   const closes = closeMessages(t)
   const { app, url, logs } = await startApp(app => {
-    app.get('/flood', async function * () {
-      try {
-        for (let i = 0; i < 100_000; i++) yield { data: BIG }
-      } finally {
-        stopped.resolve()
-      }
-    })
+    app.get('/flood', async function * () { yield * flood(stopped) })
   }, { writeTimeout: 300 })
   t.teardown(() => app.close())
   const port = portOf(url)
@@ -129,13 +134,6 @@ async function stuckClient (t: Test, port: number, path: string, readFirst = tru
     client.pause()
   }
   return client
-}
-
-/** A generator route that floods its client (until stopped). */
-function flood (): AsyncGenerator<{ data: string }> {
-  return (async function * () {
-    for (let i = 0; i < 100_000; i++) yield { data: BIG }
-  })()
 }
 
 t.test('a stream with writeTimeout: false waits for its client for good', { skip: noProc }, async t => {
@@ -244,13 +242,7 @@ t.test('on HTTP/2 the stream of a client that stopped reading is reset alone; it
   t.setTimeout(20_000)
   const stopped = deferred()
   const { app, url, logs } = await startApp(app => {
-    app.get('/flood', async function * () {
-      try {
-        for (let i = 0; i < 100_000; i++) yield { data: BIG }
-      } finally {
-        stopped.resolve()
-      }
-    })
+    app.get('/flood', async function * () { yield * flood(stopped) })
     app.get('/hello', async () => ({ hello: 'world' }))
   }, { writeTimeout: 300 }, { http2: true } as never)
   t.teardown(() => app.close())

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net'
 import { once } from 'node:events'
 import { replayPage, REPLAY_PAGE_ITEMS, type SseResetData } from '../../lib/channel/subscription.js'
 import ssePlugin, { SSE_DIAGNOSTICS, subscribeSseDiagnostic, type SseItem } from '../../lib/index.js'
-import { LogCapture, WARN, within } from '../helpers.js'
+import { LogCapture, take, WARN, within } from '../helpers.js'
 
 async function makeApp (t: Test, routes: (app: FastifyInstance) => void = () => {}) {
   const logs = new LogCapture()
@@ -22,16 +22,6 @@ async function makeApp (t: Test, routes: (app: FastifyInstance) => void = () => 
 }
 
 type Item = SseItem<number | SseResetData>
-
-async function pull (sub: AsyncIterator<Item>, n: number): Promise<Item[]> {
-  const out: Item[] = []
-  while (out.length < n) {
-    const step = await sub.next()
-    if (step.done === true) throw new Error(`subscription ended after ${out.length} of ${n} items`)
-    out.push(step.value)
-  }
-  return out
-}
 
 async function rest (sub: AsyncIterator<Item>): Promise<Item[]> {
   const out: Item[] = []
@@ -58,15 +48,15 @@ t.test('a replay longer than a page comes page by page; live items published mea
   const ch = app.sse.channel<number>('paged', { history: 1000, queueItems: 8 })
   const ids = range(0, 21).map(n => ch.publish({ data: n }))
   const sub = ch.subscribe({ lastEventId: ids[0] })
-  const got = (await pull(sub, 6)).map(i => i.data)
+  const got = (await take(sub, 6)).map(i => i.data)
   t.same(served, [], 'no replay is served before its last page')
   // in the history already: the pages to come hold them
   ids.push(...[21, 22, 23].map(n => ch.publish({ data: n })))
-  got.push(...(await pull(sub, 17)).map(i => i.data))
+  got.push(...(await take(sub, 17)).map(i => i.data))
   t.same(got, range(1, 24), 'every item once, in order, across the pages')
   // the last page was read when the one before it was handed out: what comes now is live
   ch.publish({ data: 24 })
-  t.same((await pull(sub, 1)).map(i => i.data), [24])
+  t.same((await take(sub, 1)).map(i => i.data), [24])
   t.match(served, [{ channel: 'paged', items: 23, position: ids.at(-1) }], 'served once: every page counted')
   await sub.return?.()
 })
@@ -77,15 +67,15 @@ t.test('ids reused by publishers: live items published while a page is handed ou
   const from = ch.publish({ data: 0 })
   for (let n = 1; n < 6; n++) ch.publish({ data: n })
   const sub = ch.subscribe({ lastEventId: from })
-  t.same((await pull(sub, 1)).map(i => i.data), [1], 'holds its first page (4 items)')
+  t.same((await take(sub, 1)).map(i => i.data), [1], 'holds its first page (4 items)')
   // queued while the page is handed out, and on the last page (4 items) too; the newest id is also the first
   // queued one's
   ch.publish({ id: 'same', data: 6 })
   ch.publish({ id: 'other', data: 7 })
   ch.publish({ id: 'same', data: 8 })
-  t.same((await pull(sub, 7)).map(i => i.data), range(2, 9), 'the rest of the replay, every item once')
+  t.same((await take(sub, 7)).map(i => i.data), range(2, 9), 'the rest of the replay, every item once')
   ch.publish({ data: 9 })
-  t.same((await pull(sub, 1)).map(i => i.data), [9], 'then live items, none of the replay twice')
+  t.same((await take(sub, 1)).map(i => i.data), [9], 'then live items, none of the replay twice')
   await sub.return?.()
 })
 
@@ -96,7 +86,7 @@ t.test('the page is cut at half of queueBytes (at least one item)', async t => {
   const from = ch.publish({ data: 'start' })
   for (let i = 0; i < 10; i++) ch.publish({ data: big + i })
   const sub = ch.subscribe({ lastEventId: from })
-  const got = await pull(sub as AsyncIterator<Item>, 10)
+  const got = await take(sub as AsyncIterator<Item>, 10)
   t.same(got.map(i => String(i.data).slice(1024)), range(0, 10).map(String))
   await sub.return?.()
 })
@@ -137,15 +127,15 @@ t.test('a page read after the history moved past it gives a reset, then the live
   const ch = app.sse.channel<number>('moved', { history: 20, queueItems: 32 })
   const ids = range(0, 20).map(n => ch.publish({ data: n }))
   const sub = ch.subscribe({ lastEventId: ids[0] })
-  t.same((await pull(sub, 16)).map(i => i.data), range(1, 17), 'its first page')
+  t.same((await take(sub, 16)).map(i => i.data), range(1, 17), 'its first page')
   for (let n = 20; n < 40; n++) ch.publish({ data: n })
-  const [reset] = await pull(sub, 1)
+  const [reset] = await take(sub, 1)
   t.match(reset, { event: 'sse-reset', data: { reason: 'expired' } }, 'what came after the page is gone')
   ch.publish({ data: 40 })
-  t.same((await pull(sub, 1)).map(i => i.data), [40], 'then live items, none of those the reset covers')
+  t.same((await take(sub, 1)).map(i => i.data), [40], 'then live items, none of those the reset covers')
   const resumed = ch.subscribe({ lastEventId: reset?.id })
   ch.publish({ data: 41 })
-  t.same((await pull(resumed, 2)).map(i => i.data), [40, 41], 'resuming from the reset\'s id loses nothing')
+  t.same((await take(resumed, 2)).map(i => i.data), [40, 41], 'resuming from the reset\'s id loses nothing')
   await sub.return?.()
   await resumed.return?.()
 })
@@ -158,15 +148,15 @@ t.test('targeted items: pages hold only what the subscriber may see; a reset nam
   ch.publish({ data: 'to all' })
   ch.publish({ id: 'dm:ann->carl:salary-review', data: 'private' }, { to: 'user:carl' })
   const bob = ch.subscribe({ lastEventId: from, tags: 'user:bob' })
-  t.same((await pull(bob as AsyncIterator<Item>, 1)).map(i => i.data), ['to all'], 'pages with nothing for bob are skipped')
+  t.same((await take(bob as AsyncIterator<Item>, 1)).map(i => i.data), ['to all'], 'pages with nothing for bob are skipped')
   await bob.return?.()
   for (const lastEventId of ['nope', 'x'.repeat(300)]) {
-    const [reset] = await pull(ch.subscribe({ lastEventId, tags: 'user:bob' }) as AsyncIterator<Item>, 1)
+    const [reset] = await take(ch.subscribe({ lastEventId, tags: 'user:bob' }) as AsyncIterator<Item>, 1)
     t.match(reset, { event: 'sse-reset' })
     t.notMatch(String(reset?.id), /salary|carl/, `the reset of ${lastEventId.slice(0, 4)} names no private item`)
     const resumed = ch.subscribe({ lastEventId: reset?.id, tags: 'user:bob' })
     ch.publish({ data: 'next' })
-    t.same((await pull(resumed as AsyncIterator<Item>, 1)).map(i => i.data), ['next'], 'and resumes without loss')
+    t.same((await take(resumed as AsyncIterator<Item>, 1)).map(i => i.data), ['next'], 'and resumes without loss')
     await resumed.return?.()
   }
 })

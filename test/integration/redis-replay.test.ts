@@ -10,7 +10,7 @@ import { connect, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { redisChannels } from '../../lib/channel/redis/index.js'
 import type { Channel, SseItem, SseResetData } from '../../lib/index.js'
-import { startApp, within } from '../helpers.js'
+import { startApp, take, within } from '../helpers.js'
 import { startRedis } from '../support/redis-server.js'
 
 type Item = SseItem<number | SseResetData>
@@ -39,16 +39,6 @@ async function redisStats (admin: Redis): Promise<{ xrange: number, sent: number
     xrange: Number(/cmdstat_xrange:calls=(\d+)/.exec(commands)?.[1] ?? 0),
     sent: Number(/total_net_output_bytes:(\d+)/.exec(stats)?.[1])
   }
-}
-
-async function pull (sub: AsyncIterator<Item>, n: number): Promise<Item[]> {
-  const out: Item[] = []
-  while (out.length < n) {
-    const step = await sub.next()
-    if (step.done === true) throw new Error(`subscription ended after ${out.length} of ${n} items`)
-    out.push(step.value)
-  }
-  return out
 }
 
 t.test('1,000 clients resuming from one id over sockets share a few page reads, not one each', async t => {
@@ -105,18 +95,25 @@ t.test('a replay paged while items are published: every item once, in order', as
   const ids: string[] = []
   for (let n = 0; n < 21; n++) ids.push(await chat.publish({ data: n }))
   const sub = chat.subscribe({ lastEventId: ids[0] })
-  const got = (await pull(sub, 6)).map(i => i.data)
+  const got = (await take(sub, 6)).map(i => i.data)
   for (let n = 21; n < 24; n++) ids.push(await chat.publish({ data: n }))
-  got.push(...(await pull(sub, 17)).map(i => i.data))
+  got.push(...(await take(sub, 17)).map(i => i.data))
   ids.push(await chat.publish({ data: 24 }))
-  got.push(...(await pull(sub, 1)).map(i => i.data))
+  got.push(...(await take(sub, 1)).map(i => i.data))
   t.same(got, Array.from({ length: 24 }, (_, i) => i + 1), 'the pages, then what was published meanwhile, then live')
   await sub.return?.()
 })
 
-t.test('a shared last page that ends before what this process had delivered: the late subscriber reads on', async t => {
-  t.setTimeout(60_000)
-  const { redis } = await redisOf(t)
+/** The socket of an ioredis client: paused, the answers to what it sent wait in this process. */
+function socketOf (redis: Redis): Socket {
+  return (redis as unknown as { stream: Socket }).stream
+}
+
+/**
+ * Two processes on one Redis channel: `chat` here, over a connection whose `socket` a test can pause, and
+ * `elsewhere`, over its own. A `standing` subscriber keeps this process's reader going; it has had the item `firstId`.
+ */
+async function twoProcesses (t: Test, redis: () => Promise<Redis>) {
   const publishing = await redis()
   let chat!: Channel<number, Promise<string>>
   let elsewhere!: Channel<number, Promise<string>>
@@ -128,13 +125,18 @@ t.test('a shared last page that ends before what this process had delivered: the
     elsewhere = app.sse.channel<number>('chat', { backend: redisChannels({ redis: await redis() }), history: 1000 })
   })
   t.teardown(() => b.app.close())
-  // a standing subscriber keeps the reader going
   const standing = chat.subscribe()
   const ready = standing.next()
-  const from = await chat.publish({ data: 0 })
+  const first = await chat.publish({ data: 0 })
   await ready
+  return { chat, elsewhere, standing, socket: socketOf(publishing), firstId: first }
+}
+
+t.test('a shared last page that ends before what this process had delivered: the late subscriber reads on', async t => {
+  t.setTimeout(60_000)
+  const { redis } = await redisOf(t)
+  const { chat, elsewhere, standing, socket, firstId: from } = await twoProcesses(t, redis)
   // the first subscriber's read is answered by Redis, but the answer waits in this process's socket
-  const socket = (publishing as unknown as { stream: Socket }).stream
   const first = chat.subscribe({ lastEventId: from })
   const firstItem = first.next()
   socket.pause()
@@ -152,35 +154,15 @@ t.test('a shared last page that ends before what this process had delivered: the
   await standing.return?.()
 })
 
-/** The socket of an ioredis client: paused, the answers to what it sent wait in this process. */
-function socketOf (redis: Redis): Socket {
-  return (redis as unknown as { stream: Socket }).stream
-}
-
 t.test('a shared reset that ends before what this process had delivered: the late subscriber reads it anew', async t => {
   t.setTimeout(60_000)
   const { redis, admin } = await redisOf(t)
-  const publishing = await redis()
-  let chat!: Channel<number, Promise<string>>
-  let elsewhere!: Channel<number, Promise<string>>
-  const a = await startApp(app => {
-    chat = app.sse.channel<number>('chat', { backend: redisChannels({ redis: publishing }), history: 1000 })
-  })
-  t.teardown(() => a.app.close())
-  const b = await startApp(async app => {
-    elsewhere = app.sse.channel<number>('chat', { backend: redisChannels({ redis: await redis() }), history: 1000 })
-  })
-  t.teardown(() => b.app.close())
-  const standing = chat.subscribe()
-  const ready = standing.next()
-  const before = await chat.publish({ data: 0 })
-  await ready
+  const { chat, elsewhere, standing, socket, firstId: before } = await twoProcesses(t, redis)
   await admin.config('RESETSTAT')
   // newer than anything the stream issued: a reset at the stream's newest entry
   const future = `${Date.now() + 1e9}-0`
-  const socket = socketOf(publishing)
   const first = chat.subscribe({ lastEventId: future })
-  const firstItems = pull(first, 2)
+  const firstItems = take(first, 2)
   socket.pause()
   const late = await elsewhere.publish({ data: 1 })
   t.equal((await within(standing.next(), 5000, 'the reader delivers')).value?.id, late)
@@ -214,7 +196,7 @@ t.test('a page cut short by its bytes: the next page asks Redis for as many entr
   for (let i = 0; i < 30; i++) ids.push(await chat.publish({ data }))
   await admin.config('RESETSTAT')
   const sub = chat.subscribe({ lastEventId: from })
-  t.same((await within(pull(sub as AsyncIterator<Item>, 30), 10_000, 'the replay')).map(i => i.id), ids, 'every item once, in order')
+  t.same((await within(take(sub as AsyncIterator<Item>, 30), 10_000, 'the replay')).map(i => i.id), ids, 'every item once, in order')
   const { xrange, sent } = await redisStats(admin)
   t.equal(xrange, 30, 'a page per item')
   // each page asks for 1 entry (and the id, and one more); 32 a page would have Redis send about 30 * 16 of them
@@ -247,7 +229,7 @@ t.test('at most 8 page reads shared per channel: the oldest is forgotten first',
   socket.resume()
   for (const { lastEventId, sub } of subs) {
     const after = ids.slice(ids.indexOf(lastEventId) + 1)
-    t.same((await within(pull(sub, after.length), 5000, 'a replay')).map(i => i.id), after, `from item ${ids.indexOf(lastEventId)}`)
+    t.same((await within(take(sub, after.length), 5000, 'a replay')).map(i => i.id), after, `from item ${ids.indexOf(lastEventId)}`)
     await sub.return?.()
   }
   t.equal((await redisStats(admin)).xrange, 10, '9 reads, and the first again')
