@@ -385,3 +385,27 @@ t.test('closed while the listener asks for its name, or while its connection fai
     t.equal((await sub.next()).done, true, 'the subscription ended with the app')
   }
 })
+
+t.test('a replay longer than a page comes page by page (cut by count, or by bytes), items published meanwhile once', async t => {
+  t.setTimeout(30_000)
+  const ctx = await pgContext(t)
+  const byCount = await pgServer(t, ctx, {}, { queueItems: 8 })
+  const byBytes = await pgServer(t, ctx, {}, { queueItems: 64, queueBytes: 200 })
+  // a standing subscriber each: their readers go
+  const standing = [byCount.room.subscribe(), byBytes.room.subscribe()]
+  t.teardown(async () => { for (const sub of standing) await sub.return?.() })
+  await located(byCount.room, byCount.app)
+  await located(byBytes.room, byBytes.app)
+  const ids: string[] = []
+  for (let n = 0; n < 13; n++) ids.push(await byCount.room.publish({ data: n }))
+  for (const s of [byCount, byBytes]) {
+    const client = await open(`${s.url}/room`, { headers: { 'last-event-id': ids[0] as string } })
+    const got = (await within(take(client.events, 6), 5000, 'the first pages')).map(e => e.id)
+    const more = await s.room.publish({ data: 13 })
+    const expected = [...ids.slice(1), more]
+    got.push(...(await within(take(client.events, expected.length - 6), 5000, 'the rest')).map(e => e.id))
+    t.same(got, expected, 'every item once, in order')
+    ids.push(more)
+    client.res.body.destroy()
+  }
+})
