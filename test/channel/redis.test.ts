@@ -321,6 +321,31 @@ t.test('the only subscriber, cut off while its replay is on its way: the replay 
     'the first page of its replay (one item: half of queueItems), then the end')
 })
 
+t.test('the only subscriber, cut off by an item its reader hands on: the channel is not read on, and a reset after it is at the stream\'s newest', async t => {
+  t.setTimeout(30_000)
+  const ctx = context(t)
+  const a = await server(ctx)
+  const redisB = await ctx.client()
+  let chat!: Channel<{ n: number }, Promise<string>>
+  const { app } = await startApp(app => {
+    chat = app.sse.channel<{ n: number }>('chat', { backend: redisChannels({ redis: redisB, prefix: ctx.prefix }), queueItems: 2 })
+  })
+  ctx.later(() => app.close())
+  const cut = new Promise(resolve => { t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.cutOff, resolve)) })
+  // B's only subscriber does not read: the third item cuts it off, and B's channel has no subscriber from then on
+  const sub = chat.subscribe()
+  const first = sub.next()
+  const ids = [await a.chat.publish({ data: { n: 0 } })]
+  await within(first, 5000, 'B reads the channel')
+  // sent at once, so that B's reader reads most of them in one read: it hands on the rest after the cut
+  ids.push(...await Promise.all([1, 2, 3, 4].map(n => a.chat.publish({ data: { n } }))))
+  await within(cut, 5000, 'cut off')
+  ids.push(await a.chat.publish({ data: { n: 5 } }))
+  // B finds where the stream is again before it answers: not where its last reader stopped
+  const reset = await within(take(chat.subscribe({ lastEventId: 'nonsense' }), 1), 5000, 'the reset')
+  t.same(reset.map(e => [e.event, e.id]), [['sse-reset', ids.at(-1)]])
+})
+
 t.test('a client that missed nothing reconnects with the newest id: nothing is replayed, the next item comes live', async t => {
   t.setTimeout(30_000)
   const ctx = context(t)

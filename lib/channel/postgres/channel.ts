@@ -35,7 +35,8 @@ export interface PostgresGroup {
 
 export class PostgresChannel extends StoredChannel {
   readonly #group: PostgresGroup
-  readonly #cursor = new Cursor()
+  /** Where the listener has handed on to; a new one for each start (see `readFrom`). */
+  #cursor = new Cursor()
   readonly #keep: number
   readonly #maxAge: number | null
   readonly #replaySql: string
@@ -160,8 +161,11 @@ WHERE c.name = $1 ORDER BY i.seq`
    * reset when items were removed before they were read. Answers whether there may be more to read.
    */
   readFrom (row: ChannelRow | undefined, items: readonly ReadItem[]): boolean {
-    const epoch = this.#cursor.tag as string
-    const next = catchUp(epoch, this.#cursor.at as number, row, items)
+    // the cursor of this start: a subscriber that leaves on an item (cut off, say) may leave the channel with none,
+    // and the channel's cursor then stays unknown until a new start finds where the channel is
+    const cursor = this.#cursor
+    const epoch = cursor.tag as string
+    const next = catchUp(epoch, cursor.at as number, row, items)
     if (next.relocate) {
       this.#group.remove(this)
       this.#start()
@@ -169,11 +173,11 @@ WHERE c.name = $1 ORDER BY i.seq`
     }
     if (next.lost !== undefined) {
       this.lost('expired', epoch, next.lost)
-      this.#cursor.set(epoch, next.lost)
+      cursor.set(epoch, next.lost)
     }
     for (const item of items) {
       this.handOn(epoch, item)
-      this.#cursor.set(epoch, item.seq)
+      cursor.set(epoch, item.seq)
     }
     return items.length === READ_BATCH
   }
@@ -215,6 +219,7 @@ WHERE c.name = $1 ORDER BY i.seq`
     const { tag, at } = this.#cursor
     if (at !== undefined) this.know(tag as string, at)
     this.#cursor.clear()
+    this.#cursor = new Cursor()
     this.#group.remove(this)
   }
 }

@@ -146,10 +146,14 @@ export class RedisBackend implements ChannelBackend<Promise<string>> {
 
   /** Entries the reader read from this channel's stream after `last`, oldest first. */
   handOn (entries: Entry[]): void {
+    // a subscriber that leaves on an item (cut off, say) may leave the channel with none: it is not read from then
+    // on, and `last` stays unknown (a later start finds where the stream is again)
+    const start = this.#starts
     for (const [id, fields] of entries) {
       this.last = id
       const item = this.#item(id, fields)
       if (item !== undefined) this.#deliver(item)
+      if (start !== this.#starts) return
     }
     this.#caughtUp()
   }

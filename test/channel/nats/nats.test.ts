@@ -3,7 +3,7 @@
 import t from 'tap'
 import { natsChannels } from '../../../lib/channel/nats/index.js'
 import { subscribeSseDiagnostic, type SseItem } from '../../../lib/index.js'
-import { DEBUG, ERROR, open, take, WARN, within } from '../../helpers.js'
+import { DEBUG, ERROR, take, WARN, within } from '../../helpers.js'
 import { natsContext, natsServer, started } from './context.js'
 
 t.test('natsChannels() refuses what it does not take, naming the option', async t => {
@@ -107,28 +107,4 @@ t.test('a message no channel wrote is skipped and said, live and in a replay', a
   const replay = s.room.subscribe({ lastEventId: before })
   t.same((await within(take(replay, 1), 5000, 'the replay')).map(item => item.id), [after], 'skipped in the replay')
   for (const stream of [sub, replay]) await stream.return?.()
-})
-
-t.test('a replay longer than a page comes page by page (cut by count, or by bytes), items published meanwhile once', async t => {
-  t.setTimeout(30_000)
-  const ctx = await natsContext(t)
-  const byCount = await natsServer(t, ctx, {}, { queueItems: 8 })
-  const byBytes = await natsServer(t, ctx, {}, { queueItems: 64, queueBytes: 200 })
-  // a standing subscriber each: their readers go
-  const standing = [byCount.room.subscribe(), byBytes.room.subscribe()]
-  t.teardown(async () => { for (const sub of standing) await sub.return?.() })
-  await started(byCount.room, byCount.app)
-  await started(byBytes.room, byBytes.app)
-  const ids: string[] = []
-  for (let n = 0; n < 13; n++) ids.push(await byCount.room.publish({ data: n }))
-  for (const s of [byCount, byBytes]) {
-    const client = await open(`${s.url}/room`, { headers: { 'last-event-id': ids[0] as string } })
-    const got = (await within(take(client.events, 6), 5000, 'the first pages')).map(e => e.id)
-    const more = await s.room.publish({ data: 13 })
-    const expected = [...ids.slice(1), more]
-    got.push(...(await within(take(client.events, expected.length - 6), 5000, 'the rest')).map(e => e.id))
-    t.same(got, expected, 'every item once, in order')
-    ids.push(more)
-    client.res.body.destroy()
-  }
 })

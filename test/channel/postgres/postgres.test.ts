@@ -5,7 +5,7 @@ import pg from 'pg'
 import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ensureSchema, postgresChannels, schemaSql } from '../../../lib/channel/postgres/index.js'
-import { subscribeSseDiagnostic, type SseItem } from '../../../lib/index.js'
+import { SSE_DIAGNOSTICS, subscribeSseDiagnostic, type SseItem } from '../../../lib/index.js'
 import { deferred, open, take, WARN, within, type LogLine } from '../../helpers.js'
 import { located, pgContext, pgServer, PG_URL } from './context.js'
 
@@ -386,29 +386,52 @@ t.test('closed while the listener asks for its name, or while its connection fai
   }
 })
 
-// Known race, its check kept (reported as todo) but not failing the suite until fixed: now and then the client gets
-// the item it resumed from once more, as a live item, where the item published meanwhile should be.
-const REPLAY_RACE = 'a resumed client now and then gets its resume item again as a live item'
-t.test('a replay longer than a page comes page by page (cut by count, or by bytes), items published meanwhile once', async t => {
-  t.setTimeout(30_000)
+t.test('a channel left by its last subscriber on an item it hands on is not read on: a replay after it waits for the new start', async t => {
   const ctx = await pgContext(t)
-  const byCount = await pgServer(t, ctx, {}, { queueItems: 8 })
-  const byBytes = await pgServer(t, ctx, {}, { queueItems: 64, queueBytes: 200 })
-  // a standing subscriber each: their readers go
-  const standing = [byCount.room.subscribe(), byBytes.room.subscribe()]
-  t.teardown(async () => { for (const sub of standing) await sub.return?.() })
-  await located(byCount.room, byCount.app)
-  await located(byBytes.room, byBytes.app)
-  const ids: string[] = []
-  for (let n = 0; n < 13; n++) ids.push(await byCount.room.publish({ data: n }))
-  for (const s of [byCount, byBytes]) {
-    const client = await open(`${s.url}/room`, { headers: { 'last-event-id': ids[0] as string } })
-    const got = (await within(take(client.events, 6), 5000, 'the first pages')).map(e => e.id)
-    const more = await s.room.publish({ data: 13 })
-    const expected = [...ids.slice(1), more]
-    got.push(...(await within(take(client.events, expected.length - 6), 5000, 'the rest')).map(e => e.id))
-    t.same(got, expected, 'every item once, in order', { todo: REPLAY_RACE })
-    ids.push(more)
-    client.res.body.destroy()
+  // the start's query (where is the channel?) can be held; the order of starts and replays is noted
+  const pool = ctx.pool()
+  const query = pool.query.bind(pool) as (text: string, values?: unknown[]) => Promise<unknown>
+  let hold: Promise<void> | undefined
+  const asked = deferred()
+  const order: string[] = []
+  ;(pool as unknown as { query: typeof query }).query = async (text, values) => {
+    const locate = text.includes('channel($1)')
+    if (text.includes('clock_timestamp()')) order.push('replay')
+    if (hold !== undefined && locate) {
+      order.push('held')
+      asked.resolve()
+      await hold
+    }
+    const result = await query(text, values)
+    if (locate) order.push('located')
+    return result
   }
+  const s = await pgServer(t, ctx, { pool }, { queueItems: 2 })
+  const other = await pgServer(t, ctx)
+  // a subscriber that does not read is cut off by the third item: the channel has none then
+  const cut = deferred()
+  const off = subscribeSseDiagnostic(SSE_DIAGNOSTICS.cutOff, m => { if (m.channel === 'room') cut.resolve() })
+  t.teardown(off)
+  const sub = s.room.subscribe()
+  await located(s.room, s.app)
+  const ids: string[] = []
+  for (let n = 0; n < 4; n++) ids.push(await other.room.publish({ data: n }))
+  await within(cut.promise, 5000, 'cut off')
+  t.same((await within(take(sub, 2), 5000, 'what it held')).map(e => e.id), ids.slice(0, 2))
+  t.equal((await sub.next()).done, true, 'then ended')
+  // a client resumes while the new start is held; another process publishes meanwhile
+  const gate = deferred()
+  hold = gate.promise
+  const resumer = s.room.subscribe({ lastEventId: ids[1] })
+  await within(asked.promise, 5000, 'the new start asks where the channel is')
+  ids.push(await other.room.publish({ data: 4 }))
+  hold = undefined
+  gate.resolve()
+  const got = (await within(take(resumer, 3), 5000, 'the replay')).map(e => e.id)
+  t.same(order.slice(order.indexOf('held')), ['held', 'located', 'replay', 'replay', 'replay'],
+    'its replay read once the new start found where the channel is, a page of one item at a time')
+  ids.push(await other.room.publish({ data: 5 }))
+  got.push(...(await within(take(resumer, 1), 5000, 'the next live item')).map(e => e.id))
+  t.same(got, ids.slice(2), 'every item after its id once, the one published meanwhile too')
+  await resumer.return?.()
 })

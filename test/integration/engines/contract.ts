@@ -35,16 +35,19 @@ export interface Server {
 
 let rooms = 0
 
+/** A channel's bounds on each subscriber's queue, which also bound a replay's pages. */
+interface QueueBounds { queueItems?: number, queueBytes?: number }
+
 /** One server: an app with the channel `name` on the engine and the route GET /room. */
 async function server (
-  t: Test, backend: ChannelBackendFactory | undefined, name: string, history = 100
+  t: Test, backend: ChannelBackendFactory | undefined, name: string, history = 100, queue: QueueBounds = {}
 ): Promise<Server> {
   let room!: AnyChannel
   const started = await startApp(app => {
     const shared = backend as ChannelBackendFactory<Promise<string>>
     room = (backend === undefined
-      ? app.sse.channel<number>(name, { history })
-      : app.sse.channel<number>(name, { history, backend: shared })) as AnyChannel
+      ? app.sse.channel<number>(name, { history, ...queue })
+      : app.sse.channel<number>(name, { history, ...queue, backend: shared })) as AnyChannel
     app.get('/room', (req, reply) =>
       reply.sse(room.subscribe({ lastEventId: req.headers['last-event-id'], signal: req.signal })))
   })
@@ -95,6 +98,16 @@ async function settled (...servers: Server[]): Promise<void> {
     const done = (): boolean => count('SSE stream closed') >= count('SSE stream opened')
     if (!done()) await within(s.logs.waitFor(done), 5000, 'the server saw its clients leave')
   }
+}
+
+/** Resolves once the server's reader knows where the channel is (a subscriber gets items from then on). */
+async function reading (s: Server): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const stats = s.app.sse.stats({ channels: Infinity }).channels.find(c => c.name === s.room.name)
+    if (stats?.position !== '' && stats?.connected === true) return
+    await sleep(10)
+  }
+  throw new Error('timed out: the reader knows where the channel is')
 }
 
 function ids (items: Array<SseItem<string>>): string[] {
@@ -174,6 +187,36 @@ export function contract (t: Test, engine: Engine): void {
     }
     await settled(a, b)
   })
+
+  if (engine.shared) {
+    t.test(`${engine.name}: a replay longer than a page comes page by page (cut by count, or by bytes), items published meanwhile once`, async t => {
+      t.setTimeout(30_000)
+      const name = `room-${process.pid}-${++rooms}`
+      const byCount = await server(t, await engine.backend(t), name, 100, { queueItems: 8 })
+      const byBytes = await server(t, await engine.backend(t), name, 100, { queueItems: 64, queueBytes: 200 })
+      // a standing subscriber each, reading what comes (never cut off): their readers go
+      const standing = [byCount.room.subscribe(), byBytes.room.subscribe()]
+      t.teardown(async () => { for (const sub of standing) await sub.return?.() })
+      await reading(byCount)
+      await reading(byBytes)
+      const read = standing.map(sub => take(sub, 13))
+      const published: string[] = []
+      for (let n = 0; n < 13; n++) published.push(await byCount.room.publish({ data: n }))
+      // both readers have handed every item on: what a client gets meanwhile comes from its pages alone
+      await within(Promise.all(read), 5000, 'the standing subscribers read all')
+      for (const s of [byCount, byBytes]) {
+        const client = await open(`${s.url}/room`, { headers: { 'last-event-id': published[0] as string } })
+        const got = ids(await within(take(client.events, 6), 5000, 'the first pages'))
+        const more = await s.room.publish({ data: 13 })
+        const expected = [...published.slice(1), more]
+        got.push(...ids(await within(take(client.events, expected.length - 6), 5000, 'the rest')))
+        t.same(got, expected, 'every item once, in order')
+        published.push(more)
+        client.res.body.destroy()
+      }
+      await settled(byCount, byBytes)
+    })
+  }
 
   if (engine.unreachable !== undefined) {
     const unreachable = engine.unreachable
