@@ -142,11 +142,13 @@ export class NatsReader {
       if (generation !== this.#generation) messages.stop()
     })()
     this.starting = Promise.allSettled([started])
+    // a start that settles after the reader was stopped leaves alone what a later start set (see `#stop`)
     started.then(() => {
+      if (generation !== this.#generation) return
       this.starting = undefined
     }, (err: unknown) => {
-      this.starting = undefined
       if (generation !== this.#generation) return
+      this.starting = undefined
       this.#failed(err)
       this.#retry = setTimeout(() => this.#start(), Math.min(2000, 50 * 2 ** this.#failures)).unref()
     })
@@ -154,6 +156,7 @@ export class NatsReader {
 
   #stop (): void {
     this.#generation++
+    this.starting = undefined
     this.#messages?.stop()
     this.#messages = undefined
     this.#consumer = undefined

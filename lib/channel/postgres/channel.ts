@@ -35,7 +35,7 @@ export interface PostgresGroup {
 
 export class PostgresChannel extends StoredChannel {
   readonly #group: PostgresGroup
-  /** Where the listener has handed on to; a new one for each start (see `readFrom`). */
+  /** Where the listener has handed on to; a new one each time the channel goes quiet (see `#quiet`, `readFrom`). */
   #cursor = new Cursor()
   readonly #keep: number
   readonly #maxAge: number | null
@@ -161,8 +161,8 @@ WHERE c.name = $1 ORDER BY i.seq`
    * reset when items were removed before they were read. Answers whether there may be more to read.
    */
   readFrom (row: ChannelRow | undefined, items: readonly ReadItem[]): boolean {
-    // the cursor of this start: a subscriber that leaves on an item (cut off, say) may leave the channel with none,
-    // and the channel's cursor then stays unknown until a new start finds where the channel is
+    // a subscriber that leaves on an item (cut off, say) may leave the channel with none: it goes quiet with a new
+    // cursor, unknown until a new start finds where the channel is, and the rest of this read is not handed on
     const cursor = this.#cursor
     const epoch = cursor.tag as string
     const next = catchUp(epoch, cursor.at as number, row, items)
@@ -177,6 +177,7 @@ WHERE c.name = $1 ORDER BY i.seq`
     }
     for (const item of items) {
       this.handOn(epoch, item)
+      if (this.#cursor !== cursor) return false
       cursor.set(epoch, item.seq)
     }
     return items.length === READ_BATCH
@@ -193,18 +194,23 @@ WHERE c.name = $1 ORDER BY i.seq`
     const located = listener.ready()
       .then(() => this.#group.settings.pool.query<RawChannelRow>(this.#locateSql, [this.name]))
     this.#starting = Promise.allSettled([located])
+    // a start that answers after the channel went quiet leaves alone what a later start set (see `#quiet`)
     located.then(({ rows }) => {
-      this.#starting = undefined
       if (start !== this.#starts) return
+      this.#starting = undefined
       this.#failures = 0
       const row = channelRow(rows[0] as RawChannelRow)
       const epoch = this.#cursor.tag
-      if (this.#cursor.at !== undefined && epoch !== row.epoch) this.lost('unknown', row.epoch, row.last)
+      if (this.#cursor.at !== undefined && epoch !== row.epoch) {
+        this.lost('unknown', row.epoch, row.last)
+        // the reset may have cut the last subscriber off
+        if (start !== this.#starts) return
+      }
       this.#cursor.set(row.epoch, row.last)
       listener.read(this)
     }, (err: Error) => {
-      this.#starting = undefined
       if (start !== this.#starts) return
+      this.#starting = undefined
       const failure = channelUnavailable(this.name, `the reader could not find the channel: ${err.message}`, err)
       this.log.error({ err: failure, channel: this.name }, 'SSE PostgreSQL channel reader failed; retrying')
       this.#retry = setTimeout(() => this.#start(), Math.min(2000, 50 * 2 ** ++this.#failures)).unref()
@@ -214,10 +220,12 @@ WHERE c.name = $1 ORDER BY i.seq`
   /** No local subscriber any more (or closed): out of the listener's reads; waiting replays are dropped with it. */
   #quiet (): void {
     this.#starts++
+    this.#starting = undefined
     clearTimeout(this.#retry)
     this.#failures = 0
     const { tag, at } = this.#cursor
     if (at !== undefined) this.know(tag as string, at)
+    // what waits for the old cursor is dropped with it
     this.#cursor.clear()
     this.#cursor = new Cursor()
     this.#group.remove(this)

@@ -85,3 +85,58 @@ export async function located (room: Channel<number, Promise<string>>, app: Fast
   }
   throw new Error('timed out: the reader located the channel')
 }
+
+type Query = (text: string, values?: unknown[]) => Promise<unknown>
+
+/** A pool whose starts can be held, and the order in which its queries were asked (see `watchedPool()`). */
+export interface WatchedPool {
+  pool: pg.Pool
+  /** `held`, `located` (a start asked and held, or answered), `replay` and `append` (asked), in order. */
+  order: string[]
+  /** Whether the starts asked from now on wait until released. */
+  hold: (on: boolean) => void
+  /** Resolves once the `n`th start (from 1) is held, with what lets it go on. */
+  held: (n: number) => Promise<() => void>
+  /** Resolves once `order` holds `n` of `what`. */
+  seen: (what: string, n: number) => Promise<void>
+}
+
+/**
+ * A pool of the context for a backend, whose starts (the query that finds where a channel is) can be held one by
+ * one, noting the order of starts, replays and appends.
+ */
+export function watchedPool (ctx: PgContext): WatchedPool {
+  const pool = ctx.pool()
+  const query = pool.query.bind(pool) as Query
+  const order: string[] = []
+  const released: Array<() => void> = []
+  let waiting: Array<() => void> = []
+  let holding = false
+  const note = (what: string): void => {
+    order.push(what)
+    const woken = waiting
+    waiting = []
+    for (const wake of woken) wake()
+  }
+  const seen = async (what: string, n: number): Promise<void> => {
+    while (order.filter(w => w === what).length < n) await new Promise<void>(resolve => { waiting.push(resolve) })
+  }
+  ;(pool as unknown as { query: Query }).query = async (text, values) => {
+    const locate = text.includes(`${ctx.prefix}channel(`)
+    if (text.includes('clock_timestamp()')) note('replay')
+    if (text.includes(`${ctx.prefix}append(`)) note('append')
+    if (holding && locate) {
+      const gate = new Promise<void>(resolve => { released.push(resolve) })
+      note('held')
+      await gate
+    }
+    const result = await query(text, values)
+    if (locate) note('located')
+    return result
+  }
+  const held = async (n: number): Promise<() => void> => {
+    await seen('held', n)
+    return released[n - 1] as () => void
+  }
+  return { pool, order, hold: on => { holding = on }, held, seen }
+}

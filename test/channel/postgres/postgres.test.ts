@@ -1,13 +1,30 @@
 // PostgreSQL channels against the database at PG_URL: options, refusals, idempotency, retention, the schema, and
 // what the listener does with what it reads. Each test has tables of its own (./context).
 import t from 'tap'
+import type { Test } from 'tap'
 import pg from 'pg'
 import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ensureSchema, postgresChannels, schemaSql } from '../../../lib/channel/postgres/index.js'
 import { SSE_DIAGNOSTICS, subscribeSseDiagnostic, type SseItem } from '../../../lib/index.js'
 import { deferred, open, take, WARN, within, type LogLine } from '../../helpers.js'
-import { located, pgContext, pgServer, PG_URL } from './context.js'
+import { located, pgContext, pgServer, PG_URL, watchedPool, type PgServer } from './context.js'
+
+/** Resolves at the first cut-off of a subscriber of `room` (from now on). */
+function cutOff (t: Test): Promise<void> {
+  const cut = deferred()
+  t.teardown(subscribeSseDiagnostic(SSE_DIAGNOSTICS.cutOff, m => { if (m.channel === 'room') cut.resolve() }))
+  return cut.promise
+}
+
+/** Resolves once the server's reader has handed `id` on (polled: nothing tells it). */
+async function handedOn (s: PgServer, id: string): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (s.app.sse.stats({ channels: Infinity }).channels.find(c => c.name === 'room')?.position === id) return
+    await sleep(10)
+  }
+  throw new Error(`timed out: the reader handed on ${id}`)
+}
 
 t.test('postgresChannels() refuses what it does not take, naming the option', async t => {
   const pool = new pg.Pool({ connectionString: PG_URL })
@@ -388,50 +405,81 @@ t.test('closed while the listener asks for its name, or while its connection fai
 
 t.test('a channel left by its last subscriber on an item it hands on is not read on: a replay after it waits for the new start', async t => {
   const ctx = await pgContext(t)
-  // the start's query (where is the channel?) can be held; the order of starts and replays is noted
-  const pool = ctx.pool()
-  const query = pool.query.bind(pool) as (text: string, values?: unknown[]) => Promise<unknown>
-  let hold: Promise<void> | undefined
-  const asked = deferred()
-  const order: string[] = []
-  ;(pool as unknown as { query: typeof query }).query = async (text, values) => {
-    const locate = text.includes('channel($1)')
-    if (text.includes('clock_timestamp()')) order.push('replay')
-    if (hold !== undefined && locate) {
-      order.push('held')
-      asked.resolve()
-      await hold
-    }
-    const result = await query(text, values)
-    if (locate) order.push('located')
-    return result
-  }
-  const s = await pgServer(t, ctx, { pool }, { queueItems: 2 })
+  const watched = watchedPool(ctx)
+  const s = await pgServer(t, ctx, { pool: watched.pool }, { queueItems: 2 })
   const other = await pgServer(t, ctx)
   // a subscriber that does not read is cut off by the third item: the channel has none then
-  const cut = deferred()
-  const off = subscribeSseDiagnostic(SSE_DIAGNOSTICS.cutOff, m => { if (m.channel === 'room') cut.resolve() })
-  t.teardown(off)
+  const cut = cutOff(t)
   const sub = s.room.subscribe()
   await located(s.room, s.app)
   const ids: string[] = []
   for (let n = 0; n < 4; n++) ids.push(await other.room.publish({ data: n }))
-  await within(cut.promise, 5000, 'cut off')
+  await within(cut, 5000, 'cut off')
   t.same((await within(take(sub, 2), 5000, 'what it held')).map(e => e.id), ids.slice(0, 2))
   t.equal((await sub.next()).done, true, 'then ended')
   // a client resumes while the new start is held; another process publishes meanwhile
-  const gate = deferred()
-  hold = gate.promise
+  watched.hold(true)
   const resumer = s.room.subscribe({ lastEventId: ids[1] })
-  await within(asked.promise, 5000, 'the new start asks where the channel is')
+  const release = await within(watched.held(1), 5000, 'the new start asks where the channel is')
   ids.push(await other.room.publish({ data: 4 }))
-  hold = undefined
-  gate.resolve()
+  release()
   const got = (await within(take(resumer, 3), 5000, 'the replay')).map(e => e.id)
-  t.same(order.slice(order.indexOf('held')), ['held', 'located', 'replay', 'replay', 'replay'],
+  // the guard: before, the replay read its first page at once, from where the last read had stopped
+  t.same(watched.order.slice(watched.order.indexOf('held')), ['held', 'located', 'replay', 'replay', 'replay'],
     'its replay read once the new start found where the channel is, a page of one item at a time')
   ids.push(await other.room.publish({ data: 5 }))
   got.push(...(await within(take(resumer, 1), 5000, 'the next live item')).map(e => e.id))
   t.same(got, ids.slice(2), 'every item after its id once, the one published meanwhile too')
   await resumer.return?.()
+})
+
+t.test('a reset at a new start that cuts off the last subscriber leaves the channel unread', async t => {
+  const ctx = await pgContext(t)
+  const watched = watchedPool(ctx)
+  const s = await pgServer(t, ctx, { pool: watched.pool }, { queueItems: 2 })
+  const cut = cutOff(t)
+  const sub = s.room.subscribe()
+  await located(s.room, s.app)
+  const ids = [await s.room.publish({ data: 1 }), await s.room.publish({ data: 2 })]
+  await handedOn(s, ids[1] as string)
+  // the row made again: the start after the notification resets the subscriber, whose queue is full
+  const [{ epoch }] = (await ctx.admin.query(`DELETE FROM ${ctx.prefix}channels WHERE name = 'room' RETURNING epoch`)).rows
+  await ctx.admin.query(`SELECT pg_notify('${ctx.prefix}items', '99:${epoch as string}:room')`)
+  await within(cut, 5000, 'cut off by the reset')
+  watched.hold(true)
+  const resumer = s.room.subscribe({ lastEventId: ids[1] })
+  const release = await within(watched.held(1), 5000, 'the new start asks where the channel is')
+  release()
+  t.match((await within(take(resumer, 1), 5000, 'the reset'))[0], { event: 'sse-reset', data: { reason: 'unknown' } })
+  t.same(watched.order.slice(watched.order.indexOf('held')), ['held', 'located', 'replay'],
+    'its replay read once the new start found where the channel is')
+  await resumer.return?.()
+  await sub.return?.()
+})
+
+t.test('a start that answers after its channel went quiet and was started again leaves the new start alone', async t => {
+  const ctx = await pgContext(t)
+  const watched = watchedPool(ctx)
+  const s = await pgServer(t, ctx, { pool: watched.pool })
+  // the listener listens, and the channel has gone quiet again
+  const probe = s.room.subscribe()
+  await located(s.room, s.app)
+  await probe.return?.()
+  watched.hold(true)
+  const first = s.room.subscribe()
+  const releaseFirst = await within(watched.held(1), 5000, 'the first start')
+  await first.return?.()
+  const second = s.room.subscribe()
+  const releaseSecond = await within(watched.held(2), 5000, 'the second start')
+  releaseFirst()
+  await within(watched.seen('located', 2), 5000, 'the first start answered (after the probe\'s)')
+  await new Promise(resolve => setImmediate(resolve)) // its answer handled
+  // a publish of this process waits for the start under way: its subscriber then gets the item
+  const published = s.room.publish({ data: 1 })
+  await new Promise(resolve => setImmediate(resolve))
+  releaseSecond()
+  const id = await within(published, 5000, 'the publish')
+  t.same(watched.order.slice(watched.order.indexOf('held')), ['held', 'held', 'located', 'located', 'append'])
+  t.same((await within(take(second, 1), 5000, 'the item')).map(e => e.id), [id])
+  await second.return?.()
 })

@@ -100,7 +100,11 @@ async function settled (...servers: Server[]): Promise<void> {
   }
 }
 
-/** Resolves once the server's reader knows where the channel is (a subscriber gets items from then on). */
+/**
+ * Resolves once the server's reader knows where the channel is (a subscriber gets items from then on). On Redis
+ * the position is never empty (`0-0` before any item): there, `connected` alone says it, as a Redis reader exists
+ * only once its start has answered.
+ */
 async function reading (s: Server): Promise<void> {
   for (let i = 0; i < 500; i++) {
     const stats = s.app.sse.stats({ channels: Infinity }).channels.find(c => c.name === s.room.name)
