@@ -1,6 +1,6 @@
 import { tracingChannel } from 'node:diagnostics_channel'
 import type { OutgoingHttpHeaders } from 'node:http'
-import type { Http2ServerResponse, ServerHttp2Session } from 'node:http2'
+import { constants as http2Constants, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 
@@ -240,8 +240,8 @@ function resetTcp (socket: Socket): void {
  * reset (`socket.resetAndDestroy()`, Node >= 16.17) drops them at once. Where there is no TCP to reset (a Unix
  * socket) the connection is simply closed.
  *
- * On HTTP/2 the stream is reset (RST_STREAM), and the session's connection, which carries other streams, only
- * when the server is `closing`: Node 20 ends the socket of a session closed gracefully and waits for the
+ * On HTTP/2 the stream is reset (RST_STREAM, CANCEL), and the session's connection, which carries other streams,
+ * only when the server is `closing`: Node 20 ends the socket of a session closed gracefully and waits for the
  * client's FIN, which a client that stopped reading never sends (its session waits for it to read the stream
  * out), so the server's close would wait for good. The session's `socket` is a proxy that refuses `destroy()`
  * but passes `resetAndDestroy()` and `_parent` through to the socket (Node 20.20).
@@ -254,7 +254,10 @@ export function resetConnection (reply: FastifyReply, closing: boolean): void {
     return
   }
   // taken first: a destroyed stream no longer knows its session
-  const session = (reply.raw as unknown as Http2ServerResponse).stream.session as ServerHttp2Session
+  const stream = (reply.raw as unknown as Http2ServerResponse).stream
+  const session = stream.session as ServerHttp2Session
+  // CANCEL: a plain destroy resets with NO_ERROR, which the client reads as the stream's end
+  stream.close(http2Constants.NGHTTP2_CANCEL)
   reply.raw.destroy()
   if (closing) resetTcp(session.socket as Socket)
 }

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import dc from 'node:diagnostics_channel'
 import { once } from 'node:events'
 import { existsSync, readFileSync } from 'node:fs'
-import { connect as http2Connect } from 'node:http2'
+import { connect as http2Connect, constants } from 'node:http2'
 import { connect as netConnect, type Socket } from 'node:net'
 import { SSE_DIAGNOSTICS, type SseStreamCloseMessage } from '../lib/index.js'
 import { EventStream } from '../lib/stream.js'
@@ -253,13 +253,14 @@ t.test('on HTTP/2 the stream of a client that stopped reading is reset alone; it
   stuck.on('error', () => {})
   stuck.pause() // the window fills, the server's writes wait
   await once(stuck, 'response')
-  // the server destroys its stream (RST_STREAM, which Node sends with NO_ERROR: the client reads it as an end)
+  // the server resets its stream with CANCEL: the client can tell the cut-off from an end
   const closed = once(stuck, 'close')
   t.ok(await settles(stopped.promise, 10_000), 'the generator was stopped (its finally ran)')
   const line = await within(logs.waitFor(l => l.msg === 'SSE stream closed'), 5000, 'the stream did not close')
   t.equal(line.reason, 'too slow')
   stuck.resume() // a paused stream reports its end only once what it holds is read
   t.ok(await settles(closed), 'its stream was closed')
+  t.equal(stuck.rstCode, constants.NGHTTP2_CANCEL, 'reset with CANCEL')
   t.notOk(session.destroyed, 'the session is still open')
   const hello = session.request({ ':path': '/hello' })
   hello.setEncoding('utf8')
