@@ -52,7 +52,7 @@ export function isRetry (value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) >= 0
 }
 
-/** The `retry:` frame sent when a stream opens with the `retry` option. */
+/** The `retry:` frame a stream opens with (unless its `retry` option is false). */
 export function retryFrame (retry: number): string {
   return 'retry: ' + retry + '\n\n'
 }

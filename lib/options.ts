@@ -12,7 +12,8 @@ const MAX_TIMER = 2 ** 31 - 1
 /** Stream options with the plugin's defaults filled in and validated. */
 export interface ResolvedStreamOptions {
   heartbeat: number | false
-  retry: number | undefined
+  /** The `retry:` line each stream opens with, before its jitter; false: none. */
+  retry: number | false
   /** The share of `retry` each stream's `retry:` line may differ by, either way (0: exactly `retry`). */
   retryJitter: number
   /** Longest a full destination may go without draining before the connection is reset; false: no limit. */
@@ -31,7 +32,8 @@ export interface ResolvedOptions extends ResolvedStreamOptions {
 
 export const DEFAULTS: ResolvedOptions = {
   heartbeat: 15_000,
-  retry: undefined,
+  // EventSource's usual delay, so browsers wait as long on average; the jitter spreads them after a restart
+  retry: 3000,
   retryJitter: 0.5,
   writeTimeout: 30_000,
   serialize: JSON.stringify,
@@ -79,8 +81,8 @@ export function resolveOptions (options: SseStreamOptions, base: ResolvedOptions
   if (!isTimerOrOff(heartbeat)) {
     throw invalidOption('heartbeat', `must be a positive whole number of milliseconds or false, got ${shown(heartbeat)}`)
   }
-  if (retry !== undefined && !isRetry(retry)) {
-    throw invalidOption('retry', `must be a non-negative whole number of milliseconds, got ${shown(retry)}`)
+  if (retry !== false && !isRetry(retry)) {
+    throw invalidOption('retry', `must be a non-negative whole number of milliseconds or false, got ${shown(retry)}`)
   }
   if (!(typeof retryJitter === 'number' && retryJitter >= 0 && retryJitter <= 1)) {
     throw invalidOption('retryJitter', `must be a number from 0 to 1 (a share of retry), got ${shown(retryJitter)}`)

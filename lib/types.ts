@@ -31,14 +31,16 @@ export interface SseStreamOptions<Item = SseItem> {
   /** Milliseconds of silence after which a `:` comment is written; `false` turns the heartbeat off. Default 15000. */
   heartbeat?: number | false
   /**
-   * Reconnection delay (ms) sent as a `retry:` line when the stream opens, varied per stream by `retryJitter`.
-   * Default: none (the client's own default applies).
+   * Reconnection delay (ms) sent as a `retry:` line when the stream opens, varied per stream by `retryJitter`, so
+   * that clients dropped together (a restart) come back spread out. `false` sends no `retry:` line (the client's own
+   * default applies, the same for every client). A whole number >= 0 or false; default 3000 (EventSource's usual).
    */
-  retry?: number
+  retry?: number | false
   /**
    * How far each stream's `retry:` line may differ from `retry`, as a share of it: each stream sends a whole
    * number drawn evenly from `retry × (1 − retryJitter)` to `retry × (1 + retryJitter)`, so that clients dropped
-   * together (a restart) do not all come back at once. 0 sends `retry` exactly. From 0 to 1; default 0.5.
+   * together (a restart) do not all come back at once. 0 sends `retry` exactly; unused with `retry: false`. From 0
+   * to 1; default 0.5.
    */
   retryJitter?: number
   /**

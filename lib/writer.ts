@@ -84,7 +84,7 @@ export abstract class ResponseWriter implements HeartbeatMember {
     this.options = options
     this.registry = registry
     this.#held = holdsHead
-    if (options.retry !== undefined) this.#batch = retryFrame(jitteredRetry(options.retry, options.retryJitter))
+    if (options.retry !== false) this.#batch = retryFrame(jitteredRetry(options.retry, options.retryJitter))
   }
 
   /**

@@ -339,6 +339,9 @@ t.test('route config.sse is checked when the route is declared, naming it', asyn
   t.throws(() => app.get('/y', { config: { sse: { heartbeats: 5 } as never } }, async function * () {}), {
     message: /"heartbeats" is not an option of route GET \/y \(config\.sse\)/
   })
+  t.throws(() => app.get('/z', { config: { sse: { retry: true as never } } }, async function * () {}), {
+    code: 'FST_SSE_INVALID_OPTION', field: 'retry', message: /"retry" must be a non-negative whole number of milliseconds or false, got true/
+  })
 })
 
 t.test('reply.sse() messages: a Promise, an unknown option', async t => {

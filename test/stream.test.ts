@@ -156,7 +156,9 @@ t.test('plugin options are validated when registering', async t => {
     [{ heartbeat: 1.5 }, /"heartbeat"/],
     [{ heartbeat: 2 ** 31 }, /"heartbeat"/],
     [{ heartbeat: true }, /"heartbeat"/],
-    [{ retry: -1 }, /"retry" must be a non-negative whole number/],
+    [{ retry: -1 }, /"retry" must be a non-negative whole number of milliseconds or false, got -1/],
+    [{ retry: true }, /"retry" .*got true$/],
+    [{ retry: 1.5 }, /"retry"/],
     [{ retryJitter: -0.1 }, /"retryJitter" must be a number from 0 to 1 \(a share of retry\), got -0.1/],
     [{ retryJitter: 1.5 }, /"retryJitter"/],
     [{ retryJitter: NaN }, /"retryJitter"/],
@@ -189,6 +191,9 @@ t.test('plugin options are validated when registering', async t => {
     await ok.register(ssePlugin, { heartbeat: false, retry: 0, retryJitter: 1, writeTimeout: false })
   })
   await ok.close()
+  const off = Fastify()
+  await t.resolves(async () => { await off.register(ssePlugin, { retry: false }) })
+  await off.close()
 })
 
 t.test('retry is written first and the heartbeat fills silence, then stops with the stream', async t => {
@@ -216,6 +221,40 @@ t.test('retry is written first and the heartbeat fills silence, then stops with 
   const delay = Number(retry?.[1])
   t.ok(delay >= 250 && delay <= 750, `retry 500 jittered by default, within 500 ± 50 % (${delay})`)
   t.ok(text.endsWith(':\n\ndata: bye\n\n'), 'the event follows the heartbeats, whole')
+})
+
+t.test('by default every stream opens with its own retry line, 1500 to 4500 ms; retry: false at any level sends none', async t => {
+  t.setTimeout(20_000)
+  // the plugin as an app gets it (startApp turns the retry line off)
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(ssePlugin)
+  app.get('/default', (_req, reply) => reply.sse([{ data: 'x' }]))
+  app.get('/route-off', { config: { sse: { retry: false } } }, async function * () { yield { data: 'x' } })
+  app.get('/call-off', (_req, reply) => reply.sse([{ data: 'x' }], { retry: false }))
+  app.get('/call-on', { config: { sse: { retry: false } } }, (_req, reply) => reply.sse([{ data: 'x' }], { retry: 100, retryJitter: 0 }))
+  const url = await app.listen({ port: 0, host: '127.0.0.1' })
+  const off = Fastify()
+  t.teardown(() => off.close())
+  await off.register(ssePlugin, { retry: false })
+  off.get('/plugin-off', (_req, reply) => reply.sse([{ data: 'x' }]))
+  const offUrl = await off.listen({ port: 0, host: '127.0.0.1' })
+
+  const values: number[] = []
+  for (let i = 0; i < 40; i++) {
+    const text = await (await request(url + '/default')).body.text()
+    const line = /^retry: (\d+)\n\ndata: x\n\n$/.exec(text)
+    t.ok(line, `a retry line, then the item (${JSON.stringify(text)})`)
+    values.push(Number(line?.[1]))
+  }
+  t.same(values.filter(v => !(Number.isSafeInteger(v) && v >= 1500 && v <= 4500)), [], 'every one within 3000 ± 50 %')
+  const seen = new Set(values).size
+  t.ok(seen > 10, `the values vary from stream to stream (${seen} different of 40)`)
+  for (const path of ['/route-off', '/call-off']) {
+    t.equal(await (await request(url + path)).body.text(), 'data: x\n\n', `${path}: no retry line`)
+  }
+  t.equal(await (await request(offUrl + '/plugin-off')).body.text(), 'data: x\n\n', 'the plugin\'s retry: false: no retry line')
+  t.equal(await (await request(url + '/call-on')).body.text(), 'retry: 100\n\ndata: x\n\n', 'a call\'s retry wins over its route\'s false')
 })
 
 t.test('the heartbeat is reset by every write', async t => {

@@ -70,7 +70,9 @@ function writer (options: Partial<typeof DEFAULTS> = {}, held = false): {
 } {
   const { reply, calls, raw } = fakeReply()
   const registry = new StreamRegistry()
-  const w = new TestWriter(reply, { ...DEFAULTS, heartbeat: false, writeTimeout: false, ...options }, registry, held)
+  // no retry line unless a test asks for one: the writes are compared whole
+  const resolved: typeof DEFAULTS = { ...DEFAULTS, heartbeat: false, writeTimeout: false, retry: false, ...options }
+  const w = new TestWriter(reply, resolved, registry, held)
   return { w, calls, registry, raw }
 }
 

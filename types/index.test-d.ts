@@ -21,6 +21,12 @@ void app.register(ssePlugin, { retryJitter: 0, writeTimeout: false })
 void app.register(ssePlugin, { writeTimeout: true })
 // @ts-expect-error retryJitter is a number
 void app.register(ssePlugin, { retryJitter: '0.5' })
+// retry: false sends no `retry:` line, wherever stream options are given
+void app.register(ssePlugin, { retry: false })
+// @ts-expect-error retry is a number or false
+void app.register(ssePlugin, { retry: true })
+app.get('/no-retry', { config: { sse: { retry: false } } }, async function * () {})
+app.get('/no-retry-call', (_req, reply) => reply.sse([{ data: 'x' }], { retry: false, retryJitter: 0 }))
 
 interface Tick { now: number }
 async function * ticks (): AsyncGenerator<SseItem<Tick>> {

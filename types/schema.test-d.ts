@@ -173,6 +173,8 @@ app.get('/clock-channel', { schema: { response: { 200: clock } } }, (request, re
 app.get('/clock-channel-async', { schema: { response: { 200: clock } } }, async (request, reply) => {
   return reply.sse(ticks.subscribe(), { retry: 1000 })
 })
+app.get('/clock-channel-no-retry', { schema: { response: { 200: clock } }, config: { sse: { retry: false } } }, (request, reply) =>
+  reply.sse(ticks.subscribe(), { retry: false }))
 app.get('/clock-channel-returned', { schema: { response: { 200: clock } } }, () => ticks.subscribe())
 app.get('/clock-channel-generator', { schema: { response: { 200: clock } } }, async function * () {
   yield { data: { now: 0 } }

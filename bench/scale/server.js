@@ -13,6 +13,7 @@ import { createServer as createNetServer } from 'node:net'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { noRetry } from '../servers/common.js'
 
 const arg = (name, fallback) => process.argv.find(a => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback
 const KIND = arg('kind', 'raw')
@@ -23,7 +24,10 @@ const HEARTBEAT = Number(arg('heartbeat', '5000'))
 const PREFIX = arg('prefix', 'bench:scale:')
 /** Items a Redis channel keeps for Last-Event-ID replay (the storm scenario needs the whole outage). */
 const HISTORY = Number(arg('history', '100'))
-/** ours: the `retry` the plugin sends (ms; jittered by its default `retryJitter`); none when not given. */
+/**
+ * ours: the `retry` the plugin sends (ms; jittered by its default `retryJitter`); when not given, none (the
+ * plugin's default would send one, which raw does not).
+ */
 const RETRY = arg('retry', undefined)
 /** ours: the plugin's `admission`, `rate[,burst[,spread]]` (new streams a second, per process); none if not given. */
 const ADMISSION = arg('admission', undefined)
@@ -98,8 +102,8 @@ async function oursServer () {
   const { default: ssePlugin } = await import(pathToFileURL(join(dist, 'index.js')).href)
   const { default: Fastify } = await import('fastify')
   const app = Fastify({ logger: false })
-  const options = { heartbeat: HEARTBEAT }
-  if (RETRY !== undefined) options.retry = Number(RETRY)
+  const retry = RETRY === undefined ? await noRetry(Fastify, ssePlugin) : { retry: Number(RETRY) }
+  const options = { heartbeat: HEARTBEAT, ...retry }
   if (RETRY_AFTER !== undefined) options.retryAfter = Number(RETRY_AFTER)
   if (ADMISSION !== undefined) {
     const [rate, burst, spread] = ADMISSION.split(',').map(Number)

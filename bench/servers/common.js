@@ -46,3 +46,15 @@ export function ready (name, port, subscribers) {
   process.on('disconnect', () => process.exit(0))
   process.send({ ready: true, name, port })
 }
+
+/**
+ * The plugin options that keep its streams from opening with a `retry:` line, as raw and the other libraries'
+ * servers send none: `{ retry: false }`, or nothing for a build from before `retry: false` (BENCH_DIST), whose
+ * streams send no `retry:` line by default and which refuses `false`.
+ */
+export async function noRetry (Fastify, ssePlugin) {
+  const probe = Fastify({ logger: false })
+  const takesFalse = await probe.register(ssePlugin, { retry: false }).ready().then(() => true, () => false)
+  await probe.close().catch(() => {})
+  return takesFalse ? { retry: false } : {}
+}

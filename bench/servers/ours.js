@@ -3,13 +3,14 @@
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import Fastify from 'fastify'
-import { item, now, ready } from './common.js'
+import { item, noRetry, now, ready } from './common.js'
 
 const dist = process.env.BENCH_DIST ?? fileURLToPath(new URL('../../dist/', import.meta.url))
 const { default: ssePlugin } = await import(pathToFileURL(join(dist, 'index.js')).href)
 
 const app = Fastify({ logger: false })
-await app.register(ssePlugin)
+// no `retry:` line (the plugin's default sends one per stream): every server here sends the same bytes
+await app.register(ssePlugin, await noRetry(Fastify, ssePlugin))
 // BENCH_ONSEND=1: a do-nothing onSend hook, so every stream takes Fastify's stream-send path instead of writing
 // its head itself (bench/README.md, "Fastify's stream path")
 if (process.env.BENCH_ONSEND === '1') app.addHook('onSend', async (request, reply, payload) => payload)
