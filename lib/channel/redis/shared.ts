@@ -68,10 +68,10 @@ export class Backends {
 
   /**
    * A channel of this backend was forgotten (it has no subscriber): its name is free, and the last one of its tag
-   * closes their reader (or no channel would be left to close it with the app).
+   * closes their reader (or no channel would be left to close it with the app). Only a channel that has its name
+   * is forgotten: its registry holds it until then, and takes it back (with its name) before it forgets it again.
    */
   forget (backend: ReadChannel): void {
-    if (this.#channels.get(backend.name) !== backend) return
     const reader = this.#leave(backend)
     if (reader !== undefined) this.#closeLater(reader)
   }
