@@ -130,11 +130,17 @@ export interface ChannelBackend<Id extends string | Promise<string> = string | P
    */
   subscribed?: (active: boolean) => void
   /**
-   * Drops the history and keeps the ids going (the next item continues from the last): the channel is idle and its
-   * registry lets go of it. Only a backend that holds nothing outside this process has it (the in-memory one); a
-   * channel whose backend has none is kept until `close()`.
+   * The channel is idle (it has no subscriber) and its registry lets go of it: the backend lets go of what it holds
+   * for it, so that nothing shared (its backend's names, readers, page reads) keeps the channel reachable. The
+   * in-memory one drops its history and keeps the ids going (the next item continues from the last); a shared one
+   * loses nothing, its history is in the store. A channel whose backend has none is kept until `close()`.
    */
   forget?: () => void
+  /**
+   * A forgotten channel the app still held is taken back: the backend serves it again as before it was forgotten.
+   * Throws (and the channel stays forgotten) when its backend serves another channel of its name by then.
+   */
+  rejoined?: () => void
   /** Releases what the backend holds (history, connections); a promise when that takes a while (a connection). */
   close: () => void | Promise<void>
   /**

@@ -96,8 +96,9 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
   /**
    * Whether a client may hold one of its ids (an item was published, or a subscriber was given a replay's or a reset's
    * position): then it is forgotten only once idle, so a client that comes back soon resumes instead of being reset.
+   * Always on a shared channel (its `append` answers later): its ids are in its store, issued by every process.
    */
-  #idsGiven = false
+  #idsGiven: boolean
   /** Set by the first targeted publish: until then the fan-out checks no subscriber's tags, and no index is kept. */
   #targeted = false
   #items = 0
@@ -118,6 +119,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
     this.#counters = context.counters
     const history = { history: limits.history, historyMaxAge: limits.historyMaxAge }
     this.#backend = backend(name, history, this.#deliver, context.log, this.#reset)
+    this.#idsGiven = this.#backend.asynchronous === true
   }
 
   get size (): number {
@@ -139,7 +141,6 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
   }
 
   publish (item: SseItem<T>, options?: PublishOptions & TargetOptions): string | Promise<string> {
-    if (!this.#registered && !this.#closed) this.#home.rejoin(this)
     if (this.#backend.asynchronous !== true) return this.#append(item, options)
     try {
       return this.#append(item, options)
@@ -173,8 +174,12 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
     this.#backend.forget?.()
   }
 
-  /** @internal Taken back by its registry (asked for by name, or published on or subscribed to, while reachable). */
+  /**
+   * @internal Taken back by its registry (asked for by name, or published on or subscribed to, while reachable).
+   * Throws, and stays forgotten, when its backend serves another channel of its name by then.
+   */
   rejoined (): void {
+    this.#backend.rejoined?.()
     this.#registered = true
   }
 
@@ -253,6 +258,8 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
   }
 
   #append (item: SseItem<T>, options?: PublishOptions & TargetOptions): string | Promise<string> {
+    // (here, so that a shared backend that cannot take it back rejects the publish instead of throwing)
+    if (!this.#registered && !this.#closed) this.#home.rejoin(this)
     // a non-object is refused by the encoder, with the message every other refusal has
     if (!isItemObject(item)) encodeItem(item)
     refuseFieldless(item)
@@ -393,8 +400,8 @@ export class ChannelRegistry implements SseChannels, ChannelHome {
    * channel of its name exists meanwhile.
    */
   rejoin (channel: SseChannel<unknown>): void {
-    this.#forgotten.drop(channel)
     channel.rejoined()
+    this.#forgotten.drop(channel)
     // forgotten since the app closed (made after it): closed like every channel, its publish throws
     if (this.#closed) {
       channel.close()

@@ -2,7 +2,8 @@ import { performance } from 'node:perf_hooks'
 
 // When a registry lets go of a channel nobody uses. A name taken from a request (`channel(req.params.room)`) must
 // not hold memory for ever: a channel with no subscriber is forgotten at once when nothing was ever published on
-// it (no client can hold one of its ids), else once it had no subscriber and no publish for its `idleTimeout`.
+// it (no client can hold one of its ids; a shared channel's are in its store, so never at once), else once it had no
+// subscriber and no publish for its `idleTimeout`.
 // Idle channels wait in one insertion-ordered map per timeout, oldest first, so a sweep reads only those due and
 // one timer serves them all, whatever their number.
 

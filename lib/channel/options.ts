@@ -18,11 +18,11 @@ export interface ChannelOptions {
   /** Bytes (of encoded frames) a subscriber may have waiting before it is disconnected. Default 1 MiB. */
   queueBytes?: number
   /**
-   * Milliseconds an in-memory channel with no subscriber and no publish keeps its history before it is forgotten
-   * (the next `channel(name)` makes a new one, unless the forgotten object is still held: then it is handed back).
-   * Default 300000 (5 minutes), at most 2147483647; `Infinity`: until `close()`. One of which no client can hold an
-   * id (nothing published, no replay or reset served) is forgotten as soon as its last subscriber leaves. Ignored
-   * with a shared backend, whose channels are kept until `close()`.
+   * Milliseconds a channel with no subscriber and no publish is kept before it is forgotten (the next
+   * `channel(name)` makes a new one, unless the forgotten object is still held: then it is handed back): an
+   * in-memory one with its history, a shared one with nothing lost (its history is in the store). Default 300000
+   * (5 minutes), at most 2147483647; `Infinity`: until `close()`. An in-memory one of which no client can hold an
+   * id (nothing published, no replay or reset served) is forgotten as soon as its last subscriber leaves.
    */
   idleTimeout?: number
   /**

@@ -272,7 +272,7 @@ t.test('idleTimeout over real timers: each channel goes at its own time; bad val
   t.ok(registered(long), 'the long one still there')
 })
 
-t.test('a shared backend (without forget) is never forgotten; close() stops the idle timer', async t => {
+t.test('a backend without forget is never forgotten; close() stops the idle timer', async t => {
   const time = fakeClock()
   const registry = new ChannelRegistry(Fastify().log, JSON.stringify, memoryBackend, undefined, time.clock)
   const backend: ChannelBackendFactory<string> = (_name, options, deliver) => {

@@ -33,6 +33,10 @@ export interface NatsGroup {
   facts: (fresh?: boolean) => Promise<StreamFacts>
   /** The channel closed: the last one stops the reader. */
   close: (channel: NatsChannel) => Promise<void>
+  /** The channel was forgotten: its name is free, and the last one stops the reader. */
+  forget: (channel: NatsChannel) => void
+  /** A forgotten channel is taken back: its name again (throws when another channel has it). */
+  rejoin: (channel: NatsChannel) => void
 }
 
 /** Milliseconds a replay waits for the messages it counted. */
@@ -134,6 +138,17 @@ export class NatsChannel extends StoredChannel {
   close (): Promise<void> {
     this.#group.remove(this)
     return this.#group.close(this)
+  }
+
+  /** Let go by its registry (it has no subscriber): its name is free, its stream keeps what a client resumes from. */
+  forget (): void {
+    this.#group.remove(this)
+    this.#group.forget(this)
+  }
+
+  /** Taken back: its name again (refused when another channel of the backend took it meanwhile). */
+  rejoined (): void {
+    this.#group.rejoin(this)
   }
 
   /** The sequence of the channel's newest message (the stream's last when it has none): where a reset puts it. */

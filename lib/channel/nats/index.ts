@@ -57,6 +57,8 @@ class Backend implements NatsGroup, ReaderHost {
   readonly cursor = new Cursor()
   readonly #channels = new Map<string, NatsChannel>()
   #reader: NatsReader | undefined
+  /** Settles once the last reader stopped has deleted its consumer. */
+  #closed: Promise<void> = Promise.resolve()
   #facts: Promise<StreamFacts> | undefined
   #up = true
   #log: FastifyBaseLogger | undefined
@@ -73,7 +75,7 @@ class Backend implements NatsGroup, ReaderHost {
       throw invalidOption('history', `of channel "${name}" is ${history}: a NATS channel replays fewer items than ` +
         `the stream keeps per channel (maxPerChannel ${this.settings.maxPerChannel} of natsChannels())`)
     }
-    return addChannel(this.#channels, name, 'natsChannels()', channel)
+    return addChannel(this.#channels, name, OWNER, channel)
   }
 
   get connected (): boolean | undefined {
@@ -109,12 +111,24 @@ class Backend implements NatsGroup, ReaderHost {
     return this.#facts
   }
 
+  rejoin = (channel: NatsChannel): void => {
+    addChannel(this.#channels, channel.name, OWNER, () => channel)
+  }
+
+  /** The last channel (closed, or forgotten before) stops the reader; a close waits for one stopping. */
   close (channel: NatsChannel): Promise<void> {
+    this.forget(channel)
+    return this.#closed
+  }
+
+  forget (channel: NatsChannel): void {
+    if (this.#channels.get(channel.name) !== channel) return
     this.#channels.delete(channel.name)
     const reader = this.#reader
-    if (this.#channels.size > 0 || reader === undefined) return Promise.resolve()
+    if (this.#channels.size > 0 || reader === undefined) return
     this.#reader = undefined
-    return reader.close()
+    // with no channel left, none would stop it with the app
+    this.#closed = reader.close()
   }
 
   /** The connection's state: said once per outage and once when it is back (then the reader starts again). */

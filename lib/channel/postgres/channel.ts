@@ -31,6 +31,10 @@ export interface PostgresGroup {
   remove: (channel: PostgresChannel) => void
   /** The channel closed: the last one closes the listener. */
   close: (channel: PostgresChannel) => Promise<void>
+  /** The channel was forgotten: its name is free, and the last one closes the listener. */
+  forget: (channel: PostgresChannel) => void
+  /** A forgotten channel is taken back: its name again (throws when another channel has it). */
+  rejoin: (channel: PostgresChannel) => void
 }
 
 export class PostgresChannel extends StoredChannel {
@@ -154,6 +158,17 @@ WHERE c.name = $1 ORDER BY i.seq`
   close (): Promise<void> {
     this.#quiet()
     return this.#group.close(this)
+  }
+
+  /** Let go by its registry (it has no subscriber): its name is free, its table keeps what a client resumes from. */
+  forget (): void {
+    this.#quiet()
+    this.#group.forget(this)
+  }
+
+  /** Taken back: its name again (refused when another channel of the backend took it meanwhile). */
+  rejoined (): void {
+    this.#group.rejoin(this)
   }
 
   /**

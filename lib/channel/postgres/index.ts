@@ -62,6 +62,8 @@ class Backend implements PostgresGroup {
   readonly settings: PostgresSettings
   readonly #channels = new Map<string, PostgresChannel>()
   #listener: Listener | undefined
+  /** Settles once the last listener closed has ended its connection. */
+  #closed: Promise<void> = Promise.resolve()
 
   constructor (settings: PostgresSettings) {
     this.settings = settings
@@ -70,7 +72,7 @@ class Backend implements PostgresGroup {
   /** A channel of this backend is created: one per name (its listener reads each channel once). */
   open (name: string, channel: () => PostgresChannel): PostgresChannel {
     checkName(name, 'PostgreSQL')
-    return addChannel(this.#channels, name, 'postgresChannels()', channel)
+    return addChannel(this.#channels, name, OWNER, channel)
   }
 
   listener = (log: FastifyBaseLogger): Listener => {
@@ -90,12 +92,24 @@ class Backend implements PostgresGroup {
     this.#listener?.remove(channel)
   }
 
+  rejoin = (channel: PostgresChannel): void => {
+    addChannel(this.#channels, channel.name, OWNER, () => channel)
+  }
+
+  /** The last channel (closed, or forgotten before) closes the listener; a close waits for one closing. */
   close (channel: PostgresChannel): Promise<void> {
+    this.forget(channel)
+    return this.#closed
+  }
+
+  forget (channel: PostgresChannel): void {
+    if (this.#channels.get(channel.name) !== channel) return
     this.#channels.delete(channel.name)
     const listener = this.#listener
-    if (this.#channels.size > 0 || listener === undefined) return Promise.resolve()
+    if (this.#channels.size > 0 || listener === undefined) return
     this.#listener = undefined
-    return listener.close()
+    // with no channel left, none would close it with the app
+    this.#closed = listener.close()
   }
 }
 

@@ -144,6 +144,17 @@ export class RedisBackend implements ChannelBackend<Promise<string>> {
     return this.#backends.close(this)
   }
 
+  /** Let go by its registry (it has no subscriber): its name is free, its stream keeps what a client resumes from. */
+  forget (): void {
+    this.#quiet()
+    this.#backends.forget(this)
+  }
+
+  /** Taken back: its name again (refused when another channel of the backend took it meanwhile). */
+  rejoined (): void {
+    this.#backends.open(this.#name, this)
+  }
+
   /** Entries the reader read from this channel's stream after `last`, oldest first. */
   handOn (entries: Entry[]): void {
     // a subscriber that leaves on an item (cut off, say) may leave the channel with none: it is not read from then

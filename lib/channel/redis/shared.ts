@@ -55,26 +55,52 @@ export class Backends {
     this.#readers.get(backend.tag)?.remove(backend)
   }
 
-  /** A channel of this backend closed: the last one of its tag closes their reader. */
+  /**
+   * A channel of this backend closed: the last one of its tag closes their reader. One forgotten before has left
+   * already; it waits for the readers closing.
+   */
   close (backend: ReadChannel): Promise<void> {
+    if (this.#channels.get(backend.name) !== backend) return Promise.all(this.#closing).then(() => {})
+    const reader = this.#leave(backend)
+    if (reader === undefined) return Promise.resolve()
+    return Promise.all([reader.close(), ...this.#closing]).then(() => {})
+  }
+
+  /**
+   * A channel of this backend was forgotten (it has no subscriber): its name is free, and the last one of its tag
+   * closes their reader (or no channel would be left to close it with the app). Only a channel that has its name
+   * is forgotten: its registry holds it until then, and takes it back (with its name) before it forgets it again.
+   */
+  forget (backend: ReadChannel): void {
+    const reader = this.#leave(backend)
+    if (reader !== undefined) this.#closeLater(reader)
+  }
+
+  /** The channel leaves its name and its tag: answers the tag's reader (if any) when it was the last of the tag. */
+  #leave (backend: ReadChannel): StreamReader | undefined {
     this.#channels.delete(backend.name)
     const left = (this.#tags.get(backend.tag) as number) - 1
     if (left > 0) {
       this.#tags.set(backend.tag, left)
-      return Promise.resolve()
+      return undefined
     }
     this.#tags.delete(backend.tag)
     const reader = this.#readers.get(backend.tag)
     this.#readers.delete(backend.tag)
-    return Promise.all([reader?.close(), ...this.#closing]).then(() => {})
+    return reader
+  }
+
+  /** Closes a reader nothing waits for now: the last channel of a tag closing waits for it. */
+  #closeLater (reader: StreamReader): void {
+    const closed: Promise<void> = reader.close().then(() => { this.#closing.delete(closed) })
+    this.#closing.add(closed)
   }
 
   /** A reader no channel needed for a while: closed (the next subscriber of its tag starts a new one). */
   #idle (tag: string): void {
     const reader = this.#readers.get(tag) as StreamReader
     this.#readers.delete(tag)
-    const closed: Promise<void> = reader.close().then(() => { this.#closing.delete(closed) })
-    this.#closing.add(closed)
+    this.#closeLater(reader)
   }
 
   /** The channels of a tag: those a reader's connection state is told to. */

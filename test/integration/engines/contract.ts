@@ -5,6 +5,8 @@
 import type { Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
+import v8 from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import type { ChannelBackendFactory } from '../../../lib/channel/backend.js'
 import type { Channel, SseItem } from '../../../lib/index.js'
 import { open, startApp, take, within, type LogCapture } from '../../helpers.js'
@@ -63,6 +65,38 @@ async function pair (t: Test, engine: Engine, history = 100): Promise<[Server, S
   return [a, b]
 }
 
+/** How long a channel of `roomServer()` waits with no subscriber before it is forgotten. */
+const ROOM_IDLE = 1000
+
+/** A server whose route GET /rooms/:room subscribes to the channel the request names, as an app of many rooms does. */
+async function roomServer (t: Test, backend: ChannelBackendFactory<Promise<string>>) {
+  const room = (app: FastifyInstance, name: string): AnyChannel =>
+    app.sse.channel<number>(name, { idleTimeout: ROOM_IDLE, backend }) as AnyChannel
+  const started = await startApp(app => {
+    app.get<{ Params: { room: string } }>('/rooms/:room', (req, reply) => reply.sse(room(app, req.params.room)
+      .subscribe({ lastEventId: req.headers['last-event-id'], signal: req.signal })))
+  })
+  t.teardown(() => started.app.close())
+  return { ...started, room: (name: string) => room(started.app, name) }
+}
+
+/** Polls `check` every 10 ms, for at most `ms`. */
+async function until (check: () => boolean, what: string, ms = 5000): Promise<void> {
+  for (const deadline = Date.now() + ms; !check();) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`)
+    await sleep(10)
+  }
+}
+
+/** A full collection, and a turn of the loop after it (where a WeakRef made in the turn before lets go). */
+async function collect (): Promise<void> {
+  await new Promise(resolve => setImmediate(resolve))
+  gc()
+  await new Promise(resolve => setImmediate(resolve))
+}
+v8.setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
+
 type Client = Awaited<ReturnType<typeof open>>
 
 /**
@@ -92,7 +126,7 @@ async function prime (t: Test, publish: () => Promise<string> | string, clients:
  * Resolves once the server has seen every client leave (else its close would wait for a keep-alive socket the
  * client's pool still holds).
  */
-async function settled (...servers: Server[]): Promise<void> {
+async function settled (...servers: Array<Pick<Server, 'logs'>>): Promise<void> {
   for (const s of new Set(servers)) {
     const count = (msg: string): number => s.logs.lines.filter(line => line.msg === msg).length
     const done = (): boolean => count('SSE stream closed') >= count('SSE stream opened')
@@ -219,6 +253,65 @@ export function contract (t: Test, engine: Engine): void {
         client.res.body.destroy()
       }
       await settled(byCount, byBytes)
+    })
+  }
+
+  if (engine.shared) {
+    t.test(`${engine.name}: a room left is forgotten after idleTimeout and nothing of it is held; a new channel of its name replays from the store, a held one taken back works`, async t => {
+      t.setTimeout(30_000)
+      const name = `room-${process.pid}-${++rooms}`
+      const before = await engine.held?.()
+      const shared = async (): Promise<ChannelBackendFactory<Promise<string>>> =>
+        await engine.backend(t) as ChannelBackendFactory<Promise<string>>
+      const [a, b] = [await roomServer(t, await shared()), await roomServer(t, await shared())]
+      // a's is held, as by a module-level const; b's is made by the request, and nothing of the app holds it
+      const held = a.room(name)
+      const client = await open(`${b.url}/rooms/${name}`, { reset: true })
+      const seen = await prime(t, () => held.publish({ data: -1 }), [client])
+      const made = new WeakRef(b.room(name))
+      client.res.body.destroy()
+      await settled(b)
+      t.equal(b.app.sse.stats().channelCount, 1, 'not forgotten at once: its ids are in the store, a client may hold one')
+      await until(() => a.app.sse.stats().channelCount + b.app.sse.stats().channelCount === 0, 'both forgotten')
+      for (let i = 0; i < 20 && made.deref() !== undefined; i++) await collect()
+      t.equal(made.deref(), undefined, 'b\'s channel collected: nothing of its backend holds it')
+      if (engine.held !== undefined) {
+        for (let tries = 0; tries < 50 && await engine.held() !== before; tries++) await sleep(100)
+        t.equal(await engine.held(), before, 'the last channel forgotten released the reader')
+      }
+
+      // published on, the held one is taken back; a new channel of the name on b replays from the store
+      const missed = [await held.publish({ data: 1 }), await held.publish({ data: 2 })]
+      t.equal(a.room(name), held, 'a hands its held channel back')
+      const back = await open(`${b.url}/rooms/${name}`, { reset: true, headers: { 'last-event-id': seen } })
+      t.same(ids(await within(take(back.events, 2), 5000, 'the replay')), missed, 'exactly what it missed')
+      const other = await open(`${a.url}/rooms/${name}`, { reset: true })
+      await prime(t, () => held.publish({ data: 3 }), [back, other])
+      t.equal(a.app.sse.stats().channels[0]?.subscribers, 1, 'the held one serves a\'s subscriber')
+      for (const c of [back, other]) c.res.body.destroy()
+      await settled(a, b)
+    })
+  }
+
+  if (engine.shared) {
+    t.test(`${engine.name}: a held channel whose name another app of its backend took meanwhile is refused, and taken back once the name is free`, async t => {
+      const backend = await engine.backend(t) as ChannelBackendFactory<Promise<string>>
+      const name = `room-${process.pid}-${++rooms}`
+      const [one, two] = await Promise.all([0, 1].map(() => startApp(() => {})))
+      for (const s of [one, two]) t.teardown(() => s?.app.close())
+      const first = (one as Server).app
+      const held = first.sse.channel<number>(name, { backend, idleTimeout: 0 })
+      // more channels than Redis has slot groups: some share a reader's group
+      for (let n = 0; n < 20; n++) await first.sse.channel(`${name}-${n}`, { backend, idleTimeout: 0 }).publish({ data: n })
+      await until(() => first.sse.stats().channelCount === 0, 'all forgotten')
+      const other = (two as Server).app.sse.channel<number>(name, { backend })
+      await t.rejects(held.publish({ data: 1 }), { code: 'FST_SSE_INVALID_OPTION', field: 'backend' },
+        'its backend serves the other app\'s channel of that name: refused')
+      t.throws(() => first.sse.channel(name, { backend }), { code: 'FST_SSE_INVALID_OPTION', field: 'backend' })
+      t.equal(first.sse.stats().channelCount, 0, 'still forgotten')
+      other.close()
+      t.match(await held.publish({ data: 2 }), /-/, 'the name free: taken back')
+      t.equal(first.sse.channel(name, { backend }), held)
     })
   }
 
