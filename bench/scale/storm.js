@@ -289,6 +289,8 @@ function client () {
   /** Closed before the new servers' ports are known: they reconnect once told. */
   let waiting = []
   let told = false
+  /** Until every client first streams: a refused one (a 503) comes back to the same servers after its Retry-After. */
+  let first = true
 
   function onData (chunk) {
     const at = now()
@@ -351,7 +353,7 @@ function client () {
     // as an EventSource: after a 503 its Retry-After, else the `retry` last received
     const delay = state.retryAfter ?? state.retry
     state.retryAfter = undefined
-    if (delay !== undefined) setTimeout(attempt, delay, state)
+    if (delay !== undefined) setTimeout(first ? open : attempt, delay, state)
     // no `retry` received: before the new ports are known, wait; after, try again (the server refused, or was not
     // listening yet)
     else if (!told) waiting.push(state)
@@ -397,6 +399,7 @@ function client () {
         if (k % 64 === 63) await sleep(5)
       }
       while (down > 0) await sleep(100)
+      first = false
       process.send({ type: 'connected' })
     } else if (msg.cmd === 'reconnect') {
       from = msg.from
