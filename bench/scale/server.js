@@ -163,7 +163,8 @@ function control () {
       const heap = mem.heapUsed + mem.external
       const loop = { p99: delay.percentile(99) / 1e6, max: delay.max / 1e6 }
       delay.reset()
-      process.send({ id: msg.id, cpu: cpu.user + cpu.system, heap, rss: mem.rss, subscribers: size(), loop, ...counters?.() })
+      const subscribers = size()
+      process.send({ id: msg.id, cpu: cpu.user + cpu.system, heap, rss: mem.rss, subscribers, loop, ...counters?.() })
     } else if (msg?.cmd === 'publish') {
       const t0 = now()
       await publish(msg.n)

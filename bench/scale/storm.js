@@ -4,7 +4,7 @@
 //
 //   node bench/scale/storm.js [--n=20000] [--procs=2] [--clients=2] [--every=100] [--jitter=0]
 //     [--retry=3000] [--admission=rate[,burst[,spread]]] [--retry-after=5] [--bound=300] [--record [--as=after]]
-//     [--trace] [--profile=dir]
+//     [--trace] [--profile=dir] [--listen=1]
 //
 // `--procs` Fastify + fastify-typed-sse processes (bench/scale/server.js, `--mode=redis`) share one Redis channel
 // (REDIS_URL, default redis://127.0.0.1:6379) holding --n subscribers from `--clients` client processes; one more
@@ -21,7 +21,8 @@
 // delivery latency of the items published from the kill on (p50/p99/max, publish → read, replayed or live).
 // `--trace` prints the storm second by second (clients down and why, each server's CPU, event-loop delay and
 // counters, the accept queues and listen overflows: see `trace`); `--profile=dir` has the restarted servers write
-// a `--cpu-prof` profile there.
+// a `--cpu-prof` profile there. `--listen` ports per server process (at least one per 10,000 clients), its clients
+// spread over them: a Node process accepts one connection per listening socket per turn of its event loop.
 import { execFileSync, fork } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { connect } from 'node:net'
@@ -56,7 +57,8 @@ async function main () {
   const TRACE = args.includes('--trace')
   /** The restarted servers write a --cpu-prof profile to this directory on exit. */
   const PROFILE = option('profile', undefined)
-  const PORTS = Math.ceil(N / PROCS / 10_000)
+  /** Listening sockets (ports) per server process: each accepts one connection per turn of the event loop. */
+  const PORTS = Math.max(Math.ceil(N / PROCS / 10_000), Number(option('listen', '1')))
   if (N / CLIENTS > 19_000 || N / PROCS > 19_000) throw new Error('at most 19,000 sockets per process (ulimit -n)')
   const prefix = `bench:scale:storm:${process.pid}:`
   const server = fileURLToPath(new URL('server.js', import.meta.url))
