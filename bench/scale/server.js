@@ -11,7 +11,7 @@
 import { createServer as createHttpServer } from 'node:http'
 import { createServer as createNetServer } from 'node:net'
 import { join } from 'node:path'
-import { performance } from 'node:perf_hooks'
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { noRetry } from '../servers/common.js'
 
@@ -40,7 +40,7 @@ const now = () => performance.timeOrigin + performance.now()
 /** The event of publish number `n`, stamped `t`: what the load generators time. */
 const tail = (t, n) => 'event: tick\ndata: {"t":' + t + ',"n":' + n + '}\n\n'
 
-const { handler, publish, deliver, size } = KIND === 'raw' ? await rawServer() : await oursServer()
+const { handler, publish, deliver, size, counters } = KIND === 'raw' ? await rawServer() : await oursServer()
 const ports = await listenAll(handler)
 control()
 process.send({ ready: true, ports })
@@ -127,7 +127,11 @@ async function oursServer () {
     handler: app.server,
     publish: (n) => channel.publish(item(now(), n)),
     deliver: (t, n) => { channel.publish(item(t, n)) },
-    size: () => channel.size
+    size: () => channel.size,
+    counters: () => {
+      const { opened, cutOffs, replays } = app.sse.stats({ channels: 0 })
+      return { opened, cutOffs, replays }
+    }
   }
 }
 
@@ -146,17 +150,25 @@ async function listenAll (server) {
 }
 
 /**
- * `stats` → CPU time (µs), heap+external and RSS (after a full GC when asked) and live subscribers; `publish` →
+ * `stats` → CPU time (µs), heap+external and RSS (after a full GC when asked), live subscribers, the event
+ * loop's delay since the last `stats` (p99 and max, ms), and (ours) streams opened, subscribers cut off as too slow
+ * and replays served; `publish` →
  * stamps and publishes item `n`; `deliver` (a cluster worker) → publishes the primary's stamped item; `stop` → exits.
  */
 function control () {
+  // the event loop's delay since the last `stats` (ms): how long a new connection may wait to be accepted
+  const delay = monitorEventLoopDelay({ resolution: 10 })
+  delay.enable()
   process.on('message', async (msg) => {
     if (msg?.cmd === 'stats') {
       if (msg.gc === true) { globalThis.gc?.(); globalThis.gc?.() }
       const cpu = process.cpuUsage()
       const mem = process.memoryUsage()
       const heap = mem.heapUsed + mem.external
-      process.send({ id: msg.id, cpu: cpu.user + cpu.system, heap, rss: mem.rss, subscribers: size() })
+      const loop = { p99: delay.percentile(99) / 1e6, max: delay.max / 1e6 }
+      delay.reset()
+      const subscribers = size()
+      process.send({ id: msg.id, cpu: cpu.user + cpu.system, heap, rss: mem.rss, subscribers, loop, ...counters?.() })
     } else if (msg?.cmd === 'publish') {
       const t0 = now()
       await publish(msg.n)

@@ -4,6 +4,7 @@
 //
 //   node bench/scale/storm.js [--n=20000] [--procs=2] [--clients=2] [--every=100] [--jitter=0]
 //     [--retry=3000] [--admission=rate[,burst[,spread]]] [--retry-after=5] [--bound=300] [--record [--as=after]]
+//     [--trace] [--profile=dir] [--listen=1]
 //
 // `--procs` Fastify + fastify-typed-sse processes (bench/scale/server.js, `--mode=redis`) share one Redis channel
 // (REDIS_URL, default redis://127.0.0.1:6379) holding --n subscribers from `--clients` client processes; one more
@@ -18,7 +19,12 @@
 // streaming again; what Redis sent meanwhile (`INFO stats` total_net_output_bytes) and the commands it
 // ran (`INFO commandstats`); items lost (a gap in a client's sequence) and read twice; `sse-reset` items; and the
 // delivery latency of the items published from the kill on (p50/p99/max, publish → read, replayed or live).
-import { fork } from 'node:child_process'
+// `--trace` prints the storm second by second (clients down and why, each server's CPU, event-loop delay and
+// counters, the accept queues and listen overflows: see `trace`); `--profile=dir` has the restarted servers write
+// a `--cpu-prof` profile there. `--listen` ports per server process (at least one per 10,000 clients), its clients
+// spread over them: a Node process accepts one connection per listening socket per turn of its event loop.
+import { execFileSync, fork } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import os from 'node:os'
 import { performance } from 'node:perf_hooks'
@@ -47,7 +53,12 @@ async function main () {
   const AS = option('as', undefined)
   /** Seconds from the kill that the clients are given to resume: past it, the run reports how many still had not. */
   const BOUND = Number(option('bound', '300'))
-  const PORTS = Math.ceil(N / PROCS / 10_000)
+  /** Prints, every second of the storm, clients down, the servers' CPU and event-loop delay, and the kernel's view. */
+  const TRACE = args.includes('--trace')
+  /** The restarted servers write a --cpu-prof profile to this directory on exit. */
+  const PROFILE = option('profile', undefined)
+  /** Listening sockets (ports) per server process: each accepts one connection per turn of the event loop. */
+  const PORTS = Math.max(Math.ceil(N / PROCS / 10_000), Number(option('listen', '1')))
   if (N / CLIENTS > 19_000 || N / PROCS > 19_000) throw new Error('at most 19,000 sockets per process (ulimit -n)')
   const prefix = `bench:scale:storm:${process.pid}:`
   const server = fileURLToPath(new URL('server.js', import.meta.url))
@@ -78,8 +89,8 @@ async function main () {
   const serverArgs = ['--kind=ours', '--mode=redis', `--ports=${PORTS}`, `--prefix=${prefix}`, '--history=100000', '--backlog=4096',
     ...(RETRY === undefined ? [] : [`--retry=${RETRY}`]), ...(ADMISSION === undefined ? [] : [`--admission=${ADMISSION}`]),
     ...(RETRY_AFTER === undefined ? [] : [`--retry-after=${RETRY_AFTER}`])]
-  const startServers = async () => {
-    const handles = Array.from({ length: PROCS }, () => start(server, serverArgs, ['--expose-gc']))
+  const startServers = async (execArgv = ['--expose-gc']) => {
+    const handles = Array.from({ length: PROCS }, () => start(server, serverArgs, execArgv))
     const ports = []
     for (const h of handles) ports.push(...(await h.next(m => m.ready === true, 60_000)).ports)
     return { handles, ports }
@@ -120,9 +131,10 @@ async function main () {
     kickoff = n
     const t0 = now()
     for (const h of servers.handles) h.proc.kill('SIGKILL')
-    servers = await startServers()
+    servers = await startServers(PROFILE === undefined ? undefined : ['--expose-gc', '--cpu-prof', `--cpu-prof-dir=${PROFILE}`])
     const listeningMs = now() - t0
     for (const c of clients) c.send({ cmd: 'reconnect', ports: servers.ports, jitter: JITTER, from: kickoff })
+    const tracing = TRACE ? trace(t0, servers, clients) : undefined
     const resumed = []
     for (const c of clients) {
       const left = t0 + BOUND * 1000 - now()
@@ -135,6 +147,7 @@ async function main () {
       stillDown.push(resumed[i] === undefined ? (await c.next(m => m.type === 'down', 60_000)).down : 0)
     }
     const down = stillDown.reduce((a, b) => a + b, 0)
+    await tracing?.stop()
     const resumeMs = down > 0 ? BOUND * 1000 : Math.max(...resumed.map(r => r.at)) - t0
     const after = await info()
     console.log(down > 0
@@ -180,6 +193,13 @@ async function main () {
     '| | fastify-typed-sse |', '|---|---|', ...rows.map(([k, v]) => `| ${k} | ${v} |`)].join('\n')
     console.log('\n' + table)
     if (recording()) recordFigures(AS === undefined ? 'scale-storm' : `scale-storm-${AS}`, table, `node bench/scale/storm.js ${args.filter(a => a !== '--record').join(' ')}`.trim())
+    if (PROFILE !== undefined) {
+      // a graceful exit writes the profile
+      const exits = servers.handles.map(h => new Promise(resolve => h.proc.once('exit', resolve)))
+      for (const h of servers.handles) h.send({ cmd: 'stop' })
+      await Promise.race([Promise.all(exits), sleep(30_000)])
+      console.log(`storm: CPU profiles of the restarted servers in ${PROFILE}`)
+    }
   } finally {
     for (const p of procs) p.kill('SIGKILL')
     const keys = await redis.keys(prefix + '*')
@@ -187,6 +207,63 @@ async function main () {
     redis.disconnect()
   }
   process.exit(0)
+}
+
+// ---- --trace: the storm second by second -----------------------------------------------------------------
+/**
+ * Every second from the kill: clients still down; per restarted server its CPU (% of a core), event-loop delay
+ * (p99/max ms) and subscribers; the listening sockets' accept queues (`ss`: Recv-Q, connections the kernel
+ * completed that the server did not accept yet) and the clients' connections still in SYN-SENT (a SYN dropped by
+ * a full queue is retransmitted after 1, 2, 4, 8... s); the kernel's listen overflows and SYNs sent again since the
+ * kill (machine-wide).
+ */
+function trace (t0, servers, clients) {
+  let on = true
+  let k = 0
+  const netstat = () => {
+    const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter(l => l.startsWith('TcpExt:'))
+    const names = lines[0].split(/\s+/)
+    const values = lines[1].split(/\s+/).map(Number)
+    const get = (n) => values[names.indexOf(n)]
+    return { overflows: get('ListenOverflows'), drops: get('ListenDrops'), synRetrans: get('TCPSynRetrans') }
+  }
+  const filter = (side) => '( ' + servers.ports.map(p => `${side} = :${p}`).join(' or ') + ' )'
+  const ss = (...argv) => {
+    try { return execFileSync('ss', ['-Htn', ...argv], { encoding: 'utf8' }) } catch { return '' }
+  }
+  const ask = (h, id) => { h.send({ cmd: 'stats', id }); return h.next(m => m.id === id, 5000).catch(() => undefined) }
+  const loop = (async () => {
+    const first = netstat()
+    let cpu = await Promise.all(servers.handles.map((h, i) => ask(h, `trace-${i}-${k}`)))
+    let at = now()
+    while (on) {
+      await sleep(1000)
+      k++
+      const stats = await Promise.all(servers.handles.map((h, i) => ask(h, `trace-${i}-${k}`)))
+      const progress = await Promise.all(clients.map(c => {
+        c.send({ cmd: 'progress', k })
+        return c.next(m => m.type === 'progress' && m.k === k, 5000).catch(() => ({ down: NaN }))
+      }))
+      const t = now()
+      const sum = (key) => progress.reduce((a, p) => a + p[key], 0)
+      const queues = ss('-l', filter('sport')).trim().split('\n').filter(Boolean).map(l => l.split(/\s+/)[1]).join('/')
+      const synSent = ss('state', 'syn-sent', filter('dport')).split('\n').filter(Boolean).length
+      const net = netstat()
+      const servers_ = stats.map((s, i) => {
+        if (s === undefined || cpu[i] === undefined) return '?'
+        const pct = (s.cpu - cpu[i].cpu) / 10 / (t - at)
+        return `${pct.toFixed(0)}% ${s.loop.p99.toFixed(0)}/${s.loop.max.toFixed(0)}ms ${s.subscribers} subs ` +
+          `${s.opened} opened ${s.cutOffs} cut`
+      }).join(' | ')
+      console.log(`trace ${((t - t0) / 1000).toFixed(1)}s: down ${sum('down')} ` +
+        `(connecting ${sum('connecting')}, connected without an answer ${sum('heads')}, closed again ${sum('again')}); ` +
+        `servers ${servers_}; accept queues ${queues}; syn-sent ${synSent}; listen overflows +${net.overflows - first.overflows} ` +
+        `drops +${net.drops - first.drops}, SYNs sent again +${net.synRetrans - first.synRetrans}; load ${os.loadavg()[0].toFixed(2)}`)
+      cpu = stats
+      at = t
+    }
+  })()
+  return { stop: async () => { on = false; await loop } }
 }
 
 // ---- a client process: raw sockets that remember their last id, and come back with it ---------------------
@@ -203,12 +280,19 @@ function client () {
   let unavailable = 0
   let unreachable = 0
   let down = 0
+  /** Sockets whose connect() has not completed yet (their SYN unanswered), and those connected but not yet answered. */
+  let connecting = 0
+  let heads = 0
+  /** Streams that closed after they had resumed (a cut-off, say): they come back once more. */
+  let again = 0
   let ports = []
   let jitter = 0
   let resumedAt = 0
   /** Closed before the new servers' ports are known: they reconnect once told. */
   let waiting = []
   let told = false
+  /** Until every client first streams: a refused one (a 503) comes back to the same servers after its Retry-After. */
+  let first = true
 
   function onData (chunk) {
     const at = now()
@@ -226,6 +310,7 @@ function client () {
         return
       }
       state.up = true
+      heads--
       if (--down === 0) resumedAt = at
       text = text.slice(head + 4)
     }
@@ -265,11 +350,12 @@ function client () {
 
   function onClose () {
     const state = this.state
-    if (state.up) { state.up = false; down++ }
+    if (state.up) { state.up = false; down++; if (told) again++ } else if (state.connected) heads--
+    else connecting--
     // as an EventSource: after a 503 its Retry-After, else the `retry` last received
     const delay = state.retryAfter ?? state.retry
     state.retryAfter = undefined
-    if (delay !== undefined) setTimeout(attempt, delay, state)
+    if (delay !== undefined) setTimeout(first ? open : attempt, delay, state)
     // no `retry` received: before the new ports are known, wait; after, try again (the server refused, or was not
     // listening yet)
     else if (!told) waiting.push(state)
@@ -283,11 +369,20 @@ function client () {
     setTimeout(attempt, state.retry, state)
   }
 
+  function onConnect () {
+    this.state.connected = true
+    connecting--
+    heads++
+  }
+
   function open (state) {
     const socket = connect(ports[state.k % ports.length], '127.0.0.1')
     socket.state = state
     state.tail = ''
     state.sawRetry = false
+    state.connected = false
+    connecting++
+    socket.once('connect', onConnect)
     socket.on('data', onData)
     socket.on('close', onClose)
     socket.on('error', () => {})
@@ -306,6 +401,7 @@ function client () {
         if (k % 64 === 63) await sleep(5)
       }
       while (down > 0) await sleep(100)
+      first = false
       process.send({ type: 'connected' })
     } else if (msg.cmd === 'reconnect') {
       from = msg.from
@@ -316,6 +412,8 @@ function client () {
       waiting = []
       while (down > 0) await sleep(100)
       process.send({ type: 'resumed', at: resumedAt })
+    } else if (msg.cmd === 'progress') {
+      process.send({ type: 'progress', k: msg.k, down, connecting, heads, again })
     } else if (msg.cmd === 'down') {
       process.send({ type: 'down', down })
     } else if (msg.cmd === 'report') {
