@@ -32,7 +32,8 @@ export interface ResolvedOptions extends ResolvedStreamOptions {
 
 export const DEFAULTS: ResolvedOptions = {
   heartbeat: 15_000,
-  // EventSource's usual delay, so browsers wait as long on average; the jitter spreads them after a restart
+  // EventSource's own delay in Chromium and Safari (Firefox's is 5 s): 3 s on average in every browser; the
+  // jitter spreads clients out after a restart
   retry: 3000,
   retryJitter: 0.5,
   writeTimeout: 30_000,

@@ -33,7 +33,8 @@ export interface SseStreamOptions<Item = SseItem> {
   /**
    * Reconnection delay (ms) sent as a `retry:` line when the stream opens, varied per stream by `retryJitter`, so
    * that clients dropped together (a restart) come back spread out. `false` sends no `retry:` line (the client's own
-   * default applies, the same for every client). A whole number >= 0 or false; default 3000 (EventSource's usual).
+   * default applies, the same for every client of a browser: 3 s in Chromium and Safari, 5 s in Firefox). A whole
+   * number >= 0 or false; default 3000.
    */
   retry?: number | false
   /**
