@@ -16,6 +16,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { recordFigures, recording, withoutRecord } from './figures.js'
 import { stampedFrameReader } from './stamped-frames.js'
+import { noRetry } from './servers/common.js'
 
 const DIST = process.argv.find(a => a.startsWith('--dist='))?.slice('--dist='.length)
 const positional = withoutRecord().filter(a => !a.startsWith('--dist='))
@@ -45,7 +46,9 @@ async function server (): Promise<void> {
   }
 
   const app = Fastify({ logger: false })
-  await app.register(ssePlugin, { heartbeat: 15_000 })
+  // no `retry:` line (the plugin's default sends one per stream), as /raw and /passthrough, and as --dist builds
+  // from before it and the recorded figures
+  await app.register(ssePlugin, { heartbeat: 15_000, ...await noRetry(Fastify, ssePlugin) })
   const channel = app.sse.channel<{ t: number, n: number }>('bench', { history: 100 })
   app.get('/sub', (request, reply) => reply.sse(channel.subscribe({ lastEventId: request.headers['last-event-id'], signal: request.signal })))
   // BENCH_PATH=/nosignal: the same subscription without request.signal

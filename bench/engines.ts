@@ -172,7 +172,8 @@ async function server (engine: Engine, name: string): Promise<void> {
   const { default: Fastify } = await import('fastify')
   const { default: ssePlugin } = await import('../lib/index.js')
   const app = Fastify({ logger: false })
-  await app.register(ssePlugin, { heartbeat: 60_000 })
+  // no `retry:` line (the plugin's default sends one per stream), as when the recorded figures were taken
+  await app.register(ssePlugin, { heartbeat: 60_000, retry: false })
   const { backend, held, close } = await store(engine, name)
   type Data = { t: number, n: number }
   const channel = (channelName: string) => backend === undefined

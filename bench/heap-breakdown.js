@@ -32,6 +32,7 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import v8 from 'node:v8'
 import { recordFigures, recording } from './figures.js'
+import { noRetry } from './servers/common.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const args = process.argv.slice(2)
@@ -64,7 +65,10 @@ async function serve (variant) {
     const app = Fastify({ logger: false })
     if (PLUGIN_VARIANTS.has(variant)) {
       const { default: ssePlugin } = await import(pathToFileURL(join(process.env.HEAP_BREAKDOWN_DIST, 'index.js')).href)
-      await app.register(ssePlugin, JSON.parse(process.env.HEAP_BREAKDOWN_OPTIONS))
+      // no `retry:` line (the plugin's default sends one per stream), as the variants without the plugin and the
+      // recorded figures; --options may still set one
+      const options = JSON.parse(process.env.HEAP_BREAKDOWN_OPTIONS)
+      await app.register(ssePlugin, { ...await noRetry(Fastify, ssePlugin), ...options })
     }
     const channel = PLUGIN_VARIANTS.has(variant) ? app.sse.channel('idle', { history: 0 }) : undefined
     const never = new Promise(() => {})

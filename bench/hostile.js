@@ -20,6 +20,7 @@ import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { recordFigures, recording } from './figures.js'
+import { noRetry } from './servers/common.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const args = process.argv.slice(2)
@@ -64,10 +65,12 @@ async function serve () {
   const counts = { entered: 0, finals: 0 }
   const apps = []
   const channels = []
+  // no `retry:` line (the plugin's default sends one per stream), as when the recorded figures were taken
+  const retry = await noRetry(Fastify, ssePlugin)
 
   async function start (options) {
     const app = Fastify({ logger: false, ...options })
-    await app.register(ssePlugin, { maxConnections, heartbeat: 5000 })
+    await app.register(ssePlugin, { maxConnections, heartbeat: 5000, ...retry })
     const channel = app.sse.channel('hostile', { history: 0, queueItems: 16, queueBytes: 1024 * 1024 })
     channels.push(channel)
     app.get('/events', async function * (request) {
@@ -381,7 +384,8 @@ async function serveReplay () {
   const { redisChannels } = await import(pathToFileURL(join(dirname(distPath), 'channel', 'redis', 'index.js')).href)
   const redis = new Redis(redisUrl)
   const app = Fastify({ logger: false })
-  await app.register(ssePlugin, { heartbeat: 60_000 })
+  // no `retry:` line (the plugin's default sends one per stream), as when the recorded figures were taken
+  await app.register(ssePlugin, { heartbeat: 60_000, ...await noRetry(Fastify, ssePlugin) })
   const channel = app.sse.channel('replay', { backend: redisChannels({ redis }), history: Number(history) })
   app.get('/replay', (request, reply) =>
     reply.sse(channel.subscribe({ lastEventId: request.headers['last-event-id'], signal: request.signal })))

@@ -155,7 +155,8 @@ async function server (prefix: string, name: string, nodes: string | undefined):
       { redisOptions: { connectionName: `${name}-client` } })
   const backend = redisChannels({ redis, prefix, readerName: name })
   const app = Fastify({ logger: false })
-  await app.register(ssePlugin, { heartbeat: 60_000 })
+  // no `retry:` line (the plugin's default sends one per stream), as when the recorded figures were taken
+  await app.register(ssePlugin, { heartbeat: 60_000, retry: false })
   const room = (n: number | string) => app.sse.channel<{ t: number, n: number }>(`room:${n}`, { history: 10, backend })
   let mine: number[] = []
   app.get<{ Params: { n: string } }>('/room/:n', (request, reply) =>
