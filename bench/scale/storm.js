@@ -58,7 +58,11 @@ async function main () {
   /** The restarted servers write a --cpu-prof profile to this directory on exit. */
   const PROFILE = option('profile', undefined)
   /** Listening sockets (ports) per server process: each accepts one connection per turn of the event loop. */
-  const PORTS = Math.max(Math.ceil(N / PROCS / 10_000), Number(option('listen', '1')))
+  const LISTEN = Number(option('listen', '1'))
+  if (!Number.isSafeInteger(LISTEN) || LISTEN < 1) {
+    throw new Error(`--listen must be a positive whole number of ports per server process, got ${option('listen')}`)
+  }
+  const PORTS = Math.max(Math.ceil(N / PROCS / 10_000), LISTEN)
   if (N / CLIENTS > 19_000 || N / PROCS > 19_000) throw new Error('at most 19,000 sockets per process (ulimit -n)')
   const prefix = `bench:scale:storm:${process.pid}:`
   const server = fileURLToPath(new URL('server.js', import.meta.url))
