@@ -33,6 +33,8 @@ const RETRY = arg('retry', undefined)
 const ADMISSION = arg('admission', undefined)
 /** ours: the plugin's `retryAfter` (seconds; the plugin's default when not given). */
 const RETRY_AFTER = arg('retry-after', undefined)
+/** `--loop-delay`: measure the event loop's delay for `stats` (a timer every 10 ms: only when traced). */
+const LOOP_DELAY = process.argv.includes('--loop-delay')
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const CHANNEL = 'scale'
 
@@ -150,23 +152,23 @@ async function listenAll (server) {
 }
 
 /**
- * `stats` → CPU time (µs), heap+external and RSS (after a full GC when asked), live subscribers, the event
- * loop's delay since the last `stats` (p99 and max, ms), and (ours) streams opened, subscribers cut off as too slow
- * and replays served; `publish` →
+ * `stats` → CPU time (µs), heap+external and RSS (after a full GC when asked), live subscribers, with
+ * `--loop-delay` the event loop's delay since the last `stats` (p99 and max, ms), and (ours) streams opened,
+ * subscribers cut off as too slow and replays served; `publish` →
  * stamps and publishes item `n`; `deliver` (a cluster worker) → publishes the primary's stamped item; `stop` → exits.
  */
 function control () {
   // the event loop's delay since the last `stats` (ms): how long a new connection may wait to be accepted
-  const delay = monitorEventLoopDelay({ resolution: 10 })
-  delay.enable()
+  const delay = LOOP_DELAY ? monitorEventLoopDelay({ resolution: 10 }) : undefined
+  delay?.enable()
   process.on('message', async (msg) => {
     if (msg?.cmd === 'stats') {
       if (msg.gc === true) { globalThis.gc?.(); globalThis.gc?.() }
       const cpu = process.cpuUsage()
       const mem = process.memoryUsage()
       const heap = mem.heapUsed + mem.external
-      const loop = { p99: delay.percentile(99) / 1e6, max: delay.max / 1e6 }
-      delay.reset()
+      const loop = delay === undefined ? undefined : { p99: delay.percentile(99) / 1e6, max: delay.max / 1e6 }
+      delay?.reset()
       const subscribers = size()
       process.send({ id: msg.id, cpu: cpu.user + cpu.system, heap, rss: mem.rss, subscribers, loop, ...counters?.() })
     } else if (msg?.cmd === 'publish') {

@@ -20,21 +20,25 @@
 // ran (`INFO commandstats`); items lost (a gap in a client's sequence) and read twice; `sse-reset` items; and the
 // delivery latency of the items published from the kill on (p50/p99/max, publish → read, replayed or live).
 // `--trace` prints the storm second by second (clients down and why, each server's CPU, event-loop delay and
-// counters, the accept queues and listen overflows: see `trace`); `--profile=dir` has the restarted servers write
-// a `--cpu-prof` profile there. `--listen` ports per server process (at least one per 10,000 clients), its clients
-// spread over them: a Node process accepts one connection per listening socket per turn of its event loop.
-import { execFileSync, fork } from 'node:child_process'
+// counters, the accept queues and listen overflows: see `trace`; it lists the bench's sockets with `ss` twice a
+// second, on the same cores as the servers, so a traced run carries that load); `--profile=dir` has the restarted
+// servers write a `--cpu-prof` profile there. `--listen`: ports per server process (a positive whole number; at
+// least one per 10,000 clients of a process whatever it says), its clients spread over them: a Node process
+// accepts one connection per listening socket per turn of its event loop.
+import { execFile, fork } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import os from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { recordFigures, recording } from '../figures.js'
 
 const args = process.argv.slice(2)
 const option = (name, fallback) => args.find(a => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback
 const now = () => performance.timeOrigin + performance.now()
+const run = promisify(execFile)
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 
 if (process.argv[2] === 'client') client()
@@ -58,7 +62,11 @@ async function main () {
   /** The restarted servers write a --cpu-prof profile to this directory on exit. */
   const PROFILE = option('profile', undefined)
   /** Listening sockets (ports) per server process: each accepts one connection per turn of the event loop. */
-  const PORTS = Math.max(Math.ceil(N / PROCS / 10_000), Number(option('listen', '1')))
+  const LISTEN = Number(option('listen', '1'))
+  if (!Number.isSafeInteger(LISTEN) || LISTEN < 1) {
+    throw new Error(`--listen must be a positive whole number of ports per server process, got ${option('listen')}`)
+  }
+  const PORTS = Math.max(Math.ceil(N / PROCS / 10_000), LISTEN)
   if (N / CLIENTS > 19_000 || N / PROCS > 19_000) throw new Error('at most 19,000 sockets per process (ulimit -n)')
   const prefix = `bench:scale:storm:${process.pid}:`
   const server = fileURLToPath(new URL('server.js', import.meta.url))
@@ -89,8 +97,8 @@ async function main () {
   const serverArgs = ['--kind=ours', '--mode=redis', `--ports=${PORTS}`, `--prefix=${prefix}`, '--history=100000', '--backlog=4096',
     ...(RETRY === undefined ? [] : [`--retry=${RETRY}`]), ...(ADMISSION === undefined ? [] : [`--admission=${ADMISSION}`]),
     ...(RETRY_AFTER === undefined ? [] : [`--retry-after=${RETRY_AFTER}`])]
-  const startServers = async (execArgv = ['--expose-gc']) => {
-    const handles = Array.from({ length: PROCS }, () => start(server, serverArgs, execArgv))
+  const startServers = async (execArgv = ['--expose-gc'], extra = []) => {
+    const handles = Array.from({ length: PROCS }, () => start(server, [...serverArgs, ...extra], execArgv))
     const ports = []
     for (const h of handles) ports.push(...(await h.next(m => m.ready === true, 60_000)).ports)
     return { handles, ports }
@@ -131,7 +139,9 @@ async function main () {
     kickoff = n
     const t0 = now()
     for (const h of servers.handles) h.proc.kill('SIGKILL')
-    servers = await startServers(PROFILE === undefined ? undefined : ['--expose-gc', '--cpu-prof', `--cpu-prof-dir=${PROFILE}`])
+    // only the traced servers measure their event-loop delay
+    servers = await startServers(PROFILE === undefined ? undefined : ['--expose-gc', '--cpu-prof', `--cpu-prof-dir=${PROFILE}`],
+      TRACE ? ['--loop-delay'] : [])
     const listeningMs = now() - t0
     for (const c of clients) c.send({ cmd: 'reconnect', ports: servers.ports, jitter: JITTER, from: kickoff })
     const tracing = TRACE ? trace(t0, servers, clients) : undefined
@@ -228,9 +238,10 @@ function trace (t0, servers, clients) {
     return { overflows: get('ListenOverflows'), drops: get('ListenDrops'), synRetrans: get('TCPSynRetrans') }
   }
   const filter = (side) => '( ' + servers.ports.map(p => `${side} = :${p}`).join(' or ') + ' )'
-  const ss = (...argv) => {
-    try { return execFileSync('ss', ['-Htn', ...argv], { encoding: 'utf8' }) } catch { return '' }
-  }
+  // `ss` runs beside the servers on the same cores: asynchronously, so that the orchestrator's event loop is not
+  // held while it lists thousands of sockets (the listing itself still costs CPU: traced runs carry it)
+  const ss = (...argv) => run('ss', ['-Htn', ...argv], { encoding: 'utf8', maxBuffer: 64 * 1048576 })
+    .then(r => r.stdout, () => '')
   const ask = (h, id) => { h.send({ cmd: 'stats', id }); return h.next(m => m.id === id, 5000).catch(() => undefined) }
   const loop = (async () => {
     const first = netstat()
@@ -246,13 +257,15 @@ function trace (t0, servers, clients) {
       }))
       const t = now()
       const sum = (key) => progress.reduce((a, p) => a + p[key], 0)
-      const queues = ss('-l', filter('sport')).trim().split('\n').filter(Boolean).map(l => l.split(/\s+/)[1]).join('/')
-      const synSent = ss('state', 'syn-sent', filter('dport')).split('\n').filter(Boolean).length
+      const [listening, syn] = await Promise.all([ss('-l', filter('sport')), ss('state', 'syn-sent', filter('dport'))])
+      const queues = listening.trim().split('\n').filter(Boolean).map(l => l.split(/\s+/)[1]).join('/')
+      const synSent = syn.split('\n').filter(Boolean).length
       const net = netstat()
       const servers_ = stats.map((s, i) => {
         if (s === undefined || cpu[i] === undefined) return '?'
         const pct = (s.cpu - cpu[i].cpu) / 10 / (t - at)
-        return `${pct.toFixed(0)}% ${s.loop.p99.toFixed(0)}/${s.loop.max.toFixed(0)}ms ${s.subscribers} subs ` +
+        const loop = s.loop === undefined ? '?' : `${s.loop.p99.toFixed(0)}/${s.loop.max.toFixed(0)}`
+        return `${pct.toFixed(0)}% ${loop}ms ${s.subscribers} subs ` +
           `${s.opened} opened ${s.cutOffs} cut`
       }).join(' | ')
       console.log(`trace ${((t - t0) / 1000).toFixed(1)}s: down ${sum('down')} ` +
