@@ -173,10 +173,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
     this.#home.closed(this)
   }
 
-  /**
-   * @internal Let go by its registry: it keeps its options and its ids going; an in-memory one not its history (a
-   * shared one's is in the store).
-   */
+  /** @internal Let go by its registry: it keeps its options and ids going (an in-memory one not its history). */
   forgotten (): void {
     this.#registered = false
     this.#backend.forget?.()
