@@ -51,7 +51,11 @@ export interface Channel<T = unknown, Published extends string | Promise<string>
   publish: [Published] extends [Promise<string>]
     ? (item: SseItem<T>, options?: PublishOptions) => Published
     : (item: SseItem<T>, options?: TargetOptions) => Published
-  /** Items published from now on, after those missed since `lastEventId`. Ends when `signal` aborts. */
+  /**
+   * Items published from now on, after those missed since `lastEventId`. Ends when `signal` aborts. On a
+   * forgotten shared channel whose name another app of the backend took meanwhile, throws `FST_SSE_INVALID_OPTION`
+   * (`field: 'backend'`) until that channel is closed or forgotten.
+   */
   subscribe: (options?: SubscribeOptions) => ChannelSubscription<T>
   /** Ends every subscription (their streams end) and forgets the history; the name can be used again. */
   close: () => void
@@ -62,8 +66,9 @@ type ChannelHome = Home<SseChannel<unknown>>
 /** `app.sse`: the plugin's channels. */
 export interface SseChannels {
   /**
-   * The channel of that name, created on first use; the same object for the same name. With a shared
-   * `backend` (Redis), its items reach the subscribers of every process and `publish` returns a promise.
+   * The channel of that name, created on first use; the same object for the same name while it is in use or
+   * held. With a shared `backend` (Redis), its items reach the subscribers of every process and `publish` returns
+   * a promise.
    */
   channel<T = unknown>(name: string, options: SharedChannelOptions): Channel<T, Promise<string>>
   /** The channel of that name, created on first use; the same object for the same name while it is in use or held. */
@@ -135,7 +140,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
     return this.#registered
   }
 
-  /** @internal Forgotten once it has been idle that long; never when its backend keeps the history elsewhere. */
+  /** @internal Forgotten once it has been idle that long; never when its backend has no forget. */
   get idleTimeout (): number {
     return this.#backend.forget === undefined ? Infinity : this.limits.idleTimeout
   }
@@ -168,7 +173,7 @@ export class SseChannel<T> implements Channel<T, string | Promise<string>>, Subs
     this.#home.closed(this)
   }
 
-  /** @internal Let go by its registry: it keeps its options and its ids going, not its history. */
+  /** @internal Let go by its registry: it keeps its options and ids going (an in-memory one not its history). */
   forgotten (): void {
     this.#registered = false
     this.#backend.forget?.()

@@ -13,7 +13,7 @@ import type { ChannelBackendFactory, ChannelEncoder, ChannelItem, Replay, Replay
 import { MemoryBackend, memoryBackend } from '../../lib/channel/memory.js'
 import { TagIndex, reaches, resolveTarget } from '../../lib/channel/target.js'
 import { encodeAhead, encodeParts } from '../../lib/encode.js'
-import { nearName } from '../../lib/errors.js'
+import { invalidOption, nearName } from '../../lib/errors.js'
 import ssePlugin, { type SseItem } from '../../lib/index.js'
 import { open, startApp, take, within } from '../helpers.js'
 
@@ -293,6 +293,48 @@ t.test('a backend without forget is never forgotten; close() stops the idle time
   t.equal(time.timers, 1, 'a timer for the idle one')
   await registry.close()
   t.equal(time.timers, 0, 'stopped')
+})
+
+t.test('a held shared channel whose rejoin is refused: publish rejects, subscribe and channel(name) throw, until taken back', async t => {
+  const time = fakeClock()
+  const registry = new ChannelRegistry(Fastify().log, JSON.stringify, memoryBackend, undefined, time.clock)
+  // the backend refuses one rejoin, as a shared one does while another app's channel has the name
+  let refusals = 1
+  let rejoins = 0
+  const backend: ChannelBackendFactory<Promise<string>> = (_name, options, deliver) => {
+    const memory = new MemoryBackend(options, deliver)
+    return {
+      asynchronous: true,
+      append: async (item, encode) => memory.append(item, encode),
+      replay: memory.replay.bind(memory),
+      position: memory.position.bind(memory),
+      forget: () => {},
+      rejoined: () => {
+        rejoins++
+        if (refusals-- > 0) throw invalidOption('backend', 'of channel "room" already serves a channel of that name')
+      },
+      close: () => {}
+    }
+  }
+  const held = registry.channel('room', { backend, idleTimeout: 100 })
+  time.advance(101)
+  t.notOk(registered(held), 'forgotten once idle')
+  t.equal(registry.stats().channelCount, 0)
+  const refusal = { code: 'FST_SSE_INVALID_OPTION', field: 'backend' }
+  await t.rejects(held.publish({ data: 1 }), refusal, 'publish rejects')
+  t.equal(rejoins, 1)
+  refusals = 1
+  t.throws(() => held.subscribe(), refusal, 'subscribe throws at once')
+  refusals = 1
+  t.throws(() => registry.channel('room', { backend }), refusal, 'channel(name) throws')
+  t.notOk(registered(held), 'still forgotten')
+  t.equal(registry.stats().channelCount, 0, 'nothing counted while refused')
+  t.equal(rejoins, 3)
+  t.equal(registry.channel('room', { backend }), held, 'taken back once the backend lets it')
+  t.ok(registered(held))
+  t.equal(registry.stats().channelCount, 1)
+  t.match(await held.publish({ data: 2 }), /-\d+$/, 'publishes again')
+  await registry.close()
 })
 
 t.test('a forgotten object after app.close(): closed like every channel, its publish throws', async t => {

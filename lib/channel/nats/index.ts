@@ -115,7 +115,7 @@ class Backend implements NatsGroup, ReaderHost {
     addChannel(this.#channels, channel.name, OWNER, () => channel)
   }
 
-  /** The last channel (closed, or forgotten before) stops the reader; a close waits for one stopping. */
+  /** The last channel (closed, or forgotten before) stops the reader; a close waits for every one stopping. */
   close (channel: NatsChannel): Promise<void> {
     this.forget(channel)
     return this.#closed
@@ -128,7 +128,8 @@ class Backend implements NatsGroup, ReaderHost {
     if (this.#channels.size > 0 || reader === undefined) return
     this.#reader = undefined
     // with no channel left, none would stop it with the app
-    this.#closed = reader.close()
+    // chained: a close still running (its last channel forgotten) is waited for with a later one
+    this.#closed = Promise.all([this.#closed, reader.close()]).then(() => {})
   }
 
   /** The connection's state: said once per outage and once when it is back (then the reader starts again). */

@@ -96,7 +96,7 @@ class Backend implements PostgresGroup {
     addChannel(this.#channels, channel.name, OWNER, () => channel)
   }
 
-  /** The last channel (closed, or forgotten before) closes the listener; a close waits for one closing. */
+  /** The last channel (closed, or forgotten before) closes the listener; a close waits for every one closing. */
   close (channel: PostgresChannel): Promise<void> {
     this.forget(channel)
     return this.#closed
@@ -109,7 +109,8 @@ class Backend implements PostgresGroup {
     if (this.#channels.size > 0 || listener === undefined) return
     this.#listener = undefined
     // with no channel left, none would close it with the app
-    this.#closed = listener.close()
+    // chained: a close still running (its last channel forgotten) is waited for with a later one
+    this.#closed = Promise.all([this.#closed, listener.close()]).then(() => {})
   }
 }
 

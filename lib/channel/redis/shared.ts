@@ -15,7 +15,7 @@ export class Backends {
    * subscriber for `readerIdleTimeout`, or with the last channel of its tag.
    */
   readonly #readers = new Map<string, StreamReader>()
-  /** The closes of readers closed for idleness, until done: the last channel of a tag waits for them too. */
+  /** The closes of readers closed for idleness or by forgetting, until done: a channel closing waits for them. */
   readonly #closing = new Set<Promise<void>>()
   /** How many channels each tag has. */
   readonly #tags = new Map<string, number>()
@@ -56,28 +56,29 @@ export class Backends {
   }
 
   /**
-   * A channel of this backend closed: the last one of its tag closes their reader. One forgotten before has left
-   * already; it waits for the readers closing.
+   * A channel of this backend closed: the last one of its tag closes their reader. It waits for every reader
+   * closing too (one closed for idleness, or by the last channel of its tag forgotten), so the app's close does.
    */
   close (backend: ReadChannel): Promise<void> {
-    if (this.#channels.get(backend.name) !== backend) return Promise.all(this.#closing).then(() => {})
     const reader = this.#leave(backend)
-    if (reader === undefined) return Promise.resolve()
-    return Promise.all([reader.close(), ...this.#closing]).then(() => {})
+    return Promise.all([reader?.close(), ...this.#closing]).then(() => {})
   }
 
   /**
    * A channel of this backend was forgotten (it has no subscriber): its name is free, and the last one of its tag
-   * closes their reader (or no channel would be left to close it with the app). Only a channel that has its name
-   * is forgotten: its registry holds it until then, and takes it back (with its name) before it forgets it again.
+   * closes their reader (or no channel would be left to close it with the app).
    */
   forget (backend: ReadChannel): void {
     const reader = this.#leave(backend)
     if (reader !== undefined) this.#closeLater(reader)
   }
 
-  /** The channel leaves its name and its tag: answers the tag's reader (if any) when it was the last of the tag. */
+  /**
+   * The channel leaves its name and its tag: answers the tag's reader (if any) when it was the last of the tag.
+   * One that has left already (forgotten, then closed with the app) leaves nothing: it no longer counts in its tag.
+   */
   #leave (backend: ReadChannel): StreamReader | undefined {
+    if (this.#channels.get(backend.name) !== backend) return undefined
     this.#channels.delete(backend.name)
     const left = (this.#tags.get(backend.tag) as number) - 1
     if (left > 0) {
